@@ -1,0 +1,460 @@
+//! The config file: TOML text in, a validated [`Config`] out, with file:line:column errors.
+//!
+//! Parsing happens in two steps, as the style guide asks: serde reads the raw shape
+//! (`Raw*` types, with spans), then [`Config::from_toml`] validates everything into the
+//! types the rest of oneoff uses. Every problem in the file is reported, not just the first.
+//! Reading the file and resolving flags and environment variables is the caller's job;
+//! they arrive as [`Overrides`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
+use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
+use crate::template::{is_identifier, Template};
+
+/// Server settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Runs executing at once across all jobs; more wait in the FIFO queue.
+    pub max_concurrent_runs: u32,
+    /// On SIGTERM, how long running jobs may go on before they are cancelled.
+    pub drain: Duration,
+    /// Finished runs older than this are deleted with their logs; `None` keeps everything.
+    pub retention: Option<Duration>,
+    pub max_body_bytes: usize,
+    /// Longer output lines are cut into several log entries.
+    pub max_line_bytes: usize,
+    /// An unfinished line (a progress bar) is stored after this much quiet.
+    pub partial_line_flush: Duration,
+    /// Upper bound of `wait` on the long-poll log endpoint.
+    pub long_poll_max: Duration,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub catalog: Catalog,
+}
+
+/// Values from flags or environment variables, which win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One problem in the config, with its place when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default, rename = "job")]
+    jobs: Vec<RawJob>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<String>,
+    max_concurrent_runs: Option<Spanned<u32>>,
+    drain: Option<Spanned<String>>,
+    retention: Option<Spanned<String>>,
+    max_body_bytes: Option<Spanned<usize>>,
+    max_line_bytes: Option<Spanned<usize>>,
+    partial_line_flush: Option<Spanned<String>>,
+    long_poll_max: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    command: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    workdir: Option<String>,
+    #[serde(default, rename = "param", alias = "params")]
+    params: Vec<RawParam>,
+    timeout: Option<Spanned<String>>,
+    max_concurrent: Option<Spanned<u32>>,
+    grace: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    required: bool,
+    default: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    description: String,
+    pattern: Option<Spanned<String>>,
+    max_length: Option<Spanned<usize>>,
+    min: Option<Spanned<i64>>,
+    max: Option<Spanned<i64>>,
+    choices: Option<Spanned<Vec<String>>>,
+}
+
+/// Collects errors with positions computed from byte spans of one source text.
+struct Problems<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let position = Some(line_column(self.text, span.start));
+        self.errors.push(ConfigError { file: self.file.to_string(), position, message: message.into() });
+    }
+
+    fn nowhere(&mut self, message: impl Into<String>) {
+        self.errors.push(ConfigError { file: self.file.to_string(), position: None, message: message.into() });
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |index| index + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+impl Config {
+    /// Validates config text. `file` names it in errors; relative paths in it are resolved
+    /// against `base_dir` (the file's directory); `overrides` win over the file.
+    pub fn from_toml(file: &str, text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        let mut problems = Problems { file, text, errors: Vec::new() };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(error) => {
+                let message = error.message().trim().replace('\n', "; ");
+                match error.span() {
+                    Some(span) => problems.at(span, message),
+                    None => problems.nowhere(message),
+                }
+                return Err(ConfigErrors(problems.errors));
+            }
+        };
+        let server = validate_server(raw.server, base_dir, overrides, &mut problems);
+        let mut jobs: Vec<JobSpec> = Vec::new();
+        let mut seen_names = HashSet::new();
+        for raw_job in raw.jobs {
+            if !seen_names.insert(raw_job.name.get_ref().clone()) {
+                problems.at(raw_job.name.span(), format!("duplicate job `{}`", raw_job.name.get_ref()));
+                continue;
+            }
+            if let Some(job) = validate_job(raw_job, base_dir, &mut problems) {
+                jobs.push(job);
+            }
+        }
+        match (server, problems.errors.is_empty()) {
+            (Some(server), true) => Ok(Config { server, catalog: Catalog::new(jobs) }),
+            _ => Err(ConfigErrors(problems.errors)),
+        }
+    }
+}
+
+fn duration(value: &Option<Spanned<String>>, default: Option<Duration>, problems: &mut Problems) -> Option<Duration> {
+    match value {
+        None => default,
+        Some(text) => match humantime::parse_duration(text.get_ref().trim()) {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                problems.at(text.span(), format!("`{}` is not a duration like 30s, 10m or 2h ({error})", text.get_ref()));
+                default
+            }
+        },
+    }
+}
+
+fn validate_server(raw: RawServer, base_dir: &Path, overrides: &Overrides, problems: &mut Problems) -> Option<ServerConfig> {
+    let listen = match (&overrides.listen, &raw.listen) {
+        (Some(flag), _) => flag.parse().map_err(|_| problems.nowhere(format!("listen address `{flag}` is not IP:PORT"))).ok(),
+        (None, Some(text)) => text
+            .get_ref()
+            .parse()
+            .map_err(|_| problems.at(text.span(), format!("listen address `{}` is not IP:PORT", text.get_ref())))
+            .ok(),
+        (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+    };
+    let data_dir = match (&overrides.data_dir, raw.data_dir) {
+        (Some(flag), _) => flag.clone(),
+        (None, Some(dir)) => base_dir.join(dir),
+        (None, None) => base_dir.join("data"),
+    };
+    let max_concurrent_runs = match raw.max_concurrent_runs {
+        Some(value) if *value.get_ref() == 0 => {
+            problems.at(value.span(), "max_concurrent_runs must be at least 1");
+            1
+        }
+        Some(value) => value.into_inner(),
+        None => 16,
+    };
+    let drain = duration(&raw.drain, Some(Duration::from_secs(30)), problems);
+    let retention = duration(&raw.retention, None, problems);
+    let partial_line_flush = duration(&raw.partial_line_flush, Some(Duration::from_millis(200)), problems);
+    let long_poll_max = duration(&raw.long_poll_max, Some(Duration::from_secs(30)), problems);
+    let positive = |value: Option<Spanned<usize>>, default: usize, what: &str, problems: &mut Problems| match value {
+        Some(value) if *value.get_ref() < 1024 => {
+            problems.at(value.span(), format!("{what} must be at least 1024"));
+            default
+        }
+        Some(value) => value.into_inner(),
+        None => default,
+    };
+    let max_body_bytes = positive(raw.max_body_bytes, 1024 * 1024, "max_body_bytes", problems);
+    let max_line_bytes = positive(raw.max_line_bytes, 64 * 1024, "max_line_bytes", problems);
+    Some(ServerConfig {
+        listen: listen?,
+        data_dir,
+        max_concurrent_runs,
+        drain: drain?,
+        retention,
+        max_body_bytes,
+        max_line_bytes,
+        partial_line_flush: partial_line_flush?,
+        long_poll_max: long_poll_max?,
+    })
+}
+
+fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option<JobSpec> {
+    let errors_before = problems.errors.len();
+    let name = JobName::parse(raw.name.get_ref()).map_err(|message| problems.at(raw.name.span(), message)).ok();
+
+    let mut params: Vec<ParamSpec> = Vec::new();
+    let mut env_names = HashSet::new();
+    for raw_param in raw.params {
+        let span = raw_param.name.span();
+        if let Some(param) = validate_param(raw_param, problems) {
+            if params.iter().any(|existing| existing.name == param.name) {
+                problems.at(span, format!("duplicate parameter `{}`", param.name));
+            } else if !env_names.insert(param_env_name(&param.name)) {
+                problems.at(span, format!("parameter `{}` clashes with another one in {}", param.name, param_env_name(&param.name)));
+            } else {
+                params.push(param);
+            }
+        }
+    }
+
+    let command_span = raw.command.span();
+    let command_text: Vec<String> = raw.command.get_ref().iter().map(|arg| arg.get_ref().clone()).collect();
+    if command_text.first().is_none_or(|program| program.trim().is_empty()) {
+        problems.at(command_span, "command must be a non-empty array whose first element is the program, e.g. [\"echo\", \"hello\"]");
+    }
+    let mut command = Vec::new();
+    for arg in raw.command.into_inner() {
+        let template = Template::parse(arg.get_ref());
+        for placeholder in template.placeholders() {
+            match params.iter().find(|param| param.name == placeholder) {
+                None => problems.at(
+                    arg.span(),
+                    format!("unknown placeholder `{{{placeholder}}}`: no parameter of that name (write `{{{{` for a literal brace)"),
+                ),
+                Some(param) if matches!(param.kind, ParamKind::Secret { .. }) => problems.at(
+                    arg.span(),
+                    format!(
+                        "secret parameter `{placeholder}` cannot appear in command (argv is visible to every local user); the job receives it as {}",
+                        param_env_name(placeholder)
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        command.push(template);
+    }
+
+    let mut env = Vec::new();
+    for (key, value) in raw.env {
+        if !is_identifier(&key) {
+            problems.at(value.span(), format!("environment variable name `{key}` is not a valid name"));
+        } else if key.starts_with("ONEOFF_") {
+            problems.at(value.span(), format!("environment variable `{key}`: names starting with ONEOFF_ are set by oneoff"));
+        }
+        let template = Template::parse(value.get_ref());
+        for placeholder in template.placeholders() {
+            if !params.iter().any(|param| param.name == placeholder) {
+                problems.at(value.span(), format!("unknown placeholder `{{{placeholder}}}` in env `{key}`"));
+            }
+        }
+        env.push((key, template));
+    }
+
+    let timeout = duration(&raw.timeout, None, problems);
+    if let (Some(text), Some(Duration::ZERO)) = (&raw.timeout, timeout) {
+        problems.at(text.span(), "timeout must be longer than zero");
+    }
+    let grace = duration(&raw.grace, Some(Duration::from_secs(10)), problems);
+    let max_concurrent = match raw.max_concurrent {
+        Some(value) if *value.get_ref() == 0 => {
+            problems.at(value.span(), "max_concurrent must be at least 1");
+            None
+        }
+        other => other.map(Spanned::into_inner),
+    };
+
+    if problems.errors.len() > errors_before {
+        return None;
+    }
+    Some(JobSpec {
+        name: name?,
+        description: raw.description,
+        command_text,
+        command,
+        env,
+        workdir: raw.workdir.map(|dir| base_dir.join(dir)),
+        params,
+        timeout,
+        max_concurrent,
+        grace: grace?,
+    })
+}
+
+fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
+    let errors_before = problems.errors.len();
+    let name = raw.name.get_ref().clone();
+    if !is_identifier(&name) || name.len() > 64 {
+        problems.at(raw.name.span(), format!("parameter name `{name}` must be an identifier (letters, digits, `_`)"));
+    }
+    let type_name = raw.kind.as_ref().map_or("string", |kind| kind.get_ref().as_str());
+    let type_span = raw.kind.as_ref().map_or(raw.name.span(), Spanned::span);
+    let max_length = raw.max_length.as_ref().map_or(DEFAULT_MAX_LENGTH, |value| *value.get_ref());
+    let kind = match type_name {
+        "string" => {
+            let pattern = raw.pattern.as_ref().and_then(|pattern| {
+                Regex::new(pattern.get_ref())
+                    .map_err(|error| problems.at(pattern.span(), format!("bad regex: {}", first_line(&error.to_string()))))
+                    .ok()
+            });
+            Some(ParamKind::String { max_length, pattern })
+        }
+        "integer" => {
+            let (min, max) = (raw.min.as_ref().map(|v| *v.get_ref()), raw.max.as_ref().map(|v| *v.get_ref()));
+            if let (Some(low), Some(high), Some(span)) = (min, max, raw.min.as_ref().map(Spanned::span)) {
+                if low > high {
+                    problems.at(span, format!("min {low} is greater than max {high}"));
+                }
+            }
+            Some(ParamKind::Integer { min, max })
+        }
+        "boolean" => Some(ParamKind::Boolean),
+        "choice" => match &raw.choices {
+            Some(choices) if !choices.get_ref().is_empty() => {
+                let unique: HashSet<&String> = choices.get_ref().iter().collect();
+                if unique.len() != choices.get_ref().len() {
+                    problems.at(choices.span(), "choices must be distinct");
+                }
+                Some(ParamKind::Choice { choices: choices.get_ref().clone() })
+            }
+            Some(choices) => {
+                problems.at(choices.span(), "choices must not be empty");
+                None
+            }
+            None => {
+                problems.at(type_span, "a choice parameter needs `choices = [\"a\", \"b\"]`");
+                None
+            }
+        },
+        "secret" => {
+            if let Some(default) = &raw.default {
+                problems.at(default.span(), "a secret parameter cannot have a default (it would sit in clear in this file)");
+            }
+            Some(ParamKind::Secret { max_length })
+        }
+        other => {
+            problems.at(type_span, format!("unknown parameter type `{other}` (string, integer, boolean, choice or secret)"));
+            None
+        }
+    };
+    let misplaced = [
+        ("pattern", raw.pattern.as_ref().map(Spanned::span), type_name == "string"),
+        ("max_length", raw.max_length.as_ref().map(Spanned::span), matches!(type_name, "string" | "secret")),
+        ("min", raw.min.as_ref().map(Spanned::span), type_name == "integer"),
+        ("max", raw.max.as_ref().map(Spanned::span), type_name == "integer"),
+        ("choices", raw.choices.as_ref().map(Spanned::span), type_name == "choice"),
+    ];
+    for (key, span, allowed) in misplaced {
+        if let (Some(span), false) = (span, allowed) {
+            problems.at(span, format!("`{key}` does not apply to a {type_name} parameter"));
+        }
+    }
+    let kind = kind?;
+    let mut spec = ParamSpec { name, kind, required: raw.required, default: None, description: raw.description };
+    if let Some(default) = raw.default {
+        let input = match default.get_ref() {
+            toml::Value::String(text) => ParamInput::Text(text.clone()),
+            toml::Value::Integer(number) => ParamInput::Integer(*number),
+            toml::Value::Boolean(flag) => ParamInput::Boolean(*flag),
+            toml::Value::Float(_) => ParamInput::Unsupported("a number with a fraction"),
+            toml::Value::Datetime(_) => ParamInput::Unsupported("a date (quote it to make it a string)"),
+            toml::Value::Array(_) => ParamInput::Unsupported("an array"),
+            toml::Value::Table(_) => ParamInput::Unsupported("a table"),
+        };
+        match spec.check(input) {
+            Ok(value) => spec.default = Some(value),
+            Err(message) => problems.at(default.span(), format!("default {message}")),
+        }
+    }
+    (problems.errors.len() == errors_before).then_some(spec)
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().filter(|line| !line.trim().is_empty()).last().unwrap_or(text).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! Tests of config validation: every error names its line and column.
+
+use std::path::Path;
+
+use super::*;
+use crate::params::{ParamValue, ResolvedParams};
+use crate::run::RunId;
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_toml("jobs.toml", text, Path::new("/etc/oneoff"), &Overrides::default())
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text).unwrap_err().0.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn the_issue_example_loads() {
+    let config = load(
+        r#"
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "./data"
+
+[[job]]
+name = "greet"
+description = "Say hello"
+command = ["echo", "hello", "{name}"]
+timeout = "10m"
+max_concurrent = 2
+
+[[job.param]]
+name = "name"
+type = "string"
+required = true
+pattern = "^[a-z]+$"
+"#,
+    )
+    .unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.server.data_dir, Path::new("/etc/oneoff/./data"));
+    let job = config.catalog.get("greet").unwrap();
+    assert_eq!(job.timeout, Some(Duration::from_secs(600)));
+    assert_eq!(job.max_concurrent, Some(2));
+    let params = ResolvedParams::from_values(vec![("name".into(), ParamValue::Text("$(id); rm -rf /".into()))]);
+    let launch = job.launch(RunId(7), &params);
+    assert_eq!(launch.argv, vec!["echo", "hello", "$(id); rm -rf /"]);
+    assert!(launch.env.contains(&("ONEOFF_PARAM_NAME".into(), "$(id); rm -rf /".into())));
+    assert!(launch.env.contains(&("ONEOFF_RUN_ID".into(), "7".into())));
+}
+
+#[test]
+fn syntax_errors_have_line_and_column() {
+    assert_eq!(errors("[server]\nlisten = \n"), vec!["jobs.toml:2:10: invalid string; expected `\"`, `'`"]);
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let shown = errors("[[job]]\nname = \"a\"\ncommand = [\"true\"]\ntimout = \"1m\"\n");
+    assert_eq!(shown.len(), 1);
+    assert!(shown[0].starts_with("jobs.toml:4:1: unknown field `timout`"), "{shown:?}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_positions() {
+    let shown = errors(
+        r#"[[job]]
+name = "a"
+command = ["echo", "{nope}"]
+
+[[job]]
+name = "a"
+command = ["true"]
+
+[[job]]
+name = "b"
+command = ["echo", "{token}"]
+timeout = "soon"
+[[job.param]]
+name = "token"
+type = "secret"
+[[job.param]]
+name = "re"
+pattern = "[a-"
+[[job.param]]
+name = "kind"
+type = "colour"
+"#,
+    );
+    assert_eq!(shown.len(), 6, "{shown:#?}");
+    assert!(shown[0].starts_with("jobs.toml:3:20: unknown placeholder `{nope}`"), "{shown:#?}");
+    assert!(shown.iter().any(|e| e.starts_with("jobs.toml:6:8: duplicate job `a`")), "{shown:#?}");
+    assert!(shown.iter().any(|e| e.starts_with("jobs.toml:11:20: secret parameter `token` cannot appear in command")), "{shown:#?}");
+    assert!(shown.iter().any(|e| e.starts_with("jobs.toml:12:11: `soon` is not a duration")), "{shown:#?}");
+    assert!(shown.iter().any(|e| e.starts_with("jobs.toml:18:11: bad regex")), "{shown:#?}");
+    assert!(shown.iter().any(|e| e.starts_with("jobs.toml:21:8: unknown parameter type `colour`")), "{shown:#?}");
+}
+
+#[test]
+fn defaults_are_checked_against_the_type() {
+    let shown = errors(
+        "[[job]]\nname = \"a\"\ncommand = [\"true\"]\n[[job.param]]\nname = \"n\"\ntype = \"integer\"\nmax = 5\ndefault = 9\n",
+    );
+    assert_eq!(shown, vec!["jobs.toml:8:11: default must be at most 5"]);
+}
+
+#[test]
+fn bad_job_names_and_empty_commands_are_rejected() {
+    let shown = errors("[[job]]\nname = \"Bad Name\"\ncommand = []\n");
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(shown[0].contains("job name `Bad Name`"));
+    assert!(shown[1].contains("command must be a non-empty array"));
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let overrides = Overrides { listen: Some("0.0.0.0:9999".into()), data_dir: Some("/var/lib/oneoff".into()) };
+    let config = Config::from_toml("f", "[server]\nlisten = \"127.0.0.1:1\"\n", Path::new("/x"), &overrides).unwrap();
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:9999");
+    assert_eq!(config.server.data_dir, Path::new("/var/lib/oneoff"));
+}
+
+#[test]
+fn empty_file_is_a_valid_empty_catalog() {
+    let config = load("").unwrap();
+    assert!(config.catalog.jobs().is_empty());
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+}

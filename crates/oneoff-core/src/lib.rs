@@ -1,0 +1,21 @@
+//! The pure domain of oneoff: what a job is, what a run is, and what a log line is.
+//!
+//! Nothing here does IO, spawns processes, speaks HTTP or SQL, or knows about tokio.
+//! Config text goes in as a string and comes out as a validated [`Config`];
+//! request parameters go in as [`ParamInput`]s and come out as a [`Launch`] plan.
+//! Everything the server does with a child process or a database is built on these types.
+
+pub mod catalog;
+pub mod config;
+pub mod lines;
+pub mod log;
+pub mod params;
+pub mod run;
+pub mod template;
+
+pub use catalog::{Catalog, JobName, JobSpec, Launch};
+pub use config::{Config, ConfigError, ConfigErrors, Overrides, ServerConfig};
+pub use lines::LineSplitter;
+pub use log::{LogEntry, LogStream};
+pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};
+pub use run::{ExitKind, RunId, RunStatus, StopReason};

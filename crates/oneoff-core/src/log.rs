@@ -1,0 +1,57 @@
+//! Log entries: one captured line of a run's output, numbered by a per-run sequence.
+
+/// Which pipe a line came from; `System` lines are written by oneoff itself
+/// (spawn failures, cancel and timeout notices, lost runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    System,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::System => "system",
+        }
+    }
+
+    pub fn code(self) -> i64 {
+        match self {
+            LogStream::Stdout => 1,
+            LogStream::Stderr => 2,
+            LogStream::System => 3,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<LogStream> {
+        match code {
+            1 => Some(LogStream::Stdout),
+            2 => Some(LogStream::Stderr),
+            3 => Some(LogStream::System),
+            _ => None,
+        }
+    }
+}
+
+/// One line of a run's log.
+///
+/// `bytes` are exactly what the job wrote, without the line terminator, so binary or
+/// invalid UTF-8 output is stored without loss; [`LogEntry::text`] is the lossy view
+/// shown to people. `seq` starts at 1 for every run and has no gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: u64,
+    /// Microseconds since the Unix epoch, taken when the line was read from the pipe.
+    pub ts_us: i64,
+    pub stream: LogStream,
+    pub bytes: Vec<u8>,
+}
+
+impl LogEntry {
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes)
+    }
+}

@@ -1,0 +1,151 @@
+//! Runs: their identity, their lifecycle states, and how a finished child process maps to a final state.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A run's identity: a positive integer assigned by the store, shown to users as `#42`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId(pub i64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits = text.strip_prefix('#').unwrap_or(text);
+        match digits.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(RunId(id)),
+            _ => Err(format!("`{text}` is not a run id (a positive number such as 42)")),
+        }
+    }
+}
+
+/// Where a run is in its life. `Queued` and `Running` are live; the rest are final and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    /// The server died while the run was running; its outcome is unknown.
+    Lost,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::TimedOut,
+        RunStatus::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Lost => "lost",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| {
+                let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status `{text}` (one of: {})", known.join(", "))
+            })
+    }
+}
+
+/// How the child process ended, as the operating system reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    Code(i32),
+    Signal(i32),
+    /// The program could not be started at all (not found, not executable, bad workdir).
+    SpawnFailed,
+}
+
+/// Why the server stopped a run before it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Cancelled,
+    TimedOut,
+}
+
+/// The final state of a run, from how it ended and whether the server stopped it.
+///
+/// A stop request wins over the exit status: a job that traps SIGTERM and exits 0
+/// after a cancel is still `cancelled`, because that is what the user asked for.
+pub fn final_status(exit: ExitKind, stop: Option<StopReason>) -> RunStatus {
+    match (stop, exit) {
+        (Some(StopReason::Cancelled), _) => RunStatus::Cancelled,
+        (Some(StopReason::TimedOut), _) => RunStatus::TimedOut,
+        (None, ExitKind::Code(0)) => RunStatus::Succeeded,
+        (None, _) => RunStatus::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_through_text() {
+        for status in RunStatus::ALL {
+            assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
+        }
+        assert!("done".parse::<RunStatus>().unwrap_err().contains("timed_out"));
+    }
+
+    #[test]
+    fn run_id_accepts_hash_prefix_and_rejects_garbage() {
+        assert_eq!("#42".parse::<RunId>(), Ok(RunId(42)));
+        assert_eq!("7".parse::<RunId>(), Ok(RunId(7)));
+        assert!("0".parse::<RunId>().is_err());
+        assert!("abc".parse::<RunId>().is_err());
+    }
+
+    #[test]
+    fn stop_request_decides_final_status() {
+        assert_eq!(final_status(ExitKind::Code(0), None), RunStatus::Succeeded);
+        assert_eq!(final_status(ExitKind::Code(3), None), RunStatus::Failed);
+        assert_eq!(final_status(ExitKind::Signal(9), None), RunStatus::Failed);
+        assert_eq!(final_status(ExitKind::SpawnFailed, None), RunStatus::Failed);
+        assert_eq!(
+            final_status(ExitKind::Code(0), Some(StopReason::Cancelled)),
+            RunStatus::Cancelled
+        );
+        assert_eq!(
+            final_status(ExitKind::Signal(15), Some(StopReason::TimedOut)),
+            RunStatus::TimedOut
+        );
+    }
+}
