@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Runs executing at once across all jobs; more wait in the FIFO queue.
     pub max_concurrent_runs: u32,
+    /// Runs waiting for a slot; a request beyond this is refused with 503.
+    pub max_queued_runs: u32,
     /// On SIGTERM, how long running jobs may go on before they are cancelled.
     pub drain: Duration,
     /// Finished runs older than this are deleted with their logs; `None` keeps everything.
@@ -106,6 +108,7 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     data_dir: Option<String>,
     max_concurrent_runs: Option<Spanned<u32>>,
+    max_queued_runs: Option<Spanned<u32>>,
     drain: Option<Spanned<String>>,
     retention: Option<Spanned<String>>,
     max_body_bytes: Option<Spanned<usize>>,
@@ -245,6 +248,7 @@ fn validate_server(raw: RawServer, base_dir: &Path, overrides: &Overrides, probl
         Some(value) => value.into_inner(),
         None => 16,
     };
+    let max_queued_runs = raw.max_queued_runs.map_or(1000, Spanned::into_inner);
     let drain = duration(&raw.drain, Some(Duration::from_secs(30)), problems);
     let retention = duration(&raw.retention, None, problems);
     let partial_line_flush = duration(&raw.partial_line_flush, Some(Duration::from_millis(200)), problems);
@@ -263,6 +267,7 @@ fn validate_server(raw: RawServer, base_dir: &Path, overrides: &Overrides, probl
         listen: listen?,
         data_dir,
         max_concurrent_runs,
+        max_queued_runs,
         drain: drain?,
         retention,
         max_body_bytes,

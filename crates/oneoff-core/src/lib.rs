@@ -18,4 +18,4 @@ pub use config::{Config, ConfigError, ConfigErrors, Overrides, ServerConfig};
 pub use lines::LineSplitter;
 pub use log::{LogEntry, LogStream};
 pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};
-pub use run::{ExitKind, RunId, RunStatus, StopReason};
+pub use run::{ExitKind, RunId, RunRecord, RunStatus, StopReason, StoredParam};

@@ -149,3 +149,43 @@ mod tests {
         );
     }
 }
+
+/// A parameter value as it is kept with a run: secrets are never kept, only the fact that one was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredParam {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+    Redacted,
+}
+
+impl StoredParam {
+    pub fn from_value(value: &crate::params::ParamValue) -> StoredParam {
+        use crate::params::ParamValue;
+        match value {
+            ParamValue::Text(text) => StoredParam::Text(text.clone()),
+            ParamValue::Integer(number) => StoredParam::Integer(*number),
+            ParamValue::Boolean(flag) => StoredParam::Boolean(*flag),
+            ParamValue::Secret(_) => StoredParam::Redacted,
+        }
+    }
+}
+
+/// Everything known about one run, as kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub job: String,
+    pub status: RunStatus,
+    pub params: Vec<(String, StoredParam)>,
+    /// The resolved argv; never holds a secret (secrets cannot appear in command templates).
+    pub argv: Vec<String>,
+    pub requested_by: Option<String>,
+    pub created_at_us: i64,
+    pub started_at_us: Option<i64>,
+    pub finished_at_us: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Why the run failed without an exit status (spawn failure, lost, secret lost in a restart).
+    pub error: Option<String>,
+}

@@ -1,0 +1,156 @@
+//! A small HTTP client for the v1 API, used by the CLI and by the integration tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::v1::{CreateRun, ErrorBody, Job, JobList, LogPage, Run, RunList};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message}")]
+    Api { status: StatusCode, code: String, message: String, fields: Vec<crate::v1::FieldMessage> },
+    /// The server answered, but not with oneoff's JSON (a proxy's error page, a login redirect).
+    #[error("{url} answered {status} with a body that is not oneoff's JSON ({snippet}); is this a oneoff server?")]
+    Unexpected { url: String, status: StatusCode, snippet: String },
+    #[error("cannot reach {url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+}
+
+/// Filters of `GET /api/v1/runs`.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub job: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `base` is the server's URL, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("oneoff-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("invariant: a client with default TLS settings always builds");
+        Client { base: base.trim_end_matches('/').to_string(), http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<Job>, ClientError> {
+        let list: JobList = self.get("/api/v1/jobs", &[]).await?;
+        Ok(list.jobs)
+    }
+
+    pub async fn job(&self, name: &str) -> Result<Job, ClientError> {
+        self.get(&format!("/api/v1/jobs/{}", encode(name)), &[]).await
+    }
+
+    pub async fn create_run(&self, job: &str, params: BTreeMap<String, Value>) -> Result<Run, ClientError> {
+        let url = self.url("/api/v1/runs");
+        let body = CreateRun { job: job.to_string(), params };
+        let response = self.http.post(&url).json(&body).send().await;
+        decode(&url, response).await
+    }
+
+    pub async fn runs(&self, query: &RunQuery) -> Result<RunList, ClientError> {
+        let mut pairs = Vec::new();
+        if let Some(job) = &query.job {
+            pairs.push(("job", job.clone()));
+        }
+        if let Some(status) = &query.status {
+            pairs.push(("status", status.clone()));
+        }
+        if let Some(limit) = query.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        if let Some(before) = query.before {
+            pairs.push(("before", before.to_string()));
+        }
+        self.get("/api/v1/runs", &pairs).await
+    }
+
+    pub async fn run(&self, id: i64) -> Result<Run, ClientError> {
+        self.get(&format!("/api/v1/runs/{id}"), &[]).await
+    }
+
+    pub async fn cancel(&self, id: i64) -> Result<Run, ClientError> {
+        let url = self.url(&format!("/api/v1/runs/{id}/cancel"));
+        let response = self.http.post(&url).send().await;
+        decode(&url, response).await
+    }
+
+    /// One page of log entries after `after`; with `wait_seconds`, long-polls for new ones.
+    pub async fn log(&self, id: i64, after: u64, limit: Option<u32>, wait_seconds: Option<u32>) -> Result<LogPage, ClientError> {
+        let mut pairs = vec![("after", after.to_string())];
+        if let Some(limit) = limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        if let Some(wait) = wait_seconds {
+            pairs.push(("wait", wait.to_string()));
+        }
+        self.get(&format!("/api/v1/runs/{id}/log"), &pairs).await
+    }
+
+    /// A raw GET for callers that need the status and body themselves.
+    pub async fn get_raw(&self, path: &str) -> Result<Response, ClientError> {
+        let url = self.url(path);
+        self.http.get(&url).send().await.map_err(|source| ClientError::Transport { url, source })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let response = self.http.get(&url).query(query).send().await;
+        decode(&url, response).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+async fn decode<T: DeserializeOwned>(url: &str, response: Result<Response, reqwest::Error>) -> Result<T, ClientError> {
+    let transport = |source| ClientError::Transport { url: url.to_string(), source };
+    let response = response.map_err(transport)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(transport)?;
+    if status.is_success() {
+        if let Ok(value) = serde_json::from_slice::<T>(&body) {
+            return Ok(value);
+        }
+    } else if let Ok(error) = serde_json::from_slice::<ErrorBody>(&body) {
+        return Err(ClientError::Api {
+            status,
+            code: error.error.code,
+            message: error.error.message,
+            fields: error.error.fields,
+        });
+    }
+    let text = String::from_utf8_lossy(&body);
+    let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(120).collect();
+    Err(ClientError::Unexpected { url: url.to_string(), status, snippet })
+}

@@ -1,0 +1,299 @@
+//! Version 1 of the API: request and response bodies, and their conversions from domain types.
+
+use std::collections::BTreeMap;
+
+use oneoff_core::catalog::{param_env_name, JobSpec};
+use oneoff_core::params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue};
+use oneoff_core::{LogEntry, RunRecord, StoredParam};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a secret parameter's value is shown as.
+pub const REDACTED: &str = "********";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub name: String,
+    pub description: String,
+    /// The argv template as configured, placeholders included.
+    pub command: Vec<String>,
+    pub params: Vec<Param>,
+    pub timeout_seconds: Option<f64>,
+    pub max_concurrent: Option<u32>,
+    pub grace_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Param {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    pub description: String,
+    /// The environment variable the job receives the value in.
+    pub env: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/runs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    pub job: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub job: String,
+    pub status: String,
+    /// Values as given (secrets shown as `********`).
+    pub params: BTreeMap<String, Value>,
+    pub argv: Vec<String>,
+    pub requested_by: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Wall time from start to finish, or to now while running.
+    pub duration_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub signal_name: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunList {
+    pub runs: Vec<Run>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogPage {
+    pub entries: Vec<Entry>,
+    /// Pass as `after` to continue exactly after the last entry returned.
+    pub next: u64,
+    /// True when the run is final and no entry follows `next`.
+    pub done: bool,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub seq: u64,
+    pub ts: String,
+    pub stream: String,
+    /// The line as UTF-8; invalid bytes are shown as U+FFFD (the raw log keeps the bytes).
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    /// Per-field messages of a 422.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldMessage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FieldMessage {
+    pub field: String,
+    pub message: String,
+}
+
+impl From<&FieldError> for FieldMessage {
+    fn from(error: &FieldError) -> FieldMessage {
+        FieldMessage { field: error.field.clone(), message: error.message.clone() }
+    }
+}
+
+/// RFC 3339 with microseconds, in UTC.
+pub fn timestamp(micros: i64) -> String {
+    let nanos = i128::from(micros) * 1000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|moment| moment.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| micros.to_string())
+}
+
+fn param_value_json(value: &ParamValue) -> Value {
+    match value {
+        ParamValue::Text(text) => Value::String(text.clone()),
+        ParamValue::Integer(number) => Value::from(*number),
+        ParamValue::Boolean(flag) => Value::Bool(*flag),
+        ParamValue::Secret(_) => Value::String(REDACTED.into()),
+    }
+}
+
+impl From<&ParamSpec> for Param {
+    fn from(spec: &ParamSpec) -> Param {
+        let mut param = Param {
+            name: spec.name.clone(),
+            kind: spec.kind.type_name().to_string(),
+            required: spec.required,
+            default: spec.default.as_ref().map(param_value_json),
+            description: spec.description.clone(),
+            env: param_env_name(&spec.name),
+            pattern: None,
+            max_length: None,
+            min: None,
+            max: None,
+            choices: None,
+        };
+        match &spec.kind {
+            ParamKind::String { max_length, pattern } => {
+                param.max_length = Some(*max_length);
+                param.pattern = pattern.as_ref().map(|regex| regex.as_str().to_string());
+            }
+            ParamKind::Secret { max_length } => param.max_length = Some(*max_length),
+            ParamKind::Integer { min, max } => (param.min, param.max) = (*min, *max),
+            ParamKind::Choice { choices } => param.choices = Some(choices.clone()),
+            ParamKind::Boolean => {}
+        }
+        param
+    }
+}
+
+impl From<&JobSpec> for Job {
+    fn from(spec: &JobSpec) -> Job {
+        Job {
+            name: spec.name.to_string(),
+            description: spec.description.clone(),
+            command: spec.command_text.clone(),
+            params: spec.params.iter().map(Param::from).collect(),
+            timeout_seconds: spec.timeout.map(|timeout| timeout.as_secs_f64()),
+            max_concurrent: spec.max_concurrent,
+            grace_seconds: spec.grace.as_secs_f64(),
+        }
+    }
+}
+
+impl Run {
+    /// `now_us` gives the running duration of a run that has not finished.
+    pub fn from_record(record: &RunRecord, now_us: i64) -> Run {
+        let params = record
+            .params
+            .iter()
+            .map(|(name, value)| {
+                let json = match value {
+                    StoredParam::Text(text) => Value::String(text.clone()),
+                    StoredParam::Integer(number) => Value::from(*number),
+                    StoredParam::Boolean(flag) => Value::Bool(*flag),
+                    StoredParam::Redacted => Value::String(REDACTED.into()),
+                };
+                (name.clone(), json)
+            })
+            .collect();
+        let duration_ms = record
+            .started_at_us
+            .map(|started| (record.finished_at_us.unwrap_or(now_us) - started).max(0) / 1000);
+        Run {
+            id: record.id.0,
+            job: record.job.clone(),
+            status: record.status.to_string(),
+            params,
+            argv: record.argv.clone(),
+            requested_by: record.requested_by.clone(),
+            created_at: timestamp(record.created_at_us),
+            started_at: record.started_at_us.map(timestamp),
+            finished_at: record.finished_at_us.map(timestamp),
+            duration_ms,
+            exit_code: record.exit_code,
+            signal: record.signal,
+            signal_name: record.signal.map(signal_name),
+            error: record.error.clone(),
+        }
+    }
+}
+
+/// The conventional name of a Linux signal number.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
+
+impl From<&LogEntry> for Entry {
+    fn from(entry: &LogEntry) -> Entry {
+        Entry {
+            seq: entry.seq,
+            ts: timestamp(entry.ts_us),
+            stream: entry.stream.as_str().to_string(),
+            text: entry.text().into_owned(),
+        }
+    }
+}
+
+/// A JSON value as parameter input; `null` means "not given".
+pub fn param_input(value: Value) -> Option<ParamInput> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(ParamInput::Text(text)),
+        Value::Bool(flag) => Some(ParamInput::Boolean(flag)),
+        Value::Number(number) => Some(match number.as_i64() {
+            Some(integer) => ParamInput::Integer(integer),
+            None => ParamInput::Unsupported("a number with a fraction or out of range"),
+        }),
+        Value::Array(_) => Some(ParamInput::Unsupported("an array")),
+        Value::Object(_) => Some(ParamInput::Unsupported("an object")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(1_767_225_600_123_456), "2026-01-01T00:00:00.123456Z");
+    }
+
+    #[test]
+    fn json_values_map_to_param_inputs() {
+        assert_eq!(param_input(Value::Null), None);
+        assert_eq!(param_input(serde_json::json!(5)), Some(ParamInput::Integer(5)));
+        assert_eq!(param_input(serde_json::json!(1.5)), Some(ParamInput::Unsupported("a number with a fraction or out of range")));
+        assert_eq!(param_input(serde_json::json!([1])), Some(ParamInput::Unsupported("an array")));
+    }
+}

@@ -1,0 +1,227 @@
+//! The SQLite backend: one database file in the data directory, WAL mode, runtime queries.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use oneoff_core::{LogEntry, LogStream, RunId, RunRecord, RunStatus};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use crate::codec::{decode_argv, decode_params, encode_argv, encode_params};
+use crate::{Finish, NewRun, RunFilter, StoreError};
+
+/// Rows per INSERT statement; SQLite allows 32766 bound values and a log row has five.
+const LOG_ROWS_PER_STATEMENT: usize = 1000;
+
+/// A handle to the store; cheap to clone, safe to share between tasks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
+     finished_at_us, exit_code, signal, error";
+
+impl Store {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL loses at most the last transactions on power loss, never corrupts.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Succeeds when the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records a new run in `queued` state and returns it with its id.
+    pub async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.job)
+        .bind(RunStatus::Queued.as_str())
+        .bind(encode_params(&new.params))
+        .bind(encode_argv(&new.argv))
+        .bind(&new.requested_by)
+        .bind(new.created_at_us)
+        .fetch_one(&self.pool)
+        .await?;
+        self.run(RunId(id)).await?.ok_or(StoreError::RunNotFound(RunId(id)))
+    }
+
+    pub async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| run_from_row(&row)).transpose()
+    }
+
+    /// Newest first, filtered.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"));
+        if let Some(job) = &filter.job {
+            query.push(" AND job = ").push_bind(job.clone());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = filter.before {
+            query.push(" AND id < ").push_bind(before.0);
+        }
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Runs in one state, oldest first (the queue order).
+    pub async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = ? ORDER BY id"))
+            .bind(status.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Moves a queued run to running.
+    pub async fn mark_running(&self, id: RunId, started_at_us: i64) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE runs SET status = ?, started_at_us = ? WHERE id = ? AND status = ?")
+            .bind(RunStatus::Running.as_str())
+            .bind(started_at_us)
+            .bind(id.0)
+            .bind(RunStatus::Queued.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::RunNotFound(id));
+        }
+        Ok(())
+    }
+
+    /// Writes a run's final state. A run that is already final keeps its first outcome.
+    pub async fn finish_run(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
+        debug_assert!(finish.status.is_final(), "finish_run needs a final status");
+        sqlx::query(
+            "UPDATE runs SET status = ?, finished_at_us = ?, exit_code = ?, signal = ?, error = ? \
+             WHERE id = ? AND status IN ('queued', 'running')",
+        )
+        .bind(finish.status.as_str())
+        .bind(finish.finished_at_us)
+        .bind(finish.exit_code)
+        .bind(finish.signal)
+        .bind(&finish.error)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends log entries in one transaction. Entries must continue the run's sequence.
+    pub async fn append_log(&self, run_id: RunId, entries: &[LogEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.pool.begin().await?;
+        for chunk in entries.chunks(LOG_ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new("INSERT INTO log_entries (run_id, seq, ts_us, stream, bytes) ");
+            query.push_values(chunk, |mut row, entry| {
+                let seq = i64::try_from(entry.seq).unwrap_or(i64::MAX);
+                row.push_bind(run_id.0)
+                    .push_bind(seq)
+                    .push_bind(entry.ts_us)
+                    .push_bind(entry.stream.code())
+                    .push_bind(entry.bytes.as_slice());
+            });
+            query.build().execute(&mut *transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries with `seq > after`, in order.
+    pub async fn read_log(&self, run_id: RunId, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT seq, ts_us, stream, bytes FROM log_entries WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(run_id.0)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// The highest sequence number stored for a run (0 when it has no lines).
+    pub async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM log_entries WHERE run_id = ?")
+            .bind(run_id.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.map_or(0, |seq| seq.max(0) as u64))
+    }
+
+    /// Deletes runs that finished before `cutoff_us`, with their logs; returns how many runs.
+    pub async fn delete_finished_before(&self, cutoff_us: i64) -> Result<u64, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM log_entries WHERE run_id IN (SELECT id FROM runs WHERE finished_at_us IS NOT NULL AND finished_at_us < ?)",
+        )
+        .bind(cutoff_us)
+        .execute(&mut *transaction)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM runs WHERE finished_at_us IS NOT NULL AND finished_at_us < ?")
+            .bind(cutoff_us)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        transaction.commit().await?;
+        Ok(deleted)
+    }
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+    let status_text: String = row.try_get("status")?;
+    let status = RunStatus::from_str(&status_text).map_err(StoreError::Corrupt)?;
+    let exit_code: Option<i64> = row.try_get("exit_code")?;
+    let signal: Option<i64> = row.try_get("signal")?;
+    Ok(RunRecord {
+        id: RunId(row.try_get("id")?),
+        job: row.try_get("job")?,
+        status,
+        params: decode_params(&row.try_get::<String, _>("params")?)?,
+        argv: decode_argv(&row.try_get::<String, _>("argv")?)?,
+        requested_by: row.try_get("requested_by")?,
+        created_at_us: row.try_get("created_at_us")?,
+        started_at_us: row.try_get("started_at_us")?,
+        finished_at_us: row.try_get("finished_at_us")?,
+        exit_code: exit_code.and_then(|code| i32::try_from(code).ok()),
+        signal: signal.and_then(|signal| i32::try_from(signal).ok()),
+        error: row.try_get("error")?,
+    })
+}
+
+fn entry_from_row(row: &SqliteRow) -> Result<LogEntry, StoreError> {
+    let stream_code: i64 = row.try_get("stream")?;
+    let stream = LogStream::from_code(stream_code)
+        .ok_or_else(|| StoreError::Corrupt(format!("log stream code {stream_code}")))?;
+    let seq: i64 = row.try_get("seq")?;
+    Ok(LogEntry { seq: seq.max(0) as u64, ts_us: row.try_get("ts_us")?, stream, bytes: row.try_get("bytes")? })
+}

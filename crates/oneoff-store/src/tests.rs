@@ -1,0 +1,119 @@
+//! The store story: what every backend must do, run against a real SQLite file.
+
+use oneoff_core::{LogEntry, LogStream, RunId, RunStatus, StoredParam};
+
+use crate::{Finish, NewRun, RunFilter, Store};
+
+async fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("oneoff.db")).await.unwrap();
+    (dir, store)
+}
+
+fn new_run(job: &str, created_at_us: i64) -> NewRun {
+    NewRun {
+        job: job.into(),
+        params: vec![
+            ("since".into(), StoredParam::Text("2026-01-01".into())),
+            ("batch".into(), StoredParam::Integer(5)),
+            ("dry_run".into(), StoredParam::Boolean(true)),
+            ("token".into(), StoredParam::Redacted),
+        ],
+        argv: vec!["echo".into(), "$(id); rm -rf /".into()],
+        requested_by: Some("alice".into()),
+        created_at_us,
+    }
+}
+
+fn entry(seq: u64, bytes: &[u8]) -> LogEntry {
+    LogEntry { seq, ts_us: 1_000 + seq as i64, stream: LogStream::Stdout, bytes: bytes.to_vec() }
+}
+
+#[tokio::test]
+async fn runs_go_through_their_lifecycle() {
+    let (_dir, store) = fresh().await;
+    let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(run.params, new_run("backfill", 10).params);
+    assert_eq!(run.argv[1], "$(id); rm -rf /");
+
+    store.mark_running(run.id, 20).await.unwrap();
+    let finish = Finish { status: RunStatus::Failed, finished_at_us: 30, exit_code: Some(3), signal: None, error: None };
+    store.finish_run(run.id, &finish).await.unwrap();
+    // A second outcome never overwrites the first.
+    let late = Finish { status: RunStatus::Lost, finished_at_us: 40, exit_code: None, signal: None, error: Some("late".into()) };
+    store.finish_run(run.id, &late).await.unwrap();
+
+    let stored = store.run(run.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.exit_code, stored.started_at_us, stored.finished_at_us), (RunStatus::Failed, Some(3), Some(20), Some(30)));
+    assert!(store.mark_running(run.id, 50).await.is_err(), "a finished run cannot start again");
+    assert!(store.run(RunId(999)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn listing_filters_and_paginates_newest_first() {
+    let (_dir, store) = fresh().await;
+    for index in 0..5 {
+        store.insert_run(&new_run(if index % 2 == 0 { "a" } else { "b" }, index)).await.unwrap();
+    }
+    let page = store.list_runs(&RunFilter { limit: 2, ..RunFilter::default() }).await.unwrap();
+    assert_eq!(page.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![5, 4]);
+    let next = store.list_runs(&RunFilter { limit: 2, before: Some(RunId(4)), ..RunFilter::default() }).await.unwrap();
+    assert_eq!(next.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![3, 2]);
+    let only_a = store.list_runs(&RunFilter { limit: 10, job: Some("a".into()), ..RunFilter::default() }).await.unwrap();
+    assert_eq!(only_a.len(), 3);
+    store.mark_running(RunId(1), 1).await.unwrap();
+    let running = store.list_runs(&RunFilter { limit: 10, status: Some(RunStatus::Running), ..RunFilter::default() }).await.unwrap();
+    assert_eq!(running.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![1]);
+    let queued = store.runs_with_status(RunStatus::Queued).await.unwrap();
+    assert_eq!(queued.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![2, 3, 4, 5], "oldest first");
+}
+
+#[tokio::test]
+async fn log_lines_keep_their_bytes_and_order() {
+    let (_dir, store) = fresh().await;
+    let run = store.insert_run(&new_run("a", 1)).await.unwrap();
+    let entries: Vec<LogEntry> = (1..=2500).map(|seq| entry(seq, format!("line {seq}").as_bytes())).collect();
+    store.append_log(run.id, &entries).await.unwrap();
+    store.append_log(run.id, &[entry(2501, &[0xff, 0x00, 0xfe, b'\r'])]).await.unwrap();
+
+    assert_eq!(store.last_seq(run.id).await.unwrap(), 2501);
+    let page = store.read_log(run.id, 0, 3).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let tail = store.read_log(run.id, 2499, 100).await.unwrap();
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[1].bytes, vec![0xff, 0x00, 0xfe, b'\r'], "binary output is stored without loss");
+    assert!(store.read_log(run.id, 2501, 100).await.unwrap().is_empty());
+    assert!(store.append_log(run.id, &[entry(5, b"dup")]).await.is_err(), "a sequence number is written once");
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_finished_runs() {
+    let (_dir, store) = fresh().await;
+    let old = store.insert_run(&new_run("a", 1)).await.unwrap();
+    let recent = store.insert_run(&new_run("a", 2)).await.unwrap();
+    let live = store.insert_run(&new_run("a", 3)).await.unwrap();
+    for (run, finished) in [(&old, 100), (&recent, 10_000)] {
+        store.append_log(run.id, &[entry(1, b"x")]).await.unwrap();
+        let finish = Finish { status: RunStatus::Succeeded, finished_at_us: finished, exit_code: Some(0), signal: None, error: None };
+        store.finish_run(run.id, &finish).await.unwrap();
+    }
+    assert_eq!(store.delete_finished_before(5_000).await.unwrap(), 1);
+    assert!(store.run(old.id).await.unwrap().is_none());
+    assert!(store.read_log(old.id, 0, 10).await.unwrap().is_empty());
+    assert!(store.run(recent.id).await.unwrap().is_some());
+    assert!(store.run(live.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oneoff.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let run = store.insert_run(&new_run("a", 1)).await.unwrap();
+    store.append_log(run.id, &[entry(1, b"kept")]).await.unwrap();
+    store.close().await;
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(store.read_log(run.id, 0, 10).await.unwrap()[0].bytes, b"kept");
+    store.ping().await.unwrap();
+}
