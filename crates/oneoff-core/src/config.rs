@@ -458,7 +458,7 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().filter(|line| !line.trim().is_empty()).last().unwrap_or(text).trim().to_string()
+    text.lines().rfind(|line| !line.trim().is_empty()).unwrap_or(text).trim().to_string()
 }
 
 #[cfg(test)]

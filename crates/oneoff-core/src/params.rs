@@ -212,7 +212,7 @@ impl ParamSpec {
             },
             ParamKind::Choice { choices } => {
                 let text = input_text(input, "one of the choices")?;
-                if choices.iter().any(|choice| *choice == text) {
+                if choices.contains(&text) {
                     Ok(ParamValue::Text(text))
                 } else {
                     Err(format!("must be one of: {}", choices.join(", ")))

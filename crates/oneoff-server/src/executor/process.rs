@@ -1,0 +1,231 @@
+//! Supervising one run: spawn the child in its own process group, capture its output,
+//! stop it on cancel or timeout (SIGTERM to the group, SIGKILL after the grace period),
+//! and record how it ended.
+//!
+//! A run ends when its main process exits; whatever it left behind in its process group
+//! is killed then, so a forked child can neither outlive the run nor hold its pipes open.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use oneoff_core::run::final_status;
+use oneoff_core::{ExitKind, JobSpec, Launch, LogStream, RunId, RunStatus, StopReason};
+use oneoff_store::{Finish, Store};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::capture::{self, Lines, CHANNEL_CHUNKS};
+use crate::clock::now_us;
+use crate::hub::LogHub;
+
+/// How long to wait for the pipes to close after the process group is gone. Only a process
+/// that escaped the group (`setsid`) can hold them open longer; its output is then dropped.
+const PIPE_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+pub struct Supervision {
+    pub run: RunId,
+    pub job: Arc<JobSpec>,
+    pub launch: Launch,
+    pub secrets: Vec<String>,
+    pub store: Store,
+    pub hub: LogHub,
+    pub max_line_bytes: usize,
+    pub partial_line_flush: Duration,
+}
+
+struct Ended {
+    exit: ExitKind,
+    stop: Option<StopReason>,
+    error: Option<String>,
+}
+
+pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopReason>) {
+    let run = context.run;
+    let finish = match run_to_end(&context, stop_requests).await {
+        Ok(ended) => {
+            let (exit_code, signal) = match ended.exit {
+                ExitKind::Code(code) => (Some(code), None),
+                ExitKind::Signal(signal) => (None, Some(signal)),
+                ExitKind::SpawnFailed => (None, None),
+            };
+            Finish {
+                status: final_status(ended.exit, ended.stop),
+                finished_at_us: now_us(),
+                exit_code,
+                signal,
+                error: ended.error,
+            }
+        }
+        Err(error) => {
+            tracing::error!(run = %run, %error, "run could not be supervised");
+            Finish {
+                status: RunStatus::Failed,
+                finished_at_us: now_us(),
+                exit_code: None,
+                signal: None,
+                error: Some(format!("internal error: {error}")),
+            }
+        }
+    };
+    tracing::info!(run = %run, job = %context.job.name, status = %finish.status, exit_code = ?finish.exit_code, signal = ?finish.signal, "run finished");
+    if let Err(error) = context.store.finish_run(run, &finish).await {
+        tracing::error!(run = %run, %error, "cannot record how the run ended");
+    }
+    context.hub.finish(run);
+}
+
+async fn run_to_end(context: &Supervision, stop_requests: mpsc::Receiver<StopReason>) -> Result<Ended, oneoff_store::StoreError> {
+    let run = context.run;
+    context.store.mark_running(run, now_us()).await?;
+    let first_seq = context.store.last_seq(run).await?;
+    let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
+    let writer = tokio::spawn(capture::write_log(
+        run,
+        context.store.clone(),
+        context.hub.clone(),
+        first_seq,
+        context.secrets.clone(),
+        incoming,
+    ));
+    let ended = match spawn(&context.launch) {
+        Err(error) => {
+            let program = context.launch.argv.first().map_or("", String::as_str);
+            let message = format!("cannot start `{program}`: {error}");
+            let _ = lines.send(Lines::system(message.clone())).await;
+            Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) }
+        }
+        Ok(mut child) => {
+            tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
+            let readers = start_readers(&mut child, context, &lines);
+            let ended = wait_or_stop(child, &context.job, stop_requests, &lines).await;
+            wait_for_pipes(readers).await;
+            ended
+        }
+    };
+    drop(lines);
+    if writer.await.is_err() {
+        tracing::error!(run = %run, "log writer panicked");
+    }
+    Ok(ended)
+}
+
+fn spawn(launch: &Launch) -> std::io::Result<Child> {
+    let (program, args) = launch
+        .argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(launch.env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so signals reach everything the job forks.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &launch.workdir {
+        command.current_dir(dir);
+    }
+    command.spawn()
+}
+
+fn start_readers(child: &mut Child, context: &Supervision, lines: &mpsc::Sender<Lines>) -> Vec<JoinHandle<()>> {
+    let mut readers = Vec::new();
+    let (max, flush) = (context.max_line_bytes, context.partial_line_flush);
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(tokio::spawn(capture::capture(stdout, LogStream::Stdout, max, flush, lines.clone())));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(tokio::spawn(capture::capture(stderr, LogStream::Stderr, max, flush, lines.clone())));
+    }
+    readers
+}
+
+async fn wait_or_stop(
+    mut child: Child,
+    job: &JobSpec,
+    mut stop_requests: mpsc::Receiver<StopReason>,
+    lines: &mpsc::Sender<Lines>,
+) -> Ended {
+    let group = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
+    let timeout_at = job.timeout.map(|timeout| Instant::now() + timeout);
+    let mut stop: Option<StopReason> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(reason) = stop_requests.recv(), if stop.is_none() => {
+                let _ = lines.send(Lines::system(format!(
+                    "cancel requested: sending SIGTERM to the process group; SIGKILL in {}",
+                    humanize(job.grace)
+                ))).await;
+                signal_group(group, Signal::SIGTERM);
+                (stop, kill_at) = (Some(reason), Some(Instant::now() + job.grace));
+            }
+            () = sleep_until_some(timeout_at), if stop.is_none() => {
+                let _ = lines.send(Lines::system(format!(
+                    "timed out after {}: sending SIGTERM to the process group; SIGKILL in {}",
+                    humanize(job.timeout.unwrap_or_default()),
+                    humanize(job.grace)
+                ))).await;
+                signal_group(group, Signal::SIGTERM);
+                (stop, kill_at) = (Some(StopReason::TimedOut), Some(Instant::now() + job.grace));
+            }
+            () = sleep_until_some(kill_at), if !killed => {
+                let _ = lines.send(Lines::system(format!("still running {} after SIGTERM: sending SIGKILL", humanize(job.grace)))).await;
+                signal_group(group, Signal::SIGKILL);
+                killed = true;
+            }
+        }
+    };
+    // Whatever the job left behind in its group goes with it.
+    signal_group(group, Signal::SIGKILL);
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => Ended { exit: ExitKind::Code(code), stop, error: None },
+            (None, Some(signal)) => Ended { exit: ExitKind::Signal(signal), stop, error: None },
+            (None, None) => Ended { exit: ExitKind::Code(-1), stop, error: Some("unknown exit status".into()) },
+        },
+        Err(error) => Ended { exit: ExitKind::SpawnFailed, stop, error: Some(format!("cannot wait for the process: {error}")) },
+    }
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        // ESRCH (group already gone) is the normal case after the job exits.
+        let _ = killpg(group, signal);
+    }
+}
+
+async fn wait_for_pipes(readers: Vec<JoinHandle<()>>) {
+    for mut reader in readers {
+        if tokio::time::timeout(PIPE_CLOSE_WAIT, &mut reader).await.is_err() {
+            tracing::warn!("a process outside the run's group still holds its output pipe; no longer reading it");
+            reader.abort();
+        }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn humanize(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}

@@ -1,0 +1,136 @@
+//! Log transports over the store's "read from SEQ, then follow": long-poll JSON and raw text.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::{BufMut, Bytes, BytesMut};
+use oneoff_api::v1::{Entry, LogPage};
+use oneoff_core::RunId;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
+use super::runs::find_run;
+use crate::hub::read_or_wait;
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: u32 = 1000;
+const MAX_LIMIT: u32 = 10_000;
+/// Entries per chunk of the raw text download.
+const TEXT_CHUNK_ENTRIES: u32 = 5000;
+/// How long one step of a followed text stream waits before checking for shutdown again.
+const FOLLOW_STEP: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+    /// Seconds to wait for new entries when there are none yet.
+    wait: Option<f64>,
+}
+
+pub async fn long_poll(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LogQuery>,
+) -> Result<Json<LogPage>, ApiError> {
+    let run = find_run(&state, &id).await?.id;
+    let after = query.after.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let wait = match query.wait {
+        None => Duration::ZERO,
+        Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            Duration::from_secs_f64(seconds.min(state.config.server.long_poll_max.as_secs_f64()))
+        }
+        Some(_) => return Err(ApiError::bad_request("wait must be a number of seconds, 0 or more")),
+    };
+    let read = read_or_wait(&state.store, &state.hub, run, after, limit, wait, &state.shutdown)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {run}")))?;
+    let done = read.done(limit);
+    let next = read.entries.last().map_or(after, |entry| entry.seq);
+    Ok(Json(LogPage {
+        entries: read.entries.iter().map(Entry::from).collect(),
+        next,
+        done,
+        status: read.run.status.to_string(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextQuery {
+    #[serde(default)]
+    follow: bool,
+    after: Option<u64>,
+}
+
+/// The raw log: each entry's exact bytes and a newline. With `follow=true`, a chunked
+/// stream that ends when the run does.
+pub async fn text(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TextQuery>,
+) -> Result<Response, ApiError> {
+    let run = find_run(&state, &id).await?.id;
+    let follow = query.follow;
+    let start = TextStream { state, run, after: query.after.unwrap_or(0), follow, finished: false };
+    let stream = futures_util::stream::unfold(start, next_text_chunk);
+    let disposition = format!("inline; filename=\"oneoff-run-{run}.log\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+struct TextStream {
+    state: AppState,
+    run: RunId,
+    after: u64,
+    follow: bool,
+    finished: bool,
+}
+
+async fn next_text_chunk(mut stream: TextStream) -> Option<(Result<Bytes, std::io::Error>, TextStream)> {
+    loop {
+        if stream.finished || stream.state.shutdown.is_cancelled() {
+            return None;
+        }
+        let wait = if stream.follow { FOLLOW_STEP } else { Duration::ZERO };
+        let state = &stream.state;
+        let read = match read_or_wait(&state.store, &state.hub, stream.run, stream.after, TEXT_CHUNK_ENTRIES, wait, &state.shutdown).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::error!(run = %stream.run, %error, "log download interrupted");
+                return Some((Err(std::io::Error::other("store error")), TextStream { finished: true, ..stream }));
+            }
+        };
+        let done = read.done(TEXT_CHUNK_ENTRIES);
+        if read.entries.is_empty() {
+            if done || !stream.follow {
+                return None;
+            }
+            continue;
+        }
+        let mut chunk = BytesMut::new();
+        for entry in &read.entries {
+            chunk.put_slice(&entry.bytes);
+            chunk.put_u8(b'\n');
+        }
+        stream.after = read.entries.last().map_or(stream.after, |entry| entry.seq);
+        stream.finished = done;
+        return Some((Ok(chunk.freeze()), stream));
+    }
+}

@@ -1,0 +1,65 @@
+//! The HTTP layer: the whole route table on one screen, and the middleware around it.
+//!
+//! Only this module knows HTTP status codes and JSON. Handlers extract, call one function
+//! of the store or the executor, and map the result; they never spawn processes or write SQL.
+
+mod error;
+mod extract;
+mod health;
+mod jobs;
+mod logs;
+mod runs;
+
+use std::any::Any;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.config.server.max_body_bytes;
+    let api = Router::new()
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{name}", get(jobs::show))
+        .route("/runs", post(runs::create).get(runs::list))
+        .route("/runs/{id}", get(runs::show))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/log", get(logs::long_poll))
+        .route("/runs/{id}/log.txt", get(logs::text));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Client { status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: "method not allowed on this endpoint".into() }
+}
+
+/// A panic in a handler is a bug: answer 500 like any internal error and keep serving.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,80 @@
+//! Runs: start, list, show, cancel.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use oneoff_api::v1::{param_input, CreateRun, Run, RunList};
+use oneoff_core::{RunId, RunRecord, RunStatus};
+use oneoff_store::RunFilter;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::clock::now_us;
+use crate::executor::CancelOutcome;
+use crate::state::AppState;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateRun>) -> Result<impl IntoResponse, ApiError> {
+    let inputs: BTreeMap<_, _> = body
+        .params
+        .into_iter()
+        .filter_map(|(name, value)| param_input(value).map(|input| (name, input)))
+        .collect();
+    let record = state.executor.start_run(&body.job, inputs, None).await?;
+    let location = format!("/api/v1/runs/{}", record.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(Run::from_record(&record, now_us()))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    job: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<RunList>, ApiError> {
+    let status = query.status.as_deref().map(RunStatus::from_str).transpose().map_err(ApiError::bad_request)?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let filter = RunFilter { job: query.job, status, before: query.before.map(RunId), limit };
+    let records = state.store.list_runs(&filter).await?;
+    let now = now_us();
+    let next_before = (records.len() == limit as usize).then(|| records.last().map(|run| run.id.0)).flatten();
+    Ok(Json(RunList { runs: records.iter().map(|record| Run::from_record(record, now)).collect(), next_before }))
+}
+
+pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Run>, ApiError> {
+    let record = find_run(&state, &id).await?;
+    Ok(Json(Run::from_record(&record, now_us())))
+}
+
+pub async fn cancel(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<impl IntoResponse, ApiError> {
+    let record = find_run(&state, &id).await?;
+    if record.status.is_final() {
+        return Err(ApiError::conflict(format!("run {} already finished ({})", record.id, record.status)));
+    }
+    match state.executor.cancel(record.id).await {
+        CancelOutcome::AlreadyFinished => {
+            let now = state.store.run(record.id).await?.map_or(record.status, |run| run.status);
+            Err(ApiError::conflict(format!("run {} already finished ({now})", record.id)))
+        }
+        CancelOutcome::CancelledWhileQueued | CancelOutcome::Signalled => {
+            let record = find_run(&state, &id).await?;
+            Ok((StatusCode::ACCEPTED, Json(Run::from_record(&record, now_us()))))
+        }
+    }
+}
+
+/// Parses a run id from the path and loads the run, or answers 400/404.
+pub async fn find_run(state: &AppState, id: &str) -> Result<RunRecord, ApiError> {
+    let id = RunId::from_str(id).map_err(ApiError::bad_request)?;
+    state.store.run(id).await?.ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+}

@@ -1,0 +1,166 @@
+//! The oneoff server: the store, the executor, the log hub and the HTTP API wired together.
+//!
+//! [`start`] boots a server from a validated [`Config`] and returns a [`RunningServer`]
+//! handle (tests boot it on `127.0.0.1:0`); [`cli_serve`] is `oneoff serve`: it adds config
+//! loading, logging and signal handling around the same function.
+//!
+//! Stopping follows one order: stop taking runs, let running ones drain, cancel what is left,
+//! end long-polls and streams, finish HTTP requests, close the store. Every run then has a
+//! final state or is still `queued` for the next start.
+
+mod clock;
+pub mod executor;
+mod http;
+mod hub;
+mod retention;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use oneoff_core::{Config, Overrides};
+use oneoff_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::ExecutorHandle;
+use crate::hub::LogHub;
+use crate::state::AppState;
+
+/// The name of the database file inside the data directory.
+pub const DATABASE_FILE: &str = "oneoff.db";
+
+/// A server that is running; stop it with [`RunningServer::stop`].
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token whose cancellation starts a graceful stop (what SIGTERM does).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Stops gracefully (drain, cancel, flush) and waits until everything is closed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server has stopped (after [`RunningServer::stop_token`] was cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+}
+
+/// Opens the store, recovers runs left by a previous process, binds the listener and serves.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let config = Arc::new(config);
+    let data_dir = &config.server.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let database = data_dir.join(DATABASE_FILE);
+    let store = Store::open_sqlite(&database).await.with_context(|| format!("cannot open the database {}", database.display()))?;
+    let hub = LogHub::default();
+    let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone());
+    let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
+    if recovered.lost + recovered.requeued + recovered.failed > 0 {
+        tracing::info!(lost = recovered.lost, requeued = recovered.requeued, failed = recovered.failed, "recovered runs from the previous start");
+    }
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState { config: config.clone(), store: store.clone(), executor: executor.clone(), hub, shutdown: CancellationToken::new() };
+    let stop = CancellationToken::new();
+    retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());
+    let task = tokio::spawn(serve(listener, state, stop.clone()));
+    Ok(RunningServer { addr, stop, task })
+}
+
+async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) -> anyhow::Result<()> {
+    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let http_stop = state.shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await
+    });
+    stop.cancelled().await;
+    tracing::info!("stopping: no new runs; draining running ones");
+    // HTTP keeps serving during the drain so viewers see the last lines and the final states.
+    state.executor.shutdown().await;
+    state.shutdown.cancel();
+    http.await.context("HTTP server task panicked")?.context("HTTP server failed")?;
+    state.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reads and validates a config file; `overrides` come from flags and environment variables.
+pub fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+    let base_dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Config::from_toml(&path.display().to_string(), &text, base_dir, overrides).map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+/// `oneoff serve`: load the config, start, serve until SIGTERM or SIGINT, stop gracefully.
+pub async fn cli_serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let overrides = Overrides { listen, data_dir };
+    let config = match load_config(&config_path, &overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if !config.server.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.server.listen, "listening on a non-loopback address without authentication: anyone who can reach it can run jobs");
+    }
+    let jobs = config.catalog.jobs().len();
+    let running = start(config).await?;
+    tracing::info!(url = %running.url(), jobs, "oneoff is serving");
+    println!("oneoff listening on {}", running.url());
+    let stop = running.stop_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down gracefully (send it again to repeat)");
+        stop.cancel();
+    });
+    running.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ONEOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
