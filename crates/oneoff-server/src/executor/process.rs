@@ -223,7 +223,9 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 
 fn humanize(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis.is_multiple_of(1000) {
+    if millis < 1000 {
+        format!("{millis}ms")
+    } else if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{:.1}s", duration.as_secs_f64())

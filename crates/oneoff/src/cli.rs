@@ -1,0 +1,143 @@
+//! The command line as clap derive types: every subcommand, flag and environment variable.
+//!
+//! Nothing here does any work; `cmd` turns these values into requests and output.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use oneoff_core::{RunId, RunStatus};
+
+/// The server the client commands talk to when neither `--server` nor `ONEOFF_SERVER` is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oneoff",
+    version,
+    about = "Run predefined one-off jobs and follow their logs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the jobs the server can run.
+    Jobs(JobsArgs),
+    /// Start a run of a job, and optionally follow its log until it ends.
+    Run(RunArgs),
+    /// List runs, newest first.
+    Runs(RunsArgs),
+    /// Show everything known about one run.
+    Status(StatusArgs),
+    /// Print a run's log.
+    Logs(LogsArgs),
+    /// Ask the server to stop a run.
+    Cancel(CancelArgs),
+    /// Validate a config file without starting a server.
+    CheckConfig(CheckConfigArgs),
+    /// Run the oneoff server.
+    Serve(ServeArgs),
+}
+
+/// Flags shared by every command that talks to a server.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// The oneoff server to talk to.
+    #[arg(long, env = "ONEOFF_SERVER", value_name = "URL", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// Print the API's JSON instead of tables and sentences.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job to run, as listed by `oneoff jobs`.
+    pub job: String,
+    /// A parameter, as NAME=VALUE (split at the first `=`); repeat for several.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = crate::cmd::run::parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Stream the log until the run ends, then exit with the job's exit code.
+    #[arg(short, long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this job.
+    #[arg(long, value_name = "JOB")]
+    pub job: Option<String>,
+    /// Only runs in this state (queued, running, succeeded, failed, cancelled, timed_out, lost).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<RunStatus>,
+    /// At most this many runs.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Only runs older than this one (for paging).
+    #[arg(long, value_name = "ID")]
+    pub before: Option<RunId>,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run, as `42` or `#42`.
+    pub run: RunId,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run, as `42` or `#42`.
+    pub run: RunId,
+    /// Keep streaming new lines until the run ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Start after this log sequence number (0 is the beginning).
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    pub after: u64,
+    /// Prefix each line with the time it was captured.
+    #[arg(long)]
+    pub timestamps: bool,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run, as `42` or `#42`.
+    pub run: RunId,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The config file to validate.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config file with the server settings and the job catalog.
+    #[arg(long, env = "ONEOFF_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// The address to listen on, as IP:PORT; wins over the config file.
+    #[arg(long, env = "ONEOFF_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Where runs and logs are kept; wins over the config file.
+    #[arg(long, env = "ONEOFF_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}

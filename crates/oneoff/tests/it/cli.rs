@@ -1,0 +1,1 @@
+//! The CLI binary against a real server.

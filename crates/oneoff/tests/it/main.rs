@@ -1,0 +1,9 @@
+//! The one integration-test binary: boots the real server (real SQLite file, real child
+//! processes, real HTTP on a loopback port) and drives it through the API and the CLI.
+
+mod api;
+mod cli;
+mod executor;
+mod logs;
+mod restart;
+mod support;

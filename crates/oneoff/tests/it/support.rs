@@ -1,0 +1,242 @@
+//! Helpers that make a new integration test a few lines: boot a server with a catalog,
+//! call the API, run the CLI binary, wait for a run to finish.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use oneoff_server::RunningServer;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A server on a loopback port with its own data directory, stopped on drop of the runtime.
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// The `[server]` table every test server gets, plus whatever the test adds.
+pub fn config_text(data_dir: &Path, server_extra: &str, jobs: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\npartial_line_flush = \"100ms\"\n{server_extra}\n{jobs}",
+        data_dir.display().to_string()
+    )
+}
+
+impl TestServer {
+    pub async fn start(jobs: &str) -> TestServer {
+        TestServer::start_with(jobs, "").await
+    }
+
+    /// `server_extra` adds keys to the `[server]` table.
+    pub async fn start_with(jobs: &str, server_extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = boot(dir.path(), jobs, server_extra).await;
+        let url = server.url();
+        TestServer {
+            server: Some(server),
+            url,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops gracefully and boots again on the same data directory.
+    pub async fn restart(&mut self, jobs: &str, server_extra: &str) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("graceful stop");
+        }
+        let server = boot(self.dir.path(), jobs, server_extra).await;
+        self.url = server.url();
+        self.server = Some(server);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("graceful stop");
+        }
+    }
+
+    pub fn client(&self) -> oneoff_api::Client {
+        oneoff_api::Client::new(&self.url)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        decode(response).await
+    }
+
+    pub async fn get_text(&self, path: &str) -> (StatusCode, Vec<u8>) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        (
+            response.status(),
+            response.bytes().await.expect("body").to_vec(),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    /// Starts a run and returns its id; panics unless the server answers 201.
+    pub async fn start_run(&self, job: &str, params: Value) -> i64 {
+        let (status, body) = self
+            .post("/api/v1/runs", json!({ "job": job, "params": params }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().expect("run id")
+    }
+
+    pub async fn run_json(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/runs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls until the run has a final status (at most 30 s) and returns it.
+    pub async fn wait_final(&self, id: i64) -> Value {
+        self.wait_status(id, |status| !matches!(status, "queued" | "running"))
+            .await
+    }
+
+    pub async fn wait_status(&self, id: i64, accept: impl Fn(&str) -> bool) -> Value {
+        for _ in 0..600 {
+            let run = self.run_json(id).await;
+            if accept(run["status"].as_str().unwrap_or("")) {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "run {id} did not reach the expected status: {}",
+            self.run_json(id).await
+        );
+    }
+
+    /// Every log entry of a run, read page by page through the long-poll endpoint.
+    pub async fn entries(&self, id: i64) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let (status, page) = self
+                .get(&format!("/api/v1/runs/{id}/log?after={after}&limit=10000"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let entries = page["entries"].as_array().expect("entries").clone();
+            if entries.is_empty() {
+                return all;
+            }
+            after = page["next"].as_u64().expect("next");
+            all.extend(entries);
+        }
+    }
+
+    /// The text of every entry of one stream (`stdout`, `stderr`, `system`).
+    pub async fn lines(&self, id: i64, stream: &str) -> Vec<String> {
+        self.entries(id)
+            .await
+            .into_iter()
+            .filter(|entry| entry["stream"] == stream)
+            .map(|entry| entry["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Runs the CLI binary against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli_command(args)
+            .env("ONEOFF_SERVER", &self.url)
+            .output()
+            .expect("run oneoff")
+    }
+}
+
+pub fn cli_command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oneoff"));
+    command
+        .args(args)
+        .env_remove("ONEOFF_SERVER")
+        .env_remove("ONEOFF_CONFIG");
+    command
+}
+
+async fn boot(data_dir: &Path, jobs: &str, server_extra: &str) -> RunningServer {
+    let path = write_config(
+        data_dir,
+        &config_text(&data_dir.join("data"), server_extra, jobs),
+    );
+    let config = oneoff_server::load_config(&path, &Default::default()).expect("valid test config");
+    oneoff_server::start(config).await.expect("server starts")
+}
+
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("oneoff.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body");
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "status {status}: body is not JSON: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, value)
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// True while a process with this pid exists (and is not a zombie we could still reap).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
