@@ -95,7 +95,13 @@ impl Client {
     }
 
     /// One page of log entries after `after`; with `wait_seconds`, long-polls for new ones.
-    pub async fn log(&self, id: i64, after: u64, limit: Option<u32>, wait_seconds: Option<u32>) -> Result<LogPage, ClientError> {
+    pub async fn log(
+        &self,
+        id: i64,
+        after: u64,
+        limit: Option<u32>,
+        wait_seconds: Option<u32>,
+    ) -> Result<LogPage, ClientError> {
         let mut pairs = vec![("after", after.to_string())];
         if let Some(limit) = limit {
             pairs.push(("limit", limit.to_string()));

@@ -209,9 +209,8 @@ impl Run {
                 (name.clone(), json)
             })
             .collect();
-        let duration_ms = record
-            .started_at_us
-            .map(|started| (record.finished_at_us.unwrap_or(now_us) - started).max(0) / 1000);
+        let duration_ms =
+            record.started_at_us.map(|started| (record.finished_at_us.unwrap_or(now_us) - started).max(0) / 1000);
         Run {
             id: record.id.0,
             job: record.job.clone(),
@@ -293,7 +292,10 @@ mod tests {
     fn json_values_map_to_param_inputs() {
         assert_eq!(param_input(Value::Null), None);
         assert_eq!(param_input(serde_json::json!(5)), Some(ParamInput::Integer(5)));
-        assert_eq!(param_input(serde_json::json!(1.5)), Some(ParamInput::Unsupported("a number with a fraction or out of range")));
+        assert_eq!(
+            param_input(serde_json::json!(1.5)),
+            Some(ParamInput::Unsupported("a number with a fraction or out of range"))
+        );
         assert_eq!(param_input(serde_json::json!([1])), Some(ParamInput::Unsupported("an array")));
     }
 }

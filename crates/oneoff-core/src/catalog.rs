@@ -15,9 +15,8 @@ pub struct JobName(String);
 impl JobName {
     pub fn parse(name: &str) -> Result<JobName, String> {
         let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let valid_rest = name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+        let valid_rest =
+            name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
         if name.len() > 64 || !valid_start || !valid_rest {
             return Err(format!(
                 "job name `{name}` must be 1 to 64 characters of a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit"
@@ -92,11 +91,8 @@ impl JobSpec {
             params.iter().map(|(name, value)| (name.to_string(), value.as_arg())).collect();
         let lookup = |name: &str| args.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
         let argv = self.command.iter().filter_map(|template| template.render(lookup)).collect();
-        let mut env: Vec<(String, String)> = self
-            .env
-            .iter()
-            .map(|(key, template)| (key.clone(), template.render(lookup).unwrap_or_default()))
-            .collect();
+        let mut env: Vec<(String, String)> =
+            self.env.iter().map(|(key, template)| (key.clone(), template.render(lookup).unwrap_or_default())).collect();
         env.push(("ONEOFF_RUN_ID".to_string(), run_id.to_string()));
         env.push(("ONEOFF_JOB".to_string(), self.name.to_string()));
         for (name, value) in params.iter() {

@@ -218,16 +218,24 @@ fn duration(value: &Option<Spanned<String>>, default: Option<Duration>, problems
         Some(text) => match humantime::parse_duration(text.get_ref().trim()) {
             Ok(parsed) => Some(parsed),
             Err(error) => {
-                problems.at(text.span(), format!("`{}` is not a duration like 30s, 10m or 2h ({error})", text.get_ref()));
+                problems
+                    .at(text.span(), format!("`{}` is not a duration like 30s, 10m or 2h ({error})", text.get_ref()));
                 default
             }
         },
     }
 }
 
-fn validate_server(raw: RawServer, base_dir: &Path, overrides: &Overrides, problems: &mut Problems) -> Option<ServerConfig> {
+fn validate_server(
+    raw: RawServer,
+    base_dir: &Path,
+    overrides: &Overrides,
+    problems: &mut Problems,
+) -> Option<ServerConfig> {
     let listen = match (&overrides.listen, &raw.listen) {
-        (Some(flag), _) => flag.parse().map_err(|_| problems.nowhere(format!("listen address `{flag}` is not IP:PORT"))).ok(),
+        (Some(flag), _) => {
+            flag.parse().map_err(|_| problems.nowhere(format!("listen address `{flag}` is not IP:PORT"))).ok()
+        }
         (None, Some(text)) => text
             .get_ref()
             .parse()
@@ -289,7 +297,10 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
             if params.iter().any(|existing| existing.name == param.name) {
                 problems.at(span, format!("duplicate parameter `{}`", param.name));
             } else if !env_names.insert(param_env_name(&param.name)) {
-                problems.at(span, format!("parameter `{}` clashes with another one in {}", param.name, param_env_name(&param.name)));
+                problems.at(
+                    span,
+                    format!("parameter `{}` clashes with another one in {}", param.name, param_env_name(&param.name)),
+                );
             } else {
                 params.push(param);
             }
@@ -299,7 +310,10 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
     let command_span = raw.command.span();
     let command_text: Vec<String> = raw.command.get_ref().iter().map(|arg| arg.get_ref().clone()).collect();
     if command_text.first().is_none_or(|program| program.trim().is_empty()) {
-        problems.at(command_span, "command must be a non-empty array whose first element is the program, e.g. [\"echo\", \"hello\"]");
+        problems.at(
+            command_span,
+            "command must be a non-empty array whose first element is the program, e.g. [\"echo\", \"hello\"]",
+        );
     }
     let mut command = Vec::new();
     for arg in raw.command.into_inner() {
@@ -328,7 +342,10 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
         if !is_identifier(&key) {
             problems.at(value.span(), format!("environment variable name `{key}` is not a valid name"));
         } else if key.starts_with("ONEOFF_") {
-            problems.at(value.span(), format!("environment variable `{key}`: names starting with ONEOFF_ are set by oneoff"));
+            problems.at(
+                value.span(),
+                format!("environment variable `{key}`: names starting with ONEOFF_ are set by oneoff"),
+            );
         }
         let template = Template::parse(value.get_ref());
         for placeholder in template.placeholders() {
@@ -382,7 +399,9 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
         "string" => {
             let pattern = raw.pattern.as_ref().and_then(|pattern| {
                 Regex::new(pattern.get_ref())
-                    .map_err(|error| problems.at(pattern.span(), format!("bad regex: {}", first_line(&error.to_string()))))
+                    .map_err(|error| {
+                        problems.at(pattern.span(), format!("bad regex: {}", first_line(&error.to_string())))
+                    })
                     .ok()
             });
             Some(ParamKind::String { max_length, pattern })
@@ -416,12 +435,18 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
         },
         "secret" => {
             if let Some(default) = &raw.default {
-                problems.at(default.span(), "a secret parameter cannot have a default (it would sit in clear in this file)");
+                problems.at(
+                    default.span(),
+                    "a secret parameter cannot have a default (it would sit in clear in this file)",
+                );
             }
             Some(ParamKind::Secret { max_length })
         }
         other => {
-            problems.at(type_span, format!("unknown parameter type `{other}` (string, integer, boolean, choice or secret)"));
+            problems.at(
+                type_span,
+                format!("unknown parameter type `{other}` (string, integer, boolean, choice or secret)"),
+            );
             None
         }
     };

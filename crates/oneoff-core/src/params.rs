@@ -23,12 +23,22 @@ pub struct ParamSpec {
 
 #[derive(Debug, Clone)]
 pub enum ParamKind {
-    String { max_length: usize, pattern: Option<Regex> },
-    Integer { min: Option<i64>, max: Option<i64> },
+    String {
+        max_length: usize,
+        pattern: Option<Regex>,
+    },
+    Integer {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
     Boolean,
-    Choice { choices: Vec<String> },
+    Choice {
+        choices: Vec<String>,
+    },
     /// Never stored or shown in clear; delivered to the job only through its environment.
-    Secret { max_length: usize },
+    Secret {
+        max_length: usize,
+    },
 }
 
 impl ParamKind {
@@ -136,10 +146,9 @@ pub fn resolve(
             },
             None => match &spec.default {
                 Some(default) => values.push((spec.name.clone(), default.clone())),
-                None if spec.required => errors.push(FieldError {
-                    field: spec.name.clone(),
-                    message: "is required".to_string(),
-                }),
+                None if spec.required => {
+                    errors.push(FieldError { field: spec.name.clone(), message: "is required".to_string() })
+                }
                 None => {}
             },
         }
@@ -185,10 +194,9 @@ impl ParamSpec {
             ParamKind::Integer { min, max } => {
                 let number = match input {
                     ParamInput::Integer(number) => number,
-                    ParamInput::Text(text) => text
-                        .trim()
-                        .parse::<i64>()
-                        .map_err(|_| format!("must be an integer, not {}", quote(&text)))?,
+                    ParamInput::Text(text) => {
+                        text.trim().parse::<i64>().map_err(|_| format!("must be an integer, not {}", quote(&text)))?
+                    }
                     ParamInput::Boolean(_) => return Err("must be an integer, not a boolean".into()),
                     ParamInput::Unsupported(_) => unreachable!("handled above"),
                 };
@@ -286,7 +294,11 @@ mod tests {
         ];
         let errors = resolve(
             &specs,
-            inputs(&[("name", ParamInput::Text("Bob".into())), ("env", ParamInput::Text("qa".into())), ("extra", ParamInput::Boolean(true))]),
+            inputs(&[
+                ("name", ParamInput::Text("Bob".into())),
+                ("env", ParamInput::Text("qa".into())),
+                ("extra", ParamInput::Boolean(true)),
+            ]),
         )
         .unwrap_err();
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -308,7 +320,10 @@ mod tests {
         assert_eq!(count.check(ParamInput::Integer(7)), Ok(ParamValue::Integer(7)));
         assert_eq!(count.check(ParamInput::Integer(11)), Err("must be at most 10".into()));
         assert_eq!(count.check(ParamInput::Text("seven".into())), Err("must be an integer, not \"seven\"".into()));
-        assert_eq!(count.check(ParamInput::Unsupported("a number with a fraction")), Err("must be an integer, not a number with a fraction".into()));
+        assert_eq!(
+            count.check(ParamInput::Unsupported("a number with a fraction")),
+            Err("must be an integer, not a number with a fraction".into())
+        );
         let flag = spec("dry_run", ParamKind::Boolean, false);
         assert_eq!(flag.check(ParamInput::Text("yes".into())), Ok(ParamValue::Boolean(true)));
         assert_eq!(flag.check(ParamInput::Boolean(false)), Ok(ParamValue::Boolean(false)));

@@ -74,13 +74,10 @@ impl fmt::Display for RunStatus {
 impl FromStr for RunStatus {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        RunStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == text)
-            .ok_or_else(|| {
-                let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown status `{text}` (one of: {})", known.join(", "))
-            })
+        RunStatus::ALL.into_iter().find(|status| status.as_str() == text).ok_or_else(|| {
+            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown status `{text}` (one of: {})", known.join(", "))
+        })
     }
 }
 
@@ -139,14 +136,8 @@ mod tests {
         assert_eq!(final_status(ExitKind::Code(3), None), RunStatus::Failed);
         assert_eq!(final_status(ExitKind::Signal(9), None), RunStatus::Failed);
         assert_eq!(final_status(ExitKind::SpawnFailed, None), RunStatus::Failed);
-        assert_eq!(
-            final_status(ExitKind::Code(0), Some(StopReason::Cancelled)),
-            RunStatus::Cancelled
-        );
-        assert_eq!(
-            final_status(ExitKind::Signal(15), Some(StopReason::TimedOut)),
-            RunStatus::TimedOut
-        );
+        assert_eq!(final_status(ExitKind::Code(0), Some(StopReason::Cancelled)), RunStatus::Cancelled);
+        assert_eq!(final_status(ExitKind::Signal(15), Some(StopReason::TimedOut)), RunStatus::TimedOut);
     }
 }
 

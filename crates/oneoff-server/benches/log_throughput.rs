@@ -53,7 +53,10 @@ async fn bench(lines: u64, rounds: usize) -> anyhow::Result<()> {
 
 fn pipe_alone(lines: u64) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let status = std::process::Command::new("seq").args(["1", &lines.to_string()]).stdout(std::process::Stdio::null()).status()?;
+    let status = std::process::Command::new("seq")
+        .args(["1", &lines.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
     anyhow::ensure!(status.success(), "seq failed");
     Ok(started.elapsed())
 }

@@ -71,20 +71,34 @@ impl RunningServer {
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let config = Arc::new(config);
     let data_dir = &config.server.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let database = data_dir.join(DATABASE_FILE);
-    let store = Store::open_sqlite(&database).await.with_context(|| format!("cannot open the database {}", database.display()))?;
+    let store = Store::open_sqlite(&database)
+        .await
+        .with_context(|| format!("cannot open the database {}", database.display()))?;
     let hub = LogHub::default();
     let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone());
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
     if recovered.lost + recovered.requeued + recovered.failed > 0 {
-        tracing::info!(lost = recovered.lost, requeued = recovered.requeued, failed = recovered.failed, "recovered runs from the previous start");
+        tracing::info!(
+            lost = recovered.lost,
+            requeued = recovered.requeued,
+            failed = recovered.failed,
+            "recovered runs from the previous start"
+        );
     }
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState { config: config.clone(), store: store.clone(), executor: executor.clone(), hub, shutdown: CancellationToken::new() };
+    let state = AppState {
+        config: config.clone(),
+        store: store.clone(),
+        executor: executor.clone(),
+        hub,
+        shutdown: CancellationToken::new(),
+    };
     let stop = CancellationToken::new();
     retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());
     let task = tokio::spawn(serve(listener, state, stop.clone()));
@@ -94,9 +108,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) -> anyhow::Result<()> {
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let http_stop = state.shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await
-    });
+    let http =
+        tokio::spawn(
+            async move { axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await },
+        );
     stop.cancelled().await;
     tracing::info!("stopping: no new runs; draining running ones");
     // HTTP keeps serving during the drain so viewers see the last lines and the final states.
@@ -110,13 +125,19 @@ async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) 
 
 /// Reads and validates a config file; `overrides` come from flags and environment variables.
 pub fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
     let base_dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    Config::from_toml(&path.display().to_string(), &text, base_dir, overrides).map_err(|errors| anyhow::anyhow!("{errors}"))
+    Config::from_toml(&path.display().to_string(), &text, base_dir, overrides)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
 /// `oneoff serve`: load the config, start, serve until SIGTERM or SIGINT, stop gracefully.
-pub async fn cli_serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub async fn cli_serve(
+    config_path: PathBuf,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     init_logging();
     let overrides = Overrides { listen, data_dir };
     let config = match load_config(&config_path, &overrides) {

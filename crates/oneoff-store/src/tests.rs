@@ -38,14 +38,24 @@ async fn runs_go_through_their_lifecycle() {
     assert_eq!(run.argv[1], "$(id); rm -rf /");
 
     store.mark_running(run.id, 20).await.unwrap();
-    let finish = Finish { status: RunStatus::Failed, finished_at_us: 30, exit_code: Some(3), signal: None, error: None };
+    let finish =
+        Finish { status: RunStatus::Failed, finished_at_us: 30, exit_code: Some(3), signal: None, error: None };
     store.finish_run(run.id, &finish).await.unwrap();
     // A second outcome never overwrites the first.
-    let late = Finish { status: RunStatus::Lost, finished_at_us: 40, exit_code: None, signal: None, error: Some("late".into()) };
+    let late = Finish {
+        status: RunStatus::Lost,
+        finished_at_us: 40,
+        exit_code: None,
+        signal: None,
+        error: Some("late".into()),
+    };
     store.finish_run(run.id, &late).await.unwrap();
 
     let stored = store.run(run.id).await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.exit_code, stored.started_at_us, stored.finished_at_us), (RunStatus::Failed, Some(3), Some(20), Some(30)));
+    assert_eq!(
+        (stored.status, stored.exit_code, stored.started_at_us, stored.finished_at_us),
+        (RunStatus::Failed, Some(3), Some(20), Some(30))
+    );
     assert!(store.mark_running(run.id, 50).await.is_err(), "a finished run cannot start again");
     assert!(store.run(RunId(999)).await.unwrap().is_none());
 }
@@ -60,10 +70,14 @@ async fn listing_filters_and_paginates_newest_first() {
     assert_eq!(page.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![5, 4]);
     let next = store.list_runs(&RunFilter { limit: 2, before: Some(RunId(4)), ..RunFilter::default() }).await.unwrap();
     assert_eq!(next.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![3, 2]);
-    let only_a = store.list_runs(&RunFilter { limit: 10, job: Some("a".into()), ..RunFilter::default() }).await.unwrap();
+    let only_a =
+        store.list_runs(&RunFilter { limit: 10, job: Some("a".into()), ..RunFilter::default() }).await.unwrap();
     assert_eq!(only_a.len(), 3);
     store.mark_running(RunId(1), 1).await.unwrap();
-    let running = store.list_runs(&RunFilter { limit: 10, status: Some(RunStatus::Running), ..RunFilter::default() }).await.unwrap();
+    let running = store
+        .list_runs(&RunFilter { limit: 10, status: Some(RunStatus::Running), ..RunFilter::default() })
+        .await
+        .unwrap();
     assert_eq!(running.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![1]);
     let queued = store.runs_with_status(RunStatus::Queued).await.unwrap();
     assert_eq!(queued.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![2, 3, 4, 5], "oldest first");
@@ -95,7 +109,13 @@ async fn retention_deletes_only_old_finished_runs() {
     let live = store.insert_run(&new_run("a", 3)).await.unwrap();
     for (run, finished) in [(&old, 100), (&recent, 10_000)] {
         store.append_log(run.id, &[entry(1, b"x")]).await.unwrap();
-        let finish = Finish { status: RunStatus::Succeeded, finished_at_us: finished, exit_code: Some(0), signal: None, error: None };
+        let finish = Finish {
+            status: RunStatus::Succeeded,
+            finished_at_us: finished,
+            exit_code: Some(0),
+            signal: None,
+            error: None,
+        };
         store.finish_run(run.id, &finish).await.unwrap();
     }
     assert_eq!(store.delete_finished_before(5_000).await.unwrap(), 1);

@@ -11,11 +11,7 @@ use oneoff_core::{RunId, RunStatus};
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "oneoff",
-    version,
-    about = "Run predefined one-off jobs and follow their logs"
-)]
+#[command(name = "oneoff", version, about = "Run predefined one-off jobs and follow their logs")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

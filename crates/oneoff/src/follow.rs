@@ -46,11 +46,7 @@ impl Printer<io::Stdout, io::Stderr> {
 
 impl<O: Write, E: Write> Printer<O, E> {
     pub fn new(out: O, err: E, format: Format) -> Self {
-        Printer {
-            out: BufWriter::new(out),
-            err,
-            format,
-        }
+        Printer { out: BufWriter::new(out), err, format }
     }
 
     pub fn print(&mut self, entry: &Entry) -> io::Result<()> {
@@ -61,11 +57,7 @@ impl<O: Write, E: Write> Printer<O, E> {
             }
             Format::Text { timestamps } => timestamps,
         };
-        let prefix = if timestamps {
-            format!("{} ", entry.ts)
-        } else {
-            String::new()
-        };
+        let prefix = if timestamps { format!("{} ", entry.ts) } else { String::new() };
         match entry.stream.as_str() {
             "stdout" => writeln!(self.out, "{prefix}{}", entry.text),
             stream => {
@@ -196,9 +188,7 @@ impl Backoff {
     /// `None` once the budget is spent. The last pause is cut short so the final
     /// attempt happens right at the limit.
     fn next_delay(&mut self, failing_for: Duration) -> Option<Duration> {
-        let left = GIVE_UP_AFTER
-            .checked_sub(failing_for)
-            .filter(|left| !left.is_zero())?;
+        let left = GIVE_UP_AFTER.checked_sub(failing_for).filter(|left| !left.is_zero())?;
         let delay = self.next.min(left);
         self.next = (self.next * 2).min(MAX_DELAY);
         Some(delay)
@@ -210,12 +200,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, stream: &str, text: &str) -> Entry {
-        Entry {
-            seq,
-            ts: "2026-01-01T00:00:00Z".into(),
-            stream: stream.into(),
-            text: text.into(),
-        }
+        Entry { seq, ts: "2026-01-01T00:00:00Z".into(), stream: stream.into(), text: text.into() }
     }
 
     fn printed(format: Format, entries: &[Entry]) -> (String, String) {
@@ -227,19 +212,12 @@ mod tests {
             }
             printer.flush().expect("writing to memory");
         }
-        (
-            String::from_utf8(out).expect("utf-8"),
-            String::from_utf8(err).expect("utf-8"),
-        )
+        (String::from_utf8(out).expect("utf-8"), String::from_utf8(err).expect("utf-8"))
     }
 
     #[test]
     fn entries_go_to_the_stream_they_came_from() {
-        let entries = [
-            entry(1, "stdout", "out"),
-            entry(2, "stderr", "err"),
-            entry(3, "system", "cancelled"),
-        ];
+        let entries = [entry(1, "stdout", "out"), entry(2, "stderr", "err"), entry(3, "system", "cancelled")];
         let (out, err) = printed(Format::Text { timestamps: false }, &entries);
         assert_eq!(out, "out\n");
         assert_eq!(err, "err\noneoff: cancelled\n");
@@ -247,10 +225,7 @@ mod tests {
 
     #[test]
     fn timestamps_prefix_each_line() {
-        let (out, _) = printed(
-            Format::Text { timestamps: true },
-            &[entry(1, "stdout", "hi")],
-        );
+        let (out, _) = printed(Format::Text { timestamps: true }, &[entry(1, "stdout", "hi")]);
         assert_eq!(out, "2026-01-01T00:00:00Z hi\n");
     }
 
@@ -259,25 +234,17 @@ mod tests {
         let entries = [entry(1, "stdout", "a"), entry(2, "stderr", "b")];
         let (out, err) = printed(Format::Json, &entries);
         assert_eq!(err, "");
-        let lines: Vec<Entry> = out
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("json"))
-            .collect();
+        let lines: Vec<Entry> = out.lines().map(|line| serde_json::from_str(line).expect("json")).collect();
         assert_eq!(lines, entries);
     }
 
     #[test]
     fn backoff_doubles_to_five_seconds_and_gives_up_after_a_minute() {
         let mut backoff = Backoff::default();
-        let delays: Vec<u128> = (0..6)
-            .filter_map(|_| backoff.next_delay(Duration::ZERO))
-            .map(|delay| delay.as_millis())
-            .collect();
+        let delays: Vec<u128> =
+            (0..6).filter_map(|_| backoff.next_delay(Duration::ZERO)).map(|delay| delay.as_millis()).collect();
         assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
-        assert_eq!(
-            backoff.next_delay(Duration::from_secs(58)),
-            Some(Duration::from_secs(2))
-        );
+        assert_eq!(backoff.next_delay(Duration::from_secs(58)), Some(Duration::from_secs(2)));
         assert_eq!(backoff.next_delay(Duration::from_secs(60)), None);
         assert_eq!(backoff.next_delay(Duration::from_secs(75)), None);
     }

@@ -16,10 +16,7 @@ const GAP: &str = "  ";
 /// Lines carry no trailing spaces.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let header: Vec<String> = headers.iter().map(|name| name.to_uppercase()).collect();
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|cell| one_line(cell)).collect())
-        .collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| row.iter().map(|cell| one_line(cell)).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
     for row in &rows {
         for (index, cell) in row.iter().enumerate() {
@@ -46,11 +43,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// `key: value` lines with the values aligned.
 pub fn key_values(pairs: &[(&str, String)]) -> String {
-    let width = pairs
-        .iter()
-        .map(|(key, _)| key.chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = pairs.iter().map(|(key, _)| key.chars().count()).max().unwrap_or(0);
     let mut text = String::new();
     for (key, value) in pairs {
         let pad = width - key.chars().count();
@@ -61,9 +54,7 @@ pub fn key_values(pairs: &[(&str, String)]) -> String {
 
 /// Control characters (newlines, tabs, escapes) would break the layout or the terminal.
 fn one_line(cell: &str) -> String {
-    cell.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    cell.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// A duration for people: `0.4s`, `1.2s`, `3m04s`, `2h05m`.
@@ -96,8 +87,7 @@ pub fn short_time(timestamp: &str) -> String {
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '@' | '%')
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '@' | '%')
         });
     if plain {
         word.to_string()
@@ -141,10 +131,7 @@ mod tests {
 
     #[test]
     fn table_pads_columns_to_the_widest_cell() {
-        let rows = vec![
-            cells(&["1", "backup-database", "ok"]),
-            cells(&["1234", "x", "failed"]),
-        ];
+        let rows = vec![cells(&["1", "backup-database", "ok"]), cells(&["1234", "x", "failed"])];
         let text = table(&["id", "job", "status"], &rows);
         assert_eq!(
             text,
@@ -190,10 +177,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_shortened_when_they_look_like_rfc3339() {
-        assert_eq!(
-            short_time("2026-01-01T12:00:03.123456Z"),
-            "2026-01-01 12:00:03"
-        );
+        assert_eq!(short_time("2026-01-01T12:00:03.123456Z"), "2026-01-01 12:00:03");
         assert_eq!(short_time("2026-01-01T12:00:03Z"), "2026-01-01 12:00:03");
         assert_eq!(short_time("yesterday"), "yesterday");
         assert_eq!(short_time("2026-01-01 12:00:0é"), "2026-01-01 12:00:0é");

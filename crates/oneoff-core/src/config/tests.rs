@@ -90,7 +90,10 @@ type = "colour"
     assert_eq!(shown.len(), 6, "{shown:#?}");
     assert!(shown[0].starts_with("jobs.toml:3:20: unknown placeholder `{nope}`"), "{shown:#?}");
     assert!(shown.iter().any(|e| e.starts_with("jobs.toml:6:8: duplicate job `a`")), "{shown:#?}");
-    assert!(shown.iter().any(|e| e.starts_with("jobs.toml:11:20: secret parameter `token` cannot appear in command")), "{shown:#?}");
+    assert!(
+        shown.iter().any(|e| e.starts_with("jobs.toml:11:20: secret parameter `token` cannot appear in command")),
+        "{shown:#?}"
+    );
     assert!(shown.iter().any(|e| e.starts_with("jobs.toml:12:11: `soon` is not a duration")), "{shown:#?}");
     assert!(shown.iter().any(|e| e.starts_with("jobs.toml:18:11: bad regex")), "{shown:#?}");
     assert!(shown.iter().any(|e| e.starts_with("jobs.toml:21:8: unknown parameter type `colour`")), "{shown:#?}");

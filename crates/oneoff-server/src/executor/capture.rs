@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn masks_every_occurrence_of_every_secret() {
         let secrets = vec!["hunter2".to_string(), String::new()];
-        assert_eq!(mask_secrets(b"pw=hunter2 again hunter2".to_vec(), &secrets), b"pw=******** again ********".to_vec());
+        assert_eq!(
+            mask_secrets(b"pw=hunter2 again hunter2".to_vec(), &secrets),
+            b"pw=******** again ********".to_vec()
+        );
         assert_eq!(mask_secrets(b"nothing here".to_vec(), &secrets), b"nothing here".to_vec());
     }
 }

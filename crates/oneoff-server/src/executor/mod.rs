@@ -121,10 +121,12 @@ impl ExecutorHandle {
     ) -> Result<RunRecord, StartError> {
         let job = self.config.catalog.get(job_name).ok_or_else(|| StartError::UnknownJob(job_name.to_string()))?;
         let resolved = params::resolve(&job.params, inputs).map_err(StartError::InvalidParams)?;
-        let stored_params = resolved.iter().map(|(name, value)| (name.to_string(), StoredParam::from_value(value))).collect();
+        let stored_params =
+            resolved.iter().map(|(name, value)| (name.to_string(), StoredParam::from_value(value))).collect();
         // The argv does not depend on the run id, so it can be computed before the id exists.
         let argv = job.launch(RunId(0), &resolved).argv;
-        let new = NewRun { job: job_name.to_string(), params: stored_params, argv, requested_by, created_at_us: now_us() };
+        let new =
+            NewRun { job: job_name.to_string(), params: stored_params, argv, requested_by, created_at_us: now_us() };
         let record = self.store.insert_run(&new).await?;
         self.hub.open(record.id);
         let pending = Pending {
@@ -333,8 +335,16 @@ impl Scheduler {
         match &mut self.drain {
             Some(drain) => drain.waiters.push(reply),
             None => {
-                tracing::info!(running = self.running.len(), drain_s = self.limits.drain.as_secs_f64(), "draining running jobs");
-                self.drain = Some(Drain { deadline: Instant::now() + self.limits.drain, cancelled: false, waiters: vec![reply] });
+                tracing::info!(
+                    running = self.running.len(),
+                    drain_s = self.limits.drain.as_secs_f64(),
+                    "draining running jobs"
+                );
+                self.drain = Some(Drain {
+                    deadline: Instant::now() + self.limits.drain,
+                    cancelled: false,
+                    waiters: vec![reply],
+                });
             }
         }
     }

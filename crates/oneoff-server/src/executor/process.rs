@@ -80,7 +80,10 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
     context.hub.finish(run);
 }
 
-async fn run_to_end(context: &Supervision, stop_requests: mpsc::Receiver<StopReason>) -> Result<Ended, oneoff_store::StoreError> {
+async fn run_to_end(
+    context: &Supervision,
+    stop_requests: mpsc::Receiver<StopReason>,
+) -> Result<Ended, oneoff_store::StoreError> {
     let run = context.run;
     context.store.mark_running(run, now_us()).await?;
     let first_seq = context.store.last_seq(run).await?;
@@ -116,10 +119,8 @@ async fn run_to_end(context: &Supervision, stop_requests: mpsc::Receiver<StopRea
 }
 
 fn spawn(launch: &Launch) -> std::io::Result<Child> {
-    let (program, args) = launch
-        .argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"))?;
+    let (program, args) =
+        launch.argv.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"))?;
     let mut command = Command::new(program);
     command
         .args(args)
@@ -194,7 +195,9 @@ async fn wait_or_stop(
             (None, Some(signal)) => Ended { exit: ExitKind::Signal(signal), stop, error: None },
             (None, None) => Ended { exit: ExitKind::Code(-1), stop, error: Some("unknown exit status".into()) },
         },
-        Err(error) => Ended { exit: ExitKind::SpawnFailed, stop, error: Some(format!("cannot wait for the process: {error}")) },
+        Err(error) => {
+            Ended { exit: ExitKind::SpawnFailed, stop, error: Some(format!("cannot wait for the process: {error}")) }
+        }
     }
 }
 

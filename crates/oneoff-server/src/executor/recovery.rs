@@ -36,7 +36,13 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
             bytes: message.as_bytes().to_vec(),
         };
         store.append_log(run.id, &[entry]).await?;
-        let finish = Finish { status: RunStatus::Lost, finished_at_us: now_us(), exit_code: None, signal: None, error: Some(message.into()) };
+        let finish = Finish {
+            status: RunStatus::Lost,
+            finished_at_us: now_us(),
+            exit_code: None,
+            signal: None,
+            error: Some(message.into()),
+        };
         store.finish_run(run.id, &finish).await?;
         tracing::warn!(run = %run.id, job = %run.job, "run marked lost");
         recovered.lost += 1;
@@ -76,7 +82,9 @@ fn pending_again(executor: &ExecutorHandle, run: &RunRecord) -> Result<Pending, 
             StoredParam::Integer(number) => ParamInput::Integer(*number),
             StoredParam::Boolean(flag) => ParamInput::Boolean(*flag),
             StoredParam::Redacted => {
-                return Err(format!("secret parameter `{name}` is not kept across a server restart; start the run again"));
+                return Err(format!(
+                    "secret parameter `{name}` is not kept across a server restart; start the run again"
+                ));
             }
         };
         inputs.insert(name.clone(), input);
@@ -94,7 +102,13 @@ fn pending_again(executor: &ExecutorHandle, run: &RunRecord) -> Result<Pending, 
 
 async fn fail(executor: &ExecutorHandle, run: &RunRecord, reason: String) -> Result<(), StoreError> {
     tracing::warn!(run = %run.id, job = %run.job, %reason, "queued run cannot be resumed");
-    let finish = Finish { status: RunStatus::Failed, finished_at_us: now_us(), exit_code: None, signal: None, error: Some(reason) };
+    let finish = Finish {
+        status: RunStatus::Failed,
+        finished_at_us: now_us(),
+        exit_code: None,
+        signal: None,
+        error: Some(reason),
+    };
     executor.store.finish_run(run.id, &finish).await?;
     executor.hub.finish(run.id);
     Ok(())

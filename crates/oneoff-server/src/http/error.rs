@@ -14,7 +14,11 @@ use crate::executor::StartError;
 #[derive(Debug)]
 pub enum ApiError {
     /// A status with a stable machine-readable code and a message for people.
-    Client { status: StatusCode, code: &'static str, message: String },
+    Client {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     InvalidParams(Vec<FieldError>),
     Internal(String),
 }
@@ -71,7 +75,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error answering a request");
-                let detail = ErrorDetail { code: "internal".into(), message: "internal error; see the server log".into(), fields: Vec::new() };
+                let detail = ErrorDetail {
+                    code: "internal".into(),
+                    message: "internal error; see the server log".into(),
+                    fields: Vec::new(),
+                };
                 (StatusCode::INTERNAL_SERVER_ERROR, detail)
             }
         };

@@ -25,7 +25,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let message = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => "send the body as JSON with `Content-Type: application/json`".to_string(),
+        JsonRejection::MissingJsonContentType(_) => {
+            "send the body as JSON with `Content-Type: application/json`".to_string()
+        }
         JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
             "the request body is larger than the server accepts (max_body_bytes)".to_string()
         }

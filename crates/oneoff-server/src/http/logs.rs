@@ -109,7 +109,17 @@ async fn next_text_chunk(mut stream: TextStream) -> Option<(Result<Bytes, std::i
         }
         let wait = if stream.follow { FOLLOW_STEP } else { Duration::ZERO };
         let state = &stream.state;
-        let read = match read_or_wait(&state.store, &state.hub, stream.run, stream.after, TEXT_CHUNK_ENTRIES, wait, &state.shutdown).await {
+        let read = match read_or_wait(
+            &state.store,
+            &state.hub,
+            stream.run,
+            stream.after,
+            TEXT_CHUNK_ENTRIES,
+            wait,
+            &state.shutdown,
+        )
+        .await
+        {
             Ok(Some(read)) => read,
             Ok(None) => return None,
             Err(error) => {

@@ -51,7 +51,11 @@ async fn not_found(uri: Uri) -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::Client { status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: "method not allowed on this endpoint".into() }
+    ApiError::Client {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "method not allowed on this endpoint".into(),
+    }
 }
 
 /// A panic in a handler is a bug: answer 500 like any internal error and keep serving.

@@ -21,12 +21,12 @@ use crate::state::AppState;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
-pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateRun>) -> Result<impl IntoResponse, ApiError> {
-    let inputs: BTreeMap<_, _> = body
-        .params
-        .into_iter()
-        .filter_map(|(name, value)| param_input(value).map(|input| (name, input)))
-        .collect();
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateRun>,
+) -> Result<impl IntoResponse, ApiError> {
+    let inputs: BTreeMap<_, _> =
+        body.params.into_iter().filter_map(|(name, value)| param_input(value).map(|input| (name, input))).collect();
     let record = state.executor.start_run(&body.job, inputs, None).await?;
     let location = format!("/api/v1/runs/{}", record.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(Run::from_record(&record, now_us()))))
@@ -41,7 +41,10 @@ pub struct ListQuery {
     before: Option<i64>,
 }
 
-pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<RunList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<RunList>, ApiError> {
     let status = query.status.as_deref().map(RunStatus::from_str).transpose().map_err(ApiError::bad_request)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let filter = RunFilter { job: query.job, status, before: query.before.map(RunId), limit };
@@ -56,7 +59,10 @@ pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -
     Ok(Json(Run::from_record(&record, now_us())))
 }
 
-pub async fn cancel(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let record = find_run(&state, &id).await?;
     if record.status.is_final() {
         return Err(ApiError::conflict(format!("run {} already finished ({})", record.id, record.status)));

@@ -12,10 +12,7 @@ pub async fn run(args: CancelArgs) -> anyhow::Result<ExitCode> {
     if args.client.json {
         output::json(&run)?;
     } else {
-        output::stdout_line(&format!(
-            "cancel requested for run #{} (status: {})",
-            run.id, run.status
-        ))?;
+        output::stdout_line(&format!("cancel requested for run #{} (status: {})", run.id, run.status))?;
     }
     Ok(ExitCode::SUCCESS)
 }

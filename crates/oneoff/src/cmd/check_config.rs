@@ -37,9 +37,7 @@ pub fn run(args: &CheckConfigArgs) -> ExitCode {
 
 /// Relative paths in the file are relative to its directory, as when the server loads it.
 fn base_dir(file: &Path) -> &Path {
-    file.parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    file.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 #[cfg(test)]

@@ -21,10 +21,8 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn jobs_table(jobs: &[Job]) -> String {
-    let rows: Vec<Vec<String>> = jobs
-        .iter()
-        .map(|job| vec![job.name.clone(), params_cell(job), job.description.clone()])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        jobs.iter().map(|job| vec![job.name.clone(), params_cell(job), job.description.clone()]).collect();
     output::table(&["name", "params", "description"], &rows)
 }
 
@@ -36,13 +34,7 @@ fn params_cell(job: &Job) -> String {
     let names: Vec<String> = job
         .params
         .iter()
-        .map(|param| {
-            if param.required {
-                format!("{}*", param.name)
-            } else {
-                param.name.clone()
-            }
-        })
+        .map(|param| if param.required { format!("{}*", param.name) } else { param.name.clone() })
         .collect();
     names.join(", ")
 }
@@ -83,11 +75,7 @@ mod tests {
     #[test]
     fn required_params_are_starred() {
         let jobs = [
-            job(
-                "backup",
-                vec![param("name", true), param("count", false)],
-                "Back up a database",
-            ),
+            job("backup", vec![param("name", true), param("count", false)], "Back up a database"),
             job("noop", vec![], ""),
         ];
         assert_eq!(

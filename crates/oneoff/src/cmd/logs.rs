@@ -9,13 +9,7 @@ use crate::follow::{self, Format, Printer};
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.client);
-    let format = if args.client.json {
-        Format::Json
-    } else {
-        Format::Text {
-            timestamps: args.timestamps,
-        }
-    };
+    let format = if args.client.json { Format::Json } else { Format::Text { timestamps: args.timestamps } };
     let mut printer = Printer::stdio(format);
     follow::print_log(&client, args.run.0, args.after, args.follow, &mut printer).await?;
     Ok(ExitCode::SUCCESS)

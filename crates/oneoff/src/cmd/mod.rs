@@ -59,13 +59,9 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
         // Whoever read our output has had enough (`oneoff logs 1 | head`): not a failure.
         return ExitCode::SUCCESS;
     }
-    let client_error = error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<ClientError>());
+    let client_error = error.chain().find_map(|cause| cause.downcast_ref::<ClientError>());
     match client_error {
-        Some(ClientError::Api {
-            message, fields, ..
-        }) if !fields.is_empty() => {
+        Some(ClientError::Api { message, fields, .. }) if !fields.is_empty() => {
             stderr_line(&format!("oneoff: {}", headline(message)));
             for field in fields {
                 stderr_line(&format!("  {}: {}", field.field, field.message));
@@ -86,10 +82,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     if error.chain().any(|cause| cause.is::<UsageError>()) {
         return EXIT_USAGE;
     }
-    match error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<ClientError>())
-    {
+    match error.chain().find_map(|cause| cause.downcast_ref::<ClientError>()) {
         Some(ClientError::Api { status, .. }) => api_exit_code(status.as_u16()),
         _ => EXIT_FAILURE,
     }
@@ -167,17 +160,13 @@ mod tests {
 
     #[test]
     fn field_list_is_cut_from_the_headline() {
-        assert_eq!(
-            headline("invalid parameters: a: is required; b: too long"),
-            "invalid parameters"
-        );
+        assert_eq!(headline("invalid parameters: a: is required; b: too long"), "invalid parameters");
         assert_eq!(headline("invalid parameters"), "invalid parameters");
     }
 
     #[test]
     fn broken_pipe_is_recognised_through_context() {
-        let error = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe))
-            .context("writing the log");
+        let error = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe)).context("writing the log");
         assert!(is_broken_pipe(&error));
         assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
     }

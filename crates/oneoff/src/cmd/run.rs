@@ -30,11 +30,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     stderr_line(&format!("run #{} started", run.id));
-    let format = if args.client.json {
-        Format::Json
-    } else {
-        Format::Text { timestamps: false }
-    };
+    let format = if args.client.json { Format::Json } else { Format::Text { timestamps: false } };
     follow::print_log(&client, run.id, 0, true, &mut Printer::stdio(format)).await?;
     let finished = follow::fetch_run(&client, run.id).await?;
     stderr_line(&summary(&finished));
@@ -46,24 +42,15 @@ fn report_started(run: &Run, opts: &ClientOpts) -> std::io::Result<()> {
         return output::json(run);
     }
     output::stdout_line(&format!("started run #{} ({})", run.id, run.status))?;
-    let server = if opts.server == DEFAULT_SERVER {
-        String::new()
-    } else {
-        format!(" --server {}", opts.server)
-    };
-    stderr_line(&format!(
-        "follow its log: oneoff logs {} -f{server}",
-        run.id
-    ));
+    let server = if opts.server == DEFAULT_SERVER { String::new() } else { format!(" --server {}", opts.server) };
+    stderr_line(&format!("follow its log: oneoff logs {} -f{server}", run.id));
     Ok(())
 }
 
 /// Parses one `-p` value: `name=value`, split at the first `=` so values may contain `=`.
 pub fn parse_param(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((name, value)) if !name.trim().is_empty() => {
-            Ok((name.trim().to_string(), value.to_string()))
-        }
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.to_string())),
         Some(_) => Err(format!("`{text}` has no parameter name before `=`")),
         None => Err(format!("`{text}` is not NAME=VALUE")),
     }
@@ -75,9 +62,7 @@ fn params_body(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, Value>, 
     let mut params = BTreeMap::new();
     for (name, value) in pairs {
         if params.contains_key(&name) {
-            return Err(UsageError(format!(
-                "parameter `{name}` is given more than once"
-            )));
+            return Err(UsageError(format!("parameter `{name}` is given more than once")));
         }
         params.insert(name, Value::String(value));
     }
@@ -106,10 +91,7 @@ fn failed_exit_code(run: &Run) -> u8 {
         (None, None) => return EXIT_UNKNOWN,
     };
     // A failed run must not look like success, and an exit code is 1..=255 anyway.
-    u8::try_from(code)
-        .ok()
-        .filter(|code| *code != 0)
-        .unwrap_or(EXIT_UNKNOWN)
+    u8::try_from(code).ok().filter(|code| *code != 0).unwrap_or(EXIT_UNKNOWN)
 }
 
 /// One line about how the run ended, e.g. `run #42 failed: exit code 3 after 1.2s`.
@@ -119,12 +101,9 @@ fn summary(run: &Run) -> String {
         Some(RunStatus::Failed) => format!("failed: {}", failure_reason(run)),
         Some(RunStatus::TimedOut) => "timed out".to_string(),
         Some(RunStatus::Cancelled) => "was cancelled".to_string(),
-        Some(RunStatus::Lost) => format!(
-            "was lost: {}",
-            run.error
-                .as_deref()
-                .unwrap_or("the server stopped while it ran")
-        ),
+        Some(RunStatus::Lost) => {
+            format!("was lost: {}", run.error.as_deref().unwrap_or("the server stopped while it ran"))
+        }
         _ => format!("ended as {}", run.status),
     };
     match run.duration_ms {
@@ -168,10 +147,7 @@ mod tests {
 
     #[test]
     fn params_split_at_the_first_equals_sign() {
-        assert_eq!(
-            parse_param("name=value"),
-            Ok(("name".into(), "value".into()))
-        );
+        assert_eq!(parse_param("name=value"), Ok(("name".into(), "value".into())));
         assert_eq!(parse_param("query=a=b"), Ok(("query".into(), "a=b".into())));
         assert_eq!(parse_param("empty="), Ok(("empty".into(), String::new())));
         assert!(parse_param("novalue").is_err());
@@ -180,11 +156,7 @@ mod tests {
 
     #[test]
     fn params_are_sent_as_strings_and_may_not_repeat() {
-        let body = params_body(vec![
-            ("count".into(), "5".into()),
-            ("name".into(), "x".into()),
-        ])
-        .expect("valid");
+        let body = params_body(vec![("count".into(), "5".into()), ("name".into(), "x".into())]).expect("valid");
         assert_eq!(body.get("count"), Some(&Value::String("5".into())));
         let twice = params_body(vec![("a".into(), "1".into()), ("a".into(), "2".into())]);
         assert!(twice.is_err());
@@ -206,24 +178,12 @@ mod tests {
 
     #[test]
     fn summary_says_how_and_how_long() {
-        assert_eq!(
-            summary(&run_with("failed", Some(3), None)),
-            "run #42 failed: exit code 3 after 1.2s"
-        );
-        assert_eq!(
-            summary(&run_with("failed", None, Some(9))),
-            "run #42 failed: killed by SIGKILL after 1.2s"
-        );
-        assert_eq!(
-            summary(&run_with("succeeded", Some(0), None)),
-            "run #42 succeeded after 1.2s"
-        );
+        assert_eq!(summary(&run_with("failed", Some(3), None)), "run #42 failed: exit code 3 after 1.2s");
+        assert_eq!(summary(&run_with("failed", None, Some(9))), "run #42 failed: killed by SIGKILL after 1.2s");
+        assert_eq!(summary(&run_with("succeeded", Some(0), None)), "run #42 succeeded after 1.2s");
         let mut never_started = run_with("failed", None, None);
         never_started.duration_ms = None;
         never_started.error = Some("cannot start `nope`: not found".into());
-        assert_eq!(
-            summary(&never_started),
-            "run #42 failed: cannot start `nope`: not found"
-        );
+        assert_eq!(summary(&never_started), "run #42 failed: cannot start `nope`: not found");
     }
 }

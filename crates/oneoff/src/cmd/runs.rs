@@ -48,10 +48,7 @@ fn runs_table(runs: &[Run]) -> String {
             ]
         })
         .collect();
-    output::table(
-        &["id", "job", "status", "exit", "started", "duration", "by"],
-        &rows,
-    )
+    output::table(&["id", "job", "status", "exit", "started", "duration", "by"], &rows)
 }
 
 /// The exit code, or the signal's name when a signal ended the run.
@@ -108,11 +105,7 @@ mod tests {
         queued.started_at = None;
         queued.duration_ms = None;
         queued.requested_by = None;
-        let runs = [
-            run(12, "failed", Some(3), None),
-            run(10, "failed", None, Some("SIGKILL")),
-            queued,
-        ];
+        let runs = [run(12, "failed", Some(3), None), run(10, "failed", None, Some("SIGKILL")), queued];
         assert_eq!(
             runs_table(&runs),
             "ID  JOB     STATUS  EXIT     STARTED              DURATION  BY\n\
@@ -129,14 +122,8 @@ mod tests {
             status: Some(oneoff_core::RunStatus::Failed),
             limit: None,
             before: None,
-            client: crate::cli::ClientOpts {
-                server: crate::cli::DEFAULT_SERVER.into(),
-                json: false,
-            },
+            client: crate::cli::ClientOpts { server: crate::cli::DEFAULT_SERVER.into(), json: false },
         };
-        assert_eq!(
-            next_page_command(&args, 7),
-            "oneoff runs --before 7 --job backup --status failed"
-        );
+        assert_eq!(next_page_command(&args, 7), "oneoff runs --before 7 --job backup --status failed");
     }
 }

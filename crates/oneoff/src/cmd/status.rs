@@ -26,27 +26,11 @@ fn details(run: &Run) -> Vec<(&'static str, String)> {
         ("job", run.job.clone()),
         ("status", run.status.clone()),
         ("params", params_text(run)),
-        (
-            "argv",
-            run.argv
-                .iter()
-                .map(|arg| shell_quote(arg))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        (
-            "requested by",
-            run.requested_by.clone().unwrap_or_else(dash),
-        ),
+        ("argv", run.argv.iter().map(|arg| shell_quote(arg)).collect::<Vec<_>>().join(" ")),
+        ("requested by", run.requested_by.clone().unwrap_or_else(dash)),
         ("created", short_time(&run.created_at)),
-        (
-            "started",
-            run.started_at.as_deref().map_or_else(dash, short_time),
-        ),
-        (
-            "finished",
-            run.finished_at.as_deref().map_or_else(dash, short_time),
-        ),
+        ("started", run.started_at.as_deref().map_or_else(dash, short_time)),
+        ("finished", run.finished_at.as_deref().map_or_else(dash, short_time)),
         ("duration", run.duration_ms.map_or_else(dash, duration_ms)),
     ];
     match (run.exit_code, &run.signal_name, run.signal) {

@@ -65,28 +65,24 @@ async fn a_run_starts_with_201_and_location_and_succeeds() {
     let run: serde_json::Value = response.json().await.unwrap();
     assert_eq!(location, format!("/api/v1/runs/{}", run["id"]));
     assert_eq!(run["job"], "greet");
-    assert_eq!(
-        run["params"],
-        json!({ "name": "bob", "times": 2 }),
-        "text is coerced to the param's type"
-    );
+    assert_eq!(run["params"], json!({ "name": "bob", "times": 2 }), "text is coerced to the param's type");
 
     let done = server.wait_final(run["id"].as_i64().unwrap()).await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["exit_code"], 0);
     assert_eq!(done["argv"], json!(["echo", "hello", "bob"]));
     assert!(done["duration_ms"].as_i64().unwrap() >= 0);
-    assert_eq!(
-        server.lines(run["id"].as_i64().unwrap(), "stdout").await,
-        vec!["hello bob"]
-    );
+    assert_eq!(server.lines(run["id"].as_i64().unwrap(), "stdout").await, vec!["hello bob"]);
 }
 
 #[tokio::test]
 async fn invalid_params_get_422_with_one_message_per_field() {
     let server = TestServer::start(GREET).await;
     let (status, body) = server
-        .post("/api/v1/runs", json!({ "job": "greet", "params": { "name": "Bob!", "times": 9, "loud": "maybe", "extra": 1 } }))
+        .post(
+            "/api/v1/runs",
+            json!({ "job": "greet", "params": { "name": "Bob!", "times": 9, "loud": "maybe", "extra": 1 } }),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["code"], "invalid_params");
@@ -94,12 +90,7 @@ async fn invalid_params_get_422_with_one_message_per_field() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|field| {
-            (
-                field["field"].as_str().unwrap().into(),
-                field["message"].as_str().unwrap().into(),
-            )
-        })
+        .map(|field| (field["field"].as_str().unwrap().into(), field["message"].as_str().unwrap().into()))
         .collect();
     assert_eq!(
         fields,
@@ -107,26 +98,15 @@ async fn invalid_params_get_422_with_one_message_per_field() {
             ("name".into(), "must match the pattern ^[a-z]+$".into()),
             ("times".into(), "must be at most 3".into()),
             ("loud".into(), "must be true or false, not \"maybe\"".into()),
-            (
-                "extra".into(),
-                "unknown parameter (known: name, times, loud)".into()
-            ),
+            ("extra".into(), "unknown parameter (known: name, times, loud)".into()),
         ]
     );
 
-    let (status, body) = server
-        .post(
-            "/api/v1/runs",
-            json!({ "job": "greet", "params": { "times": 1.5 } }),
-        )
-        .await;
+    let (status, body) = server.post("/api/v1/runs", json!({ "job": "greet", "params": { "times": 1.5 } })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let messages = body["error"]["message"].as_str().unwrap();
     assert!(messages.contains("name: is required"), "{messages}");
-    assert!(
-        messages.contains("times: must be an integer, not a number with a fraction"),
-        "{messages}"
-    );
+    assert!(messages.contains("times: must be an integer, not a number with a fraction"), "{messages}");
 
     let (_, runs) = server.get("/api/v1/runs").await;
     assert_eq!(runs["runs"], json!([]), "a rejected request creates no run");
@@ -136,81 +116,30 @@ async fn invalid_params_get_422_with_one_message_per_field() {
 async fn bad_requests_get_clear_json_errors() {
     let server = TestServer::start_with(GREET, "max_body_bytes = 2048").await;
     let cases = [
+        (server.post_raw("/api/v1/runs", "application/json", "{\"job\": ").await, StatusCode::BAD_REQUEST),
+        (server.post_raw("/api/v1/runs", "application/json", "{\"job\": 5}").await, StatusCode::UNPROCESSABLE_ENTITY),
         (
-            server
-                .post_raw("/api/v1/runs", "application/json", "{\"job\": ")
-                .await,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            server
-                .post_raw("/api/v1/runs", "application/json", "{\"job\": 5}")
-                .await,
+            server.post_raw("/api/v1/runs", "application/json", "{\"job\": \"greet\", \"params\": []}").await,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+        (server.post_raw("/api/v1/runs", "text/plain", "job=greet").await, StatusCode::UNSUPPORTED_MEDIA_TYPE),
         (
-            server
-                .post_raw(
-                    "/api/v1/runs",
-                    "application/json",
-                    "{\"job\": \"greet\", \"params\": []}",
-                )
-                .await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            server
-                .post_raw("/api/v1/runs", "text/plain", "job=greet")
-                .await,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
-        (
-            server
-                .post_raw(
-                    "/api/v1/runs",
-                    "application/json",
-                    format!("{{\"job\":\"{}\"}}", "x".repeat(5000)),
-                )
-                .await,
+            server.post_raw("/api/v1/runs", "application/json", format!("{{\"job\":\"{}\"}}", "x".repeat(5000))).await,
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
-        (
-            server.post("/api/v1/runs", json!({ "job": "nope" })).await,
-            StatusCode::NOT_FOUND,
-        ),
+        (server.post("/api/v1/runs", json!({ "job": "nope" })).await, StatusCode::NOT_FOUND),
         (server.get("/api/v1/runs/999").await, StatusCode::NOT_FOUND),
-        (
-            server.get("/api/v1/runs/abc").await,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            server.get("/api/v1/runs?status=done").await,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            server.get("/api/v1/runs?limit=lots").await,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            server.get("/api/v1/runs/1/log?wait=-1").await,
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            server.get("/api/v1/nothing/here").await,
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            server.post("/api/v1/jobs", json!({})).await,
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
+        (server.get("/api/v1/runs/abc").await, StatusCode::BAD_REQUEST),
+        (server.get("/api/v1/runs?status=done").await, StatusCode::BAD_REQUEST),
+        (server.get("/api/v1/runs?limit=lots").await, StatusCode::BAD_REQUEST),
+        (server.get("/api/v1/runs/1/log?wait=-1").await, StatusCode::NOT_FOUND),
+        (server.get("/api/v1/nothing/here").await, StatusCode::NOT_FOUND),
+        (server.post("/api/v1/jobs", json!({})).await, StatusCode::METHOD_NOT_ALLOWED),
     ];
     for (index, ((status, body), expected)) in cases.into_iter().enumerate() {
         assert_eq!(status, expected, "case {index}: {body}");
         assert!(body["error"]["code"].is_string(), "case {index}: {body}");
-        assert!(
-            !body["error"]["message"].as_str().unwrap().is_empty(),
-            "case {index}: {body}"
-        );
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "case {index}: {body}");
     }
     // The server is still healthy after all of that.
     let (status, _) = server.get("/healthz").await;
@@ -231,24 +160,11 @@ command = ["sh", "-c", 'echo "argc=$#"; printf "[%s]\n" "$1"; [ "$1" = "$ONEOFF_
 name = "x"
 "#;
     let server = TestServer::start(jobs).await;
-    for hostile in [
-        "; rm -rf /",
-        "$(id)",
-        "`id` && echo pwned",
-        "a b\tc",
-        "'\"\\",
-        "line1\nline2",
-        "--help",
-        "*",
-    ] {
+    for hostile in ["; rm -rf /", "$(id)", "`id` && echo pwned", "a b\tc", "'\"\\", "line1\nline2", "--help", "*"] {
         let id = server.start_run("args", json!({ "x": hostile })).await;
         assert_eq!(server.wait_final(id).await["status"], "succeeded");
         let output = server.lines(id, "stdout").await.join("\n");
-        assert_eq!(
-            output,
-            format!("argc=1\n[{hostile}]\nenv-matches"),
-            "value {hostile:?}"
-        );
+        assert_eq!(output, format!("argc=1\n[{hostile}]\nenv-matches"), "value {hostile:?}");
     }
 }
 
@@ -270,32 +186,16 @@ command = ["false"]
         ids.push(id);
     }
     let (_, page) = server.get("/api/v1/runs?limit=2").await;
-    let shown: Vec<i64> = page["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|run| run["id"].as_i64().unwrap())
-        .collect();
+    let shown: Vec<i64> = page["runs"].as_array().unwrap().iter().map(|run| run["id"].as_i64().unwrap()).collect();
     assert_eq!(shown, vec![ids[4], ids[3]]);
     let next = page["next_before"].as_i64().unwrap();
-    let (_, page) = server
-        .get(&format!("/api/v1/runs?limit=2&before={next}"))
-        .await;
-    let shown: Vec<i64> = page["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|run| run["id"].as_i64().unwrap())
-        .collect();
+    let (_, page) = server.get(&format!("/api/v1/runs?limit=2&before={next}")).await;
+    let shown: Vec<i64> = page["runs"].as_array().unwrap().iter().map(|run| run["id"].as_i64().unwrap()).collect();
     assert_eq!(shown, vec![ids[2], ids[1]]);
 
     let (_, failed) = server.get("/api/v1/runs?status=failed").await;
     assert_eq!(failed["runs"].as_array().unwrap().len(), 2);
-    assert!(failed["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|run| run["job"] == "bad" && run["exit_code"] == 1));
+    assert!(failed["runs"].as_array().unwrap().iter().all(|run| run["job"] == "bad" && run["exit_code"] == 1));
     let (_, ok) = server.get("/api/v1/runs?job=ok&limit=10").await;
     assert_eq!(ok["runs"].as_array().unwrap().len(), 3);
     assert!(ok["next_before"].is_null());
@@ -304,10 +204,7 @@ command = ["false"]
 #[tokio::test]
 async fn health_endpoints_answer() {
     let server = TestServer::start("").await;
-    assert_eq!(
-        server.get("/healthz").await,
-        (StatusCode::OK, json!({ "status": "ok" }))
-    );
+    assert_eq!(server.get("/healthz").await, (StatusCode::OK, json!({ "status": "ok" })));
     let (status, ready) = server.get("/readyz").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready["status"], "ready");
@@ -326,21 +223,15 @@ type = "secret"
 required = true
 "#;
     let server = TestServer::start(jobs).await;
-    let id = server
-        .start_run("secret", json!({ "token": "hunter2-s3cr3t" }))
-        .await;
+    let id = server.start_run("secret", json!({ "token": "hunter2-s3cr3t" })).await;
     let run = server.wait_final(id).await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["params"]["token"], "********");
     assert_eq!(server.lines(id, "stdout").await, vec!["token is ********"]);
     assert_eq!(server.lines(id, "stderr").await, vec!["via env: ********"]);
     let database = std::fs::read(server.dir.path().join("data").join("oneoff.db")).unwrap();
-    let wal =
-        std::fs::read(server.dir.path().join("data").join("oneoff.db-wal")).unwrap_or_default();
+    let wal = std::fs::read(server.dir.path().join("data").join("oneoff.db-wal")).unwrap_or_default();
     for bytes in [database, wal] {
-        assert!(
-            !bytes.windows(14).any(|window| window == b"hunter2-s3cr3t"),
-            "the secret reached the database file"
-        );
+        assert!(!bytes.windows(14).any(|window| window == b"hunter2-s3cr3t"), "the secret reached the database file");
     }
 }

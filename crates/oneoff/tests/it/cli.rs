@@ -1,1 +1,145 @@
-//! The CLI binary against a real server.
+//! The CLI binary against a real server: tables, `--json`, follow with the job's exit code,
+//! and config checking.
+
+use serde_json::Value;
+
+use crate::support::{cli_command, stderr, stdout, write_config, TestServer};
+
+const JOBS: &str = r#"
+[[job]]
+name = "greet"
+description = "Say hello"
+command = ["sh", "-c", 'echo "hello $1"; echo "to stderr" >&2', "greet", "{name}"]
+[[job.param]]
+name = "name"
+required = true
+pattern = "^[a-z]+$"
+
+[[job]]
+name = "exit7"
+command = ["sh", "-c", "echo bye; exit 7"]
+
+[[job]]
+name = "killed"
+command = ["sh", "-c", "kill -KILL $$"]
+
+[[job]]
+name = "slow"
+command = ["sh", "-c", "echo tick; sleep 600"]
+"#;
+
+#[tokio::test]
+async fn jobs_lists_the_catalog() {
+    let server = TestServer::start(JOBS).await;
+    let output = server.cli(&["jobs"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.lines().next().unwrap().starts_with("NAME"), "{text}");
+    assert!(
+        text.lines().any(|line| line.starts_with("greet") && line.contains("name*") && line.contains("Say hello")),
+        "{text}"
+    );
+
+    let output = server.cli(&["jobs", "--json"]).await;
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["jobs"][0]["name"], "greet");
+}
+
+#[tokio::test]
+async fn run_follow_streams_the_log_and_exits_with_the_jobs_code() {
+    let server = TestServer::start(JOBS).await;
+    let output = server.cli(&["run", "greet", "-p", "name=bob", "--follow"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "hello bob\n");
+    let err = stderr(&output);
+    assert!(err.contains("to stderr"), "{err}");
+    assert!(err.contains("succeeded"), "{err}");
+
+    let output = server.cli(&["run", "exit7", "-f"]).await;
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "bye\n");
+
+    let output = server.cli(&["run", "killed", "-f"]).await;
+    assert_eq!(output.status.code(), Some(128 + 9), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn run_reports_invalid_params_per_field() {
+    let server = TestServer::start(JOBS).await;
+    let output = server.cli(&["run", "greet", "-p", "name=Bob"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("name: must match the pattern ^[a-z]+$"), "{}", stderr(&output));
+    let output = server.cli(&["run", "nope"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no job named `nope`"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn status_logs_runs_and_cancel_work_on_a_run() {
+    let server = TestServer::start(JOBS).await;
+    let output = server.cli(&["run", "slow", "--json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let id = run["id"].as_i64().unwrap();
+    server.wait_status(id, |status| status == "running").await;
+    let id_text = id.to_string();
+
+    let output = server.cli(&["status", &format!("#{id}")]).await;
+    assert!(stdout(&output).contains("running"), "{}", stdout(&output));
+    let output = server.cli(&["runs"]).await;
+    assert!(
+        stdout(&output).lines().any(|line| line.starts_with(&id_text) && line.contains("slow")),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = server.cli(&["cancel", &id_text]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(server.wait_final(id).await["status"], "cancelled");
+    let output = server.cli(&["cancel", &id_text]).await;
+    assert_eq!(output.status.code(), Some(1), "cancelling twice is refused");
+
+    let output = server.cli(&["logs", &id_text]).await;
+    assert!(output.status.success());
+    assert!(stdout(&output).starts_with("tick\n"), "{}", stdout(&output));
+    let output = server.cli(&["logs", &id_text, "--after", "1"]).await;
+    assert!(!stdout(&output).contains("tick"), "--after skips what was seen");
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_clear_error() {
+    let output = cli_command(&["jobs", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot reach http://127.0.0.1:9"), "{}", stderr(&output));
+}
+
+#[test]
+fn check_config_accepts_the_example_catalog() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oneoff.toml");
+    let output = cli_command(&["check-config", example]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("ok (7 jobs)"), "{}", stdout(&output));
+}
+
+#[test]
+fn check_config_reports_errors_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[[job]]\nname = \"a\"\ncommand = [\"echo\", \"{since}\"]\n");
+    let output = cli_command(&["check-config", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!("{}:3:20: unknown placeholder `{{since}}`", path.display());
+    assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
+
+    let output = cli_command(&["check-config", "/nonexistent/oneoff.toml"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("/nonexistent/oneoff.toml"), "{}", stderr(&output));
+}
+
+#[test]
+fn serve_rejects_a_bad_config_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[server]\nlisten = \"nowhere\"\n");
+    let output = cli_command(&["serve", "--config", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("2:10: listen address `nowhere` is not IP:PORT"), "{}", stderr(&output));
+}

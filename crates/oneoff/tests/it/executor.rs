@@ -32,20 +32,13 @@ command = ["/nonexistent/program", "arg"]
     let server = TestServer::start(jobs).await;
     let id = server.start_run("exit3", json!({})).await;
     let run = server.wait_final(id).await;
-    assert_eq!(
-        (run["status"].as_str(), run["exit_code"].as_i64()),
-        (Some("failed"), Some(3))
-    );
+    assert_eq!((run["status"].as_str(), run["exit_code"].as_i64()), (Some("failed"), Some(3)));
     assert_eq!(server.lines(id, "stderr").await, vec!["failing"]);
 
     let id = server.start_run("segv", json!({})).await;
     let run = server.wait_final(id).await;
     assert_eq!(
-        (
-            run["status"].as_str(),
-            run["signal"].as_i64(),
-            run["signal_name"].as_str()
-        ),
+        (run["status"].as_str(), run["signal"].as_i64(), run["signal_name"].as_str()),
         (Some("failed"), Some(11), Some("SIGSEGV"))
     );
 
@@ -54,10 +47,7 @@ command = ["/nonexistent/program", "arg"]
     assert_eq!(run["status"], "failed");
     assert!(run["exit_code"].is_null());
     let error = run["error"].as_str().unwrap();
-    assert!(
-        error.contains("cannot start `/nonexistent/program`") && error.contains("No such file"),
-        "{error}"
-    );
+    assert!(error.contains("cannot start `/nonexistent/program`") && error.contains("No such file"), "{error}");
     assert_eq!(server.lines(id, "system").await, vec![error.to_string()]);
 }
 
@@ -68,32 +58,19 @@ async fn cancel_kills_the_whole_process_group_after_the_grace_period() {
     let child_pid = wait_for_child_pid(&server, id).await;
     assert!(process_alive(child_pid));
 
-    let (status, body) = server
-        .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
-        .await;
+    let (status, body) = server.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let run = server.wait_final(id).await;
     assert_eq!(run["status"], "cancelled");
-    assert_eq!(
-        run["signal_name"], "SIGKILL",
-        "SIGTERM was ignored, so SIGKILL ended it"
-    );
+    assert_eq!(run["signal_name"], "SIGKILL", "SIGTERM was ignored, so SIGKILL ended it");
     let system = server.lines(id, "system").await;
-    assert!(
-        system[0].starts_with("cancel requested: sending SIGTERM"),
-        "{system:?}"
-    );
+    assert!(system[0].starts_with("cancel requested: sending SIGTERM"), "{system:?}");
     assert!(system[1].contains("sending SIGKILL"), "{system:?}");
     wait_until_gone(child_pid).await;
 
-    let (status, body) = server
-        .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
-        .await;
+    let (status, body) = server.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already finished (cancelled)"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("already finished (cancelled)"));
 }
 
 #[tokio::test]
@@ -109,10 +86,7 @@ grace = "5s"
     let id = server.start_run("slow", json!({})).await;
     let run = server.wait_final(id).await;
     assert_eq!(run["status"], "timed_out");
-    assert_eq!(
-        run["signal_name"], "SIGTERM",
-        "sh obeys SIGTERM within the grace period"
-    );
+    assert_eq!(run["signal_name"], "SIGTERM", "sh obeys SIGTERM within the grace period");
     let system = server.lines(id, "system").await;
     assert!(system[0].starts_with("timed out after 300ms"), "{system:?}");
 }
@@ -128,10 +102,7 @@ command = ["sh", "-c", 'sleep 600 & echo "child $!"']
     let id = server.start_run("leaver", json!({})).await;
     let run = server.wait_final(id).await;
     assert_eq!(run["status"], "succeeded");
-    let child: i32 = server.lines(id, "stdout").await[0]
-        .trim_start_matches("child ")
-        .parse()
-        .unwrap();
+    let child: i32 = server.lines(id, "stdout").await[0].trim_start_matches("child ").parse().unwrap();
     wait_until_gone(child).await;
 }
 
@@ -156,16 +127,9 @@ command = ["true"]
     assert_eq!(server.wait_final(free).await["status"], "succeeded");
     assert_eq!(server.run_json(third).await["status"], "queued");
 
-    let runs = [
-        server.wait_final(first).await,
-        server.wait_final(second).await,
-        server.wait_final(third).await,
-    ];
+    let runs = [server.wait_final(first).await, server.wait_final(second).await, server.wait_final(third).await];
     for pair in runs.windows(2) {
-        assert!(
-            pair[0]["finished_at"].as_str() <= pair[1]["started_at"].as_str(),
-            "one at a time, in order: {pair:?}"
-        );
+        assert!(pair[0]["finished_at"].as_str() <= pair[1]["started_at"].as_str(), "one at a time, in order: {pair:?}");
     }
 }
 
@@ -184,9 +148,7 @@ command = ["true"]
     let b = server.start_run("b", json!({})).await;
     let cancelled = server.start_run("b", json!({})).await;
     assert_eq!(server.run_json(b).await["status"], "queued");
-    let (status, body) = server
-        .post(&format!("/api/v1/runs/{cancelled}/cancel"), json!({}))
-        .await;
+    let (status, body) = server.post(&format!("/api/v1/runs/{cancelled}/cancel"), json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body["status"], "cancelled");
     assert!(body["started_at"].is_null());
@@ -206,30 +168,19 @@ name = "endless"
 command = ["sh", "-c", "echo begin; sleep 600"]
 grace = "1s"
 "#;
-    let mut server =
-        TestServer::start_with(jobs, "drain = \"800ms\"\nmax_concurrent_runs = 2").await;
+    let mut server = TestServer::start_with(jobs, "drain = \"800ms\"\nmax_concurrent_runs = 2").await;
     let quick = server.start_run("quick", json!({})).await;
     let endless = server.start_run("endless", json!({})).await;
     let waiting = server.start_run("quick", json!({})).await;
-    server
-        .wait_status(endless, |status| status == "running")
-        .await;
+    server.wait_status(endless, |status| status == "running").await;
     server.stop().await;
 
     server.restart(jobs, "max_concurrent_runs = 1").await;
     let quick = server.run_json(quick).await;
-    assert_eq!(
-        quick["status"], "succeeded",
-        "a run that ends within the drain period finishes normally"
-    );
+    assert_eq!(quick["status"], "succeeded", "a run that ends within the drain period finishes normally");
     let endless = server.run_json(endless).await;
     assert_eq!(endless["status"], "cancelled", "{endless}");
-    assert_eq!(
-        server
-            .lines(endless["id"].as_i64().unwrap(), "stdout")
-            .await,
-        vec!["begin"]
-    );
+    assert_eq!(server.lines(endless["id"].as_i64().unwrap(), "stdout").await, vec!["begin"]);
     // The queued run survived the restart and runs now.
     assert_eq!(server.wait_final(waiting).await["status"], "succeeded");
     assert_eq!(server.lines(waiting, "stdout").await, vec!["finished"]);

@@ -45,9 +45,7 @@ async fn many_lines_arrive_in_order_without_gaps_across_pages() {
     let mut after = 0;
     let mut expected = 1;
     loop {
-        let (status, page) = server
-            .get(&format!("/api/v1/runs/{id}/log?after={after}&limit=7000"))
-            .await;
+        let (status, page) = server.get(&format!("/api/v1/runs/{id}/log?after={after}&limit=7000")).await;
         assert_eq!(status, StatusCode::OK);
         for entry in page["entries"].as_array().unwrap() {
             assert_eq!(entry["seq"], expected);
@@ -72,9 +70,7 @@ async fn long_poll_waits_for_new_lines_and_ends_with_done() {
     let mut texts = Vec::new();
     let mut polls = 0;
     loop {
-        let (status, page) = server
-            .get(&format!("/api/v1/runs/{id}/log?after={after}&wait=10"))
-            .await;
+        let (status, page) = server.get(&format!("/api/v1/runs/{id}/log?after={after}&wait=10")).await;
         assert_eq!(status, StatusCode::OK);
         polls += 1;
         for entry in page["entries"].as_array().unwrap() {
@@ -90,16 +86,8 @@ async fn long_poll_waits_for_new_lines_and_ends_with_done() {
     assert_eq!(texts, vec!["drip 1", "drip 2", "drip 3"]);
     // A finished run answers at once, whatever the wait.
     let started = Instant::now();
-    let (_, page) = server
-        .get(&format!("/api/v1/runs/{id}/log?after={after}&wait=30"))
-        .await;
-    assert_eq!(
-        (
-            page["entries"].as_array().unwrap().len(),
-            page["done"].as_bool()
-        ),
-        (0, Some(true))
-    );
+    let (_, page) = server.get(&format!("/api/v1/runs/{id}/log?after={after}&wait=30")).await;
+    assert_eq!((page["entries"].as_array().unwrap().len(), page["done"].as_bool()), (0, Some(true)));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -123,37 +111,20 @@ async fn over_long_lines_are_cut_at_the_bound() {
     let lines = server.lines(id, "stdout").await;
     let (last, pieces) = lines.split_last().unwrap();
     assert_eq!(last, "after");
-    assert!(
-        pieces.len() >= 5,
-        "300000 bytes need at least 5 entries of 65536"
-    );
-    assert!(pieces
-        .iter()
-        .all(|piece| piece.len() <= 65536 && piece.bytes().all(|byte| byte == b'x')));
-    assert_eq!(
-        pieces.iter().map(String::len).sum::<usize>(),
-        300_000,
-        "nothing lost"
-    );
+    assert!(pieces.len() >= 5, "300000 bytes need at least 5 entries of 65536");
+    assert!(pieces.iter().all(|piece| piece.len() <= 65536 && piece.bytes().all(|byte| byte == b'x')));
+    assert_eq!(pieces.iter().map(String::len).sum::<usize>(), 300_000, "nothing lost");
 }
 
 #[tokio::test]
 async fn a_line_without_newline_shows_up_before_the_job_ends() {
     let server = TestServer::start(JOBS).await;
     let id = server.start_run("partial", json!({})).await;
-    let (_, page) = server
-        .get(&format!("/api/v1/runs/{id}/log?after=0&wait=10"))
-        .await;
+    let (_, page) = server.get(&format!("/api/v1/runs/{id}/log?after=0&wait=10")).await;
     assert_eq!(page["entries"][0]["text"], "progress 50%");
-    assert_eq!(
-        page["status"], "running",
-        "the partial line came while the job was still running"
-    );
+    assert_eq!(page["status"], "running", "the partial line came while the job was still running");
     server.wait_final(id).await;
-    assert_eq!(
-        server.lines(id, "stdout").await,
-        vec!["progress 50%", "\rprogress 100%"]
-    );
+    assert_eq!(server.lines(id, "stdout").await, vec!["progress 50%", "\rprogress 100%"]);
 }
 
 #[tokio::test]
@@ -162,43 +133,24 @@ async fn stdout_and_stderr_are_kept_apart_on_one_sequence() {
     let id = server.start_run("mixed", json!({})).await;
     server.wait_final(id).await;
     let entries = server.entries(id).await;
-    let seqs: Vec<u64> = entries
-        .iter()
-        .map(|entry| entry["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = entries.iter().map(|entry| entry["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
     assert_eq!(server.lines(id, "stdout").await, vec!["out1", "out2"]);
     assert_eq!(server.lines(id, "stderr").await, vec!["err1", "err2"]);
-    assert!(entries
-        .iter()
-        .all(|entry| entry["ts"].as_str().unwrap().ends_with('Z')));
+    assert!(entries.iter().all(|entry| entry["ts"].as_str().unwrap().ends_with('Z')));
 }
 
 #[tokio::test]
 async fn raw_log_follows_a_running_job_until_it_ends() {
     let server = TestServer::start(JOBS).await;
     let id = server.start_run("drip", json!({})).await;
-    let response = reqwest::get(format!(
-        "{}/api/v1/runs/{id}/log.txt?follow=true",
-        server.url
-    ))
-    .await
-    .unwrap();
+    let response = reqwest::get(format!("{}/api/v1/runs/{id}/log.txt?follow=true", server.url)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; charset=utf-8"
-    );
+    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
     let body = response.text().await.unwrap();
     assert_eq!(body, "drip 1\ndrip 2\ndrip 3\n");
-    assert_eq!(
-        server.run_json(id).await["status"],
-        "succeeded",
-        "the stream ended because the run did"
-    );
+    assert_eq!(server.run_json(id).await["status"], "succeeded", "the stream ended because the run did");
 
-    let (_, tail) = server
-        .get_text(&format!("/api/v1/runs/{id}/log.txt?after=2"))
-        .await;
+    let (_, tail) = server.get_text(&format!("/api/v1/runs/{id}/log.txt?after=2")).await;
     assert_eq!(tail, b"drip 3\n");
 }

@@ -22,26 +22,14 @@ struct ServeProcess {
 }
 
 fn serve(config: &std::path::Path) -> ServeProcess {
-    let mut child = cli_command(&[
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start oneoff serve");
+    let mut child = cli_command(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start oneoff serve");
     let mut first_line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
-    let url = first_line
-        .trim()
-        .strip_prefix("oneoff listening on ")
-        .expect("serve prints its URL")
-        .to_string();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let url = first_line.trim().strip_prefix("oneoff listening on ").expect("serve prints its URL").to_string();
     ServeProcess { child, url }
 }
 
@@ -52,10 +40,7 @@ async fn get(url: &str) -> Value {
 #[tokio::test]
 async fn after_a_crash_running_runs_are_lost_and_queued_runs_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &config_text(&dir.path().join("data"), "drain = \"300ms\"", JOBS),
-    );
+    let config = write_config(dir.path(), &config_text(&dir.path().join("data"), "drain = \"300ms\"", JOBS));
     let mut server = serve(&config);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -86,10 +71,7 @@ async fn after_a_crash_running_runs_are_lost_and_queued_runs_resume() {
     let log = get(&format!("{}/api/v1/runs/{}/log", server.url, ids[0])).await;
     let last = log["entries"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["stream"], "system");
-    assert!(last["text"]
-        .as_str()
-        .unwrap()
-        .contains("outcome is unknown"));
+    assert!(last["text"].as_str().unwrap().contains("outcome is unknown"));
     for _ in 0..100 {
         if get(&format!("{}/api/v1/runs/{}", server.url, ids[1])).await["status"] == "running" {
             break;
@@ -103,11 +85,8 @@ async fn after_a_crash_running_runs_are_lost_and_queued_runs_resume() {
     );
 
     // SIGTERM: a graceful stop cancels the run after the drain period and exits 0.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let mut again = serve(&config);

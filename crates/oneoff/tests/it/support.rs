@@ -35,12 +35,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let server = boot(dir.path(), jobs, server_extra).await;
         let url = server.url();
-        TestServer {
-            server: Some(server),
-            url,
-            dir,
-            http: reqwest::Client::new(),
-        }
+        TestServer { server: Some(server), url, dir, http: reqwest::Client::new() }
     }
 
     /// Stops gracefully and boots again on the same data directory.
@@ -59,41 +54,18 @@ impl TestServer {
         }
     }
 
-    pub fn client(&self) -> oneoff_api::Client {
-        oneoff_api::Client::new(&self.url)
-    }
-
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("GET");
+        let response = self.http.get(format!("{}{path}", self.url)).send().await.expect("GET");
         decode(response).await
     }
 
     pub async fn get_text(&self, path: &str) -> (StatusCode, Vec<u8>) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("GET");
-        (
-            response.status(),
-            response.bytes().await.expect("body").to_vec(),
-        )
+        let response = self.http.get(format!("{}{path}", self.url)).send().await.expect("GET");
+        (response.status(), response.bytes().await.expect("body").to_vec())
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
+        let response = self.http.post(format!("{}{path}", self.url)).json(&body).send().await.expect("POST");
         decode(response).await
     }
 
@@ -116,9 +88,7 @@ impl TestServer {
 
     /// Starts a run and returns its id; panics unless the server answers 201.
     pub async fn start_run(&self, job: &str, params: Value) -> i64 {
-        let (status, body) = self
-            .post("/api/v1/runs", json!({ "job": job, "params": params }))
-            .await;
+        let (status, body) = self.post("/api/v1/runs", json!({ "job": job, "params": params })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_i64().expect("run id")
     }
@@ -131,8 +101,7 @@ impl TestServer {
 
     /// Polls until the run has a final status (at most 30 s) and returns it.
     pub async fn wait_final(&self, id: i64) -> Value {
-        self.wait_status(id, |status| !matches!(status, "queued" | "running"))
-            .await
+        self.wait_status(id, |status| !matches!(status, "queued" | "running")).await
     }
 
     pub async fn wait_status(&self, id: i64, accept: impl Fn(&str) -> bool) -> Value {
@@ -143,10 +112,7 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "run {id} did not reach the expected status: {}",
-            self.run_json(id).await
-        );
+        panic!("run {id} did not reach the expected status: {}", self.run_json(id).await);
     }
 
     /// Every log entry of a run, read page by page through the long-poll endpoint.
@@ -154,9 +120,7 @@ impl TestServer {
         let mut all = Vec::new();
         let mut after = 0;
         loop {
-            let (status, page) = self
-                .get(&format!("/api/v1/runs/{id}/log?after={after}&limit=10000"))
-                .await;
+            let (status, page) = self.get(&format!("/api/v1/runs/{id}/log?after={after}&limit=10000")).await;
             assert_eq!(status, StatusCode::OK, "{page}");
             let entries = page["entries"].as_array().expect("entries").clone();
             if entries.is_empty() {
@@ -177,29 +141,22 @@ impl TestServer {
             .collect()
     }
 
-    /// Runs the CLI binary against this server.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        cli_command(args)
-            .env("ONEOFF_SERVER", &self.url)
-            .output()
-            .expect("run oneoff")
+    /// Runs the CLI binary against this server (without blocking the server's runtime).
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        let mut command = cli_command(args);
+        command.env("ONEOFF_SERVER", &self.url);
+        tokio::process::Command::from(command).output().await.expect("run oneoff")
     }
 }
 
 pub fn cli_command(args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oneoff"));
-    command
-        .args(args)
-        .env_remove("ONEOFF_SERVER")
-        .env_remove("ONEOFF_CONFIG");
+    command.args(args).env_remove("ONEOFF_SERVER").env_remove("ONEOFF_CONFIG");
     command
 }
 
 async fn boot(data_dir: &Path, jobs: &str, server_extra: &str) -> RunningServer {
-    let path = write_config(
-        data_dir,
-        &config_text(&data_dir.join("data"), server_extra, jobs),
-    );
+    let path = write_config(data_dir, &config_text(&data_dir.join("data"), server_extra, jobs));
     let config = oneoff_server::load_config(&path, &Default::default()).expect("valid test config");
     oneoff_server::start(config).await.expect("server starts")
 }
@@ -213,12 +170,8 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let bytes = response.bytes().await.expect("body");
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        panic!(
-            "status {status}: body is not JSON: {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {}", String::from_utf8_lossy(&bytes)));
     (status, value)
 }
 
@@ -233,10 +186,7 @@ pub fn stderr(output: &Output) -> String {
 /// True while a process with this pid exists (and is not a zombie we could still reap).
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .split(") ")
-            .nth(1)
-            .is_some_and(|rest| rest.starts_with('Z')),
+        Ok(stat) => !stat.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
