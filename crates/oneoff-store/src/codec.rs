@@ -1,6 +1,6 @@
 //! How domain values are encoded in columns: parameter lists and argv as JSON text.
 
-use oneoff_core::StoredParam;
+use oneoff_core::{LogEntry, LogStream, StoredParam};
 use serde_json::{json, Value};
 
 use crate::StoreError;
@@ -47,4 +47,114 @@ pub fn encode_argv(argv: &[String]) -> String {
 
 pub fn decode_argv(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|_| StoreError::Corrupt(format!("argv column: {text}")))
+}
+
+/// Encodes consecutive entries as one chunk: per entry, the timestamp as a zigzag varint
+/// delta from the previous one, the stream code as one byte, the length as a varint, then
+/// the bytes. Sequence numbers are implicit (`first_seq + index`).
+pub fn encode_chunk(entries: &[LogEntry]) -> Vec<u8> {
+    let payload: usize = entries.iter().map(|entry| entry.bytes.len()).sum();
+    let mut out = Vec::with_capacity(payload + entries.len() * 6);
+    let mut previous_ts = 0i64;
+    for entry in entries {
+        put_varint(&mut out, zigzag(entry.ts_us.wrapping_sub(previous_ts)));
+        previous_ts = entry.ts_us;
+        out.push(entry.stream.code() as u8);
+        put_varint(&mut out, entry.bytes.len() as u64);
+        out.extend_from_slice(&entry.bytes);
+    }
+    out
+}
+
+/// Decodes a chunk, keeping entries with `seq > after`, at most `limit` of them.
+pub fn decode_chunk(
+    first_seq: u64,
+    mut data: &[u8],
+    after: u64,
+    limit: usize,
+    out: &mut Vec<LogEntry>,
+) -> Result<(), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("log chunk starting at seq {first_seq}"));
+    let mut seq = first_seq;
+    let mut ts_us = 0i64;
+    while !data.is_empty() && out.len() < limit {
+        ts_us = ts_us.wrapping_add(unzigzag(take_varint(&mut data).ok_or_else(corrupt)?));
+        let (&code, rest) = data.split_first().ok_or_else(corrupt)?;
+        data = rest;
+        let stream = LogStream::from_code(i64::from(code)).ok_or_else(corrupt)?;
+        let length = usize::try_from(take_varint(&mut data).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+        if length > data.len() {
+            return Err(corrupt());
+        }
+        let (bytes, rest) = data.split_at(length);
+        data = rest;
+        if seq > after {
+            out.push(LogEntry { seq, ts_us, stream, bytes: bytes.to_vec() });
+        }
+        seq += 1;
+    }
+    Ok(())
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn take_varint(data: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (index, &byte) in data.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            *data = &data[index + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_round_trip_and_skip_what_was_seen() {
+        let entries: Vec<LogEntry> = (0..300u64)
+            .map(|index| LogEntry {
+                seq: 10 + index,
+                ts_us: 1_767_225_600_000_000 + (index as i64) * 37 - if index == 5 { 1000 } else { 0 },
+                stream: if index % 3 == 0 { LogStream::Stderr } else { LogStream::Stdout },
+                bytes: vec![index as u8; (index as usize) % 200],
+            })
+            .collect();
+        let chunk = encode_chunk(&entries);
+        let mut all = Vec::new();
+        decode_chunk(10, &chunk, 0, usize::MAX, &mut all).unwrap();
+        assert_eq!(all, entries);
+        let mut tail = Vec::new();
+        decode_chunk(10, &chunk, 100, 5, &mut tail).unwrap();
+        assert_eq!(tail, entries[91..96].to_vec());
+    }
+
+    #[test]
+    fn a_truncated_chunk_is_an_error_not_a_panic() {
+        let entry = LogEntry { seq: 1, ts_us: 5, stream: LogStream::Stdout, bytes: b"hello".to_vec() };
+        let chunk = encode_chunk(&[entry]);
+        for cut in 0..chunk.len() {
+            let mut out = Vec::new();
+            let result = decode_chunk(1, &chunk[..cut], 0, 10, &mut out);
+            assert!(cut == 0 || result.is_err(), "cut at {cut}");
+        }
+    }
 }

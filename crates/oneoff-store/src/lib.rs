@@ -24,6 +24,9 @@ pub enum StoreError {
     /// A row that this version of oneoff cannot read (written by a newer version, or edited by hand).
     #[error("unreadable row: {0}")]
     Corrupt(String),
+    /// Log entries that do not continue the run's sequence (a bug in the caller).
+    #[error("log of run {run}: expected sequence number {expected}, got {found}")]
+    Sequence { run: RunId, expected: u64, found: u64 },
     #[error("run {0} does not exist")]
     RunNotFound(RunId),
 }

@@ -4,15 +4,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use oneoff_core::{LogEntry, LogStream, RunId, RunRecord, RunStatus};
+use oneoff_core::{LogEntry, RunId, RunRecord, RunStatus};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::codec::{decode_argv, decode_params, encode_argv, encode_params};
+use crate::codec::{decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params};
 use crate::{Finish, NewRun, RunFilter, StoreError};
-
-/// Rows per INSERT statement; SQLite allows 32766 bound values and a log row has five.
-const LOG_ROWS_PER_STATEMENT: usize = 1000;
+use futures_util::TryStreamExt;
 
 /// A handle to the store; cheap to clone, safe to share between tasks.
 #[derive(Debug, Clone)]
@@ -133,45 +131,57 @@ impl Store {
         Ok(())
     }
 
-    /// Appends log entries in one transaction. Entries must continue the run's sequence.
+    /// Appends log entries as one chunk. They must continue the run's sequence exactly:
+    /// the store refuses a gap or a repeated sequence number.
     pub async fn append_log(&self, run_id: RunId, entries: &[LogEntry]) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return Ok(()) };
+        if last.seq - first.seq + 1 != entries.len() as u64 {
+            return Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq });
         }
         let mut transaction = self.pool.begin().await?;
-        for chunk in entries.chunks(LOG_ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new("INSERT INTO log_entries (run_id, seq, ts_us, stream, bytes) ");
-            query.push_values(chunk, |mut row, entry| {
-                let seq = i64::try_from(entry.seq).unwrap_or(i64::MAX);
-                row.push_bind(run_id.0)
-                    .push_bind(seq)
-                    .push_bind(entry.ts_us)
-                    .push_bind(entry.stream.code())
-                    .push_bind(entry.bytes.as_slice());
-            });
-            query.build().execute(&mut *transaction).await?;
+        let stored: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = ?")
+            .bind(run_id.0)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let expected = stored.map_or(1, |seq| seq.max(0) as u64 + 1);
+        if first.seq != expected {
+            return Err(StoreError::Sequence { run: run_id, expected, found: first.seq });
         }
+        sqlx::query("INSERT INTO log_chunks (run_id, first_seq, last_seq, entries) VALUES (?, ?, ?, ?)")
+            .bind(run_id.0)
+            .bind(seq_column(first.seq))
+            .bind(seq_column(last.seq))
+            .bind(encode_chunk(entries))
+            .execute(&mut *transaction)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }
 
     /// Up to `limit` entries with `seq > after`, in order.
     pub async fn read_log(&self, run_id: RunId, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = sqlx::query(
-            "SELECT seq, ts_us, stream, bytes FROM log_entries WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        let limit = limit as usize;
+        let mut entries = Vec::new();
+        // Chunks are streamed and the query dropped once `limit` entries are decoded, so a
+        // small page never loads a whole log.
+        let mut chunks = sqlx::query(
+            "SELECT first_seq, entries FROM log_chunks WHERE run_id = ? AND last_seq > ? ORDER BY last_seq",
         )
         .bind(run_id.0)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        .bind(seq_column(after))
+        .fetch(&self.pool);
+        while entries.len() < limit {
+            let Some(row) = chunks.try_next().await? else { break };
+            let first_seq: i64 = row.try_get("first_seq")?;
+            let data: &[u8] = row.try_get("entries")?;
+            decode_chunk(first_seq.max(0) as u64, data, after, limit, &mut entries)?;
+        }
+        Ok(entries)
     }
 
     /// The highest sequence number stored for a run (0 when it has no lines).
     pub async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM log_entries WHERE run_id = ?")
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = ?")
             .bind(run_id.0)
             .fetch_one(&self.pool)
             .await?;
@@ -182,7 +192,7 @@ impl Store {
     pub async fn delete_finished_before(&self, cutoff_us: i64) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query(
-            "DELETE FROM log_entries WHERE run_id IN (SELECT id FROM runs WHERE finished_at_us IS NOT NULL AND finished_at_us < ?)",
+            "DELETE FROM log_chunks WHERE run_id IN (SELECT id FROM runs WHERE finished_at_us IS NOT NULL AND finished_at_us < ?)",
         )
         .bind(cutoff_us)
         .execute(&mut *transaction)
@@ -218,10 +228,6 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     })
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<LogEntry, StoreError> {
-    let stream_code: i64 = row.try_get("stream")?;
-    let stream = LogStream::from_code(stream_code)
-        .ok_or_else(|| StoreError::Corrupt(format!("log stream code {stream_code}")))?;
-    let seq: i64 = row.try_get("seq")?;
-    Ok(LogEntry { seq: seq.max(0) as u64, ts_us: row.try_get("ts_us")?, stream, bytes: row.try_get("bytes")? })
+fn seq_column(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }

@@ -88,7 +88,9 @@ async fn log_lines_keep_their_bytes_and_order() {
     let (_dir, store) = fresh().await;
     let run = store.insert_run(&new_run("a", 1)).await.unwrap();
     let entries: Vec<LogEntry> = (1..=2500).map(|seq| entry(seq, format!("line {seq}").as_bytes())).collect();
-    store.append_log(run.id, &entries).await.unwrap();
+    for chunk in entries.chunks(700) {
+        store.append_log(run.id, chunk).await.unwrap();
+    }
     store.append_log(run.id, &[entry(2501, &[0xff, 0x00, 0xfe, b'\r'])]).await.unwrap();
 
     assert_eq!(store.last_seq(run.id).await.unwrap(), 2501);
@@ -98,7 +100,14 @@ async fn log_lines_keep_their_bytes_and_order() {
     assert_eq!(tail.len(), 2);
     assert_eq!(tail[1].bytes, vec![0xff, 0x00, 0xfe, b'\r'], "binary output is stored without loss");
     assert!(store.read_log(run.id, 2501, 100).await.unwrap().is_empty());
+    let page = store.read_log(run.id, 695, 10).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), (696..=705).collect::<Vec<_>>(), "a page spans chunks");
     assert!(store.append_log(run.id, &[entry(5, b"dup")]).await.is_err(), "a sequence number is written once");
+    assert!(store.append_log(run.id, &[entry(2503, b"gap")]).await.is_err(), "no gap in the sequence");
+    assert!(
+        store.append_log(run.id, &[entry(2502, b"a"), entry(2504, b"b")]).await.is_err(),
+        "entries are consecutive"
+    );
 }
 
 #[tokio::test]

@@ -18,11 +18,15 @@ CREATE INDEX runs_by_status ON runs (status, id);
 CREATE INDEX runs_by_job ON runs (job, id);
 CREATE INDEX runs_by_finish ON runs (finished_at_us);
 
-CREATE TABLE log_entries (
-    run_id INTEGER NOT NULL,
-    seq    INTEGER NOT NULL,
-    ts_us  INTEGER NOT NULL,
-    stream INTEGER NOT NULL, -- 1 stdout, 2 stderr, 3 system
-    bytes  BLOB    NOT NULL, -- exactly what the job wrote, without the line terminator
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
+-- Log lines are stored in chunks: one row holds the consecutive entries first_seq..=last_seq
+-- that were written together (see codec.rs for the encoding). A job printing a million
+-- lines a second becomes a few hundred rows, while a trickle is one row per line.
+CREATE TABLE log_chunks (
+    run_id    INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    entries   BLOB    NOT NULL,
+    UNIQUE (run_id, first_seq)
+);
+
+CREATE INDEX log_chunks_by_last ON log_chunks (run_id, last_seq);
