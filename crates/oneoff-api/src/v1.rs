@@ -299,3 +299,64 @@ mod tests {
         assert_eq!(param_input(serde_json::json!([1])), Some(ParamInput::Unsupported("an array")));
     }
 }
+
+/// A WebSocket text message or SSE `data` carrying entries; `next` is the resume position.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamBatch {
+    pub entries: Vec<Entry>,
+    pub next: u64,
+}
+
+/// The last message of a stream: the run is final and every entry was sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamDone {
+    pub done: bool,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub next: u64,
+}
+
+/// Why a WebSocket handshake was refused, and what the request looked like when it arrived.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HandshakeDiagnosis {
+    /// The request headers a WebSocket handshake needs that did not arrive (or arrived wrong).
+    pub missing: Vec<String>,
+    pub http_version: String,
+    /// What arrived in the headers that matter: Upgrade, Connection, Sec-WebSocket-Version, Origin.
+    pub received: BTreeMap<String, String>,
+    /// Proxy headers present on the request (X-Forwarded-For, Via, CF-Ray, ...), showing the hops it passed.
+    pub hops: BTreeMap<String, String>,
+    pub likely_cause: String,
+    /// Transports that work without an upgrade, for this run.
+    pub fallbacks: Vec<String>,
+}
+
+/// The body of a refused WebSocket handshake: the usual error plus the diagnosis.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HandshakeRefusal {
+    pub error: ErrorDetail,
+    pub diagnosis: HandshakeDiagnosis,
+}
+
+/// What `/debug/echo` received.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EchoReport {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub http_version: String,
+    pub peer: String,
+    /// Every header in arrival order; secret values are replaced by `<redacted>`.
+    pub headers: Vec<(String, String)>,
+    pub websocket: EchoWebSocket,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EchoWebSocket {
+    /// True when the request carries a `Sec-WebSocket-Key` or an `Upgrade: websocket`.
+    pub looks_like_handshake: bool,
+    /// True when it is a complete handshake the server can accept.
+    pub complete: bool,
+    pub missing: Vec<String>,
+}

@@ -41,12 +41,46 @@ pub struct ServerConfig {
     pub partial_line_flush: Duration,
     /// Upper bound of `wait` on the long-poll log endpoint.
     pub long_poll_max: Duration,
+    /// Browser origins allowed to open WebSocket and SSE streams (`scheme://host[:port]`).
+    /// Empty: any origin. Compared with the `Origin` header, never with `Host`.
+    pub public_origins: Vec<String>,
+}
+
+/// Live log streams (WebSocket and SSE) and their bounds.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// WebSocket ping period on a quiet stream; below the 60 s idle timeout of common proxies.
+    pub ws_ping_interval: Duration,
+    /// SSE `: ping` comment period on a quiet stream.
+    pub sse_ping_interval: Duration,
+    /// Largest WebSocket message the server sends (a batch of entries) or accepts.
+    pub max_message_bytes: usize,
+    /// Bytes the server may buffer for one viewer that does not read; beyond it the viewer is dropped.
+    pub max_viewer_buffer_bytes: usize,
+    /// A viewer that accepts nothing for this long is disconnected (it can resume by sequence).
+    pub viewer_send_timeout: Duration,
+    pub max_viewers_per_run: usize,
+    /// Streaming connections (WebSocket and SSE) across all runs.
+    pub max_connections: usize,
+    /// Recent log bytes kept in memory per live run, so followers near the head never hit the store.
+    pub live_cache_bytes: usize,
+}
+
+/// Diagnostics endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct DebugConfig {
+    /// Serve `/debug/echo`: what the app received, for debugging proxies.
+    pub echo: bool,
+    /// Header names whose values `/debug/echo` redacts, beyond Cookie and Authorization.
+    pub redact_headers: Vec<String>,
 }
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    pub streams: StreamConfig,
+    pub debug: DebugConfig,
     pub catalog: Catalog,
 }
 
@@ -98,6 +132,10 @@ impl std::error::Error for ConfigErrors {}
 struct RawConfig {
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    streams: RawStreams,
+    #[serde(default)]
+    debug: RawDebug,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
 }
@@ -115,6 +153,30 @@ struct RawServer {
     max_line_bytes: Option<Spanned<usize>>,
     partial_line_flush: Option<Spanned<String>>,
     long_poll_max: Option<Spanned<String>>,
+    #[serde(default)]
+    public_origins: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStreams {
+    ws_ping_interval: Option<Spanned<String>>,
+    sse_ping_interval: Option<Spanned<String>>,
+    max_message_bytes: Option<Spanned<usize>>,
+    max_viewer_buffer_bytes: Option<Spanned<usize>>,
+    viewer_send_timeout: Option<Spanned<String>>,
+    max_viewers_per_run: Option<usize>,
+    max_connections: Option<usize>,
+    live_cache_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDebug {
+    #[serde(default)]
+    echo: bool,
+    #[serde(default)]
+    redact_headers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +256,8 @@ impl Config {
             }
         };
         let server = validate_server(raw.server, base_dir, overrides, &mut problems);
+        let streams = validate_streams(raw.streams, &mut problems);
+        let debug = DebugConfig { echo: raw.debug.echo, redact_headers: raw.debug.redact_headers };
         let mut jobs: Vec<JobSpec> = Vec::new();
         let mut seen_names = HashSet::new();
         for raw_job in raw.jobs {
@@ -205,8 +269,8 @@ impl Config {
                 jobs.push(job);
             }
         }
-        match (server, problems.errors.is_empty()) {
-            (Some(server), true) => Ok(Config { server, catalog: Catalog::new(jobs) }),
+        match (server, streams, problems.errors.is_empty()) {
+            (Some(server), Some(streams), true) => Ok(Config { server, streams, debug, catalog: Catalog::new(jobs) }),
             _ => Err(ConfigErrors(problems.errors)),
         }
     }
@@ -271,6 +335,18 @@ fn validate_server(
     };
     let max_body_bytes = positive(raw.max_body_bytes, 1024 * 1024, "max_body_bytes", problems);
     let max_line_bytes = positive(raw.max_line_bytes, 64 * 1024, "max_line_bytes", problems);
+    let mut public_origins = Vec::new();
+    for origin in raw.public_origins {
+        let text = origin.get_ref().trim_end_matches('/').to_ascii_lowercase();
+        let well_formed = (text.starts_with("https://") || text.starts_with("http://"))
+            && !text.split_once("://").is_some_and(|(_, rest)| rest.is_empty() || rest.contains('/'));
+        if well_formed {
+            public_origins.push(text);
+        } else {
+            problems
+                .at(origin.span(), format!("public origin `{}` must look like https://host[:port]", origin.get_ref()));
+        }
+    }
     Some(ServerConfig {
         listen: listen?,
         data_dir,
@@ -282,6 +358,48 @@ fn validate_server(
         max_line_bytes,
         partial_line_flush: partial_line_flush?,
         long_poll_max: long_poll_max?,
+        public_origins,
+    })
+}
+
+fn validate_streams(raw: RawStreams, problems: &mut Problems) -> Option<StreamConfig> {
+    let ws_ping_interval = duration(&raw.ws_ping_interval, Some(Duration::from_secs(20)), problems);
+    let sse_ping_interval = duration(&raw.sse_ping_interval, Some(Duration::from_secs(15)), problems);
+    let viewer_send_timeout = duration(&raw.viewer_send_timeout, Some(Duration::from_secs(30)), problems);
+    for (value, name) in [(&raw.ws_ping_interval, "ws_ping_interval"), (&raw.sse_ping_interval, "sse_ping_interval")] {
+        if let Some(value) = value {
+            if humantime::parse_duration(value.get_ref().trim()).is_ok_and(|parsed| parsed < Duration::from_millis(100))
+            {
+                problems.at(value.span(), format!("{name} must be at least 100ms"));
+            }
+        }
+    }
+    let at_least = |value: Option<Spanned<usize>>,
+                    default: usize,
+                    minimum: usize,
+                    name: &str,
+                    problems: &mut Problems| {
+        match value {
+            Some(value) if *value.get_ref() < minimum => {
+                problems.at(value.span(), format!("{name} must be at least {minimum}"));
+                default
+            }
+            Some(value) => value.into_inner(),
+            None => default,
+        }
+    };
+    let max_message_bytes = at_least(raw.max_message_bytes, 1024 * 1024, 64 * 1024, "max_message_bytes", problems);
+    let max_viewer_buffer_bytes =
+        at_least(raw.max_viewer_buffer_bytes, 2 * 1024 * 1024, 64 * 1024, "max_viewer_buffer_bytes", problems);
+    Some(StreamConfig {
+        ws_ping_interval: ws_ping_interval?,
+        sse_ping_interval: sse_ping_interval?,
+        max_message_bytes,
+        max_viewer_buffer_bytes,
+        viewer_send_timeout: viewer_send_timeout?,
+        max_viewers_per_run: raw.max_viewers_per_run.unwrap_or(10_000),
+        max_connections: raw.max_connections.unwrap_or(20_000),
+        live_cache_bytes: raw.live_cache_bytes.unwrap_or(4 * 1024 * 1024),
     })
 }
 

@@ -14,7 +14,7 @@ pub mod run;
 pub mod template;
 
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
-pub use config::{Config, ConfigError, ConfigErrors, Overrides, ServerConfig};
+pub use config::{Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig};
 pub use lines::LineSplitter;
 pub use log::{LogEntry, LogStream};
 pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};

@@ -1,17 +1,21 @@
-//! The log hub: tells followers that a live run has new lines in the store.
+//! The log hub: tells followers that a live run has new lines, and keeps its recent lines
+//! in memory so followers near the head never touch the store.
 //!
-//! The store is the source of truth; the hub only carries "persisted up to seq N" and
-//! "finished" per live run over a `watch` channel, so a follower re-reads the store from
-//! its own position and can never see a gap or a duplicate, however slow it is. A watch
-//! holds one value, so a slow follower costs no memory on the writer's side.
+//! The store is the source of truth. A live run has a [`Feed`]: a `watch` carrying "stored
+//! up to seq N" and "finished", and a byte-bounded cache of the most recent batches, which
+//! are always already stored. Every follower is a [`Cursor`] that pulls from its own
+//! position: from the cache when it covers that position, else from the store. Followers
+//! pull, so a slow or stalled follower costs the writer nothing and no memory: it simply
+//! falls behind into the store, and never sees a gap or a duplicate.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use oneoff_core::{LogEntry, RunId, RunRecord};
 use oneoff_store::{Store, StoreError};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What followers of one run are told.
@@ -21,65 +25,225 @@ pub struct Progress {
     pub finished: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+/// One live run's notifications and recent lines.
+#[derive(Debug)]
+pub struct Feed {
+    progress: watch::Sender<Progress>,
+    recent: Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    batches: VecDeque<Arc<[LogEntry]>>,
+    bytes: usize,
+    /// Sequence number of the last entry published (stored).
+    last_seq: u64,
+}
+
+/// What the cache can say about entries after a position.
+enum Cached {
+    /// Entries after the position, from memory.
+    Hit(Vec<LogEntry>),
+    /// Nothing was published after the position yet.
+    UpToDate,
+    /// The position is older than what the cache holds: read the store.
+    Miss,
+}
+
+impl Feed {
+    fn read(&self, after: u64, limit: usize) -> Cached {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if after >= recent.last_seq {
+            return Cached::UpToDate;
+        }
+        let Some(oldest) = recent.batches.front().and_then(|batch| batch.first()) else { return Cached::Miss };
+        if oldest.seq > after + 1 {
+            return Cached::Miss;
+        }
+        let mut entries = Vec::new();
+        for batch in &recent.batches {
+            let Some(last) = batch.last() else { continue };
+            if last.seq <= after {
+                continue;
+            }
+            let skip = after.saturating_sub(batch[0].seq - 1) as usize;
+            let wanted = limit - entries.len();
+            entries.extend(batch.iter().skip(skip).take(wanted).cloned());
+            if entries.len() >= limit {
+                break;
+            }
+        }
+        Cached::Hit(entries)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct LogHub {
-    live: Arc<Mutex<HashMap<RunId, watch::Sender<Progress>>>>,
+    live: Arc<Mutex<HashMap<RunId, Arc<Feed>>>>,
+    cache_bytes: usize,
 }
 
 impl LogHub {
-    /// Registers a run as live (queued or running). Called before the run can produce lines.
-    pub fn open(&self, run: RunId) {
-        self.lock().entry(run).or_insert_with(|| watch::channel(Progress::default()).0);
+    /// `cache_bytes` bounds the recent lines kept in memory per live run.
+    pub fn new(cache_bytes: usize) -> LogHub {
+        LogHub { live: Arc::default(), cache_bytes }
     }
 
-    /// Lines up to `last_seq` are in the store.
-    pub fn publish(&self, run: RunId, last_seq: u64) {
-        if let Some(sender) = self.lock().get(&run) {
-            sender.send_replace(Progress { last_seq, finished: false });
+    /// Registers a run as live (queued or running). Called before the run can produce lines.
+    pub fn open(&self, run: RunId) {
+        self.lock().entry(run).or_insert_with(|| {
+            Arc::new(Feed { progress: watch::channel(Progress::default()).0, recent: Mutex::default() })
+        });
+    }
+
+    /// `batch` is in the store now; keeps it in the cache and wakes followers.
+    pub fn publish(&self, run: RunId, batch: Arc<[LogEntry]>) {
+        let Some(feed) = self.feed(run) else { return };
+        let Some(last_seq) = batch.last().map(|entry| entry.seq) else { return };
+        {
+            let mut recent = feed.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            recent.bytes += batch_bytes(&batch);
+            recent.batches.push_back(batch);
+            recent.last_seq = last_seq;
+            while recent.bytes > self.cache_bytes && recent.batches.len() > 1 {
+                if let Some(evicted) = recent.batches.pop_front() {
+                    recent.bytes -= batch_bytes(&evicted);
+                }
+            }
         }
+        feed.progress.send_replace(Progress { last_seq, finished: false });
     }
 
     /// The run's final state is in the store; wakes every follower and forgets the run.
     pub fn finish(&self, run: RunId) {
-        if let Some(sender) = self.lock().remove(&run) {
-            let last_seq = sender.borrow().last_seq;
-            sender.send_replace(Progress { last_seq, finished: true });
+        if let Some(feed) = self.lock().remove(&run) {
+            let last_seq = feed.progress.borrow().last_seq;
+            feed.progress.send_replace(Progress { last_seq, finished: true });
         }
     }
 
     /// A receiver that changes whenever the run makes progress; `None` when the run is not live.
     pub fn subscribe(&self, run: RunId) -> Option<watch::Receiver<Progress>> {
-        self.lock().get(&run).map(watch::Sender::subscribe)
+        self.feed(run).map(|feed| feed.progress.subscribe())
     }
 
     pub fn live_runs(&self) -> usize {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, watch::Sender<Progress>>> {
-        // A panic while holding this lock cannot leave the map inconsistent (single inserts
-        // and removals), so a poisoned lock is still safe to use.
-        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn feed(&self, run: RunId) -> Option<Arc<Feed>> {
+        self.lock().get(&run).cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Arc<Feed>>> {
+        // Inserts and removals cannot leave the map half-changed, so a poisoned lock is safe.
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The result of one "read from SEQ, then follow" step.
+fn batch_bytes(batch: &[LogEntry]) -> usize {
+    batch.iter().map(|entry| entry.bytes.len() + std::mem::size_of::<LogEntry>()).sum()
+}
+
+/// One step of following a run.
+#[derive(Debug)]
+pub enum Step {
+    /// The next entries after the cursor's position (which has moved past them).
+    Entries(Vec<LogEntry>),
+    /// The run is final and every entry was delivered.
+    Finished(RunRecord),
+    /// Nothing new before the deadline (or the server is stopping).
+    Quiet,
+    /// The run does not exist (any more).
+    Gone,
+}
+
+/// A follower's position in one run's log: "read from SEQ, then follow" for every transport.
+pub struct Cursor {
+    store: Store,
+    hub: LogHub,
+    run: RunId,
+    after: u64,
+}
+
+impl Cursor {
+    pub fn new(store: Store, hub: LogHub, run: RunId, after: u64) -> Cursor {
+        Cursor { store, hub, run, after }
+    }
+
+    /// The sequence number of the last entry delivered (what a client resumes `after`).
+    pub fn position(&self) -> u64 {
+        self.after
+    }
+
+    /// Up to `limit` entries after the position, waiting until `deadline` for them.
+    pub async fn next(
+        &mut self,
+        limit: usize,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<Step, StoreError> {
+        loop {
+            let feed = self.hub.feed(self.run);
+            // Subscribe before reading, so progress made after the read wakes the wait below.
+            let mut progress = feed.as_ref().map(|feed| feed.progress.subscribe());
+            let cached = feed.as_ref().map_or(Cached::Miss, |feed| feed.read(self.after, limit));
+            let entries = match cached {
+                Cached::Hit(entries) => entries,
+                Cached::UpToDate => Vec::new(),
+                Cached::Miss => self.store.read_log(self.run, self.after, limit as u32).await?,
+            };
+            if let Some(last) = entries.last() {
+                self.after = last.seq;
+                return Ok(Step::Entries(entries));
+            }
+            let finished = progress.as_ref().is_none_or(|receiver| receiver.borrow().finished);
+            if finished {
+                // Not live: the run is final (all entries stored, none left after the position),
+                // or queued and not yet registered after a restart.
+                match self.store.run(self.run).await? {
+                    None => return Ok(Step::Gone),
+                    Some(record) if record.status.is_final() => {
+                        let rest = self.store.read_log(self.run, self.after, limit as u32).await?;
+                        if let Some(last) = rest.last() {
+                            self.after = last.seq;
+                            return Ok(Step::Entries(rest));
+                        }
+                        return Ok(Step::Finished(record));
+                    }
+                    Some(_) => progress = None,
+                }
+            }
+            let woke = match progress.as_mut() {
+                Some(receiver) => tokio::select! {
+                    _ = receiver.changed() => true,
+                    () = tokio::time::sleep_until(deadline) => false,
+                    () = shutdown.cancelled() => false,
+                },
+                None => tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => Instant::now() < deadline,
+                    () = tokio::time::sleep_until(deadline) => false,
+                    () = shutdown.cancelled() => false,
+                },
+            };
+            if !woke {
+                return Ok(Step::Quiet);
+            }
+        }
+    }
+}
+
+/// The result of one long-poll read.
 #[derive(Debug)]
 pub struct LogRead {
     pub entries: Vec<LogEntry>,
-    /// The run as read before the entries: when it is final, no entry can follow the last one read.
+    /// The run as read after the entries.
     pub run: RunRecord,
+    /// True when the run is final and no entry follows the last one returned.
+    pub done: bool,
 }
 
-impl LogRead {
-    /// True when the run is final and every entry after `after` up to the end was returned.
-    pub fn done(&self, limit: u32) -> bool {
-        self.run.status.is_final() && (self.entries.len() as u64) < u64::from(limit)
-    }
-}
-
-/// Reads entries after `after`; when there are none and the run is live, waits up to `wait`
-/// for new ones. This one operation serves every log transport.
+/// Long-poll: entries after `after`, waiting up to `wait` when there are none and the run is live.
 pub async fn read_or_wait(
     store: &Store,
     hub: &LogHub,
@@ -89,32 +253,16 @@ pub async fn read_or_wait(
     wait: Duration,
     shutdown: &CancellationToken,
 ) -> Result<Option<LogRead>, StoreError> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        // Subscribe before reading so that progress made between the read and the wait wakes us.
-        let mut progress = hub.subscribe(run);
-        // Read the run before its entries: if it is final now, every entry is already stored.
-        let Some(record) = store.run(run).await? else { return Ok(None) };
-        let entries = store.read_log(run, after, limit).await?;
-        let read = LogRead { entries, run: record };
-        if !read.entries.is_empty() || read.run.status.is_final() {
-            return Ok(Some(read));
-        }
-        let woke = match progress.as_mut() {
-            Some(receiver) => tokio::select! {
-                _ = receiver.changed() => true,
-                () = tokio::time::sleep_until(deadline) => false,
-                () = shutdown.cancelled() => false,
-            },
-            // Live in the store but not yet in the hub (being recovered at start): poll.
-            None => tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(200)) => tokio::time::Instant::now() < deadline,
-                () = tokio::time::sleep_until(deadline) => false,
-                () = shutdown.cancelled() => false,
-            },
-        };
-        if !woke {
-            return Ok(Some(read));
-        }
-    }
+    let mut cursor = Cursor::new(store.clone(), hub.clone(), run, after);
+    let deadline = Instant::now() + wait;
+    let entries = match cursor.next(limit as usize, deadline, shutdown).await? {
+        Step::Gone => return Ok(None),
+        Step::Entries(entries) => entries,
+        Step::Finished(_) | Step::Quiet => Vec::new(),
+    };
+    // Read the run after the entries: entries are stored before the final state, so a final
+    // run whose last stored entry is the last one returned has nothing more to give.
+    let Some(record) = store.run(run).await? else { return Ok(None) };
+    let done = record.status.is_final() && store.last_seq(run).await? == cursor.position();
+    Ok(Some(LogRead { entries, run: record, done }))
 }

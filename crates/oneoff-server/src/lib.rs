@@ -14,6 +14,7 @@ mod http;
 mod hub;
 mod retention;
 mod state;
+mod viewers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = Store::open_sqlite(&database)
         .await
         .with_context(|| format!("cannot open the database {}", database.display()))?;
-    let hub = LogHub::default();
+    let hub = LogHub::new(config.streams.live_cache_bytes);
     let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone());
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
     if recovered.lost + recovered.requeued + recovered.failed > 0 {
@@ -92,12 +93,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let viewers = Arc::new(viewers::Viewers::new(config.streams.max_connections, config.streams.max_viewers_per_run));
     let state = AppState {
         config: config.clone(),
         store: store.clone(),
         executor: executor.clone(),
         hub,
         shutdown: CancellationToken::new(),
+        viewers,
+        counters: Arc::default(),
     };
     let stop = CancellationToken::new();
     retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::ExecutorHandle;
 use crate::hub::LogHub;
+use crate::viewers::{Counters, Viewers};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,4 +18,6 @@ pub struct AppState {
     pub hub: LogHub,
     /// Cancelled when the server stops; ends long-polls and followed streams promptly.
     pub shutdown: CancellationToken,
+    pub viewers: Arc<Viewers>,
+    pub counters: Arc<Counters>,
 }

@@ -129,3 +129,16 @@ fn empty_file_is_a_valid_empty_catalog() {
     assert!(config.catalog.jobs().is_empty());
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
 }
+
+#[test]
+fn stream_and_debug_settings_load_with_defaults() {
+    let config = load("[server]\npublic_origins = [\"https://Oneoff.example.com/\"]\n[debug]\necho = true\n").unwrap();
+    assert_eq!(config.server.public_origins, vec!["https://oneoff.example.com"]);
+    assert!(config.debug.echo);
+    assert_eq!(config.streams.ws_ping_interval, Duration::from_secs(20));
+    assert_eq!(config.streams.sse_ping_interval, Duration::from_secs(15));
+    let shown = errors("[server]\npublic_origins = [\"oneoff.example.com\"]\n[streams]\nws_ping_interval = \"1ms\"\n");
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(shown[0].starts_with("jobs.toml:2:19: public origin `oneoff.example.com` must look like"), "{shown:#?}");
+    assert!(shown[1].starts_with("jobs.toml:4:20: ws_ping_interval must be at least 100ms"), "{shown:#?}");
+}

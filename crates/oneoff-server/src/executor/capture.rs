@@ -6,6 +6,7 @@
 //! then tells the hub. Both channels are bounded, so memory stays bounded even when the
 //! disk is slower than the job.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use oneoff_core::{LineSplitter, LogEntry, LogStream, RunId};
@@ -103,9 +104,13 @@ pub async fn write_log(
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        store_batch(run, &store, &batch).await;
-        batch.clear();
-        hub.publish(run, last_seq);
+        if store_batch(run, &store, &batch).await {
+            hub.publish(run, Arc::from(std::mem::take(&mut batch)));
+        } else {
+            // Keep the stored sequence gapless: the next lines reuse the lost numbers.
+            last_seq -= batch.len() as u64;
+            batch.clear();
+        }
     }
     last_seq
 }
@@ -119,11 +124,12 @@ fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines, secre
 }
 
 /// Retries for a while: a line the job wrote is only dropped when the store stays broken.
-async fn store_batch(run: RunId, store: &Store, batch: &[LogEntry]) {
+/// Returns whether the batch is stored.
+async fn store_batch(run: RunId, store: &Store, batch: &[LogEntry]) -> bool {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=10 {
         match store.append_log(run, batch).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(error) => {
                 tracing::error!(run = %run, attempt, %error, entries = batch.len(), "cannot store log lines; retrying");
                 tokio::time::sleep(delay).await;
@@ -132,6 +138,7 @@ async fn store_batch(run: RunId, store: &Store, batch: &[LogEntry]) {
         }
     }
     tracing::error!(run = %run, entries = batch.len(), "log lines dropped: the store keeps failing");
+    false
 }
 
 const MASK: &[u8] = b"********";

@@ -52,7 +52,7 @@ pub async fn long_poll(
     let read = read_or_wait(&state.store, &state.hub, run, after, limit, wait, &state.shutdown)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {run}")))?;
-    let done = read.done(limit);
+    let done = read.done;
     let next = read.entries.last().map_or(after, |entry| entry.seq);
     Ok(Json(LogPage {
         entries: read.entries.iter().map(Entry::from).collect(),
@@ -127,7 +127,7 @@ async fn next_text_chunk(mut stream: TextStream) -> Option<(Result<Bytes, std::i
                 return Some((Err(std::io::Error::other("store error")), TextStream { finished: true, ..stream }));
             }
         };
-        let done = read.done(TEXT_CHUNK_ENTRIES);
+        let done = read.done;
         if read.entries.is_empty() {
             if done || !stream.follow {
                 return None;

@@ -3,19 +3,23 @@
 //! Only this module knows HTTP status codes and JSON. Handlers extract, call one function
 //! of the store or the executor, and map the result; they never spawn processes or write SQL.
 
+mod echo;
 mod error;
 mod extract;
+mod handshake;
 mod health;
 mod jobs;
 mod logs;
+mod metrics;
 mod runs;
+mod streams;
 
 use std::any::Any;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -33,11 +37,18 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}", get(runs::show))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/log", get(logs::long_poll))
-        .route("/runs/{id}/log.txt", get(logs::text));
-    Router::new()
+        .route("/runs/{id}/log.txt", get(logs::text))
+        .route("/runs/{id}/log/ws", any(streams::websocket))
+        .route("/runs/{id}/log/sse", get(streams::sse));
+    let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .nest("/api/v1", api)
+        .route("/metrics", get(metrics::metrics))
+        .nest("/api/v1", api);
+    if state.config.debug.echo {
+        router = router.route("/debug/echo", any(echo::echo)).route("/debug/echo/{*rest}", any(echo::echo));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -6,4 +6,5 @@ mod cli;
 mod executor;
 mod logs;
 mod restart;
+mod streams;
 mod support;

@@ -190,3 +190,115 @@ pub fn process_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// What a WebSocket log viewer received until the server closed the stream.
+#[derive(Debug, Default)]
+pub struct WsLog {
+    pub entries: Vec<Value>,
+    pub done: Option<Value>,
+    pub close_code: Option<u16>,
+    pub close_reason: String,
+    pub messages: usize,
+}
+
+impl TestServer {
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// Follows a run's log over WebSocket from `after` until the server closes the stream.
+    pub async fn ws_follow(&self, id: i64, after: u64) -> WsLog {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let url = self.ws_url(&format!("/api/v1/runs/{id}/log/ws?after={after}"));
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket handshake");
+        let mut log = WsLog::default();
+        while let Some(message) = socket.next().await {
+            match message.expect("WebSocket message") {
+                Message::Text(text) => {
+                    log.messages += 1;
+                    let value: Value = serde_json::from_str(&text).expect("JSON message");
+                    if value["done"] == true {
+                        log.done = Some(value);
+                    } else {
+                        log.entries.extend(value["entries"].as_array().expect("entries").iter().cloned());
+                    }
+                }
+                Message::Close(frame) => {
+                    log.close_code = frame.as_ref().map(|frame| u16::from(frame.code));
+                    log.close_reason = frame.map(|frame| frame.reason.to_string()).unwrap_or_default();
+                    break;
+                }
+                _ => {}
+            }
+        }
+        log
+    }
+
+    /// Follows a run's log over SSE until the `done` event; `last_event_id` resumes.
+    pub async fn sse_follow(&self, id: i64, last_event_id: Option<u64>) -> SseLog {
+        use futures_util::StreamExt;
+        let mut request = self.http.get(format!("{}/api/v1/runs/{id}/log/sse", self.url));
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().await.expect("SSE request");
+        let mut log = SseLog { headers: response.headers().clone(), ..SseLog::default() };
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(chunk) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk.expect("SSE chunk")));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                for line in block.lines() {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        event.comment = Some(comment.to_string());
+                    } else if let Some((field, value)) = line.split_once(':') {
+                        let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+                        match field {
+                            "id" => event.id = Some(value),
+                            "event" => event.event = Some(value),
+                            "data" => event.data.push_str(&value),
+                            _ => {}
+                        }
+                    }
+                }
+                let finished = matches!(event.event.as_deref(), Some("done" | "error"));
+                log.events.push(event);
+                if finished {
+                    return log;
+                }
+            }
+        }
+        log
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct SseLog {
+    pub headers: reqwest::header::HeaderMap,
+    pub events: Vec<SseEvent>,
+}
+
+impl SseLog {
+    /// Every entry carried by the data events, in order.
+    pub fn entries(&self) -> Vec<Value> {
+        self.events
+            .iter()
+            .filter(|event| event.event.is_none() && event.comment.is_none())
+            .flat_map(|event| {
+                let value: Value = serde_json::from_str(&event.data).expect("JSON data");
+                value["entries"].as_array().cloned().unwrap_or_default()
+            })
+            .collect()
+    }
+}

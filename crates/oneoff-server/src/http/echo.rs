@@ -1,0 +1,90 @@
+//! `/debug/echo`: shows what the app received — the tool for finding the hop that changed a
+//! request. Over plain HTTP it answers with the report; a WebSocket handshake to it is
+//! accepted and gets the same report as its first message (then its messages echoed back).
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{SinkExt, StreamExt};
+use oneoff_api::v1::{EchoReport, EchoWebSocket};
+
+use super::handshake;
+use crate::state::AppState;
+
+/// Headers whose values never appear in a report.
+const ALWAYS_REDACTED: [&str; 5] = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"];
+
+pub async fn echo(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let report = report(&state, &parts, peer);
+    if report.websocket.complete {
+        if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            let max = state.config.streams.max_message_bytes;
+            return upgrade
+                .max_message_size(max)
+                .on_upgrade(move |socket| echo_session(socket, report))
+                .into_response();
+        }
+    }
+    Json(report).into_response()
+}
+
+fn report(state: &AppState, parts: &Parts, peer: SocketAddr) -> EchoReport {
+    let redacted = |name: &str| {
+        ALWAYS_REDACTED.contains(&name)
+            || state.config.debug.redact_headers.iter().any(|secret| secret.eq_ignore_ascii_case(name))
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if redacted(name.as_str()) {
+                "<redacted>".to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.to_string(), shown)
+        })
+        .collect();
+    let check = handshake::check(&parts.method, parts.version, &parts.headers);
+    EchoReport {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        http_version: format!("{:?}", parts.version),
+        peer: peer.to_string(),
+        headers,
+        websocket: EchoWebSocket {
+            looks_like_handshake: handshake::looks_like_handshake(&parts.headers),
+            complete: check.is_ok(),
+            missing: check.err().map(|problem| problem.missing).unwrap_or_default(),
+        },
+    }
+}
+
+async fn echo_session(socket: WebSocket, report: EchoReport) {
+    let (mut sink, mut incoming) = socket.split();
+    let first = serde_json::to_string(&report).unwrap_or_default();
+    if sink.send(Message::Text(first.into())).await.is_err() {
+        return;
+    }
+    while let Some(Ok(message)) = incoming.next().await {
+        match message {
+            Message::Text(_) | Message::Binary(_) => {
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! WebSocket handshake checks that explain themselves instead of answering 404.
+//!
+//! A proxy that does not forward upgrades drops the hop-by-hop `Upgrade` and `Connection`
+//! headers (or speaks HTTP/1.0 upstream), so the handshake reaches the app as a plain GET
+//! that still carries `Sec-WebSocket-Key`. These pure functions name what is missing,
+//! which hops the request passed, and the likely cause; the handlers answer 426 with it.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderMap, Method, StatusCode, Version};
+use oneoff_api::v1::HandshakeDiagnosis;
+
+/// A refused handshake: status, stable code, message, and the facts behind it.
+#[derive(Debug, Clone)]
+pub struct HandshakeProblem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    /// Value of the `X-Oneoff-Diagnosis` response header.
+    pub diagnosis_header: &'static str,
+    pub message: String,
+    pub missing: Vec<String>,
+    pub likely_cause: String,
+}
+
+/// Proxy headers reported as hops, in the order shown.
+const HOP_HEADERS: [&str; 8] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "cf-ray",
+    "x-amzn-trace-id",
+];
+
+const STRIPPED_CAUSE: &str =
+    "a proxy or load balancer between the client and oneoff does not forward WebSocket upgrades: \
+it removed the hop-by-hop Upgrade and Connection headers. Typical culprits: an AWS Classic Load Balancer with an HTTP \
+listener (use a TCP listener, an NLB or an ALB), or nginx without `proxy_http_version 1.1; proxy_set_header Upgrade \
+$http_upgrade; proxy_set_header Connection \"upgrade\";`";
+
+const HTTP10_CAUSE: &str = "the request arrived as HTTP/1.0, which cannot upgrade: a proxy speaks HTTP/1.0 to its \
+upstream (nginx does by default; set `proxy_http_version 1.1;` and forward Upgrade and Connection)";
+
+pub fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
+}
+
+/// True when the request is trying to be a WebSocket handshake, complete or not.
+pub fn looks_like_handshake(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::SEC_WEBSOCKET_KEY) || has_token(headers, header::UPGRADE, "websocket")
+}
+
+/// Checks everything RFC 6455 needs from a handshake request; the first problem found wins.
+pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(), HandshakeProblem> {
+    let mut missing = Vec::new();
+    if !has_token(headers, header::UPGRADE, "websocket") {
+        missing.push("Upgrade: websocket".to_string());
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        missing.push("Connection: upgrade".to_string());
+    }
+    if !headers.contains_key(header::SEC_WEBSOCKET_KEY) {
+        missing.push("Sec-WebSocket-Key".to_string());
+    }
+    if version < Version::HTTP_11 {
+        missing.insert(0, "HTTP/1.1".to_string());
+        return Err(HandshakeProblem {
+            status: StatusCode::UPGRADE_REQUIRED,
+            code: "websocket_upgrade_impossible_http10",
+            diagnosis_header: "websocket-http10",
+            message: "this WebSocket handshake arrived as HTTP/1.0, which cannot upgrade; use the SSE or long-poll log endpoints, or fix the proxy".into(),
+            missing,
+            likely_cause: HTTP10_CAUSE.into(),
+        });
+    }
+    let has_key = headers.contains_key(header::SEC_WEBSOCKET_KEY);
+    if has_key && !missing.is_empty() {
+        return Err(HandshakeProblem {
+            status: StatusCode::UPGRADE_REQUIRED,
+            code: "websocket_upgrade_stripped",
+            diagnosis_header: "websocket-upgrade-stripped",
+            message: format!(
+                "this WebSocket handshake lost its upgrade headers on the way ({} missing); a proxy does not forward upgrades. Fall back to SSE or long-poll",
+                missing.join(", ")
+            ),
+            missing,
+            likely_cause: STRIPPED_CAUSE.into(),
+        });
+    }
+    if !missing.is_empty() || method != Method::GET {
+        return Err(HandshakeProblem {
+            status: StatusCode::UPGRADE_REQUIRED,
+            code: "websocket_required",
+            diagnosis_header: "websocket-required",
+            message: "this endpoint speaks WebSocket only (GET with an upgrade); use /log/sse or /log for plain HTTP"
+                .into(),
+            missing,
+            likely_cause: "the client did not ask for a WebSocket".into(),
+        });
+    }
+    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|value| value.as_bytes() == b"13");
+    if !version_ok {
+        let found = headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|value| value.to_str().ok()).unwrap_or("none");
+        return Err(HandshakeProblem {
+            status: StatusCode::UPGRADE_REQUIRED,
+            code: "websocket_version_unsupported",
+            diagnosis_header: "websocket-version-unsupported",
+            message: format!(
+                "Sec-WebSocket-Version {found} is not supported; this server speaks version 13 (RFC 6455)"
+            ),
+            missing: vec!["Sec-WebSocket-Version: 13".into()],
+            likely_cause: "an outdated WebSocket client, or a proxy that rewrites the version".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Rejects a browser `Origin` outside the configured public origins (cross-site WebSocket
+/// hijacking). Requests without `Origin` come from non-browser clients and pass.
+pub fn check_origin(headers: &HeaderMap, public_origins: &[String]) -> Result<(), HandshakeProblem> {
+    if public_origins.is_empty() {
+        return Ok(());
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+    if public_origins.contains(&origin) {
+        return Ok(());
+    }
+    Err(HandshakeProblem {
+        status: StatusCode::FORBIDDEN,
+        code: "origin_rejected",
+        diagnosis_header: "origin-rejected",
+        message: format!(
+            "Origin `{origin}` is not one of this server's public origins ({}); streams are refused to other sites",
+            public_origins.join(", ")
+        ),
+        missing: Vec::new(),
+        likely_cause:
+            "a page on another site tried to open a stream, or public_origins does not list the URL users open".into(),
+    })
+}
+
+/// The facts behind a problem, for the response body and the log.
+pub fn diagnosis(
+    problem: &HandshakeProblem,
+    version: Version,
+    headers: &HeaderMap,
+    fallbacks: Vec<String>,
+) -> HandshakeDiagnosis {
+    let text = |name: &header::HeaderName| {
+        let values: Vec<&str> = headers.get_all(name).iter().filter_map(|value| value.to_str().ok()).collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    let mut received = BTreeMap::new();
+    for name in [header::UPGRADE, header::CONNECTION, header::SEC_WEBSOCKET_VERSION, header::ORIGIN, header::HOST] {
+        received.insert(name.to_string(), text(&name).unwrap_or_else(|| "(absent)".into()));
+    }
+    let hops = HOP_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let name = header::HeaderName::from_static(name);
+            text(&name).map(|value| (name.to_string(), value))
+        })
+        .collect();
+    HandshakeDiagnosis {
+        missing: problem.missing.clone(),
+        http_version: format!("{version:?}"),
+        received,
+        hops,
+        likely_cause: problem.likely_cause.clone(),
+        fallbacks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(header::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        map
+    }
+
+    const KEY: (&str, &str) = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    const VERSION: (&str, &str) = ("sec-websocket-version", "13");
+
+    #[test]
+    fn a_complete_handshake_passes() {
+        let ok = headers(&[("upgrade", "WebSocket"), ("connection", "keep-alive, Upgrade"), KEY, VERSION]);
+        assert!(check(&Method::GET, Version::HTTP_11, &ok).is_ok());
+    }
+
+    #[test]
+    fn stripped_upgrade_headers_are_named() {
+        let stripped =
+            headers(&[("connection", "keep-alive"), KEY, VERSION, ("x-forwarded-for", "203.0.113.9, 10.0.0.2")]);
+        let problem = check(&Method::GET, Version::HTTP_11, &stripped).unwrap_err();
+        assert_eq!((problem.status, problem.code), (StatusCode::UPGRADE_REQUIRED, "websocket_upgrade_stripped"));
+        assert_eq!(problem.missing, vec!["Upgrade: websocket", "Connection: upgrade"]);
+        let facts = diagnosis(&problem, Version::HTTP_11, &stripped, vec![]);
+        assert_eq!(facts.hops["x-forwarded-for"], "203.0.113.9, 10.0.0.2");
+        assert_eq!(facts.received["upgrade"], "(absent)");
+        assert!(facts.likely_cause.contains("Classic Load Balancer"));
+    }
+
+    #[test]
+    fn http10_cannot_upgrade() {
+        let old = headers(&[KEY, VERSION]);
+        let problem = check(&Method::GET, Version::HTTP_10, &old).unwrap_err();
+        assert_eq!(problem.code, "websocket_upgrade_impossible_http10");
+        assert!(problem.likely_cause.contains("proxy_http_version 1.1"));
+    }
+
+    #[test]
+    fn other_versions_and_plain_gets_get_their_own_errors() {
+        let v8 = headers(&[("upgrade", "websocket"), ("connection", "upgrade"), KEY, ("sec-websocket-version", "8")]);
+        assert_eq!(check(&Method::GET, Version::HTTP_11, &v8).unwrap_err().code, "websocket_version_unsupported");
+        assert_eq!(check(&Method::GET, Version::HTTP_11, &HeaderMap::new()).unwrap_err().code, "websocket_required");
+    }
+
+    #[test]
+    fn origins_are_compared_with_the_configured_list() {
+        let allowed = vec!["https://oneoff.example.com".to_string()];
+        assert!(check_origin(&headers(&[("origin", "https://oneoff.example.com")]), &allowed).is_ok());
+        assert!(check_origin(&headers(&[("origin", "HTTPS://ONEOFF.EXAMPLE.COM/")]), &allowed).is_ok());
+        assert!(check_origin(&HeaderMap::new(), &allowed).is_ok(), "non-browser clients send no Origin");
+        let evil = check_origin(&headers(&[("origin", "https://evil.example")]), &allowed).unwrap_err();
+        assert_eq!((evil.status, evil.code), (StatusCode::FORBIDDEN, "origin_rejected"));
+        assert!(check_origin(&headers(&[("origin", "https://evil.example")]), &[]).is_ok(), "no list: any origin");
+    }
+}

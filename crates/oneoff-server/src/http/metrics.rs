@@ -1,0 +1,56 @@
+//! `/metrics`: Prometheus text exposition of the server's counters and gauges.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::state::AppState;
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let counters = &state.counters;
+    let mut text = String::new();
+    let mut counter = |name: &str, help: &str, labels: &[(&str, u64)]| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (label, value) in labels {
+            let _ = writeln!(text, "{name}{label} {value}");
+        }
+    };
+    let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
+    counter(
+        "oneoff_websocket_handshakes_refused_total",
+        "WebSocket handshakes refused, by reason.",
+        &[
+            ("{reason=\"upgrade_stripped\"}", load(&counters.handshakes_upgrade_stripped)),
+            ("{reason=\"http10\"}", load(&counters.handshakes_http10)),
+            ("{reason=\"version_unsupported\"}", load(&counters.handshakes_bad_version)),
+            ("{reason=\"not_websocket\"}", load(&counters.handshakes_not_websocket)),
+            ("{reason=\"origin_rejected\"}", load(&counters.origins_rejected)),
+        ],
+    );
+    counter(
+        "oneoff_log_streams_total",
+        "Live log streams opened, by transport.",
+        &[
+            ("{transport=\"websocket\"}", load(&counters.ws_sessions)),
+            ("{transport=\"sse\"}", load(&counters.sse_sessions)),
+        ],
+    );
+    counter(
+        "oneoff_viewers_refused_total",
+        "Viewers refused by a viewer limit.",
+        &[("", load(&counters.viewers_refused))],
+    );
+    counter(
+        "oneoff_viewers_dropped_slow_total",
+        "Viewers dropped for not reading.",
+        &[("", load(&counters.viewers_too_slow))],
+    );
+    let _ = writeln!(text, "# HELP oneoff_log_viewers Live log streams open now.\n# TYPE oneoff_log_viewers gauge");
+    let _ = writeln!(text, "oneoff_log_viewers {}", state.viewers.total());
+    let _ = writeln!(text, "# HELP oneoff_live_runs Runs queued or running.\n# TYPE oneoff_live_runs gauge");
+    let _ = writeln!(text, "oneoff_live_runs {}", state.hub.live_runs());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

@@ -1,0 +1,307 @@
+//! Live log streams: WebSocket and Server-Sent Events, both pulling from one [`Cursor`].
+//!
+//! Each viewer reads from its own position ("read from SEQ, then follow"): from the hub's
+//! memory near the head, from the store when behind. A viewer that does not read only
+//! blocks its own task; after `viewer_send_timeout` it is dropped with a close reason and
+//! can resume by sequence. Entries are sent in batches: whatever is available when the
+//! viewer is ready goes in one message, so a firehose is few messages and a trickle has no
+//! added latency.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{SinkExt, StreamExt};
+use oneoff_api::v1::{Entry, ErrorBody, ErrorDetail, HandshakeRefusal, StreamDone};
+use oneoff_core::{LogEntry, RunId, RunRecord};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
+use super::handshake::{self, HandshakeProblem};
+use super::runs::find_run;
+use crate::hub::{Cursor, Step};
+use crate::state::AppState;
+use crate::viewers::{ViewerLimit, ViewerSlot};
+
+/// Entries read per step; a step's entries are then cut into messages by size.
+const STEP_ENTRIES: usize = 20_000;
+/// How long an SSE step waits; the keep-alive comments are sent independently.
+const SSE_STEP: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    after: Option<u64>,
+}
+
+pub async fn websocket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let run = find_run(&state, &id).await?.id;
+    let (mut parts, _body) = request.into_parts();
+    let fallbacks = vec![format!("/api/v1/runs/{run}/log/sse"), format!("/api/v1/runs/{run}/log")];
+    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
+        .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins))
+    {
+        return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
+    }
+    let slot = acquire(&state, run)?;
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            // Passed our checks but the connection cannot be upgraded (e.g. HTTP/2 without
+            // extended CONNECT): still answer with a diagnosis, never a bare status.
+            let problem = HandshakeProblem {
+                status: StatusCode::UPGRADE_REQUIRED,
+                code: "websocket_upgrade_unavailable",
+                diagnosis_header: "websocket-upgrade-unavailable",
+                message: format!("the connection cannot be upgraded to a WebSocket: {}", rejection.body_text()),
+                missing: Vec::new(),
+                likely_cause: "the request reached the server over a protocol or proxy that cannot upgrade".into(),
+            };
+            return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
+        }
+    };
+    let streams = &state.config.streams;
+    let after = query.after.unwrap_or(0);
+    state.counters.ws_sessions.fetch_add(1, Ordering::Relaxed);
+    let upgrade = upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(streams.max_viewer_buffer_bytes.max(2 * streams.max_message_bytes))
+        .max_message_size(streams.max_message_bytes)
+        .max_frame_size(streams.max_message_bytes);
+    Ok(upgrade.on_upgrade(move |socket| ws_session(socket, state, run, after, slot)))
+}
+
+fn acquire(state: &AppState, run: RunId) -> Result<ViewerSlot, ApiError> {
+    state.viewers.acquire(run).map_err(|limit| {
+        state.counters.viewers_refused.fetch_add(1, Ordering::Relaxed);
+        let message = match limit {
+            ViewerLimit::PerRun(max) => format!("run {run} already has {max} live viewers (max_viewers_per_run); use the long-poll endpoint or try later"),
+            ViewerLimit::Total(max) => format!("the server already serves {max} live streams (max_connections); use the long-poll endpoint or try later"),
+        };
+        ApiError::Client { status: StatusCode::SERVICE_UNAVAILABLE, code: "viewer_limit", message }
+    })
+}
+
+/// A refused handshake: logged once as a warning, counted, and answered with the diagnosis.
+fn refuse(
+    state: &AppState,
+    problem: &HandshakeProblem,
+    version: Version,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    fallbacks: Vec<String>,
+) -> Response {
+    state.counters.count_problem(problem.code);
+    let diagnosis = handshake::diagnosis(problem, version, headers, fallbacks);
+    tracing::warn!(
+        code = problem.code,
+        %peer,
+        missing = ?diagnosis.missing,
+        http_version = %diagnosis.http_version,
+        hops = ?diagnosis.hops,
+        likely_cause = %diagnosis.likely_cause,
+        "WebSocket handshake refused"
+    );
+    let body = HandshakeRefusal {
+        error: ErrorDetail { code: problem.code.into(), message: problem.message.clone(), fields: Vec::new() },
+        diagnosis,
+    };
+    let mut response = (problem.status, Json(body)).into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert("x-oneoff-diagnosis", HeaderValue::from_static(problem.diagnosis_header));
+    if problem.status == StatusCode::UPGRADE_REQUIRED {
+        response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        response_headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    response
+}
+
+async fn ws_session(socket: WebSocket, state: AppState, run: RunId, after: u64, _slot: ViewerSlot) {
+    let (mut sink, mut incoming) = socket.split();
+    let mut cursor = Cursor::new(state.store.clone(), state.hub.clone(), run, after);
+    let streams = state.config.streams.clone();
+    loop {
+        let deadline = Instant::now() + streams.ws_ping_interval;
+        let step = tokio::select! {
+            step = cursor.next(STEP_ENTRIES, deadline, &state.shutdown) => step,
+            message = incoming.next() => match message {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                // Pings are answered by the library; anything else from the viewer is ignored.
+                Some(Ok(_)) => continue,
+            },
+        };
+        let (close_code, reason) = match step {
+            Ok(Step::Entries(entries)) => {
+                for text in encode_batches(&entries, streams.max_message_bytes) {
+                    match tokio::time::timeout(streams.viewer_send_timeout, sink.send(Message::Text(text.into()))).await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            state.counters.viewers_too_slow.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(run = %run, "dropping a WebSocket viewer that stopped reading");
+                            let reason = format!("viewer too slow; resume with after={}", cursor.position());
+                            let _ = tokio::time::timeout(Duration::from_secs(1), close(&mut sink, 1013, reason)).await;
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            Ok(Step::Finished(record)) => {
+                let done = done_message(&record, cursor.position());
+                if sink.send(Message::Text(done.into())).await.is_err() {
+                    return;
+                }
+                (1000, "run finished".to_string())
+            }
+            Ok(Step::Quiet) if state.shutdown.is_cancelled() => {
+                (1001, format!("server stopping; resume with after={}", cursor.position()))
+            }
+            Ok(Step::Quiet) => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Step::Gone) => (1000, "run deleted".to_string()),
+            Err(error) => {
+                tracing::error!(run = %run, %error, "WebSocket log stream failed");
+                (1011, format!("internal error; resume with after={}", cursor.position()))
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), close(&mut sink, close_code, reason)).await;
+        return;
+    }
+}
+
+async fn close(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, code: u16, reason: String) {
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// `{"entries":[...],"next":N}` messages of at most `max_bytes` each (one entry may exceed it alone).
+pub fn encode_batches(entries: &[LogEntry], max_bytes: usize) -> Vec<String> {
+    const FRAME: usize = 40; // `{"entries":[`, `],"next":` and the number
+    let mut messages = Vec::new();
+    let mut current = String::new();
+    let mut last_seq = 0;
+    for entry in entries {
+        let json = serde_json::to_string(&Entry::from(entry)).unwrap_or_default();
+        if !current.is_empty() && current.len() + json.len() + FRAME > max_bytes {
+            messages.push(format!("{{\"entries\":[{current}],\"next\":{last_seq}}}"));
+            current.clear();
+        }
+        if !current.is_empty() {
+            current.push(',');
+        }
+        current.push_str(&json);
+        last_seq = entry.seq;
+    }
+    if !current.is_empty() {
+        messages.push(format!("{{\"entries\":[{current}],\"next\":{last_seq}}}"));
+    }
+    messages
+}
+
+fn done_message(record: &RunRecord, next: u64) -> String {
+    let done = StreamDone {
+        done: true,
+        status: record.status.to_string(),
+        exit_code: record.exit_code,
+        signal: record.signal,
+        next,
+    };
+    serde_json::to_string(&done).unwrap_or_default()
+}
+
+pub async fn sse(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let run = find_run(&state, &id).await?.id;
+    if let Err(problem) = handshake::check_origin(&headers, &state.config.server.public_origins) {
+        return Ok(refuse(&state, &problem, Version::HTTP_11, &headers, peer, vec![]));
+    }
+    // EventSource sends Last-Event-ID on reconnect while the URL keeps its first `after`.
+    let after = match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| u64::from_str(text.trim()).ok())
+            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a sequence number"))?,
+        None => query.after.unwrap_or(0),
+    };
+    let slot = acquire(&state, run)?;
+    state.counters.sse_sessions.fetch_add(1, Ordering::Relaxed);
+    let ping = state.config.streams.sse_ping_interval;
+    let cursor = Cursor::new(state.store.clone(), state.hub.clone(), run, after);
+    let events = futures_util::stream::unfold(Some(SseState { cursor, state, _slot: slot }), next_event);
+    let mut response = Sse::new(events).keep_alive(KeepAlive::new().interval(ping).text("ping")).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+struct SseState {
+    cursor: Cursor,
+    state: AppState,
+    _slot: ViewerSlot,
+}
+
+async fn next_event(sse: Option<SseState>) -> Option<(Result<Event, Infallible>, Option<SseState>)> {
+    let mut sse = sse?;
+    loop {
+        let deadline = Instant::now() + SSE_STEP;
+        let step = sse.cursor.next(STEP_ENTRIES, deadline, &sse.state.shutdown).await;
+        let position = sse.cursor.position();
+        let event = match step {
+            Ok(Step::Entries(entries)) => {
+                let mut batches = encode_batches(&entries, usize::MAX);
+                let data = batches.pop().unwrap_or_default();
+                return Some((Ok(Event::default().id(position.to_string()).data(data)), Some(sse)));
+            }
+            Ok(Step::Finished(record)) => {
+                Event::default().event("done").id(position.to_string()).data(done_message(&record, position))
+            }
+            Ok(Step::Quiet) if sse.state.shutdown.is_cancelled() => {
+                error_event("shutting_down", format!("server stopping; reconnect to resume after {position}"))
+            }
+            Ok(Step::Quiet) => continue,
+            Ok(Step::Gone) => error_event("not_found", "the run was deleted".into()),
+            Err(error) => {
+                tracing::error!(%error, "SSE log stream failed");
+                error_event("internal", format!("internal error; reconnect to resume after {position}"))
+            }
+        };
+        return Some((Ok(event), None));
+    }
+}
+
+fn error_event(code: &str, message: String) -> Event {
+    let body = ErrorBody { error: ErrorDetail { code: code.into(), message, fields: Vec::new() } };
+    Event::default().event("error").data(serde_json::to_string(&body).unwrap_or_default())
+}

@@ -1,0 +1,94 @@
+//! Counting live-log viewers against the configured bounds, and the server's counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use oneoff_core::RunId;
+
+/// Streaming connections per run and in total; a [`ViewerSlot`] holds one until dropped.
+#[derive(Debug)]
+pub struct Viewers {
+    total: AtomicUsize,
+    per_run: Mutex<HashMap<RunId, usize>>,
+    max_total: usize,
+    max_per_run: usize,
+}
+
+/// Which bound refused a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerLimit {
+    PerRun(usize),
+    Total(usize),
+}
+
+impl Viewers {
+    pub fn new(max_total: usize, max_per_run: usize) -> Viewers {
+        Viewers { total: AtomicUsize::new(0), per_run: Mutex::default(), max_total, max_per_run }
+    }
+
+    pub fn acquire(self: &Arc<Self>, run: RunId) -> Result<ViewerSlot, ViewerLimit> {
+        let mut per_run = self.per_run.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.total.load(Ordering::Relaxed) >= self.max_total {
+            return Err(ViewerLimit::Total(self.max_total));
+        }
+        let count = per_run.entry(run).or_default();
+        if *count >= self.max_per_run {
+            return Err(ViewerLimit::PerRun(self.max_per_run));
+        }
+        *count += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(ViewerSlot { viewers: self.clone(), run })
+    }
+
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// One viewer's place; gives it back when dropped, however the stream ends.
+#[derive(Debug)]
+pub struct ViewerSlot {
+    viewers: Arc<Viewers>,
+    run: RunId,
+}
+
+impl Drop for ViewerSlot {
+    fn drop(&mut self) {
+        let mut per_run = self.viewers.per_run.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_run.get_mut(&self.run) {
+            *count -= 1;
+            if *count == 0 {
+                per_run.remove(&self.run);
+            }
+        }
+        self.viewers.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counters exposed at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub handshakes_upgrade_stripped: AtomicU64,
+    pub handshakes_http10: AtomicU64,
+    pub handshakes_bad_version: AtomicU64,
+    pub handshakes_not_websocket: AtomicU64,
+    pub origins_rejected: AtomicU64,
+    pub viewers_refused: AtomicU64,
+    pub viewers_too_slow: AtomicU64,
+    pub ws_sessions: AtomicU64,
+    pub sse_sessions: AtomicU64,
+}
+
+impl Counters {
+    pub fn count_problem(&self, code: &str) {
+        let counter = match code {
+            "websocket_upgrade_stripped" => &self.handshakes_upgrade_stripped,
+            "websocket_upgrade_impossible_http10" => &self.handshakes_http10,
+            "websocket_version_unsupported" => &self.handshakes_bad_version,
+            "origin_rejected" => &self.origins_rejected,
+            _ => &self.handshakes_not_websocket,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,286 @@
+//! WebSocket and SSE log streams: backlog then live tail on the stored sequence, resume by
+//! `after` and `Last-Event-ID`, stalled viewers, and handshakes that explain their failure.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::TestServer;
+
+const JOBS: &str = r#"
+[[job]]
+name = "drip"
+command = ["sh", "-c", 'for i in 1 2 3 4 5; do echo "drip $i"; echo "err $i" >&2; sleep 0.1; done']
+
+[[job]]
+name = "count"
+command = ["seq", "1", "{n}"]
+[[job.param]]
+name = "n"
+type = "integer"
+
+[[job]]
+name = "quiet"
+command = ["sh", "-c", "echo start; sleep 1.5; echo end"]
+
+[[job]]
+name = "exit4"
+command = ["sh", "-c", "echo x; exit 4"]
+"#;
+
+fn texts(entries: &[Value]) -> Vec<(u64, String, String)> {
+    entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["seq"].as_u64().unwrap(),
+                entry["stream"].as_str().unwrap().to_string(),
+                entry["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn websocket_streams_backlog_and_live_tail_exactly_as_stored() {
+    let server = TestServer::start(JOBS).await;
+    let id = server.start_run("drip", json!({})).await;
+    let live = server.ws_follow(id, 0).await;
+    assert_eq!(live.close_code, Some(1000), "{}", live.close_reason);
+    let done = live.done.expect("done message");
+    assert_eq!(
+        (done["status"].as_str(), done["exit_code"].as_i64(), done["next"].as_u64()),
+        (Some("succeeded"), Some(0), Some(10))
+    );
+    let stored = server.entries(id).await;
+    assert_eq!(texts(&live.entries), texts(&stored), "the live view is the stored log, no gap, no duplicate");
+    assert_eq!(stored.len(), 10);
+
+    // A late joiner on the finished run, resuming after 4, gets exactly the rest.
+    let resumed = server.ws_follow(id, 4).await;
+    assert_eq!(texts(&resumed.entries), texts(&stored[4..]));
+    assert_eq!(resumed.done.unwrap()["next"], 10);
+}
+
+#[tokio::test]
+async fn websocket_batches_a_firehose_and_reports_the_exit_code() {
+    let server = TestServer::start(JOBS).await;
+    let id = server.start_run("count", json!({ "n": 100000 })).await;
+    let live = server.ws_follow(id, 0).await;
+    assert_eq!(live.entries.len(), 100_000);
+    assert!(live.entries.iter().enumerate().all(|(index, entry)| entry["seq"] == index as u64 + 1
+        && entry["text"].as_str() == Some((index + 1).to_string().as_str())));
+    assert!(live.messages < 2_000, "{} messages for 100000 lines: entries are batched", live.messages);
+
+    let failing = server.start_run("exit4", json!({})).await;
+    let log = server.ws_follow(failing, 0).await;
+    let done = log.done.unwrap();
+    assert_eq!((done["status"].as_str(), done["exit_code"].as_i64()), (Some("failed"), Some(4)));
+}
+
+#[tokio::test]
+async fn sse_streams_the_same_sequence_and_resumes_with_last_event_id() {
+    let server = TestServer::start(JOBS).await;
+    let id = server.start_run("drip", json!({})).await;
+    let live = server.sse_follow(id, None).await;
+    assert_eq!(live.headers["content-type"], "text/event-stream");
+    assert_eq!(live.headers["cache-control"], "no-cache, no-transform");
+    assert_eq!(live.headers["x-accel-buffering"], "no");
+    assert!(live.headers.get("content-encoding").is_none());
+    let stored = server.entries(id).await;
+    assert_eq!(texts(&live.entries()), texts(&stored));
+    for event in live.events.iter().filter(|event| event.event.is_none() && event.comment.is_none()) {
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(
+            event.id.as_deref(),
+            Some(data["next"].to_string().as_str()),
+            "each event's id is the last seq it carries"
+        );
+    }
+    let done = live.events.last().unwrap();
+    assert_eq!(done.event.as_deref(), Some("done"));
+    assert_eq!(serde_json::from_str::<Value>(&done.data).unwrap()["status"], "succeeded");
+
+    let resumed = server.sse_follow(id, Some(7)).await;
+    assert_eq!(texts(&resumed.entries()), texts(&stored[7..]));
+}
+
+#[tokio::test]
+async fn quiet_streams_get_keepalives() {
+    let server =
+        TestServer::start_with(JOBS, "[streams]\nws_ping_interval = \"200ms\"\nsse_ping_interval = \"200ms\"").await;
+    let id = server.start_run("quiet", json!({})).await;
+    let sse = server.sse_follow(id, None).await;
+    assert!(sse.events.iter().any(|event| event.comment.as_deref() == Some(" ping")), "{:?}", sse.events);
+    assert_eq!(texts(&sse.entries()).len(), 2);
+
+    let id = server.start_run("quiet", json!({})).await;
+    let url = server.ws_url(&format!("/api/v1/runs/{id}/log/ws"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut pings = 0;
+    while let Some(Ok(message)) = socket.next().await {
+        match message {
+            Message::Ping(_) => pings += 1,
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert!(pings >= 3, "pings on a quiet WebSocket: {pings}");
+}
+
+#[tokio::test]
+async fn a_stripped_upgrade_gets_426_with_a_diagnosis() {
+    let server = TestServer::start(JOBS).await;
+    let id = server.start_run("drip", json!({})).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/log/ws", server.url))
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .header("x-forwarded-for", "203.0.113.7, 10.1.2.3")
+        .header("via", "1.1 classic-elb")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(response.headers()["upgrade"], "websocket");
+    assert_eq!(response.headers()["sec-websocket-version"], "13");
+    assert_eq!(response.headers()["x-oneoff-diagnosis"], "websocket-upgrade-stripped");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "websocket_upgrade_stripped");
+    assert_eq!(body["diagnosis"]["missing"], json!(["Upgrade: websocket", "Connection: upgrade"]));
+    assert_eq!(body["diagnosis"]["hops"]["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
+    assert_eq!(body["diagnosis"]["hops"]["via"], "1.1 classic-elb");
+    assert!(body["diagnosis"]["likely_cause"].as_str().unwrap().contains("does not forward WebSocket upgrades"));
+    assert_eq!(body["diagnosis"]["fallbacks"][0], format!("/api/v1/runs/{id}/log/sse"));
+
+    let (_, metrics) = server.get_text("/metrics").await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("oneoff_websocket_handshakes_refused_total{reason=\"upgrade_stripped\"} 1"), "{metrics}");
+
+    let wrong_version = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/log/ws", server.url))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_version.status(), StatusCode::UPGRADE_REQUIRED);
+    let body: Value = wrong_version.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "websocket_version_unsupported");
+}
+
+#[tokio::test]
+async fn streams_refuse_origins_that_are_not_public() {
+    let server = TestServer::start_with(JOBS, "public_origins = [\"https://oneoff.example.com\"]").await;
+    let id = server.start_run("exit4", json!({})).await;
+    server.wait_final(id).await;
+    let url = server.ws_url(&format!("/api/v1/runs/{id}/log/ws"));
+    let mut evil = url.clone().into_client_request().unwrap();
+    evil.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(evil).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a foreign origin was not refused: {other:?}"),
+    }
+    let mut good = url.into_client_request().unwrap();
+    good.headers_mut().insert("origin", "https://oneoff.example.com".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(good).await.is_ok());
+
+    let sse = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/log/sse", server.url))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), StatusCode::FORBIDDEN);
+    let body: Value = sse.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_rejected");
+}
+
+#[tokio::test]
+async fn debug_echo_shows_what_arrived_with_secrets_redacted() {
+    let server = TestServer::start_with(JOBS, "[debug]\necho = true\nredact_headers = [\"X-Secret\"]").await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/debug/echo/some/path?x=1", server.url))
+        .header("cookie", "session=abc")
+        .header("authorization", "Bearer t0ken")
+        .header("x-secret", "hidden")
+        .header("x-forwarded-for", "198.51.100.1")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(
+        (report["method"].as_str(), report["path"].as_str(), report["query"].as_str()),
+        (Some("GET"), Some("/debug/echo/some/path"), Some("x=1"))
+    );
+    let header = |name: &str| {
+        report["headers"].as_array().unwrap().iter().find(|pair| pair[0] == name).map(|pair| pair[1].clone())
+    };
+    assert_eq!(header("cookie"), Some(json!("<redacted>")));
+    assert_eq!(header("authorization"), Some(json!("<redacted>")));
+    assert_eq!(header("x-secret"), Some(json!("<redacted>")));
+    assert_eq!(header("x-forwarded-for"), Some(json!("198.51.100.1")));
+    assert_eq!(report["websocket"]["looks_like_handshake"], true);
+    assert_eq!(report["websocket"]["complete"], false);
+    assert_eq!(report["websocket"]["missing"], json!(["Upgrade: websocket", "Connection: upgrade"]));
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/debug/echo")).await.unwrap();
+    let Some(Ok(Message::Text(first))) = socket.next().await else { panic!("no report") };
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["websocket"]["complete"], true);
+    socket.send(Message::Text("hello".into())).await.unwrap();
+    let Some(Ok(Message::Text(echoed))) = socket.next().await else { panic!("no echo") };
+    assert_eq!(echoed.as_str(), "hello");
+
+    let disabled = TestServer::start(JOBS).await;
+    assert_eq!(disabled.get("/debug/echo").await.0, StatusCode::NOT_FOUND, "off unless configured");
+}
+
+#[tokio::test]
+async fn a_stalled_viewer_slows_nothing_and_others_get_every_line() {
+    let server = TestServer::start_with(JOBS, "[streams]\nviewer_send_timeout = \"2s\"").await;
+    let id = server.start_run("count", json!({ "n": 1000000 })).await;
+    // This viewer completes the handshake and then never reads.
+    let (stalled, _) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/api/v1/runs/{id}/log/ws"))).await.unwrap();
+    let started = Instant::now();
+    let healthy = server.ws_follow(id, 0).await;
+    assert_eq!(healthy.entries.len(), 1_000_000);
+    assert_eq!(healthy.entries.last().unwrap()["text"], "1000000");
+    let run = server.wait_final(id).await;
+    assert_eq!(run["status"], "succeeded");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // The stalled viewer is dropped after the send timeout, with a reason that says how to resume.
+    let (_, metrics) = server.get_text("/metrics").await;
+    let mut dropped = String::from_utf8(metrics).unwrap().contains("oneoff_viewers_dropped_slow_total 1");
+    for _ in 0..50 {
+        if dropped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dropped = String::from_utf8(server.get_text("/metrics").await.1)
+            .unwrap()
+            .contains("oneoff_viewers_dropped_slow_total 1");
+    }
+    assert!(dropped, "the stalled viewer was not dropped");
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn viewer_limits_answer_503() {
+    let server = TestServer::start_with(JOBS, "[streams]\nmax_viewers_per_run = 1").await;
+    let id = server.start_run("quiet", json!({})).await;
+    let (_first, _) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/api/v1/runs/{id}/log/ws"))).await.unwrap();
+    let (status, body) = server.get(&format!("/api/v1/runs/{id}/log/sse")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "viewer_limit");
+}
