@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod executor;
 mod logs;
+mod proxy;
 mod restart;
 mod streams;
 mod support;

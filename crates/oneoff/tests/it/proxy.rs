@@ -1,0 +1,201 @@
+//! Through a real nginx on loopback: one configuration forwards upgrades, one drops them
+//! (the outage this product comes from). WebSocket works through the first; through the
+//! second the 426 diagnosis arrives, while SSE and long-poll still stream the log live.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::support::TestServer;
+
+const JOBS: &str = r#"
+[[job]]
+name = "drip"
+command = ["sh", "-c", 'for i in 1 2 3 4 5 6; do echo "drip $i"; sleep 0.3; done']
+"#;
+
+/// An nginx process in front of the app, stopped on drop.
+struct Nginx {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `location` is the body of `location / { ... }` after `proxy_pass`.
+async fn nginx(app: &str, location: &str) -> Nginx {
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .expect("nginx is not installed: ./scripts/test installs it (apt-get install nginx-light)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let upstream = app.trim_start_matches("http://");
+    let config = format!(
+        r#"daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://{upstream};
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Via "1.1 test-nginx";
+            {location}
+        }}
+    }}
+}}
+"#,
+        dir = dir.path().display()
+    );
+    let config_path = dir.path().join("nginx.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new(binary)
+        .args([
+            "-p",
+            &dir.path().display().to_string(),
+            "-c",
+            &config_path.display().to_string(),
+            "-e",
+            &dir.path().join("error.log").display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nginx");
+    let proxy = Nginx { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+    for _ in 0..100 {
+        if reqwest::get(format!("{}/healthz", proxy.url)).await.is_ok_and(|response| response.status() == 200) {
+            return proxy;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nginx did not start; see its error log");
+}
+
+const FORWARDS_UPGRADES: &str = "proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 60s;";
+
+/// The usual mistake: HTTP/1.1 upstream, but Upgrade and Connection are not forwarded.
+/// Response buffering stays on (nginx's default): `X-Accel-Buffering: no` must turn it off for SSE.
+const DROPS_UPGRADES: &str = "proxy_http_version 1.1;
+            proxy_set_header Connection \"\";";
+
+#[tokio::test]
+async fn websocket_works_through_an_nginx_that_forwards_upgrades() {
+    let server = TestServer::start(JOBS).await;
+    let proxy = nginx(&server.url, FORWARDS_UPGRADES).await;
+    let id = server.start_run("drip", json!({})).await;
+    let url = format!("{}/api/v1/runs/{id}/log/ws", proxy.url.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("handshake through nginx");
+    let mut texts = Vec::new();
+    while let Some(Ok(message)) = socket.next().await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            for entry in value["entries"].as_array().into_iter().flatten() {
+                texts.push(entry["text"].as_str().unwrap().to_string());
+            }
+            if value["done"] == true {
+                break;
+            }
+        }
+    }
+    assert_eq!(texts, (1..=6).map(|i| format!("drip {i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn behind_an_nginx_that_drops_upgrades_the_426_explains_and_sse_and_long_poll_stream_live() {
+    let server = TestServer::start(JOBS).await;
+    let proxy = nginx(&server.url, DROPS_UPGRADES).await;
+    let id = server.start_run("drip", json!({})).await;
+
+    let url = format!("{}/api/v1/runs/{id}/log/ws", proxy.url.replacen("http://", "ws://", 1));
+    let response = match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response,
+        other => panic!("the handshake should fail through this proxy: {other:?}"),
+    };
+    assert_eq!(response.status(), 426);
+    assert_eq!(response.headers()["x-oneoff-diagnosis"], "websocket-upgrade-stripped");
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+    assert_eq!(body["diagnosis"]["missing"], json!(["Upgrade: websocket", "Connection: upgrade"]));
+    assert_eq!(body["diagnosis"]["hops"]["via"], "1.1 test-nginx");
+    assert!(body["diagnosis"]["hops"]["x-forwarded-for"].as_str().unwrap().contains("127.0.0.1"));
+
+    // SSE through the same proxy delivers the first line while the job is still running.
+    let response = reqwest::get(format!("{}/api/v1/runs/{id}/log/sse", proxy.url)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut received = String::new();
+    while !received.contains("drip 1") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next()).await.expect("SSE stalled behind nginx");
+        received.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    assert_eq!(server.run_json(id).await["status"], "running", "the event came live, not buffered until the end");
+    drop(body);
+
+    // Long-poll through the proxy follows to the end.
+    let client = reqwest::Client::new();
+    let mut after = 0;
+    let mut texts = Vec::new();
+    loop {
+        let page: Value = client
+            .get(format!("{}/api/v1/runs/{id}/log?after={after}&wait=10", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        texts.extend(
+            page["entries"].as_array().unwrap().iter().map(|entry| entry["text"].as_str().unwrap().to_string()),
+        );
+        after = page["next"].as_u64().unwrap();
+        if page["done"] == true {
+            break;
+        }
+    }
+    assert_eq!(texts, (1..=6).map(|i| format!("drip {i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn behind_an_nginx_with_default_settings_the_426_names_http10() {
+    let server = TestServer::start(JOBS).await;
+    // nginx's defaults: HTTP/1.0 to the upstream, which cannot upgrade at all.
+    let proxy = nginx(&server.url, "").await;
+    let id = server.start_run("drip", json!({})).await;
+    let url = format!("{}/api/v1/runs/{id}/log/ws", proxy.url.replacen("http://", "ws://", 1));
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) = tokio_tungstenite::connect_async(url).await else {
+        panic!("the handshake should fail through nginx's defaults");
+    };
+    assert_eq!(response.status(), 426);
+    assert_eq!(response.headers()["x-oneoff-diagnosis"], "websocket-http10");
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+    assert_eq!(body["diagnosis"]["http_version"], "HTTP/1.0");
+    assert!(body["diagnosis"]["likely_cause"].as_str().unwrap().contains("proxy_http_version 1.1"));
+}
