@@ -35,6 +35,43 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Run the oneoff server.
     Serve(ServeArgs),
+    /// Probe a deployment through each hop (outermost first) and name the one that breaks live logs.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The same oneoff deployment as reached at each hop, outermost first
+    /// (e.g. the public name, the load balancer, the ingress, the pod).
+    #[arg(required = true, value_name = "URL")]
+    pub urls: Vec<String>,
+    /// A request header sent with every probe, as 'Name: value' (a session cookie, a token); repeatable.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// The Origin a browser would send (default: each URL's own origin).
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
+    /// Probe this run's WebSocket instead of /debug/echo.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<RunId>,
+    /// Also measure the longest quiet period each transport survives (takes minutes).
+    #[arg(long)]
+    pub idle: bool,
+    /// The longest quiet period `--idle` tries, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 130)]
+    pub idle_max: u64,
+    /// Print the facts, checks and verdicts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once(':').ok_or_else(|| format!("`{text}` is not 'Name: value'"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_".contains(&byte)) {
+        return Err(format!("`{name}` is not a header name"));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
 }
 
 /// Flags shared by every command that talks to a server.

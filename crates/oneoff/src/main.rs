@@ -10,6 +10,7 @@ use clap::Parser;
 
 mod cli;
 mod cmd;
+mod doctor;
 mod follow;
 mod output;
 

@@ -11,6 +11,7 @@ mod health;
 mod jobs;
 mod logs;
 mod metrics;
+mod probe;
 mod runs;
 mod streams;
 
@@ -46,7 +47,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api);
     if state.config.debug.echo {
-        router = router.route("/debug/echo", any(echo::echo)).route("/debug/echo/{*rest}", any(echo::echo));
+        router = router
+            .route("/debug/echo", any(echo::echo))
+            .route("/debug/echo/{*rest}", any(echo::echo))
+            .route("/debug/stream", get(probe::sse))
+            .route("/debug/stream/ws", any(probe::websocket))
+            .route("/debug/poll", get(probe::poll));
     }
     router
         .fallback(not_found)

@@ -12,6 +12,7 @@ use crate::output::stderr_line;
 
 pub mod cancel;
 pub mod check_config;
+pub mod doctor;
 pub mod jobs;
 pub mod logs;
 pub mod run;
@@ -34,6 +35,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => cancel::run(args).await,
         Command::CheckConfig(args) => Ok(check_config::run(&args)),
         Command::Serve(args) => serve::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
     }
 }
 

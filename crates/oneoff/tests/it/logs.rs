@@ -39,7 +39,8 @@ command = ["sh", "-c", "echo out1; echo err1 >&2; sleep 0.1; echo out2; echo err
 
 #[tokio::test]
 async fn many_lines_arrive_in_order_without_gaps_across_pages() {
-    let server = TestServer::start(JOBS).await;
+    // Lines cut by a pipe read wait this long before being stored in pieces.
+    let server = TestServer::start_with(JOBS, "partial_line_flush = \"10s\"").await;
     let id = server.start_run("count", json!({ "n": 50000 })).await;
     assert_eq!(server.wait_final(id).await["status"], "succeeded");
     let mut after = 0;

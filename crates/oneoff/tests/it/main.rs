@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod doctor;
 mod executor;
 mod logs;
 mod proxy;

@@ -19,9 +19,9 @@ command = ["sh", "-c", 'for i in 1 2 3 4 5 6; do echo "drip $i"; sleep 0.3; done
 "#;
 
 /// An nginx process in front of the app, stopped on drop.
-struct Nginx {
+pub struct Nginx {
     child: Child,
-    url: String,
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -32,19 +32,32 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `location` is the body of `location / { ... }` after `proxy_pass`.
-async fn nginx(app: &str, location: &str) -> Nginx {
+/// nginx proxying to `app`; `location` is added to `location / { ... }` after `proxy_pass`.
+pub async fn nginx(app: &str, location: &str) -> Nginx {
+    let upstream = app.trim_start_matches("http://");
+    nginx_server(&format!(
+        "location / {{
+            proxy_pass http://{upstream};
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Via \"1.1 test-nginx\";
+            {location}
+        }}"
+    ))
+    .await
+}
+
+/// nginx with `server_body` inside its `server { listen ...; }` block.
+pub async fn nginx_server(server_body: &str) -> Nginx {
     let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|path| Path::new(path).exists())
         .expect("nginx is not installed: ./scripts/test installs it (apt-get install nginx-light)");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let upstream = app.trim_start_matches("http://");
     let config = format!(
         r#"daemon off;
 master_process off;
@@ -61,12 +74,7 @@ http {{
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://{upstream};
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header Via "1.1 test-nginx";
-            {location}
-        }}
+        {server_body}
     }}
 }}
 "#,
@@ -88,8 +96,9 @@ http {{
         .spawn()
         .expect("start nginx");
     let proxy = Nginx { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     for _ in 0..100 {
-        if reqwest::get(format!("{}/healthz", proxy.url)).await.is_ok_and(|response| response.status() == 200) {
+        if client.get(format!("{}/healthz", proxy.url)).send().await.is_ok() {
             return proxy;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -97,14 +106,14 @@ http {{
     panic!("nginx did not start; see its error log");
 }
 
-const FORWARDS_UPGRADES: &str = "proxy_http_version 1.1;
+pub const FORWARDS_UPGRADES: &str = "proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_read_timeout 60s;";
 
 /// The usual mistake: HTTP/1.1 upstream, but Upgrade and Connection are not forwarded.
 /// Response buffering stays on (nginx's default): `X-Accel-Buffering: no` must turn it off for SSE.
-const DROPS_UPGRADES: &str = "proxy_http_version 1.1;
+pub const DROPS_UPGRADES: &str = "proxy_http_version 1.1;
             proxy_set_header Connection \"\";";
 
 #[tokio::test]

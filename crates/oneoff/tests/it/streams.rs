@@ -68,7 +68,7 @@ async fn websocket_streams_backlog_and_live_tail_exactly_as_stored() {
 
 #[tokio::test]
 async fn websocket_batches_a_firehose_and_reports_the_exit_code() {
-    let server = TestServer::start(JOBS).await;
+    let server = TestServer::start_with(JOBS, "partial_line_flush = \"10s\"").await;
     let id = server.start_run("count", json!({ "n": 100000 })).await;
     let live = server.ws_follow(id, 0).await;
     assert_eq!(live.entries.len(), 100_000);
@@ -246,7 +246,10 @@ async fn debug_echo_shows_what_arrived_with_secrets_redacted() {
 
 #[tokio::test]
 async fn a_stalled_viewer_slows_nothing_and_others_get_every_line() {
-    let server = TestServer::start_with(JOBS, "[streams]\nviewer_send_timeout = \"2s\"").await;
+    // A line cut by a pipe read is only stored in two pieces after this much quiet; the
+    // busy test machine may pause `seq` for a moment mid-line, so wait long.
+    let server =
+        TestServer::start_with(JOBS, "partial_line_flush = \"10s\"\n[streams]\nviewer_send_timeout = \"2s\"").await;
     let lines = 1_000_000u64;
     // A first run without a stalled viewer brings the allocator and SQLite's caches to
     // their working size; the second run is measured against it.

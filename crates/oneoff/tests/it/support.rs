@@ -20,7 +20,7 @@ pub struct TestServer {
 /// The `[server]` table every test server gets, plus whatever the test adds.
 pub fn config_text(data_dir: &Path, server_extra: &str, jobs: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\npartial_line_flush = \"100ms\"\n{server_extra}\n{jobs}",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n{server_extra}\n{jobs}",
         data_dir.display().to_string()
     )
 }
