@@ -39,7 +39,19 @@ pub struct Client {
 impl Client {
     /// `base` is the server's URL, e.g. `http://127.0.0.1:8080`.
     pub fn new(base: &str) -> Client {
+        Client::with_token(base, None)
+    }
+
+    /// A client that sends `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(base: &str, token: Option<&str>) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) =
+            token.and_then(|token| reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).ok())
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("oneoff-cli/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -110,6 +122,34 @@ impl Client {
             pairs.push(("wait", wait.to_string()));
         }
         self.get(&format!("/api/v1/runs/{id}/log"), &pairs).await
+    }
+
+    pub async fn whoami(&self) -> Result<crate::v1::WhoAmI, ClientError> {
+        self.get("/api/v1/whoami", &[]).await
+    }
+
+    pub async fn create_token(&self, body: &crate::v1::CreateToken) -> Result<crate::v1::CreatedToken, ClientError> {
+        let url = self.url("/api/v1/tokens");
+        let response = self.http.post(&url).json(body).send().await;
+        decode(&url, response).await
+    }
+
+    pub async fn tokens(&self) -> Result<crate::v1::TokenList, ClientError> {
+        self.get("/api/v1/tokens", &[]).await
+    }
+
+    pub async fn revoke_token(&self, id: i64) -> Result<crate::v1::Token, ClientError> {
+        let url = self.url(&format!("/api/v1/tokens/{id}"));
+        let response = self.http.delete(&url).send().await;
+        decode(&url, response).await
+    }
+
+    pub async fn audit(&self, query: &[(&str, String)]) -> Result<crate::v1::AuditList, ClientError> {
+        self.get("/api/v1/audit", query).await
+    }
+
+    pub async fn verify_audit(&self) -> Result<crate::v1::AuditVerification, ClientError> {
+        self.get("/api/v1/audit/verify", &[]).await
     }
 
     /// A raw GET for callers that need the status and body themselves.

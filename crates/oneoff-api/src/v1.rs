@@ -360,3 +360,102 @@ pub struct EchoWebSocket {
     pub complete: bool,
     pub missing: Vec<String>,
 }
+
+/// `GET /api/v1/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WhoAmI {
+    pub user: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    /// `token:NAME`, `trusted_headers` or `anonymous`.
+    pub source: String,
+    pub admin: bool,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// A duration such as `30d`; absent: never expires.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// Admins only: whom the token identifies (default: the caller).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Admins only: the token's groups (default: the caller's, or none for another user).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Token {
+    pub id: i64,
+    pub name: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+/// The answer to a token creation: the only time the token itself is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreatedToken {
+    pub token: String,
+    pub info: Token,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub source: String,
+    pub client: String,
+    pub action: String,
+    pub job: Option<String>,
+    pub run_id: Option<i64>,
+    pub detail: Value,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditList {
+    pub records: Vec<AuditRecord>,
+    pub next_before: Option<i64>,
+}
+
+/// `GET /api/v1/audit/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditVerification {
+    pub ok: bool,
+    /// Records checked (up to the break).
+    pub records: usize,
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+impl From<&oneoff_core::audit::AuditRecord> for AuditRecord {
+    fn from(record: &oneoff_core::audit::AuditRecord) -> AuditRecord {
+        AuditRecord {
+            id: record.id,
+            at: timestamp(record.at_us),
+            actor: record.actor.clone(),
+            source: record.source.clone(),
+            client: record.client.clone(),
+            action: record.action.clone(),
+            job: record.job.clone(),
+            run_id: record.run_id,
+            detail: serde_json::from_str(&record.detail).unwrap_or(Value::String(record.detail.clone())),
+            hash: record.hash.clone(),
+        }
+    }
+}

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::Access;
 use crate::params::{ParamSpec, ParamValue, ResolvedParams};
 use crate::run::RunId;
 use crate::template::Template;
@@ -51,6 +52,8 @@ pub struct JobSpec {
     pub max_concurrent: Option<u32>,
     /// Time between SIGTERM and SIGKILL when the run is cancelled or times out.
     pub grace: Duration,
+    /// Who may run it and who may see its runs.
+    pub access: Access,
 }
 
 /// Everything needed to start the child process of one run.

@@ -17,6 +17,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::auth::{Access, AccessList, AuthConfig, Cidr, TrustedHeaders};
 use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
 use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
 use crate::template::{is_identifier, Template};
@@ -81,6 +82,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub streams: StreamConfig,
     pub debug: DebugConfig,
+    pub auth: AuthConfig,
     pub catalog: Catalog,
 }
 
@@ -136,6 +138,8 @@ struct RawConfig {
     streams: RawStreams,
     #[serde(default)]
     debug: RawDebug,
+    #[serde(default)]
+    auth: RawAuth,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
 }
@@ -172,6 +176,39 @@ struct RawStreams {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawAuth {
+    anonymous: Option<bool>,
+    #[serde(default)]
+    admins: RawAccessList,
+    trusted_headers: Option<RawTrustedHeaders>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawAccessList {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+impl From<RawAccessList> for AccessList {
+    fn from(raw: RawAccessList) -> AccessList {
+        AccessList { users: raw.users, groups: raw.groups }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrustedHeaders {
+    trusted_cidrs: Spanned<Vec<String>>,
+    user_header: Option<String>,
+    email_header: Option<String>,
+    groups_header: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawDebug {
     #[serde(default)]
     echo: bool,
@@ -194,6 +231,8 @@ struct RawJob {
     timeout: Option<Spanned<String>>,
     max_concurrent: Option<Spanned<u32>>,
     grace: Option<Spanned<String>>,
+    allow_run: Option<RawAccessList>,
+    allow_view: Option<RawAccessList>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +297,7 @@ impl Config {
         let server = validate_server(raw.server, base_dir, overrides, &mut problems);
         let streams = validate_streams(raw.streams, &mut problems);
         let debug = DebugConfig { echo: raw.debug.echo, redact_headers: raw.debug.redact_headers };
+        let auth = validate_auth(raw.auth, &mut problems);
         let mut jobs: Vec<JobSpec> = Vec::new();
         let mut seen_names = HashSet::new();
         for raw_job in raw.jobs {
@@ -270,7 +310,9 @@ impl Config {
             }
         }
         match (server, streams, problems.errors.is_empty()) {
-            (Some(server), Some(streams), true) => Ok(Config { server, streams, debug, catalog: Catalog::new(jobs) }),
+            (Some(server), Some(streams), true) => {
+                Ok(Config { server, streams, debug, auth, catalog: Catalog::new(jobs) })
+            }
             _ => Err(ConfigErrors(problems.errors)),
         }
     }
@@ -360,6 +402,30 @@ fn validate_server(
         long_poll_max: long_poll_max?,
         public_origins,
     })
+}
+
+fn validate_auth(raw: RawAuth, problems: &mut Problems) -> AuthConfig {
+    let trusted_headers = raw.trusted_headers.map(|trusted| {
+        let mut cidrs = Vec::new();
+        for text in trusted.trusted_cidrs.get_ref() {
+            match Cidr::parse(text) {
+                Ok(cidr) => cidrs.push(cidr),
+                Err(message) => problems.at(trusted.trusted_cidrs.span(), message),
+            }
+        }
+        if trusted.trusted_cidrs.get_ref().is_empty() {
+            problems.at(trusted.trusted_cidrs.span(), "trusted_cidrs must list the addresses of the SSO proxy");
+        }
+        TrustedHeaders {
+            trusted_cidrs: cidrs,
+            user_header: trusted.user_header.unwrap_or_else(|| "X-Forwarded-User".into()),
+            email_header: trusted.email_header.unwrap_or_else(|| "X-Forwarded-Email".into()),
+            groups_header: trusted.groups_header.unwrap_or_else(|| "X-Forwarded-Groups".into()),
+        }
+    });
+    // Anonymous access is the default only when nothing can identify anyone.
+    let anonymous = raw.anonymous.unwrap_or(trusted_headers.is_none());
+    AuthConfig { anonymous, trusted_headers, admins: raw.admins.into() }
 }
 
 fn validate_streams(raw: RawStreams, problems: &mut Problems) -> Option<StreamConfig> {
@@ -490,7 +556,9 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
     if problems.errors.len() > errors_before {
         return None;
     }
+    let access = Access { run: raw.allow_run.map(AccessList::from), view: raw.allow_view.map(AccessList::from) };
     Some(JobSpec {
+        access,
         name: name?,
         description: raw.description,
         command_text,

@@ -5,6 +5,8 @@
 //! request parameters go in as [`ParamInput`]s and come out as a [`Launch`] plan.
 //! Everything the server does with a child process or a database is built on these types.
 
+pub mod audit;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod lines;
@@ -13,6 +15,7 @@ pub mod params;
 pub mod run;
 pub mod template;
 
+pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig};
 pub use lines::LineSplitter;

@@ -151,8 +151,11 @@ pub async fn cli_serve(
             return Ok(ExitCode::from(2));
         }
     };
-    if !config.server.listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.server.listen, "listening on a non-loopback address without authentication: anyone who can reach it can run jobs");
+    if config.auth.anonymous && !config.server.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "ANONYMOUS ACCESS on a non-loopback address: anyone who can reach this port can run jobs; configure [auth] (see docs/security.md)"
+        );
     }
     let jobs = config.catalog.jobs().len();
     let running = start(config).await?;
@@ -188,4 +191,55 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ONEOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// `oneoff token create --config FILE`: creates a token directly in the server's database,
+/// on the server's host, without a running server. This is how the first administrator
+/// token is made; it is audited as done by `local-admin`.
+pub async fn create_token_offline(
+    config_path: &Path,
+    name: &str,
+    user: &str,
+    groups: Vec<String>,
+    expires_in: Option<&str>,
+) -> anyhow::Result<oneoff_api::v1::CreatedToken> {
+    let config = load_config(config_path, &Overrides::default())?;
+    let database = config.server.data_dir.join(DATABASE_FILE);
+    std::fs::create_dir_all(&config.server.data_dir)?;
+    let store = Store::open_sqlite(&database)
+        .await
+        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let now = clock::now_us();
+    let expires_at_us = match expires_in {
+        None => None,
+        Some(text) => {
+            let seconds = http::tokens::parse_duration_seconds(text.trim())
+                .ok_or_else(|| anyhow::anyhow!("`{text}` is not a duration like 12h, 30d or 1y"))?;
+            Some(now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000)))
+        }
+    };
+    let token = http::tokens::new_token();
+    let new = oneoff_store::NewToken {
+        name: name.to_string(),
+        user: user.to_string(),
+        groups,
+        hash: oneoff_core::auth::token_hash(&token),
+        created_by: "local-admin".into(),
+        created_at_us: now,
+        expires_at_us,
+    };
+    let stored = store.insert_token(&new).await?;
+    let entry = oneoff_core::audit::AuditEntry {
+        at_us: now,
+        actor: "local-admin".into(),
+        source: "cli".into(),
+        client: "localhost".into(),
+        action: "token.create".into(),
+        job: None,
+        run_id: None,
+        detail: serde_json::json!({ "token_id": stored.id, "name": name, "user": user }).to_string(),
+    };
+    store.append_audit(&entry).await?;
+    store.close().await;
+    Ok(oneoff_api::v1::CreatedToken { token, info: http::tokens::view(&stored) })
 }

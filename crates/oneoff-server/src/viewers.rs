@@ -78,6 +78,7 @@ pub struct Counters {
     pub viewers_too_slow: AtomicU64,
     pub ws_sessions: AtomicU64,
     pub sse_sessions: AtomicU64,
+    pub untrusted_identity_headers: AtomicU64,
 }
 
 impl Counters {

@@ -6,6 +6,7 @@
 //! (plain domain types in and out, no SQL types leak), so a PostgreSQL backend can sit
 //! behind the same methods and pass the same [`story`] tests.
 
+mod access;
 mod codec;
 mod sqlite;
 #[cfg(test)]
@@ -13,6 +14,7 @@ mod tests;
 
 use oneoff_core::{RunId, RunStatus, StoredParam};
 
+pub use access::{AuditFilter, NewToken, TokenRecord};
 pub use sqlite::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub struct Finish {
 pub struct RunFilter {
     pub job: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only runs of these jobs (the ones the caller may see); `None`: all.
+    pub jobs_in: Option<Vec<String>>,
     /// Only runs with a smaller id (the next page).
     pub before: Option<RunId>,
     pub limit: u32,

@@ -43,6 +43,10 @@ impl Store {
         Ok(())
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -80,6 +84,12 @@ impl Store {
         }
         if let Some(status) = filter.status {
             query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(jobs) = &filter.jobs_in {
+            query
+                .push(" AND job IN (SELECT value FROM json_each(")
+                .push_bind(serde_json::Value::from(jobs.clone()).to_string())
+                .push("))");
         }
         if let Some(before) = filter.before {
             query.push(" AND id < ").push_bind(before.0);

@@ -146,3 +146,67 @@ async fn reopening_keeps_everything() {
     assert_eq!(store.read_log(run.id, 0, 10).await.unwrap()[0].bytes, b"kept");
     store.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn run_listing_can_be_limited_to_visible_jobs() {
+    let (_dir, store) = fresh().await;
+    for job in ["a", "b", "c"] {
+        store.insert_run(&new_run(job, 1)).await.unwrap();
+    }
+    let filter = RunFilter { limit: 10, jobs_in: Some(vec!["a".into(), "c".into()]), ..RunFilter::default() };
+    let jobs: Vec<String> = store.list_runs(&filter).await.unwrap().into_iter().map(|run| run.job).collect();
+    assert_eq!(jobs, vec!["c", "a"]);
+    let none = RunFilter { limit: 10, jobs_in: Some(vec![]), ..RunFilter::default() };
+    assert!(store.list_runs(&none).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn tokens_are_found_by_hash_used_and_revoked() {
+    let (_dir, store) = fresh().await;
+    let new = crate::NewToken {
+        name: "ci".into(),
+        user: "bot".into(),
+        groups: vec!["eng".into()],
+        hash: "abc".into(),
+        created_by: "alice".into(),
+        created_at_us: 5,
+        expires_at_us: None,
+    };
+    let token = store.insert_token(&new).await.unwrap();
+    let used = store.use_token("abc", 99).await.unwrap().unwrap();
+    assert_eq!((used.id, used.groups.clone()), (token.id, vec!["eng".to_string()]));
+    assert_eq!(store.token(token.id).await.unwrap().unwrap().last_used_us, Some(99));
+    assert!(store.use_token("nope", 1).await.unwrap().is_none());
+    assert!(store.revoke_token(token.id, 100).await.unwrap());
+    assert!(!store.revoke_token(token.id, 101).await.unwrap(), "revoked once");
+    assert_eq!(store.list_tokens(Some("bot")).await.unwrap().len(), 1);
+    assert!(store.list_tokens(Some("alice")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_and_breaks_on_tampering() {
+    let (dir, store) = fresh().await;
+    for index in 0..5 {
+        let entry = oneoff_core::audit::AuditEntry {
+            at_us: index,
+            actor: "alice".into(),
+            source: "anonymous".into(),
+            client: "127.0.0.1".into(),
+            action: "run.start".into(),
+            job: Some("a".into()),
+            run_id: Some(index),
+            detail: "{}".into(),
+        };
+        store.append_audit(&entry).await.unwrap();
+    }
+    let chain = store.audit_chain().await.unwrap();
+    assert_eq!(oneoff_core::audit::verify(&chain), Ok(5));
+    let page = store.list_audit(&crate::AuditFilter { limit: 2, ..crate::AuditFilter::default() }).await.unwrap();
+    assert_eq!(page.iter().map(|record| record.id).collect::<Vec<_>>(), vec![5, 4]);
+
+    // Someone with the database file edits a record.
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("oneoff.db").display())).await.unwrap();
+    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE id = 3").execute(&raw).await.unwrap();
+    let broken = oneoff_core::audit::verify(&store.audit_chain().await.unwrap()).unwrap_err();
+    assert_eq!(broken.id, 3);
+}

@@ -35,6 +35,13 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Run the oneoff server.
     Serve(ServeArgs),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Read and verify the audit trail (administrators).
+    Audit(AuditArgs),
+    /// Show who the server takes you for.
+    Whoami(JobsArgs),
     /// Probe a deployment through each hop (outermost first) and name the one that breaks live logs.
     Doctor(DoctorArgs),
 }
@@ -173,4 +180,61 @@ pub struct ServeArgs {
     /// Where runs and logs are kept; wins over the config file.
     #[arg(long, env = "ONEOFF_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create(TokenCreateArgs),
+    /// List tokens (yours, or all for an administrator).
+    List(JobsArgs),
+    /// Revoke a token by id.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// What the token is for, e.g. `ci` or `laptop`.
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime such as 12h, 30d or 1y (default: no expiry).
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// Administrators: whom the token identifies.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Administrators: a group of the token's user; repeatable.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Create the token directly in the server's database (on the server's host, no server
+    /// needed): how the first administrator token is made.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    pub id: i64,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// `verify` checks the hash chain instead of listing records.
+    #[arg(value_parser = ["verify"])]
+    pub verify: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// e.g. run.start, run.cancel, token.create, denied.run
+    #[arg(long)]
+    pub action: Option<String>,
+    #[arg(long)]
+    pub job: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub client: ClientOpts,
 }

@@ -142,3 +142,34 @@ fn stream_and_debug_settings_load_with_defaults() {
     assert!(shown[0].starts_with("jobs.toml:2:19: public origin `oneoff.example.com` must look like"), "{shown:#?}");
     assert!(shown[1].starts_with("jobs.toml:4:20: ws_ping_interval must be at least 100ms"), "{shown:#?}");
 }
+
+#[test]
+fn auth_settings_and_job_access_lists_load() {
+    let config = load(
+        r#"
+[auth]
+anonymous = false
+admins = { groups = ["platform"] }
+
+[auth.trusted_headers]
+trusted_cidrs = ["10.0.0.0/8", "127.0.0.1/32"]
+
+[[job]]
+name = "backfill"
+command = ["true"]
+allow_run = { groups = ["eng"], users = ["alice"] }
+allow_view = { groups = ["eng", "support"] }
+"#,
+    )
+    .unwrap();
+    assert!(!config.auth.anonymous);
+    let trusted = config.auth.trusted_headers.as_ref().unwrap();
+    assert_eq!(trusted.user_header, "X-Forwarded-User");
+    assert!(trusted.trusts("127.0.0.1".parse().unwrap()));
+    assert!(!trusted.trusts("192.168.1.1".parse().unwrap()));
+    let job = config.catalog.get("backfill").unwrap();
+    assert_eq!(job.access.run.as_ref().unwrap().users, vec!["alice"]);
+    assert!(load("").unwrap().auth.anonymous, "anonymous by default when no identity source is configured");
+    let shown = errors("[auth.trusted_headers]\ntrusted_cidrs = [\"10.0.0.0/40\"]\n");
+    assert!(shown[0].starts_with("jobs.toml:2:17: `10.0.0.0/40`: the prefix length"), "{shown:?}");
+}

@@ -1,18 +1,38 @@
-//! `GET /api/v1/jobs` and `GET /api/v1/jobs/{name}`: the catalog with parameter schemas.
+//! `GET /api/v1/jobs` and `GET /api/v1/jobs/{name}`: the catalog with parameter schemas,
+//! limited to the jobs the caller may see.
 
 use axum::extract::State;
 use axum::Json;
 use oneoff_api::v1::{Job, JobList};
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::ApiPath;
 use crate::state::AppState;
 
-pub async fn list(State(state): State<AppState>) -> Json<JobList> {
-    Json(JobList { jobs: state.config.catalog.jobs().iter().map(Job::from).collect() })
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<JobList> {
+    let jobs = state
+        .config
+        .catalog
+        .jobs()
+        .iter()
+        .filter(|job| job.access.may_view(&caller.principal))
+        .map(Job::from)
+        .collect();
+    Json(JobList { jobs })
 }
 
-pub async fn show(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<Job>, ApiError> {
-    let job = state.config.catalog.get(&name).ok_or_else(|| ApiError::not_found(format!("no job named `{name}`")))?;
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    // A job the caller may not see is as absent here as in the listing.
+    let job = state
+        .config
+        .catalog
+        .get(&name)
+        .filter(|job| job.access.may_view(&caller.principal))
+        .ok_or_else(|| ApiError::not_found(format!("no job named `{name}`")))?;
     Ok(Json(Job::from(job)))
 }

@@ -12,9 +12,10 @@ use oneoff_api::v1::{Entry, LogPage};
 use oneoff_core::RunId;
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
-use super::runs::find_run;
+use super::runs::visible_run;
 use crate::hub::read_or_wait;
 use crate::state::AppState;
 
@@ -36,10 +37,11 @@ pub struct LogQuery {
 
 pub async fn long_poll(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
-    let run = find_run(&state, &id).await?.id;
+    let run = visible_run(&state, &caller, &id).await?.id;
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let wait = match query.wait {
@@ -74,10 +76,11 @@ pub struct TextQuery {
 /// stream that ends when the run does.
 pub async fn text(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<TextQuery>,
 ) -> Result<Response, ApiError> {
-    let run = find_run(&state, &id).await?.id;
+    let run = visible_run(&state, &caller, &id).await?.id;
     let follow = query.follow;
     let start = TextStream { state, run, after: query.after.unwrap_or(0), follow, finished: false };
     let stream = futures_util::stream::unfold(start, next_text_chunk);

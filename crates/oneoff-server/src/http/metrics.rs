@@ -39,6 +39,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ],
     );
     counter(
+        "oneoff_untrusted_identity_headers_total",
+        "Requests whose identity headers were ignored because the peer is not a trusted proxy.",
+        &[("", load(&counters.untrusted_identity_headers))],
+    );
+    counter(
         "oneoff_viewers_refused_total",
         "Viewers refused by a viewer limit.",
         &[("", load(&counters.viewers_refused))],

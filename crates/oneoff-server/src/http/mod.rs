@@ -3,6 +3,8 @@
 //! Only this module knows HTTP status codes and JSON. Handlers extract, call one function
 //! of the store or the executor, and map the result; they never spawn processes or write SQL.
 
+mod audit;
+mod auth;
 mod echo;
 mod error;
 mod extract;
@@ -14,6 +16,7 @@ mod metrics;
 mod probe;
 mod runs;
 mod streams;
+pub(crate) mod tokens;
 
 use std::any::Any;
 
@@ -40,7 +43,12 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/log", get(logs::long_poll))
         .route("/runs/{id}/log.txt", get(logs::text))
         .route("/runs/{id}/log/ws", any(streams::websocket))
-        .route("/runs/{id}/log/sse", get(streams::sse));
+        .route("/runs/{id}/log/sse", get(streams::sse))
+        .route("/whoami", get(tokens::whoami))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify));
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -11,7 +11,9 @@ use oneoff_api::v1::{param_input, CreateRun, Run, RunList};
 use oneoff_core::{RunId, RunRecord, RunStatus};
 use oneoff_store::RunFilter;
 use serde::Deserialize;
+use serde_json::json;
 
+use super::auth::{deny, record as record_audit, Caller};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::clock::now_us;
@@ -23,13 +25,22 @@ const MAX_PAGE: u32 = 500;
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateRun>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let job = state.config.catalog.get(&body.job).filter(|job| job.access.may_view(&caller.principal));
+    let Some(job) = job else { return Err(ApiError::not_found(format!("no job named `{}`", body.job))) };
+    if !job.access.may_run(&caller.principal) {
+        return Err(deny(&state, &caller, "run", Some(job), None).await);
+    }
     let inputs: BTreeMap<_, _> =
         body.params.into_iter().filter_map(|(name, value)| param_input(value).map(|input| (name, input))).collect();
-    let record = state.executor.start_run(&body.job, inputs, None).await?;
+    let record = state.executor.start_run(&body.job, inputs, Some(caller.principal.user.clone())).await?;
+    let run = Run::from_record(&record, now_us());
+    let detail = json!({ "params": run.params, "argv": run.argv });
+    record_audit(&state, &caller, "run.start", Some(&record.job), Some(record.id.0), detail).await;
     let location = format!("/api/v1/runs/{}", record.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(Run::from_record(&record, now_us()))))
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(run)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,27 +54,42 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     let status = query.status.as_deref().map(RunStatus::from_str).transpose().map_err(ApiError::bad_request)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let filter = RunFilter { job: query.job, status, before: query.before.map(RunId), limit };
+    // Administrators see every run, even of jobs no longer in the catalog.
+    let jobs_in = (!caller.principal.admin).then(|| {
+        let visible = state.config.catalog.jobs().iter().filter(|job| job.access.may_view(&caller.principal));
+        visible.map(|job| job.name.to_string()).collect()
+    });
+    let filter = RunFilter { job: query.job, status, jobs_in, before: query.before.map(RunId), limit };
     let records = state.store.list_runs(&filter).await?;
     let now = now_us();
     let next_before = (records.len() == limit as usize).then(|| records.last().map(|run| run.id.0)).flatten();
     Ok(Json(RunList { runs: records.iter().map(|record| Run::from_record(record, now)).collect(), next_before }))
 }
 
-pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Run>, ApiError> {
-    let record = find_run(&state, &id).await?;
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Run>, ApiError> {
+    let record = visible_run(&state, &caller, &id).await?;
     Ok(Json(Run::from_record(&record, now_us())))
 }
 
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let record = find_run(&state, &id).await?;
+    let record = visible_run(&state, &caller, &id).await?;
+    let job = state.config.catalog.get(&record.job);
+    if !caller.principal.admin && !job.is_some_and(|job| job.access.may_run(&caller.principal)) {
+        return Err(deny(&state, &caller, "cancel", job, Some(record.id.0)).await);
+    }
     if record.status.is_final() {
         return Err(ApiError::conflict(format!("run {} already finished ({})", record.id, record.status)));
     }
@@ -73,10 +99,21 @@ pub async fn cancel(
             Err(ApiError::conflict(format!("run {} already finished ({now})", record.id)))
         }
         CancelOutcome::CancelledWhileQueued | CancelOutcome::Signalled => {
+            record_audit(&state, &caller, "run.cancel", Some(&record.job), Some(record.id.0), json!({})).await;
             let record = find_run(&state, &id).await?;
             Ok((StatusCode::ACCEPTED, Json(Run::from_record(&record, now_us()))))
         }
     }
+}
+
+/// Loads a run the caller may see; 403 (recorded) when it exists but is not theirs to see.
+pub async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRecord, ApiError> {
+    let record = find_run(state, id).await?;
+    let job = state.config.catalog.get(&record.job);
+    if caller.principal.admin || job.is_some_and(|job| job.access.may_view(&caller.principal)) {
+        return Ok(record);
+    }
+    Err(deny(state, caller, "view", job, Some(record.id.0)).await)
 }
 
 /// Parses a run id from the path and loads the run, or answers 400/404.

@@ -25,10 +25,11 @@ use oneoff_core::{LogEntry, RunId, RunRecord};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::handshake::{self, HandshakeProblem};
-use super::runs::find_run;
+use super::runs::visible_run;
 use crate::hub::{Cursor, Step};
 use crate::state::AppState;
 use crate::viewers::{ViewerLimit, ViewerSlot};
@@ -47,11 +48,12 @@ pub struct StreamQuery {
 pub async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<StreamQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let run = find_run(&state, &id).await?.id;
+    let run = visible_run(&state, &caller, &id).await?.id;
     let (mut parts, _body) = request.into_parts();
     let fallbacks = vec![format!("/api/v1/runs/{run}/log/sse"), format!("/api/v1/runs/{run}/log")];
     if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
@@ -237,11 +239,12 @@ fn done_message(record: &RunRecord, next: u64) -> String {
 pub async fn sse(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let run = find_run(&state, &id).await?.id;
+    let run = visible_run(&state, &caller, &id).await?.id;
     if let Err(problem) = handshake::check_origin(&headers, &state.config.server.public_origins) {
         return Ok(refuse(&state, &problem, Version::HTTP_11, &headers, peer, vec![]));
     }

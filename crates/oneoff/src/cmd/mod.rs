@@ -10,6 +10,7 @@ use oneoff_api::{Client, ClientError};
 use crate::cli::{ClientOpts, Command};
 use crate::output::stderr_line;
 
+pub mod audit;
 pub mod cancel;
 pub mod check_config;
 pub mod doctor;
@@ -19,6 +20,7 @@ pub mod run;
 pub mod runs;
 pub mod serve;
 pub mod status;
+pub mod token;
 
 /// Exit code for anything that went wrong on the way: the network, the server, our output.
 const EXIT_FAILURE: u8 = 1;
@@ -36,11 +38,14 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(args) => Ok(check_config::run(&args)),
         Command::Serve(args) => serve::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
+        Command::Token(args) => token::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
+        Command::Whoami(args) => token::whoami(args).await,
     }
 }
 
 pub fn client(opts: &ClientOpts) -> Client {
-    Client::new(&opts.server)
+    Client::with_token(&opts.server, token::load().as_deref())
 }
 
 /// A mistake in how the command was used that clap cannot see (e.g. a parameter given twice).

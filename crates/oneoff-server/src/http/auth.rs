@@ -1,0 +1,165 @@
+//! Who is calling: the [`Caller`] extractor finds the principal of every request that needs
+//! one — an API token (`Authorization: Bearer`), SSO proxy headers from a trusted peer, or
+//! anonymous when allowed — and refuses cross-site state changes from browsers.
+//!
+//! Identity headers from a peer outside `trusted_cidrs` are ignored (logged and counted),
+//! never believed: anyone can send `X-Forwarded-User`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use oneoff_core::audit::AuditEntry;
+use oneoff_core::auth::{split_groups, token_hash, IdentitySource, Principal, TOKEN_PREFIX};
+use oneoff_core::JobSpec;
+
+use super::error::ApiError;
+use crate::clock::now_us;
+use crate::state::AppState;
+
+/// The principal of a request and where the request came from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The TCP peer, then the `X-Forwarded-For` chain as received.
+    pub client: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+        let client = client_chain(peer, &parts.headers);
+        check_cross_site(&parts.method, &parts.headers, &state.config.server.public_origins)?;
+        let principal = identify(state, peer, &parts.headers).await?;
+        Ok(Caller { principal, client })
+    }
+}
+
+fn client_chain(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
+    let mut chain = peer.map(|peer| peer.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    if let Some(forwarded) = headers.get("x-forwarded-for").and_then(|value| value.to_str().ok()) {
+        chain.push_str(" via ");
+        chain.push_str(forwarded);
+    }
+    chain
+}
+
+/// State-changing requests that carry a browser `Origin` must come from a public origin.
+fn check_cross_site(method: &Method, headers: &HeaderMap, public_origins: &[String]) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || public_origins.is_empty() {
+        return Ok(());
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else { return Ok(()) };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if public_origins.contains(&origin) {
+        return Ok(());
+    }
+    Err(ApiError::Client {
+        status: StatusCode::FORBIDDEN,
+        code: "cross_site_request",
+        message: format!(
+            "requests from {origin} may not change anything here (not one of the server's public_origins)"
+        ),
+    })
+}
+
+async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let auth = &state.config.auth;
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+        return from_token(state, value).await;
+    }
+    if let Some(trusted) = &auth.trusted_headers {
+        let user = headers.get(trusted.user_header.as_str()).and_then(|value| value.to_str().ok()).map(str::trim);
+        if let Some(user) = user.filter(|user| !user.is_empty()) {
+            match peer {
+                Some(peer) if trusted.trusts(peer.ip()) => {
+                    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
+                    let groups = text(&trusted.groups_header).map(|value| split_groups(&value)).unwrap_or_default();
+                    return Ok(auth.principal(
+                        user.to_string(),
+                        text(&trusted.email_header),
+                        groups,
+                        IdentitySource::TrustedHeaders,
+                    ));
+                }
+                _ => {
+                    state.counters.untrusted_identity_headers.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = ?peer, header = %trusted.user_header, "identity header from an untrusted peer ignored");
+                }
+            }
+        }
+    }
+    if auth.anonymous {
+        return Ok(auth.anonymous_principal());
+    }
+    Err(unauthorized("sign in through the SSO proxy, or send an API token as `Authorization: Bearer ...`"))
+}
+
+async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError> {
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
+    let Some(token) = token.filter(|token| token.starts_with(TOKEN_PREFIX)) else {
+        return Err(unauthorized("the Authorization header must be `Bearer oneoff_...`"));
+    };
+    let now = now_us();
+    let record = state.store.use_token(&token_hash(token), now).await?;
+    let Some(record) = record else { return Err(unauthorized("unknown API token")) };
+    if record.revoked_at_us.is_some() {
+        return Err(unauthorized(format!("API token `{}` was revoked", record.name)));
+    }
+    if record.expires_at_us.is_some_and(|expires| expires <= now) {
+        return Err(unauthorized(format!("API token `{}` has expired", record.name)));
+    }
+    Ok(state.config.auth.principal(record.user, None, record.groups, IdentitySource::Token(record.name)))
+}
+
+pub fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::Client { status: StatusCode::UNAUTHORIZED, code: "unauthorized", message: message.into() }
+}
+
+/// Records a denied attempt in the audit trail and answers 403.
+pub async fn deny(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    job: Option<&JobSpec>,
+    run_id: Option<i64>,
+) -> ApiError {
+    record(state, caller, &format!("denied.{action}"), job.map(|job| job.name.as_str()), run_id, serde_json::json!({}))
+        .await;
+    ApiError::Client {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden",
+        message: match job {
+            Some(job) => format!("{} may not {action} job `{}`", caller.principal.user, job.name),
+            None => format!("{} may not {action}", caller.principal.user),
+        },
+    }
+}
+
+/// Appends to the audit trail; a failure is logged loudly but does not undo the action.
+pub async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    job: Option<&str>,
+    run_id: Option<i64>,
+    detail: serde_json::Value,
+) {
+    let entry = AuditEntry {
+        at_us: now_us(),
+        actor: caller.principal.user.clone(),
+        source: caller.principal.source.describe(),
+        client: caller.client.clone(),
+        action: action.to_string(),
+        job: job.map(str::to_string),
+        run_id,
+        detail: detail.to_string(),
+    };
+    if let Err(error) = state.store.append_audit(&entry).await {
+        tracing::error!(%error, action, actor = %entry.actor, "cannot write the audit record");
+    }
+}

@@ -1,0 +1,168 @@
+//! API tokens and `whoami`: create (shown once, stored as a hash), list, revoke.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use oneoff_api::v1::{timestamp, CreateToken, CreatedToken, Token, TokenList, WhoAmI};
+use oneoff_core::auth::{token_hash, IdentitySource, TOKEN_PREFIX};
+use oneoff_store::{NewToken, TokenRecord};
+use serde_json::json;
+
+use super::auth::{deny, record, Caller};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath};
+use crate::clock::now_us;
+use crate::state::AppState;
+
+pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    let principal = caller.principal;
+    Json(WhoAmI {
+        user: principal.user,
+        email: principal.email,
+        groups: principal.groups,
+        source: principal.source.describe(),
+        admin: principal.admin,
+    })
+}
+
+pub(crate) fn view(record: &TokenRecord) -> Token {
+    Token {
+        id: record.id,
+        name: record.name.clone(),
+        user: record.user.clone(),
+        groups: record.groups.clone(),
+        created_by: record.created_by.clone(),
+        created_at: timestamp(record.created_at_us),
+        expires_at: record.expires_at_us.map(timestamp),
+        revoked_at: record.revoked_at_us.map(timestamp),
+        last_used_at: record.last_used_us.map(timestamp),
+    }
+}
+
+/// A new random token: the prefix and 256 bits from the OS's generator, in hex.
+pub(crate) fn new_token() -> String {
+    let random = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    let hex: String = random.iter().map(|id| id.simple().to_string()).collect();
+    format!("{TOKEN_PREFIX}{}", &hex[..64])
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> Result<impl IntoResponse, ApiError> {
+    let principal = &caller.principal;
+    let for_other = body.user.as_ref().is_some_and(|user| *user != principal.user) || body.groups.is_some();
+    if principal.source == IdentitySource::Anonymous && !principal.admin {
+        return Err(deny(&state, &caller, "create tokens", None, None).await);
+    }
+    if for_other && !principal.admin {
+        return Err(deny(&state, &caller, "create tokens for other users or groups", None, None).await);
+    }
+    let name = body.name.trim().to_string();
+    if name.is_empty() || name.len() > 64 {
+        return Err(ApiError::bad_request("a token needs a name of 1 to 64 characters"));
+    }
+    let expires_at_us = match body.expires_in.as_deref() {
+        None => None,
+        Some(text) => {
+            let duration = humantime_duration(text)?;
+            Some(now_us().saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)))
+        }
+    };
+    let user = body.user.clone().unwrap_or_else(|| principal.user.clone());
+    let groups =
+        body.groups
+            .clone()
+            .unwrap_or_else(|| if user == principal.user { principal.groups.clone() } else { Vec::new() });
+    let token = new_token();
+    let new = NewToken {
+        name: name.clone(),
+        user: user.clone(),
+        groups,
+        hash: token_hash(&token),
+        created_by: principal.user.clone(),
+        created_at_us: now_us(),
+        expires_at_us,
+    };
+    let stored = state.store.insert_token(&new).await?;
+    record(&state, &caller, "token.create", None, None, json!({ "token_id": stored.id, "name": name, "user": user }))
+        .await;
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, info: view(&stored) })))
+}
+
+fn humantime_duration(text: &str) -> Result<std::time::Duration, ApiError> {
+    let seconds = parse_duration_seconds(text.trim())
+        .ok_or_else(|| ApiError::bad_request(format!("`{text}` is not a duration like 12h, 30d or 1y")))?;
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// `90s`, `15m`, `12h`, `30d`, `8w`, `1y`.
+pub(crate) fn parse_duration_seconds(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok().filter(|number| *number > 0)?;
+    let unit_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return None,
+    };
+    number.checked_mul(unit_seconds)
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TokenList>, ApiError> {
+    let user = (!caller.principal.admin).then_some(caller.principal.user.as_str());
+    let tokens = state.store.list_tokens(user).await?;
+    Ok(Json(TokenList { tokens: tokens.iter().map(view).collect() }))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Token>, ApiError> {
+    let token = state.store.token(id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
+    if !caller.principal.admin && token.user != caller.principal.user {
+        return Err(deny(&state, &caller, "revoke this token", None, None).await);
+    }
+    if !state.store.revoke_token(id, now_us()).await? {
+        return Err(ApiError::conflict(format!("token {id} is already revoked")));
+    }
+    record(
+        &state,
+        &caller,
+        "token.revoke",
+        None,
+        None,
+        json!({ "token_id": id, "name": token.name, "user": token.user }),
+    )
+    .await;
+    let token = state.store.token(id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
+    Ok(Json(view(&token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_durations_parse() {
+        assert_eq!(parse_duration_seconds("30d"), Some(30 * 86_400));
+        assert_eq!(parse_duration_seconds("12h"), Some(43_200));
+        assert_eq!(parse_duration_seconds("0d"), None);
+        assert_eq!(parse_duration_seconds("soon"), None);
+        assert_eq!(parse_duration_seconds("5x"), None);
+    }
+
+    #[test]
+    fn tokens_are_long_random_and_prefixed() {
+        let (first, second) = (new_token(), new_token());
+        assert!(first.starts_with(TOKEN_PREFIX) && first.len() == TOKEN_PREFIX.len() + 64);
+        assert_ne!(first, second);
+    }
+}

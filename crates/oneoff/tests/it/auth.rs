@@ -1,0 +1,253 @@
+//! Identity, permissions and audit: trusted SSO headers only from trusted peers, per-job
+//! run and view lists on every endpoint and transport, API tokens, and the hash-chained trail.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::{cli_command, stderr, stdout, TestServer};
+
+const AUTH: &str = r#"
+[auth]
+anonymous = false
+admins = { users = ["root"] }
+
+[auth.trusted_headers]
+trusted_cidrs = ["127.0.0.1/32"]
+
+[[job]]
+name = "backfill"
+command = ["sh", "-c", "echo backfilling"]
+allow_run = { groups = ["eng"], users = ["alice"] }
+allow_view = { groups = ["support"] }
+
+[[job]]
+name = "open"
+command = ["echo", "open to all"]
+"#;
+
+/// A request as `user` (with `groups`) through the trusted SSO proxy.
+async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    user: Option<(&str, &str)>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.url));
+    if let Some((user, groups)) = user {
+        request = request.header("x-forwarded-user", user).header("x-forwarded-groups", groups);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn job_names(list: &Value) -> Vec<&str> {
+    list["jobs"].as_array().unwrap().iter().map(|job| job["name"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn sso_headers_identify_users_and_access_lists_apply_everywhere() {
+    let server = TestServer::start(AUTH).await;
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+
+    // No identity: 401 everywhere but health.
+    assert_eq!(call(&server, get.clone(), "/api/v1/jobs", None, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
+
+    // alice may run backfill; the run records her.
+    let (status, list) = call(&server, get.clone(), "/api/v1/jobs", Some(("alice", "")), None).await;
+    assert_eq!((status, job_names(&list)), (StatusCode::OK, vec!["backfill", "open"]));
+    let (status, run) =
+        call(&server, post.clone(), "/api/v1/runs", Some(("alice", "")), Some(json!({ "job": "backfill" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    assert_eq!(run["requested_by"], "alice");
+    let id = run["id"].as_i64().unwrap();
+    for _ in 0..200 {
+        let (_, run) = call(&server, get.clone(), &format!("/api/v1/runs/{id}"), Some(("alice", "")), None).await;
+        if run["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    // carol (support) may view but not run.
+    let (_, list) = call(&server, get.clone(), "/api/v1/jobs", Some(("carol", "support")), None).await;
+    assert_eq!(job_names(&list), vec!["backfill", "open"]);
+    assert_eq!(
+        call(&server, get.clone(), &format!("/api/v1/runs/{id}/log"), Some(("carol", "support")), None).await.0,
+        StatusCode::OK
+    );
+    let (status, body) =
+        call(&server, post.clone(), "/api/v1/runs", Some(("carol", "support")), Some(json!({ "job": "backfill" })))
+            .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+
+    // mallory (sales) sees neither the job nor its runs, on any transport.
+    let (_, list) = call(&server, get.clone(), "/api/v1/jobs", Some(("mallory", "sales")), None).await;
+    assert_eq!(job_names(&list), vec!["open"]);
+    assert_eq!(
+        call(&server, get.clone(), "/api/v1/jobs/backfill", Some(("mallory", "sales")), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    for path in [
+        format!("/api/v1/runs/{id}"),
+        format!("/api/v1/runs/{id}/log"),
+        format!("/api/v1/runs/{id}/log.txt"),
+        format!("/api/v1/runs/{id}/log/sse"),
+    ] {
+        assert_eq!(
+            call(&server, get.clone(), &path, Some(("mallory", "sales")), None).await.0,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let mut ws = format!("{}/api/v1/runs/{id}/log/ws", server.ws_url("")).into_client_request_with("mallory");
+    ws.headers_mut().insert("x-forwarded-groups", "sales".parse().unwrap());
+    match tokio_tungstenite::connect_async(ws).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("mallory's WebSocket was not refused: {other:?}"),
+    }
+    let (_, runs) = call(&server, get.clone(), "/api/v1/runs", Some(("mallory", "sales")), None).await;
+    assert_eq!(runs["runs"], json!([]), "the listing hides runs of jobs she may not see");
+
+    // The audit trail (admins only) has the start and the denials, and its chain holds.
+    assert_eq!(call(&server, get.clone(), "/api/v1/audit", Some(("alice", "")), None).await.0, StatusCode::FORBIDDEN);
+    let (status, audit) = call(&server, get.clone(), "/api/v1/audit?limit=100", Some(("root", "")), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<(String, String)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| (record["actor"].as_str().unwrap().to_string(), record["action"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(actions.contains(&("alice".into(), "run.start".into())), "{actions:?}");
+    assert!(actions.contains(&("carol".into(), "denied.run".into())), "{actions:?}");
+    assert!(actions.contains(&("mallory".into(), "denied.view".into())), "{actions:?}");
+    let start = audit["records"].as_array().unwrap().iter().find(|record| record["action"] == "run.start").unwrap();
+    assert_eq!(start["detail"]["argv"], json!(["sh", "-c", "echo backfilling"]));
+    assert!(start["client"].as_str().unwrap().starts_with("127.0.0.1"));
+    let (_, verified) = call(&server, get, "/api/v1/audit/verify", Some(("root", "")), None).await;
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+trait IntoRequestAs {
+    fn into_client_request_with(self, user: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request;
+}
+
+impl IntoRequestAs for String {
+    fn into_client_request_with(self, user: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = self.into_client_request().unwrap();
+        request.headers_mut().insert("x-forwarded-user", user.parse().unwrap());
+        request
+    }
+}
+
+#[tokio::test]
+async fn identity_headers_from_an_untrusted_peer_are_ignored() {
+    let jobs = AUTH.replace("trusted_cidrs = [\"127.0.0.1/32\"]", "trusted_cidrs = [\"10.0.0.0/8\"]");
+    let server = TestServer::start(&jobs).await;
+    let (status, body) = call(&server, reqwest::Method::GET, "/api/v1/jobs", Some(("root", "eng")), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(String::from_utf8(metrics).unwrap().contains("oneoff_untrusted_identity_headers_total 1"));
+}
+
+#[tokio::test]
+async fn api_tokens_work_for_the_cli_until_revoked_and_are_stored_hashed() {
+    let server = TestServer::start(AUTH).await;
+    // The first administrator token is made on the server's host, from its config file.
+    let config = server.dir.path().join("oneoff.toml");
+    let output = cli_command(&[
+        "token",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "bootstrap",
+        "--user",
+        "root",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let admin_token = stdout(&output).trim().to_string();
+    assert!(admin_token.starts_with("oneoff_"));
+
+    let as_admin = |args: &[&str]| {
+        let mut command = cli_command(args);
+        command.env("ONEOFF_SERVER", &server.url).env("ONEOFF_TOKEN", &admin_token);
+        tokio::process::Command::from(command).output()
+    };
+    let output = as_admin(&["whoami", "--json"]).await.unwrap();
+    let me: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (me["user"].as_str(), me["source"].as_str(), me["admin"].as_bool()),
+        (Some("root"), Some("token:bootstrap"), Some(true))
+    );
+
+    let output =
+        as_admin(&["token", "create", "--name", "ci", "--user", "bot", "--group", "eng", "--expires", "30d", "--json"])
+            .await
+            .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ci_token = created["token"].as_str().unwrap().to_string();
+
+    let mut command = cli_command(&["run", "backfill", "--follow"]);
+    command.env("ONEOFF_SERVER", &server.url).env("ONEOFF_TOKEN", &ci_token);
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "backfilling\n");
+
+    let id = created["info"]["id"].as_i64().unwrap().to_string();
+    assert!(as_admin(&["token", "revoke", &id]).await.unwrap().status.success());
+    let mut command = cli_command(&["jobs"]);
+    command.env("ONEOFF_SERVER", &server.url).env("ONEOFF_TOKEN", &ci_token);
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("was revoked"), "{}", stderr(&output));
+
+    let database = std::fs::read(server.dir.path().join("data").join("oneoff.db")).unwrap();
+    let wal = std::fs::read(server.dir.path().join("data").join("oneoff.db-wal")).unwrap_or_default();
+    for bytes in [database, wal] {
+        assert!(
+            !bytes.windows(ci_token.len()).any(|window| window == ci_token.as_bytes()),
+            "a token reached the database in clear"
+        );
+    }
+    let output = as_admin(&["audit", "verify"]).await.unwrap();
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("audit trail intact"), "{}", stdout(&output));
+}
+
+#[tokio::test]
+async fn cross_site_state_changes_are_refused() {
+    let jobs = "[server]\npublic_origins = [\"https://oneoff.example.com\"]\n".to_string();
+    let server =
+        TestServer::start_with("[[job]]\nname = \"open\"\ncommand = [\"true\"]\n", &jobs.replace("[server]\n", ""))
+            .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/runs", server.url))
+        .header("origin", "https://evil.example")
+        .json(&json!({ "job": "open" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "cross_site_request");
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/runs", server.url))
+        .header("origin", "https://oneoff.example.com")
+        .json(&json!({ "job": "open" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
