@@ -13,6 +13,8 @@ pub enum IdentitySource {
     Token(String),
     /// Headers set by an SSO proxy whose address is trusted.
     TrustedHeaders,
+    /// A signed assertion verified with the provider's keys, by its header name.
+    Jwt(String),
     /// Nobody: anonymous access is on.
     Anonymous,
 }
@@ -22,6 +24,7 @@ impl IdentitySource {
         match self {
             IdentitySource::Token(name) => format!("token:{name}"),
             IdentitySource::TrustedHeaders => "trusted_headers".into(),
+            IdentitySource::Jwt(header) => format!("jwt:{}", header.to_ascii_lowercase()),
             IdentitySource::Anonymous => "anonymous".into(),
         }
     }
@@ -127,12 +130,39 @@ impl TrustedHeaders {
     }
 }
 
+/// Which SSO product signs the assertions; decides the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtKind {
+    /// Cloudflare Access: `Cf-Access-Jwt-Assertion`, RS256, audience = the application's AUD tag.
+    Cloudflare,
+    /// Pomerium: `X-Pomerium-Jwt-Assertion`, ES256.
+    Pomerium,
+    /// Any issuer with a JWKS URL.
+    Generic,
+}
+
+/// A verified identity assertion: a JWT in a request header, checked against keys from a
+/// JWKS URL, with the issuer and audience it must carry.
+#[derive(Debug, Clone)]
+pub struct JwtProvider {
+    pub kind: JwtKind,
+    pub header: String,
+    pub jwks_url: String,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Accepted signature algorithms; only asymmetric ones (RS*, PS*, ES*, EdDSA) are allowed.
+    pub algorithms: Vec<String>,
+    pub user_claim: String,
+    pub groups_claim: String,
+}
+
 /// The `[auth]` settings.
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
     /// Requests without an identity are served as user `anonymous`.
     pub anonymous: bool,
     pub trusted_headers: Option<TrustedHeaders>,
+    pub jwt: Vec<JwtProvider>,
     pub admins: AccessList,
 }
 
@@ -145,7 +175,7 @@ impl AuthConfig {
             email: None,
             groups: Vec::new(),
             source: IdentitySource::Anonymous,
-            admin: self.trusted_headers.is_none(),
+            admin: self.trusted_headers.is_none() && self.jwt.is_empty(),
         }
     }
 

@@ -17,7 +17,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::auth::{Access, AccessList, AuthConfig, Cidr, TrustedHeaders};
+use crate::auth::{Access, AccessList, AuthConfig, Cidr, JwtKind, JwtProvider, TrustedHeaders};
 use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
 use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
 use crate::template::{is_identifier, Template};
@@ -181,6 +181,21 @@ struct RawAuth {
     #[serde(default)]
     admins: RawAccessList,
     trusted_headers: Option<RawTrustedHeaders>,
+    #[serde(default)]
+    jwt: Vec<RawJwt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    kind: Spanned<String>,
+    jwks_url: Spanned<String>,
+    header: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    algorithms: Option<Spanned<Vec<String>>>,
+    user_claim: Option<String>,
+    groups_claim: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -423,9 +438,53 @@ fn validate_auth(raw: RawAuth, problems: &mut Problems) -> AuthConfig {
             groups_header: trusted.groups_header.unwrap_or_else(|| "X-Forwarded-Groups".into()),
         }
     });
+    let jwt: Vec<JwtProvider> = raw.jwt.into_iter().filter_map(|raw| validate_jwt(raw, problems)).collect();
     // Anonymous access is the default only when nothing can identify anyone.
-    let anonymous = raw.anonymous.unwrap_or(trusted_headers.is_none());
-    AuthConfig { anonymous, trusted_headers, admins: raw.admins.into() }
+    let anonymous = raw.anonymous.unwrap_or(trusted_headers.is_none() && jwt.is_empty());
+    AuthConfig { anonymous, trusted_headers, jwt, admins: raw.admins.into() }
+}
+
+fn validate_jwt(raw: RawJwt, problems: &mut Problems) -> Option<JwtProvider> {
+    let (kind, header, algorithms, user_claim) = match raw.kind.get_ref().as_str() {
+        "cloudflare" => (JwtKind::Cloudflare, "Cf-Access-Jwt-Assertion", vec!["RS256"], "email"),
+        "pomerium" => (JwtKind::Pomerium, "X-Pomerium-Jwt-Assertion", vec!["ES256"], "email"),
+        "generic" => (JwtKind::Generic, "Authorization", vec!["RS256", "ES256"], "sub"),
+        other => {
+            problems.at(raw.kind.span(), format!("unknown jwt kind `{other}` (cloudflare, pomerium or generic)"));
+            return None;
+        }
+    };
+    let url = raw.jwks_url.get_ref();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        problems.at(raw.jwks_url.span(), format!("jwks_url `{url}` must be an http(s) URL"));
+    }
+    let algorithms = match raw.algorithms {
+        Some(list) => {
+            const ASYMMETRIC: [&str; 9] =
+                ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+            if let Some(bad) = list.get_ref().iter().find(|alg| !ASYMMETRIC.contains(&alg.as_str())) {
+                problems.at(
+                    list.span(),
+                    format!("algorithm `{bad}` is not allowed: only asymmetric ones ({})", ASYMMETRIC.join(", ")),
+                );
+            }
+            list.into_inner()
+        }
+        None => algorithms.into_iter().map(str::to_string).collect(),
+    };
+    if kind == JwtKind::Cloudflare && raw.audience.is_none() {
+        problems.at(raw.kind.span(), "a cloudflare provider needs `audience`: the Access application's AUD tag");
+    }
+    Some(JwtProvider {
+        kind,
+        header: raw.header.unwrap_or_else(|| header.to_string()),
+        jwks_url: url.clone(),
+        issuer: raw.issuer,
+        audience: raw.audience,
+        algorithms,
+        user_claim: raw.user_claim.unwrap_or_else(|| user_claim.to_string()),
+        groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".to_string()),
+    })
 }
 
 fn validate_streams(raw: RawStreams, problems: &mut Problems) -> Option<StreamConfig> {

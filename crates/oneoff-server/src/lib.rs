@@ -12,6 +12,7 @@ mod clock;
 pub mod executor;
 mod http;
 mod hub;
+mod jwt;
 mod retention;
 mod state;
 mod viewers;
@@ -102,6 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shutdown: CancellationToken::new(),
         viewers,
         counters: Arc::default(),
+        jwt: Arc::new(jwt::JwtVerifier::new(&config.auth.jwt)),
     };
     let stop = CancellationToken::new();
     retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());

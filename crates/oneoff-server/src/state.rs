@@ -20,4 +20,5 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub viewers: Arc<Viewers>,
     pub counters: Arc<Counters>,
+    pub jwt: Arc<crate::jwt::JwtVerifier>,
 }

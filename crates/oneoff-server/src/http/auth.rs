@@ -69,6 +69,26 @@ fn check_cross_site(method: &Method, headers: &HeaderMap, public_origins: &[Stri
 
 async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let auth = &state.config.auth;
+    // A signed assertion, when present, decides: a bad one is refused, never ignored.
+    for (index, provider) in state.jwt.providers() {
+        let Some(value) = headers.get(provider.header.as_str()).and_then(|value| value.to_str().ok()) else { continue };
+        let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+        if provider.header.eq_ignore_ascii_case("authorization") && token.starts_with(TOKEN_PREFIX) {
+            continue; // an API token, handled below
+        }
+        return match state.jwt.verify(index, token).await {
+            Ok(claims) => Ok(auth.principal(
+                claims.user,
+                claims.email,
+                claims.groups,
+                IdentitySource::Jwt(provider.header.clone()),
+            )),
+            Err(reason) => {
+                tracing::warn!(header = %provider.header, %reason, "identity assertion refused");
+                Err(unauthorized(format!("{} refused: {reason}", provider.header)))
+            }
+        };
+    }
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
         return from_token(state, value).await;
     }
