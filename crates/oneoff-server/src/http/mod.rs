@@ -17,6 +17,7 @@ mod probe;
 mod runs;
 mod streams;
 pub(crate) mod tokens;
+mod ui;
 
 use std::any::Any;
 
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .merge(ui::router())
         .nest("/api/v1", api);
     if state.config.debug.echo {
         router = router

@@ -1,0 +1,138 @@
+//! The web UI: static files from `web/`, embedded in the binary at build time, and the
+//! bookmarkable pages of the single-page app, which all answer with `index.html`.
+//!
+//! Nothing here reads the filesystem at run time, so `cargo build` alone builds the UI and it
+//! works offline. Assets are revalidated on every load (`no-cache` with an `ETag` derived from
+//! their content), so a new binary never serves a stale script. Unknown paths are not caught
+//! here: they still get the API's JSON 404.
+
+use std::sync::OnceLock;
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::ApiError;
+use crate::state::AppState;
+
+/// The script and style sources allowed on the pages: our own files only, no inline code.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// `index.html` first: it is every page. The others are served under `/assets/`.
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../../../web/index.html"),
+    },
+    Asset { name: "app.js", content_type: JS, body: include_bytes!("../../../../web/app.js") },
+    Asset { name: "ansi.js", content_type: JS, body: include_bytes!("../../../../web/ansi.js") },
+    Asset { name: "logview.js", content_type: JS, body: include_bytes!("../../../../web/logview.js") },
+    Asset { name: "transport.js", content_type: JS, body: include_bytes!("../../../../web/transport.js") },
+    Asset { name: "params.js", content_type: JS, body: include_bytes!("../../../../web/params.js") },
+    Asset { name: "format.js", content_type: JS, body: include_bytes!("../../../../web/format.js") },
+    Asset {
+        name: "style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../../../web/style.css"),
+    },
+    Asset { name: "favicon.svg", content_type: "image/svg+xml", body: include_bytes!("../../../../web/favicon.svg") },
+];
+
+/// The UI's routes: the app's pages and `/assets/{file}`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(page))
+        .route("/jobs/{name}", get(page))
+        .route("/runs", get(page))
+        .route("/runs/{id}", get(page))
+        .route("/assets/{file}", get(asset))
+}
+
+/// Every page of the app is `index.html`; the script reads the URL and renders the page.
+async fn page(headers: HeaderMap) -> Response {
+    let mut response = serve(0, &headers);
+    let extra = response.headers_mut();
+    extra.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    extra.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    extra.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    match ASSETS.iter().skip(1).position(|asset| asset.name == file) {
+        Some(position) => Ok(serve(position + 1, &headers)),
+        None => Err(ApiError::not_found(format!("no such asset: {file}"))),
+    }
+}
+
+/// `ASSETS[index]`, or `304 Not Modified` when the browser already has this content.
+fn serve(index: usize, request: &HeaderMap) -> Response {
+    let asset = &ASSETS[index];
+    let etag = etag(index);
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(',').any(|candidate| candidate.trim() == etag.to_str().unwrap_or("")));
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (header::ETAG, etag),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    ];
+    if fresh {
+        (StatusCode::NOT_MODIFIED, headers).into_response()
+    } else {
+        (StatusCode::OK, headers, asset.body).into_response()
+    }
+}
+
+/// A strong validator for `ASSETS[index]`, computed once from its bytes (FNV-1a, 64 bits).
+fn etag(index: usize) -> HeaderValue {
+    static TAGS: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| ASSETS.iter().map(|asset| fnv_tag(asset.body)).collect());
+    tags[index].clone()
+}
+
+fn fnv_tag(bytes: &[u8]) -> HeaderValue {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    HeaderValue::from_str(&format!("\"{hash:016x}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_has_a_distinct_tag() {
+        let mut tags: Vec<HeaderValue> = (0..ASSETS.len()).map(etag).collect();
+        tags.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        tags.dedup();
+        assert_eq!(tags.len(), ASSETS.len());
+    }
+
+    #[test]
+    fn a_matching_if_none_match_gets_304() {
+        let mut request = HeaderMap::new();
+        request.insert(header::IF_NONE_MATCH, etag(1));
+        assert_eq!(serve(1, &request).status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(serve(1, &HeaderMap::new()).status(), StatusCode::OK);
+        assert_eq!(serve(0, &HeaderMap::new()).headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    }
+}

@@ -1,0 +1,858 @@
+// The oneoff web UI: a small router over the History API and one function per page.
+//
+// Pages: `/` job catalog, `/jobs/{name}` launch form, `/runs` history, `/runs/{id}` run page
+// with the live log. Everything a job or a user provided is put in the DOM with textContent
+// (through `h`), never parsed as HTML.
+
+import { LogView } from './logview.js';
+import { LogStream, LABELS } from './transport.js';
+import { checkParam, paramsSummary, rerunQuery, initialValue, compilePattern } from './params.js';
+import {
+  formatDuration, formatDateTime, formatAgo, describeOutcome, isFinal, parseTimestamp, STATUSES,
+} from './format.js';
+
+const main = document.getElementById('main');
+
+// ---------------------------------------------------------------------------------------
+// DOM helpers
+
+/** `h('a', {href: '/x', class: 'y', onclick: fn}, 'text', child, [more])`; strings become text nodes. */
+function h(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith('on') && typeof value === 'function') node.addEventListener(key.slice(2), value);
+    else if (key === 'class') node.className = value;
+    else if (key === 'value') node.value = value;
+    else if (key === 'checked') node.checked = value;
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  appendChildren(node, children);
+  return node;
+}
+
+function appendChildren(node, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) appendChildren(node, child);
+    else if (typeof child === 'string' || typeof child === 'number') node.append(document.createTextNode(String(child)));
+    else node.append(child);
+  }
+}
+
+function statusLabel(status) {
+  return String(status).replace(/_/g, ' ');
+}
+
+function badge(status) {
+  return h('span', { class: `badge status-${status}` }, statusLabel(status));
+}
+
+function timeElement(text) {
+  if (!text) return '—';
+  const ms = parseTimestamp(text);
+  return h('time', { datetime: text, title: `${formatDateTime(text)} (${formatAgo(ms, Date.now())})` }, formatDateTime(text));
+}
+
+function setTitle(text) {
+  document.title = text ? `${text} · oneoff` : 'oneoff';
+}
+
+function errorBox(message) {
+  return h('p', { class: 'notice error', role: 'alert' }, message);
+}
+
+// ---------------------------------------------------------------------------------------
+// API
+
+class ApiError extends Error {
+  constructor(status, body, fallback) {
+    super(body?.error?.message || fallback || `the server answered HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+    this.code = body?.error?.code || null;
+  }
+}
+
+async function api(path, { method = 'GET', body, signal } = {}) {
+  const init = { method, headers: { Accept: 'application/json' }, signal, cache: 'no-store' };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    if (error?.name === 'AbortError') throw error;
+    throw new ApiError(0, null, 'the server cannot be reached');
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return { status: response.status, data, response };
+}
+
+function isAbort(error) {
+  return error?.name === 'AbortError';
+}
+
+// ---------------------------------------------------------------------------------------
+// Router
+
+const routes = [
+  { pattern: /^\/$/, page: catalogPage, nav: 'jobs' },
+  { pattern: /^\/jobs\/([^/]+)$/, page: launchPage, nav: 'jobs' },
+  { pattern: /^\/runs$/, page: historyPage, nav: 'runs' },
+  { pattern: /^\/runs\/([^/]+)$/, page: runPage, nav: 'runs' },
+];
+
+let current = null; // {key, abort, cleanups, onHash}
+
+function routeFor(pathname) {
+  for (const route of routes) {
+    const match = route.pattern.exec(pathname);
+    if (match) return { route, args: match.slice(1).map((part) => safeDecode(part)) };
+  }
+  return null;
+}
+
+function safeDecode(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+function render({ focus = false } = {}) {
+  if (current) {
+    current.abort.abort();
+    for (const fn of current.cleanups) {
+      try {
+        fn();
+      } catch {
+        // a page's cleanup must not break navigation
+      }
+    }
+  }
+  const ctx = {
+    key: location.pathname + location.search,
+    abort: new AbortController(),
+    cleanups: [],
+    onHash: null,
+    query: new URLSearchParams(location.search),
+  };
+  ctx.signal = ctx.abort.signal;
+  ctx.onCleanup = (fn) => ctx.cleanups.push(fn);
+  current = ctx;
+  main.replaceChildren();
+  const found = routeFor(location.pathname);
+  for (const link of document.querySelectorAll('nav [data-nav]')) {
+    if (found && link.dataset.nav === found.route.nav) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  if (focus) {
+    main.focus({ preventScroll: true });
+    window.scrollTo(0, 0);
+  }
+  const page = found ? found.route.page(ctx, ...found.args) : notFoundPage(ctx);
+  Promise.resolve(page).catch((error) => {
+    if (isAbort(error) || ctx !== current) return;
+    main.append(errorBox(error?.message || String(error)));
+  });
+}
+
+export function navigate(url, { replace = false } = {}) {
+  if (replace) history.replaceState(null, '', url);
+  else history.pushState(null, '', url);
+  render({ focus: true });
+}
+
+window.addEventListener('popstate', () => {
+  if (current && current.key === location.pathname + location.search) {
+    current.onHash?.();
+  } else {
+    render({ focus: true });
+  }
+});
+
+window.addEventListener('hashchange', () => {
+  if (current && current.key === location.pathname + location.search) current.onHash?.();
+});
+
+document.addEventListener('click', (event) => {
+  if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) {
+    return;
+  }
+  const link = event.target.closest?.('a[href]');
+  if (!link || link.target || link.hasAttribute('download')) return;
+  const url = new URL(link.href, location.href);
+  if (url.origin !== location.origin || !routeFor(url.pathname)) return;
+  if (url.pathname === location.pathname && url.search === location.search && url.hash) return;
+  event.preventDefault();
+  navigate(url.pathname + url.search + url.hash);
+});
+
+function notFoundPage() {
+  setTitle('Not found');
+  main.append(
+    h('h1', {}, 'Page not found'),
+    h('p', {}, 'There is nothing at this address. ', h('a', { href: '/' }, 'Back to the job catalog'), '.'),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// `/`: the job catalog
+
+async function catalogPage(ctx) {
+  setTitle('Jobs');
+  const filter = h('input', {
+    type: 'search', id: 'job-filter', value: ctx.query.get('q') || '', autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'name, description or parameter', 'aria-controls': 'job-list',
+  });
+  const count = h('p', { class: 'muted', role: 'status', id: 'job-count' });
+  const list = h('ul', { class: 'job-list', id: 'job-list' });
+  main.append(
+    h('div', { class: 'page-head' },
+      h('h1', {}, 'Jobs'),
+      h('div', { class: 'filter' }, h('label', { for: 'job-filter' }, 'Filter jobs'), filter)),
+    count,
+    list,
+  );
+  const { data } = await api('/api/v1/jobs', { signal: ctx.signal });
+  const jobs = data.jobs || [];
+  const cards = jobs.map((job) => ({ job, node: jobCard(job), haystack: jobHaystack(job) }));
+  const apply = () => {
+    const terms = filter.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const shown = cards.filter((card) => terms.every((term) => card.haystack.includes(term)));
+    list.replaceChildren(...shown.map((card) => card.node));
+    if (jobs.length === 0) count.textContent = 'No jobs are configured. Add [[job]] entries to the configuration file.';
+    else if (shown.length === 0) count.textContent = `No job matches “${filter.value.trim()}”.`;
+    else if (terms.length) count.textContent = `${shown.length} of ${jobs.length} jobs`;
+    else count.textContent = `${jobs.length} job${jobs.length === 1 ? '' : 's'}`;
+    const url = filter.value ? `/?q=${encodeURIComponent(filter.value)}` : '/';
+    if (url !== location.pathname + location.search) {
+      history.replaceState(null, '', url);
+      ctx.key = location.pathname + location.search;
+    }
+  };
+  filter.addEventListener('input', apply);
+  apply();
+}
+
+function jobHaystack(job) {
+  return [job.name, job.description, ...(job.params || []).map((param) => `${param.name} ${param.description || ''}`)]
+    .join(' ').toLowerCase();
+}
+
+function jobCard(job) {
+  const limits = [];
+  if (job.timeout_seconds) limits.push(`timeout ${formatDuration(job.timeout_seconds * 1000)}`);
+  if (job.max_concurrent) limits.push(`at most ${job.max_concurrent} at once`);
+  return h('li', { class: 'job-card' },
+    h('h2', {}, h('a', { href: `/jobs/${encodeURIComponent(job.name)}` }, job.name)),
+    h('p', { class: 'job-desc' }, job.description || 'No description.'),
+    h('p', { class: 'job-params' }, h('span', { class: 'muted' }, 'Parameters: '), h('code', {}, paramsSummary(job.params))),
+    limits.length ? h('p', { class: 'job-limits muted' }, limits.join(' · ')) : null);
+}
+
+// ---------------------------------------------------------------------------------------
+// `/jobs/{name}`: the launch form
+
+async function launchPage(ctx, name) {
+  setTitle(`Run ${name}`);
+  const crumbs = h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/' }, 'Jobs'), ' / ', name);
+  main.append(crumbs);
+  let job;
+  try {
+    ({ data: job } = await api(`/api/v1/jobs/${encodeURIComponent(name)}`, { signal: ctx.signal }));
+  } catch (error) {
+    if (error.status === 404) {
+      main.append(h('h1', {}, name), errorBox(`There is no job named “${name}”.`), h('p', {}, h('a', { href: '/' }, 'See all jobs')));
+      return;
+    }
+    throw error;
+  }
+  const fields = job.params.map((param, index) => paramField(param, index, ctx.query));
+  const formError = h('div', { class: 'notice error', role: 'alert', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'primary' }, `Run ${job.name}`);
+  const form = h('form', { class: 'launch-form', novalidate: true, 'aria-labelledby': 'launch-title' },
+    fields.length ? fields.map((field) => field.node) : h('p', { class: 'muted' }, 'This job takes no parameters.'),
+    formError,
+    h('div', { class: 'form-actions' }, submit,
+      h('span', { class: 'muted' }, fields.some((field) => field.param.required) ? '* required' : '')));
+  main.append(
+    h('div', { class: 'page-head' }, h('h1', { id: 'launch-title' }, job.name)),
+    h('p', { class: 'lead' }, job.description || ''),
+    h('details', { class: 'command' },
+      h('summary', {}, 'Command and limits'),
+      h('p', {}, h('code', { class: 'argv' }, (job.command || []).map(shellWord).join(' '))),
+      h('p', { class: 'muted' }, [
+        job.timeout_seconds ? `Timeout ${formatDuration(job.timeout_seconds * 1000)}` : 'No timeout',
+        job.max_concurrent ? `at most ${job.max_concurrent} at once` : null,
+        `cancel grace ${formatDuration(job.grace_seconds * 1000)}`,
+      ].filter(Boolean).join(' · '))),
+    form,
+  );
+  let submitted = false;
+  for (const field of fields) {
+    const recheck = () => {
+      if (submitted || field.touched) field.show(checkParam(field.param, field.read()).error || null);
+    };
+    field.input.addEventListener('blur', () => {
+      field.touched = true;
+      recheck();
+    });
+    field.input.addEventListener('input', recheck);
+    field.input.addEventListener('change', recheck);
+  }
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    submitted = true;
+    formError.hidden = true;
+    const params = {};
+    let firstInvalid = null;
+    for (const field of fields) {
+      const result = checkParam(field.param, field.read());
+      field.show(result.error || null);
+      if (result.error) firstInvalid ??= field;
+      else if (result.value !== undefined) params[field.param.name] = result.value;
+    }
+    if (firstInvalid) {
+      firstInvalid.input.focus();
+      return;
+    }
+    submit.disabled = true;
+    submit.textContent = 'Starting…';
+    try {
+      const { data: run } = await api('/api/v1/runs', { method: 'POST', body: { job: job.name, params }, signal: ctx.signal });
+      navigate(`/runs/${run.id}`);
+    } catch (error) {
+      if (isAbort(error)) return;
+      const unmatched = [];
+      if (error.status === 422 && Array.isArray(error.body?.error?.fields) && error.body.error.fields.length) {
+        for (const problem of error.body.error.fields) {
+          const field = fields.find((candidate) => candidate.param.name === problem.field);
+          if (field) {
+            field.show(problem.message);
+            firstInvalid ??= field;
+          } else {
+            unmatched.push(`${problem.field}: ${problem.message}`);
+          }
+        }
+      }
+      if (unmatched.length || !firstInvalid) {
+        formError.replaceChildren(
+          h('p', {}, unmatched.length ? 'The server refused these parameters:' : `Could not start the run: ${error.message}`),
+          unmatched.length ? h('ul', {}, unmatched.map((line) => h('li', {}, line))) : null,
+        );
+        formError.hidden = false;
+      }
+      if (firstInvalid) {
+        firstInvalid.input.focus();
+      } else {
+        formError.setAttribute('tabindex', '-1');
+        formError.focus();
+      }
+    } finally {
+      submit.disabled = false;
+      submit.textContent = `Run ${job.name}`;
+    }
+  });
+}
+
+function shellWord(word) {
+  return /^[A-Za-z0-9_./:=@%+,{}-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** One labelled input for a parameter, with its hint and error slot. */
+function paramField(param, index, query) {
+  const id = `param-${index}`;
+  const hintId = `${id}-hint`;
+  const errorId = `${id}-error`;
+  const initial = initialValue(param, query);
+  const hints = [];
+  if (param.description) hints.push(param.description);
+  let input;
+  switch (param.type) {
+    case 'boolean':
+      input = h('input', { type: 'checkbox', id, checked: initial === true });
+      if (param.default !== undefined) hints.push(`default: ${param.default ? 'on' : 'off'}`);
+      break;
+    case 'integer': {
+      input = h('input', {
+        type: 'number', id, step: '1', inputmode: 'numeric', value: initial,
+        min: param.min ?? null, max: param.max ?? null,
+      });
+      if (param.min !== undefined && param.max !== undefined) hints.push(`${param.min} to ${param.max}`);
+      else if (param.min !== undefined) hints.push(`at least ${param.min}`);
+      else if (param.max !== undefined) hints.push(`at most ${param.max}`);
+      if (param.default !== undefined) hints.push(`default: ${param.default}`);
+      break;
+    }
+    case 'choice': {
+      const options = [];
+      const hasDefault = param.default !== undefined && param.default !== null;
+      if (!hasDefault) options.push(h('option', { value: '' }, param.required ? 'Choose…' : '(not set)'));
+      for (const choice of param.choices || []) options.push(h('option', { value: choice }, choice));
+      input = h('select', { id }, options);
+      input.value = (param.choices || []).includes(initial) ? initial : (hasDefault ? String(param.default) : '');
+      if (hasDefault) hints.push(`default: ${param.default}`);
+      break;
+    }
+    case 'secret':
+      input = h('input', {
+        type: 'password', id, autocomplete: 'new-password', spellcheck: 'false', value: '',
+        maxlength: param.max_length ?? null,
+      });
+      hints.push('secret: passed to the job in its environment only, never stored or shown');
+      break;
+    default: {
+      input = h('input', {
+        type: 'text', id, value: initial, spellcheck: 'false', autocomplete: 'off',
+        maxlength: param.max_length && param.max_length < 1_000_000 ? param.max_length : null,
+      });
+      if (param.pattern) {
+        hints.push(`must match ${param.pattern}${compilePattern(param.pattern) ? '' : ' (checked by the server)'}`);
+      }
+      if (param.default !== undefined) hints.push(`default: ${param.default}`);
+    }
+  }
+  if (param.required) input.setAttribute('aria-required', 'true');
+  input.setAttribute('aria-describedby', hintId);
+  input.name = param.name;
+  const error = h('p', { class: 'field-error', id: errorId, hidden: true });
+  const label = h('label', { for: id },
+    h('span', { class: 'field-name' }, param.name),
+    param.required ? h('span', { class: 'required', title: 'required' }, h('span', { 'aria-hidden': 'true' }, '*'), h('span', { class: 'visually-hidden' }, ' (required)')) : null,
+    h('span', { class: 'field-type' }, param.type));
+  const hint = h('p', { class: 'hint', id: hintId }, hints.join(' · '));
+  const node = param.type === 'boolean'
+    ? h('div', { class: 'field field-checkbox' }, h('div', { class: 'checkbox-row' }, input, label), hint, error)
+    : h('div', { class: 'field' }, label, input, hint, error);
+  return {
+    param,
+    node,
+    input,
+    touched: false,
+    read() {
+      if (param.type === 'boolean') return input.checked;
+      if (param.type === 'integer' && input.validity?.badInput) return 'not a number';
+      return input.value;
+    },
+    show(message) {
+      error.textContent = message ? `${param.name} ${message}` : '';
+      error.hidden = !message;
+      if (message) {
+        input.setAttribute('aria-invalid', 'true');
+        input.setAttribute('aria-describedby', `${errorId} ${hintId}`);
+      } else {
+        input.removeAttribute('aria-invalid');
+        input.setAttribute('aria-describedby', hintId);
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// `/runs/{id}`: one run and its live log
+
+async function runPage(ctx, idText) {
+  setTitle(`Run #${idText}`);
+  if (!/^[0-9]+$/.test(idText)) {
+    main.append(h('h1', {}, 'No such run'), errorBox(`“${idText}” is not a run number.`));
+    return;
+  }
+  const id = idText;
+  let run;
+  try {
+    ({ data: run } = await api(`/api/v1/runs/${id}`, { signal: ctx.signal }));
+  } catch (error) {
+    if (error.status === 404) {
+      main.append(h('h1', {}, `Run #${id}`), errorBox(`There is no run #${id} (it may have been deleted after the retention period).`),
+        h('p', {}, h('a', { href: '/runs' }, 'See all runs')));
+      return;
+    }
+    throw error;
+  }
+
+  const statusSlot = h('span', { class: 'status-slot', role: 'status' });
+  const actions = h('div', { class: 'run-actions' });
+  const actionMessage = h('p', { class: 'notice', role: 'status', hidden: true });
+  const details = h('dl', { class: 'run-details' });
+  const paramsSlot = h('div', { class: 'run-params' });
+  main.append(
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/runs' }, 'Runs'), ` / #${id}`),
+    h('div', { class: 'page-head' },
+      h('h1', {}, `Run #${id} `, h('span', { class: 'run-job' }, run.job)),
+      statusSlot, actions),
+    actionMessage,
+    h('div', { class: 'run-summary' }, details, paramsSlot),
+  );
+
+  const logRoot = h('div', { class: 'log-section' });
+  main.append(h('h2', { class: 'visually-hidden' }, 'Log'), logRoot);
+  const view = new LogView(logRoot, { downloadUrl: `/api/v1/runs/${id}/log.txt` });
+  ctx.onCleanup(() => view.destroy());
+
+  let fetchedAt = performance.now();
+  let durationCell = null;
+  let job = null;
+  let confirming = false;
+
+  const renderRun = () => {
+    setTitle(`#${run.id} ${run.job} · ${statusLabel(run.status)}`);
+    statusSlot.replaceChildren(badge(run.status));
+    const rows = [
+      ['Job', h('a', { href: `/jobs/${encodeURIComponent(run.job)}` }, run.job)],
+      ['Requested by', run.requested_by || h('span', { class: 'muted' }, 'anonymous')],
+      ['Created', timeElement(run.created_at)],
+      ['Started', run.started_at ? timeElement(run.started_at) : h('span', { class: 'muted' }, run.status === 'queued' ? 'waiting in the queue' : '—')],
+      ['Duration', h('span', { class: 'duration' })],
+      ['Result', isFinal(run.status) ? describeOutcome(run) : h('span', { class: 'muted' }, 'not finished')],
+    ];
+    if (run.finished_at) rows.splice(4, 0, ['Finished', timeElement(run.finished_at)]);
+    details.replaceChildren(...rows.flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value)]));
+    durationCell = details.querySelector('.duration');
+    tick();
+    const names = Object.keys(run.params || {});
+    paramsSlot.replaceChildren(
+      h('h2', { class: 'params-title' }, 'Parameters'),
+      names.length === 0
+        ? h('p', { class: 'muted' }, 'No parameters.')
+        : h('table', { class: 'params-table' },
+          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Value'))),
+          h('tbody', {}, names.map((name) => h('tr', {},
+            h('th', { scope: 'row' }, h('code', {}, name)),
+            h('td', {}, h('code', {}, run.params[name] === null ? '—' : String(run.params[name]))))))),
+      run.argv?.length ? h('details', { class: 'command' }, h('summary', {}, 'Command line'),
+        h('code', { class: 'argv' }, run.argv.map(shellWord).join(' '))) : null,
+    );
+    if (!confirming) renderActions();
+  };
+
+  const tick = () => {
+    if (!durationCell) return;
+    let ms = run.duration_ms;
+    if (run.status === 'running' && typeof ms === 'number') ms += performance.now() - fetchedAt;
+    durationCell.textContent = run.status === 'queued' ? '—' : formatDuration(ms);
+  };
+  const ticker = setInterval(tick, 1000);
+  ctx.onCleanup(() => clearInterval(ticker));
+
+  const renderActions = () => {
+    const items = [];
+    if (!isFinal(run.status)) {
+      items.push(h('button', { type: 'button', class: 'danger', onclick: askCancel }, 'Cancel run'));
+    }
+    if (job) {
+      const query = rerunQuery(job.params, run.params);
+      items.push(h('a', { class: 'button-link', href: `/jobs/${encodeURIComponent(run.job)}${query ? `?${query}` : ''}` }, 'Run again'));
+    }
+    actions.replaceChildren(...items);
+  };
+
+  const say = (message, isError = false) => {
+    actionMessage.textContent = message;
+    actionMessage.className = isError ? 'notice error' : 'notice';
+    actionMessage.hidden = !message;
+  };
+
+  function askCancel() {
+    confirming = true;
+    const yes = h('button', { type: 'button', class: 'danger', onclick: () => doCancel() }, 'Yes, cancel it');
+    const no = h('button', { type: 'button', onclick: () => { confirming = false; renderActions(); actions.querySelector('button')?.focus(); } }, 'Keep it running');
+    const box = h('div', { class: 'confirm', role: 'group', 'aria-label': 'Confirm cancel' },
+      h('span', {}, run.status === 'queued'
+        ? `Cancel run #${run.id}? It has not started yet.`
+        : `Cancel run #${run.id}? Its processes get SIGTERM, then SIGKILL after the grace period.`),
+      yes, no);
+    box.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') no.click();
+    });
+    actions.replaceChildren(box);
+    yes.focus();
+  }
+
+  async function doCancel() {
+    confirming = false;
+    actions.replaceChildren(h('span', { class: 'muted' }, 'Cancelling…'));
+    try {
+      const { data } = await api(`/api/v1/runs/${id}/cancel`, { method: 'POST', signal: ctx.signal });
+      run = data;
+      fetchedAt = performance.now();
+      say(run.status === 'cancelled' ? 'The run was cancelled.' : 'Cancel requested: the run is stopping.');
+    } catch (error) {
+      if (isAbort(error)) return;
+      if (error.status === 409) say(`Nothing to cancel: ${error.message}.`);
+      else say(`Could not cancel: ${error.message}`, true);
+      await refresh();
+    }
+    renderRun();
+    scheduleRefresh();
+  }
+
+  const refresh = async () => {
+    try {
+      const { data } = await api(`/api/v1/runs/${id}`, { signal: ctx.signal });
+      run = data;
+      fetchedAt = performance.now();
+      renderRun();
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      // Keep showing what we have; the log stream reports connectivity.
+    }
+  };
+
+  let refreshTimer = null;
+  const scheduleRefresh = () => {
+    clearTimeout(refreshTimer);
+    if (isFinal(run.status) || ctx.signal.aborted) return;
+    refreshTimer = setTimeout(async () => {
+      await refresh().catch(() => {});
+      scheduleRefresh();
+    }, run.status === 'queued' ? 1500 : 3000);
+  };
+  ctx.onCleanup(() => clearTimeout(refreshTimer));
+
+  renderRun();
+  scheduleRefresh();
+  api(`/api/v1/jobs/${encodeURIComponent(run.job)}`, { signal: ctx.signal })
+    .then(({ data }) => {
+      job = data;
+      if (!confirming) renderActions();
+    })
+    .catch(() => {});
+
+  // Permalinks: #L123 scrolls to and highlights the line holding sequence 123.
+  const followHash = () => {
+    const match = /^#L([0-9]+)$/.exec(location.hash);
+    if (match) view.setTarget(Number(match[1]));
+  };
+  ctx.onHash = followHash;
+  followHash();
+
+  // The live log.
+  const transportBadge = h('span', { class: 'transport', role: 'status', title: '' });
+  view.setTransportBadge(transportBadge);
+  const fallbackNotice = h('div', { class: 'notice fallback', hidden: true });
+  view.addNotice(fallbackNotice);
+  let sawEntries = false;
+  const stream = new LogStream(id, {
+    onEntries: (entries) => {
+      view.append(entries);
+      if (!sawEntries && run.status === 'queued') refresh().catch(() => {});
+      sawEntries = true;
+    },
+    onDone: (done) => {
+      view.finish();
+      if (done.status && done.status !== run.status) {
+        run = { ...run, status: done.status };
+        statusSlot.replaceChildren(badge(run.status));
+      }
+      refresh().catch(() => {});
+    },
+    onState: (state) => showTransport(transportBadge, fallbackNotice, state),
+  });
+  ctx.onCleanup(() => stream.stop());
+  stream.start();
+}
+
+function showTransport(badgeNode, notice, { transport, state, fallbacks, reason, retryInMs }) {
+  const label = LABELS[transport] || transport;
+  let stateText = state;
+  if (state === 'reconnecting') {
+    stateText = retryInMs ? `reconnecting… (retry in ${Math.max(1, Math.round(retryInMs / 1000))} s)` : 'reconnecting…';
+  } else if (state === 'done') {
+    stateText = 'complete';
+  }
+  badgeNode.className = `transport transport-${state}`;
+  badgeNode.replaceChildren(
+    h('span', { class: 'dot', 'aria-hidden': 'true' }),
+    h('span', { class: 'visually-hidden' }, 'Live log transport: '),
+    h('strong', {}, label),
+    ` · ${stateText}`,
+  );
+  badgeNode.title = reason ? `${label}: ${stateText} (${reason})` : `${label}: ${stateText}`;
+  if (state === 'failed') {
+    notice.hidden = false;
+    notice.className = 'notice error fallback';
+    notice.replaceChildren(`The live log stopped: ${reason}.`);
+    return;
+  }
+  if (!fallbacks || fallbacks.length === 0) {
+    notice.hidden = true;
+    return;
+  }
+  notice.hidden = false;
+  notice.className = 'notice fallback';
+  const lines = fallbacks.map((fallback) => {
+    const when = fallback.remembered
+      ? ` (remembered from ${formatAgo(fallback.at, Date.now())}; ${LABELS[fallback.from]} is tried again after an hour)`
+      : '';
+    return h('li', {}, `${LABELS[fallback.from]} is not used: ${fallback.reason || 'it failed'}${when}.`);
+  });
+  notice.replaceChildren(
+    h('p', {}, h('strong', {}, `Live log over ${label}.`), ' ', 'It works the same, with the same lines, just through a different kind of connection.'),
+    h('ul', {}, lines),
+    h('p', { class: 'muted' }, 'How to let WebSocket and Server-Sent Events through your proxies: see docs/deployment.md in the oneoff repository, or run ', h('code', {}, 'oneoff doctor'), '.'),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// `/runs`: history
+
+const PAGE_SIZE = 50;
+
+async function historyPage(ctx) {
+  setTitle('Runs');
+  const q = ctx.query;
+  const jobSelect = h('select', { id: 'filter-job', name: 'job' }, h('option', { value: '' }, 'All jobs'));
+  const statusSelect = h('select', { id: 'filter-status', name: 'status' },
+    h('option', { value: '' }, 'Any status'),
+    STATUSES.map((status) => h('option', { value: status }, statusLabel(status))));
+  statusSelect.value = q.get('status') || '';
+  const userInput = h('input', { type: 'search', id: 'filter-user', name: 'user', value: q.get('user') || '', autocomplete: 'off', placeholder: 'e.g. alice' });
+  const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter runs' },
+    h('div', { class: 'filter' }, h('label', { for: 'filter-job' }, 'Job'), jobSelect),
+    h('div', { class: 'filter' }, h('label', { for: 'filter-status' }, 'Status'), statusSelect),
+    h('div', { class: 'filter' }, h('label', { for: 'filter-user' }, 'Requested by'), userInput),
+    h('button', { type: 'submit' }, 'Apply'));
+  const note = h('p', { class: 'notice', role: 'status', hidden: true });
+  const tableSlot = h('div', { class: 'runs-table-wrap' });
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Runs')), form, note, tableSlot, pager);
+
+  const apply = () => {
+    const params = new URLSearchParams();
+    if (jobSelect.value) params.set('job', jobSelect.value);
+    if (statusSelect.value) params.set('status', statusSelect.value);
+    if (userInput.value.trim()) params.set('user', userInput.value.trim());
+    navigate(`/runs${params.toString() ? `?${params}` : ''}`);
+  };
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    apply();
+  });
+  jobSelect.addEventListener('change', apply);
+  statusSelect.addEventListener('change', apply);
+
+  api('/api/v1/jobs', { signal: ctx.signal }).then(({ data }) => {
+    const names = (data.jobs || []).map((job) => job.name);
+    const wanted = q.get('job');
+    if (wanted && !names.includes(wanted)) names.push(wanted);
+    jobSelect.append(...names.map((name) => h('option', { value: name }, name)));
+    jobSelect.value = wanted || '';
+  }).catch(() => {});
+
+  const user = q.get('user') || '';
+  const filterOnPage = (data) => {
+    note.textContent = 'This server cannot filter by user: only this page of runs is filtered.';
+    note.hidden = false;
+    return { ...data, runs: data.runs.filter((run) => (run.requested_by || '').includes(user)) };
+  };
+  const load = async () => {
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    for (const key of ['job', 'status', 'before']) if (q.get(key)) params.set(key, q.get(key));
+    const serverFilters = user && !userFilterUnsupported();
+    if (serverFilters) params.set('requested_by', user);
+    try {
+      const { data } = await api(`/api/v1/runs?${params}`, { signal: ctx.signal });
+      note.hidden = true;
+      return user && !serverFilters ? filterOnPage(data) : data;
+    } catch (error) {
+      if (!(serverFilters && error.status === 400 && /requested_by/.test(error.message))) throw error;
+      // This server cannot filter by user (yet): filter the page instead, and do not ask
+      // again in this session.
+      rememberUserFilterUnsupported();
+      params.delete('requested_by');
+      const { data } = await api(`/api/v1/runs?${params}`, { signal: ctx.signal });
+      return filterOnPage(data);
+    }
+  };
+
+  const draw = (data) => {
+    const runs = data.runs || [];
+    if (runs.length === 0) {
+      const filtered = q.get('job') || q.get('status') || user;
+      tableSlot.replaceChildren(h('p', { class: 'muted empty' }, filtered
+        ? 'No run matches these filters.'
+        : q.get('before') ? 'No older runs.' : 'No runs yet. Launch one from the job catalog.'));
+    } else {
+      tableSlot.replaceChildren(h('table', { class: 'runs-table' },
+        h('thead', {}, h('tr', {}, ['Run', 'Job', 'Status', 'Requested by', 'Created', 'Duration', 'Result']
+          .map((title) => h('th', { scope: 'col' }, title)))),
+        h('tbody', {}, runs.map(runRow))));
+    }
+    const links = [];
+    if (q.get('before')) {
+      const newest = new URLSearchParams(q);
+      newest.delete('before');
+      links.push(h('a', { href: `/runs${newest.toString() ? `?${newest}` : ''}` }, '← Newest runs'));
+    }
+    if (data.next_before !== null && data.next_before !== undefined) {
+      const older = new URLSearchParams(q);
+      older.set('before', String(data.next_before));
+      links.push(h('a', { href: `/runs?${older}`, rel: 'next' }, 'Older runs →'));
+    }
+    pager.replaceChildren(...links);
+  };
+
+  let data = await load();
+  draw(data);
+  // The first page refreshes itself while runs on it are live.
+  let last = JSON.stringify(data);
+  const timer = setInterval(async () => {
+    if (q.get('before') || !data.runs.some((run) => !isFinal(run.status))) return;
+    if (tableSlot.contains(document.activeElement)) return;
+    try {
+      const fresh = await load();
+      const text = JSON.stringify(fresh);
+      if (text !== last) {
+        last = text;
+        data = fresh;
+        draw(data);
+      }
+    } catch {
+      // keep the current table
+    }
+  }, 3000);
+  ctx.onCleanup(() => clearInterval(timer));
+}
+
+const USER_FILTER_KEY = 'oneoff.runs.requested_by.unsupported';
+
+function userFilterUnsupported() {
+  try {
+    return sessionStorage.getItem(USER_FILTER_KEY) === '1';
+  } catch {
+    return false;
+  }
+}
+
+function rememberUserFilterUnsupported() {
+  try {
+    sessionStorage.setItem(USER_FILTER_KEY, '1');
+  } catch {
+    // a convenience only
+  }
+}
+
+function runRow(run) {
+  const duration = run.status === 'queued' ? '—' : formatDuration(run.duration_ms);
+  return h('tr', {},
+    h('td', {}, h('a', { href: `/runs/${run.id}` }, `#${run.id}`)),
+    h('td', {}, run.job),
+    h('td', {}, badge(run.status)),
+    h('td', {}, run.requested_by || h('span', { class: 'muted' }, '—')),
+    h('td', {}, timeElement(run.created_at)),
+    h('td', { class: 'num' }, duration),
+    h('td', {}, isFinal(run.status) ? describeOutcome(run) : ''));
+}
+
+render();
