@@ -258,7 +258,15 @@ function jobCard(job) {
     h('h2', {}, h('a', { href: `/jobs/${encodeURIComponent(job.name)}` }, job.name)),
     h('p', { class: 'job-desc' }, job.description || 'No description.'),
     h('p', { class: 'job-params' }, h('span', { class: 'muted' }, 'Parameters: '), h('code', {}, paramsSummary(job.params))),
-    limits.length ? h('p', { class: 'job-limits muted' }, limits.join(' · ')) : null);
+    limits.length ? h('p', { class: 'job-limits muted' }, limits.join(' · ')) : null,
+    h('p', { class: 'job-access muted' }, `Who may run it: ${whoMayRun(job.allow_run)}`));
+}
+
+/** "everyone", or the users and groups of the job's `allow_run` list. */
+function whoMayRun(list) {
+  if (!list) return 'everyone';
+  const names = [...(list.users || []), ...(list.groups || []).map((group) => `group ${group}`)];
+  return names.length ? names.join(', ') : 'administrators only';
 }
 
 // ---------------------------------------------------------------------------------------

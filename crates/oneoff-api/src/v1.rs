@@ -26,6 +26,22 @@ pub struct Job {
     pub timeout_seconds: Option<f64>,
     pub max_concurrent: Option<u32>,
     pub grace_seconds: f64,
+    /// Who may run the job; absent: everyone who may use oneoff.
+    pub allow_run: Option<AccessList>,
+    /// Who may see its runs (besides those who may run it); absent: everyone.
+    pub allow_view: Option<AccessList>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessList {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl From<&oneoff_core::AccessList> for AccessList {
+    fn from(list: &oneoff_core::AccessList) -> AccessList {
+        AccessList { users: list.users.clone(), groups: list.groups.clone() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -189,6 +205,8 @@ impl From<&JobSpec> for Job {
             timeout_seconds: spec.timeout.map(|timeout| timeout.as_secs_f64()),
             max_concurrent: spec.max_concurrent,
             grace_seconds: spec.grace.as_secs_f64(),
+            allow_run: spec.access.run.as_ref().map(AccessList::from),
+            allow_view: spec.access.view.as_ref().map(AccessList::from),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Finish {
 pub struct RunFilter {
     pub job: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only runs requested by this user.
+    pub requested_by: Option<String>,
     /// Only runs of these jobs (the ones the caller may see); `None`: all.
     pub jobs_in: Option<Vec<String>>,
     /// Only runs with a smaller id (the next page).

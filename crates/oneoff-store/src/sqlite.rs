@@ -85,6 +85,9 @@ impl Store {
         if let Some(status) = filter.status {
             query.push(" AND status = ").push_bind(status.as_str());
         }
+        if let Some(user) = &filter.requested_by {
+            query.push(" AND requested_by = ").push_bind(user.clone());
+        }
         if let Some(jobs) = &filter.jobs_in {
             query
                 .push(" AND job IN (SELECT value FROM json_each(")

@@ -48,6 +48,7 @@ pub async fn create(
 pub struct ListQuery {
     job: Option<String>,
     status: Option<String>,
+    requested_by: Option<String>,
     limit: Option<u32>,
     before: Option<i64>,
 }
@@ -64,7 +65,14 @@ pub async fn list(
         let visible = state.config.catalog.jobs().iter().filter(|job| job.access.may_view(&caller.principal));
         visible.map(|job| job.name.to_string()).collect()
     });
-    let filter = RunFilter { job: query.job, status, jobs_in, before: query.before.map(RunId), limit };
+    let filter = RunFilter {
+        job: query.job,
+        status,
+        requested_by: query.requested_by,
+        jobs_in,
+        before: query.before.map(RunId),
+        limit,
+    };
     let records = state.store.list_runs(&filter).await?;
     let now = now_us();
     let next_before = (records.len() == limit as usize).then(|| records.last().map(|run| run.id.0)).flatten();

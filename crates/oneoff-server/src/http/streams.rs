@@ -110,17 +110,22 @@ fn refuse(
     peer: SocketAddr,
     fallbacks: Vec<String>,
 ) -> Response {
-    state.counters.count_problem(problem.code);
     let diagnosis = handshake::diagnosis(problem, version, headers, fallbacks);
-    tracing::warn!(
-        code = problem.code,
-        %peer,
-        missing = ?diagnosis.missing,
-        http_version = %diagnosis.http_version,
-        hops = ?diagnosis.hops,
-        likely_cause = %diagnosis.likely_cause,
-        "WebSocket handshake refused"
-    );
+    // The web UI asks on purpose (`X-Oneoff-Probe`) after a failed handshake: answer, but
+    // do not count or log its question as another refusal.
+    let probe = headers.contains_key("x-oneoff-probe") && problem.code == "websocket_required";
+    if !probe {
+        state.counters.count_problem(problem.code);
+        tracing::warn!(
+            code = problem.code,
+            %peer,
+            missing = ?diagnosis.missing,
+            http_version = %diagnosis.http_version,
+            hops = ?diagnosis.hops,
+            likely_cause = %diagnosis.likely_cause,
+            "WebSocket handshake refused"
+        );
+    }
     let body = HandshakeRefusal {
         error: ErrorDetail { code: problem.code.into(), message: problem.message.clone(), fields: Vec::new() },
         diagnosis,

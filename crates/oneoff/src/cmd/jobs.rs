@@ -69,6 +69,8 @@ mod tests {
             timeout_seconds: None,
             max_concurrent: None,
             grace_seconds: 10.0,
+            allow_run: None,
+            allow_view: None,
         }
     }
 

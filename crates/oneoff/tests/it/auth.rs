@@ -62,6 +62,12 @@ async fn sso_headers_identify_users_and_access_lists_apply_everywhere() {
     // alice may run backfill; the run records her.
     let (status, list) = call(&server, get.clone(), "/api/v1/jobs", Some(("alice", "")), None).await;
     assert_eq!((status, job_names(&list)), (StatusCode::OK, vec!["backfill", "open"]));
+    assert_eq!(
+        list["jobs"][0]["allow_run"],
+        json!({ "users": ["alice"], "groups": ["eng"] }),
+        "the catalog says who may run"
+    );
+    assert!(list["jobs"][1]["allow_run"].is_null());
     let (status, run) =
         call(&server, post.clone(), "/api/v1/runs", Some(("alice", "")), Some(json!({ "job": "backfill" }))).await;
     assert_eq!(status, StatusCode::CREATED, "{run}");
@@ -114,6 +120,11 @@ async fn sso_headers_identify_users_and_access_lists_apply_everywhere() {
     }
     let (_, runs) = call(&server, get.clone(), "/api/v1/runs", Some(("mallory", "sales")), None).await;
     assert_eq!(runs["runs"], json!([]), "the listing hides runs of jobs she may not see");
+
+    let (_, mine) = call(&server, get.clone(), "/api/v1/runs?requested_by=alice", Some(("root", "")), None).await;
+    assert_eq!(mine["runs"].as_array().unwrap().len(), 1);
+    let (_, others) = call(&server, get.clone(), "/api/v1/runs?requested_by=bob", Some(("root", "")), None).await;
+    assert_eq!(others["runs"], json!([]));
 
     // The audit trail (admins only) has the start and the denials, and its chain holds.
     assert_eq!(call(&server, get.clone(), "/api/v1/audit", Some(("alice", "")), None).await.0, StatusCode::FORBIDDEN);
