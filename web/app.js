@@ -312,8 +312,11 @@ async function launchPage(ctx, name) {
     const recheck = () => {
       if (submitted || field.touched) field.show(checkParam(field.param, field.read()).error || null);
     };
-    field.input.addEventListener('blur', () => {
+    field.input.addEventListener('blur', (event) => {
       field.touched = true;
+      // Leaving the field for the Run button: the submit shows every error at once. Showing
+      // this one now would move the button under the pointer before the click lands.
+      if (event.relatedTarget && event.relatedTarget.type === 'submit') return;
       recheck();
     });
     field.input.addEventListener('input', recheck);
