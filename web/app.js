@@ -109,6 +109,8 @@ const routes = [
   { pattern: /^\/jobs\/([^/]+)$/, page: launchPage, nav: 'jobs' },
   { pattern: /^\/runs$/, page: historyPage, nav: 'runs' },
   { pattern: /^\/runs\/([^/]+)$/, page: runPage, nav: 'runs' },
+  { pattern: /^\/tokens$/, page: tokensPage, nav: 'tokens' },
+  { pattern: /^\/audit$/, page: auditPage, nav: 'audit' },
 ];
 
 let current = null; // {key, abort, cleanups, onHash}
@@ -864,6 +866,118 @@ function runRow(run) {
     h('td', {}, timeElement(run.created_at)),
     h('td', { class: 'num' }, duration),
     h('td', {}, isFinal(run.status) ? describeOutcome(run) : ''));
+}
+
+// ---------------------------------------------------------------------------------------
+// `/tokens`: your API tokens (all of them for an administrator)
+
+async function tokensPage(ctx) {
+  setTitle('API tokens');
+  const name = h('input', { id: 'token-name', name: 'name', required: true, maxlength: 64, autocomplete: 'off', placeholder: 'e.g. laptop' });
+  const expires = h('select', { id: 'token-expires', name: 'expires' },
+    ['30d', '90d', '1y'].map((value) => h('option', { value }, value)), h('option', { value: '' }, 'never'));
+  const shown = h('div', { class: 'notice', role: 'status', hidden: true });
+  const failure = h('p', { class: 'notice error', role: 'alert', hidden: true });
+  const form = h('form', { class: 'filters', 'aria-label': 'Create a token' },
+    h('div', { class: 'filter' }, h('label', { for: 'token-name' }, 'Name'), name),
+    h('div', { class: 'filter' }, h('label', { for: 'token-expires' }, 'Expires in'), expires),
+    h('button', { type: 'submit' }, 'Create token'));
+  const tableSlot = h('div', { class: 'runs-table-wrap' });
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'API tokens')),
+    h('p', { class: 'muted' }, 'Tokens let the CLI and scripts act as you: ONEOFF_TOKEN=… oneoff run …'),
+    form, shown, failure, tableSlot);
+
+  const draw = async () => {
+    const { data } = await api('/api/v1/tokens', { signal: ctx.signal });
+    const rows = data.tokens.map((token) => h('tr', {},
+      h('td', {}, String(token.id)), h('td', {}, token.name), h('td', {}, token.user),
+      h('td', {}, token.revoked_at ? 'revoked' : 'active'),
+      h('td', {}, token.expires_at ? timeElement(token.expires_at) : 'never'),
+      h('td', {}, token.last_used_at ? timeElement(token.last_used_at) : '—'),
+      h('td', {}, token.revoked_at ? '' : h('button', { type: 'button', class: 'secondary', onclick: () => revoke(token) }, 'Revoke'))));
+    tableSlot.replaceChildren(h('table', { class: 'runs' },
+      h('thead', {}, h('tr', {}, ['ID', 'Name', 'User', 'State', 'Expires', 'Last used', ''].map((title) => h('th', { scope: 'col' }, title)))),
+      h('tbody', {}, rows)));
+  };
+  const revoke = async (token) => {
+    try {
+      await api(`/api/v1/tokens/${token.id}`, { method: 'DELETE', signal: ctx.signal });
+      await draw();
+    } catch (error) {
+      failure.textContent = error.message;
+      failure.hidden = false;
+    }
+  };
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    failure.hidden = true;
+    try {
+      const body = { name: name.value.trim(), ...(expires.value ? { expires_in: expires.value } : {}) };
+      const { data } = await api('/api/v1/tokens', { method: 'POST', body, signal: ctx.signal });
+      shown.replaceChildren('Your new token (shown only now; copy it): ', h('code', {}, data.token));
+      shown.hidden = false;
+      name.value = '';
+      await draw();
+    } catch (error) {
+      if (isAbort(error)) return;
+      failure.textContent = error.message;
+      failure.hidden = false;
+    }
+  });
+  try {
+    await draw();
+  } catch (error) {
+    if (isAbort(error)) return;
+    failure.textContent = error.message;
+    failure.hidden = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// `/audit`: the audit trail (administrators)
+
+async function auditPage(ctx) {
+  setTitle('Audit trail');
+  const verdict = h('p', { class: 'notice', role: 'status', hidden: true });
+  const verify = h('button', { type: 'button' }, 'Verify the chain');
+  const tableSlot = h('div', { class: 'runs-table-wrap' });
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Audit trail'), verify), verdict, tableSlot, pager);
+  verify.addEventListener('click', async () => {
+    try {
+      const { data } = await api('/api/v1/audit/verify', { signal: ctx.signal });
+      verdict.textContent = data.ok
+        ? `Intact: ${data.records} records, every hash matches.`
+        : `Broken at record ${data.broken_at}: ${data.reason}`;
+    } catch (error) {
+      verdict.textContent = error.message;
+    }
+    verdict.hidden = false;
+  });
+  const params = new URLSearchParams(ctx.query);
+  params.set('limit', '100');
+  let data;
+  try {
+    ({ data } = await api(`/api/v1/audit?${params}`, { signal: ctx.signal }));
+  } catch (error) {
+    if (isAbort(error)) return;
+    tableSlot.replaceChildren(h('p', { class: 'notice error', role: 'alert' }, error.message));
+    verify.hidden = true;
+    return;
+  }
+  const rows = data.records.map((record) => h('tr', {},
+    h('td', {}, String(record.id)), h('td', {}, timeElement(record.at)), h('td', {}, record.actor),
+    h('td', {}, record.action), h('td', {}, record.job || '—'),
+    h('td', {}, record.run_id ? h('a', { href: `/runs/${record.run_id}` }, `#${record.run_id}`) : '—'),
+    h('td', {}, record.client), h('td', {}, h('code', {}, JSON.stringify(record.detail)))));
+  tableSlot.replaceChildren(h('table', { class: 'runs' },
+    h('thead', {}, h('tr', {}, ['ID', 'At', 'Actor', 'Action', 'Job', 'Run', 'Client', 'Detail'].map((title) => h('th', { scope: 'col' }, title)))),
+    h('tbody', {}, rows)));
+  if (data.next_before) {
+    const older = new URLSearchParams(ctx.query);
+    older.set('before', String(data.next_before));
+    pager.replaceChildren(h('a', { href: `/audit?${older}`, rel: 'next' }, 'Older records →'));
+  }
 }
 
 render();

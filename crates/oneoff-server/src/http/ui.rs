@@ -58,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{name}", get(page))
         .route("/runs", get(page))
         .route("/runs/{id}", get(page))
+        .route("/tokens", get(page))
+        .route("/audit", get(page))
         .route("/assets/{file}", get(asset))
 }
 
