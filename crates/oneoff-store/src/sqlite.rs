@@ -151,7 +151,9 @@ impl Store {
         if last.seq - first.seq + 1 != entries.len() as u64 {
             return Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq });
         }
-        let mut transaction = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock before the read: a deferred transaction that reads first
+        // cannot wait for the lock in WAL mode and would fail with SQLITE_BUSY under load.
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let stored: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = ?")
             .bind(run_id.0)
             .fetch_one(&mut *transaction)
