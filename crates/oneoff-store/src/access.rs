@@ -114,47 +114,42 @@ impl Store {
 
     /// Appends a record to the audit chain, atomically with reading the chain's head.
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
-        // BEGIN IMMEDIATE takes the write lock first, so two appends cannot fork the chain.
-        let mut connection = self.pool().acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
-        let result = async {
-            let head: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *connection)
-                .await?;
-            let (id, prev_hash) = head.map_or((1, GENESIS.to_string()), |(id, hash)| (id + 1, hash));
-            let hash = chain_hash(id, entry, &prev_hash);
-            sqlx::query(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
-                .bind(id)
-                .bind(entry.at_us)
-                .bind(&entry.actor)
-                .bind(&entry.source)
-                .bind(&entry.client)
-                .bind(&entry.action)
-                .bind(&entry.job)
-                .bind(entry.run_id)
-                .bind(&entry.detail)
-                .bind(&prev_hash)
-                .bind(&hash)
-                .execute(&mut *connection)
-                .await?;
-            Ok::<_, StoreError>(AuditRecord {
-                id,
-                at_us: entry.at_us,
-                actor: entry.actor.clone(),
-                source: entry.source.clone(),
-                client: entry.client.clone(),
-                action: entry.action.clone(),
-                job: entry.job.clone(),
-                run_id: entry.run_id,
-                detail: entry.detail.clone(),
-                prev_hash,
-                hash,
-            })
-        }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(end).execute(&mut *connection).await?;
-        result
+        // BEGIN IMMEDIATE takes the write lock first, so two appends cannot fork the chain;
+        // the transaction rolls back when dropped on an error.
+        let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let head: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *transaction)
+            .await?;
+        let (id, prev_hash) = head.map_or((1, GENESIS.to_string()), |(id, hash)| (id + 1, hash));
+        let hash = chain_hash(id, entry, &prev_hash);
+        sqlx::query(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(id)
+            .bind(entry.at_us)
+            .bind(&entry.actor)
+            .bind(&entry.source)
+            .bind(&entry.client)
+            .bind(&entry.action)
+            .bind(&entry.job)
+            .bind(entry.run_id)
+            .bind(&entry.detail)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(AuditRecord {
+            id,
+            at_us: entry.at_us,
+            actor: entry.actor.clone(),
+            source: entry.source.clone(),
+            client: entry.client.clone(),
+            action: entry.action.clone(),
+            job: entry.job.clone(),
+            run_id: entry.run_id,
+            detail: entry.detail.clone(),
+            prev_hash,
+            hash,
+        })
     }
 
     pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

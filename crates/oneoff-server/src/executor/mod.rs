@@ -360,6 +360,7 @@ impl Scheduler {
     }
 }
 
+/// Sleeps until `deadline`, or forever without one (a `select!` branch that never fires).
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,

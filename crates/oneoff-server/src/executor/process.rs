@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::capture::{self, Lines, CHANNEL_CHUNKS};
+use super::sleep_until_some;
 use crate::clock::now_us;
 use crate::hub::LogHub;
 
@@ -214,13 +215,6 @@ async fn wait_for_pipes(readers: Vec<JoinHandle<()>>) {
             tracing::warn!("a process outside the run's group still holds its output pipe; no longer reading it");
             reader.abort();
         }
-    }
-}
-
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
