@@ -147,30 +147,55 @@ impl Store {
     /// Appends log entries as one chunk. They must continue the run's sequence exactly:
     /// the store refuses a gap or a repeated sequence number.
     pub async fn append_log(&self, run_id: RunId, entries: &[LogEntry]) -> Result<(), StoreError> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return Ok(()) };
-        if last.seq - first.seq + 1 != entries.len() as u64 {
-            return Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq });
-        }
-        // IMMEDIATE takes the write lock before the read: a deferred transaction that reads first
+        self.append_logs(&[(run_id, entries)]).await?.pop().unwrap_or(Ok(()))
+    }
+
+    /// Appends one chunk to each of several runs' logs in a single transaction (group commit:
+    /// one write lock and one WAL sync for every live run). The outer error means nothing was
+    /// stored; otherwise there is one result per append, in order, and a refused append (a gap
+    /// or a repeated sequence number) is skipped without failing the others.
+    pub async fn append_logs(
+        &self,
+        appends: &[(RunId, &[LogEntry])],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(appends.len());
+        // IMMEDIATE takes the write lock before the reads: a deferred transaction that reads first
         // cannot wait for the lock in WAL mode and would fail with SQLITE_BUSY under load.
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let stored: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = ?")
-            .bind(run_id.0)
-            .fetch_one(&mut *transaction)
-            .await?;
-        let expected = stored.map_or(1, |seq| seq.max(0) as u64 + 1);
-        if first.seq != expected {
-            return Err(StoreError::Sequence { run: run_id, expected, found: first.seq });
-        }
-        sqlx::query("INSERT INTO log_chunks (run_id, first_seq, last_seq, entries) VALUES (?, ?, ?, ?)")
+        for &(run_id, entries) in appends {
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                results.push(Ok(()));
+                continue;
+            };
+            if last.seq - first.seq + 1 != entries.len() as u64 {
+                results.push(Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq }));
+                continue;
+            }
+            // The sequence check and the insert in one statement: one round trip per chunk.
+            let inserted = sqlx::query(
+                "INSERT INTO log_chunks (run_id, first_seq, last_seq, entries) SELECT ?1, ?2, ?3, ?4 \
+                 WHERE (SELECT COALESCE(MAX(last_seq), 0) FROM log_chunks WHERE run_id = ?1) = ?2 - 1",
+            )
             .bind(run_id.0)
             .bind(seq_column(first.seq))
             .bind(seq_column(last.seq))
             .bind(encode_chunk(entries))
             .execute(&mut *transaction)
-            .await?;
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                results.push(Ok(()));
+                continue;
+            }
+            let stored: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = ?")
+                .bind(run_id.0)
+                .fetch_one(&mut *transaction)
+                .await?;
+            let expected = stored.map_or(1, |seq| seq.max(0) as u64 + 1);
+            results.push(Err(StoreError::Sequence { run: run_id, expected, found: first.seq }));
+        }
         transaction.commit().await?;
-        Ok(())
+        Ok(results)
     }
 
     /// Up to `limit` entries with `seq > after`, in order.

@@ -2,7 +2,7 @@
 
 use oneoff_core::{LogEntry, LogStream, RunId, RunStatus, StoredParam};
 
-use crate::{Finish, NewRun, RunFilter, Store};
+use crate::{Finish, NewRun, RunFilter, Store, StoreError};
 
 async fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -108,6 +108,28 @@ async fn log_lines_keep_their_bytes_and_order() {
         store.append_log(run.id, &[entry(2502, b"a"), entry(2504, b"b")]).await.is_err(),
         "entries are consecutive"
     );
+}
+
+#[tokio::test]
+async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append() {
+    let (_dir, store) = fresh().await;
+    let first = store.insert_run(&new_run("a", 1)).await.unwrap();
+    let second = store.insert_run(&new_run("a", 2)).await.unwrap();
+    let (one, two) = ([entry(1, b"a1"), entry(2, b"a2")], [entry(1, b"b1")]);
+    let results = store.append_logs(&[(first.id, &one), (second.id, &two)]).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let (gap, next) = ([entry(4, b"gap")], [entry(2, b"b2")]);
+    let results = store.append_logs(&[(first.id, &gap), (second.id, &next)]).await.unwrap();
+    assert!(
+        matches!(results[0], Err(StoreError::Sequence { expected: 3, found: 4, .. })),
+        "the gap is refused and says what was expected: {:?}",
+        results[0]
+    );
+    assert!(results[1].is_ok(), "the other run's append is stored: {:?}", results[1]);
+    assert_eq!(store.last_seq(first.id).await.unwrap(), 2);
+    let second_log = store.read_log(second.id, 0, 10).await.unwrap();
+    assert_eq!(second_log.iter().map(|e| e.bytes.as_slice()).collect::<Vec<_>>(), vec![&b"b1"[..], b"b2"]);
 }
 
 #[tokio::test]

@@ -6,17 +6,17 @@
 //! then tells the hub. Both channels are bounded, so memory stays bounded even when the
 //! disk is slower than the job.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use oneoff_core::{LineSplitter, LogEntry, LogStream, RunId};
-use oneoff_store::Store;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use super::log_writer::LogWriter;
+use super::sleep_until_some;
 use crate::clock::now_us;
-use crate::hub::LogHub;
 
 /// Lines read together from one pipe.
 #[derive(Debug)]
@@ -35,30 +35,52 @@ impl Lines {
 /// Chunks of lines in flight between capture and writer; each chunk holds at most one read.
 pub const CHANNEL_CHUNKS: usize = 256;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Entries per store transaction, and the longest a line waits before it is written.
+/// Entries per batch, and the longest a line waits for others to join its batch (which keeps
+/// a trickling run from storing one row per line).
 const BATCH_ENTRIES: usize = 8192;
 const BATCH_DELAY: Duration = Duration::from_millis(5);
 
+/// How a reader learns that the job's process group is gone.
+pub struct PipeWatch {
+    pub group_gone: CancellationToken,
+    /// How long the pipe may stay open after that: only a process that escaped the group
+    /// (`setsid`) can hold it, and its output is then dropped.
+    pub close_wait: Duration,
+}
+
 /// Reads one pipe to its end. A partial line is sent after `partial_flush` of quiet.
+///
+/// After the group is gone the pipe gets `close_wait` to reach its end, not counting the time
+/// spent waiting for the log writer: a slow store must never cost lines the job wrote.
 pub async fn capture(
     mut pipe: impl AsyncRead + Unpin,
     stream: LogStream,
     max_line_bytes: usize,
     partial_flush: Duration,
+    watch: PipeWatch,
     sink: mpsc::Sender<Lines>,
 ) {
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    let mut give_up_at: Option<Instant> = None;
     loop {
         let read = tokio::select! {
             read = pipe.read(&mut buffer) => read,
             () = tokio::time::sleep(partial_flush), if splitter.has_partial() => {
                 if let Some(partial) = splitter.take_partial() {
-                    if sink.send(Lines { stream, ts_us: now_us(), lines: vec![partial] }).await.is_err() {
+                    if !send_lines(&sink, Lines { stream, ts_us: now_us(), lines: vec![partial] }, &mut give_up_at).await {
                         return;
                     }
                 }
                 continue;
+            }
+            () = watch.group_gone.cancelled(), if give_up_at.is_none() => {
+                give_up_at = Some(Instant::now() + watch.close_wait);
+                continue;
+            }
+            () = sleep_until_some(give_up_at) => {
+                tracing::warn!(stream = stream.as_str(), "a process outside the run's group still holds its output pipe; no longer reading it");
+                break;
             }
         };
         let count = match read {
@@ -66,26 +88,37 @@ pub async fn capture(
             Ok(count) => count,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) => {
-                let _ = sink.send(Lines::system(format!("reading {} failed: {error}", stream.as_str()))).await;
+                let message = format!("reading {} failed: {error}", stream.as_str());
+                send_lines(&sink, Lines::system(message), &mut give_up_at).await;
                 break;
             }
         };
         let mut lines = Vec::new();
         splitter.push(&buffer[..count], |line| lines.push(line));
-        if !lines.is_empty() && sink.send(Lines { stream, ts_us: now_us(), lines }).await.is_err() {
+        if !lines.is_empty() && !send_lines(&sink, Lines { stream, ts_us: now_us(), lines }, &mut give_up_at).await {
             return;
         }
     }
     if let Some(partial) = splitter.take_partial() {
-        let _ = sink.send(Lines { stream, ts_us: now_us(), lines: vec![partial] }).await;
+        send_lines(&sink, Lines { stream, ts_us: now_us(), lines: vec![partial] }, &mut give_up_at).await;
     }
+}
+
+/// Sends lines to the writer; returns false when the writer is gone. Time spent waiting for
+/// it does not count against the pipe's deadline.
+async fn send_lines(sink: &mpsc::Sender<Lines>, lines: Lines, give_up_at: &mut Option<Instant>) -> bool {
+    let started = Instant::now();
+    let sent = sink.send(lines).await.is_ok();
+    if let Some(deadline) = give_up_at {
+        *deadline += started.elapsed();
+    }
+    sent
 }
 
 /// Numbers, masks and stores lines until every sender is gone; returns the last sequence number.
 pub async fn write_log(
     run: RunId,
-    store: Store,
-    hub: LogHub,
+    writer: LogWriter,
     mut last_seq: u64,
     secrets: Vec<String>,
     mut incoming: mpsc::Receiver<Lines>,
@@ -104,12 +137,10 @@ pub async fn write_log(
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        if store_batch(run, &store, &batch).await {
-            hub.publish(run, Arc::from(std::mem::take(&mut batch)));
-        } else {
+        let entries = batch.len() as u64;
+        if !writer.append(run, std::mem::take(&mut batch)).await {
             // Keep the stored sequence gapless: the next lines reuse the lost numbers.
-            last_seq -= batch.len() as u64;
-            batch.clear();
+            last_seq -= entries;
         }
     }
     last_seq
@@ -121,24 +152,6 @@ fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines, secre
         let bytes = mask_secrets(bytes, secrets);
         batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes });
     }
-}
-
-/// Retries for a while: a line the job wrote is only dropped when the store stays broken.
-/// Returns whether the batch is stored.
-async fn store_batch(run: RunId, store: &Store, batch: &[LogEntry]) -> bool {
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=10 {
-        match store.append_log(run, batch).await {
-            Ok(()) => return true,
-            Err(error) => {
-                tracing::error!(run = %run, attempt, %error, entries = batch.len(), "cannot store log lines; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-    tracing::error!(run = %run, entries = batch.len(), "log lines dropped: the store keeps failing");
-    false
 }
 
 const MASK: &[u8] = b"********";

@@ -4,9 +4,11 @@
 //! so limits are enforced in one place without locks: a global limit, a per-job
 //! `max_concurrent`, and a FIFO queue (a run waits behind older runs unless their job is at
 //! its limit). The queue is persisted as `queued` rows, so a restart resumes it.
-//! Each running run has its own supervisor task ([`process`]).
+//! Each running run has its own supervisor task ([`process`]); one [`LogWriter`] task stores
+//! the log lines of all of them.
 
 mod capture;
+mod log_writer;
 mod process;
 mod recovery;
 
@@ -24,6 +26,7 @@ use tokio::time::Instant;
 use crate::clock::now_us;
 use crate::hub::LogHub;
 
+use log_writer::LogWriter;
 pub use recovery::recover;
 
 /// Why a run could not be started.
@@ -101,6 +104,7 @@ impl ExecutorHandle {
             limits,
             store: store.clone(),
             hub: hub.clone(),
+            writer: LogWriter::spawn(store.clone(), hub.clone()),
             commands: commands.downgrade(),
             queue: VecDeque::new(),
             running: HashMap::new(),
@@ -185,6 +189,7 @@ struct Scheduler {
     limits: Limits,
     store: Store,
     hub: LogHub,
+    writer: LogWriter,
     /// Weak, so the scheduler ends when every handle is gone.
     commands: mpsc::WeakSender<Command>,
     queue: VecDeque<Pending>,
@@ -268,6 +273,7 @@ impl Scheduler {
             secrets: pending.secrets,
             store: self.store.clone(),
             hub: self.hub.clone(),
+            writer: self.writer.clone(),
             max_line_bytes: self.limits.max_line_bytes,
             partial_line_flush: self.limits.partial_line_flush,
         };

@@ -19,14 +19,17 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use super::capture::{self, Lines, CHANNEL_CHUNKS};
+use super::capture::{self, Lines, PipeWatch, CHANNEL_CHUNKS};
+use super::log_writer::LogWriter;
 use super::sleep_until_some;
 use crate::clock::now_us;
 use crate::hub::LogHub;
 
-/// How long to wait for the pipes to close after the process group is gone. Only a process
-/// that escaped the group (`setsid`) can hold them open longer; its output is then dropped.
+/// How long the pipes may stay open after the process group is gone, not counting time spent
+/// waiting for the log writer. Only a process that escaped the group (`setsid`) can hold them
+/// open longer; its output is then dropped.
 const PIPE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Supervision {
@@ -36,6 +39,7 @@ pub struct Supervision {
     pub secrets: Vec<String>,
     pub store: Store,
     pub hub: LogHub,
+    pub writer: LogWriter,
     pub max_line_bytes: usize,
     pub partial_line_flush: Duration,
 }
@@ -89,14 +93,8 @@ async fn run_to_end(
     context.store.mark_running(run, now_us()).await?;
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
-    let writer = tokio::spawn(capture::write_log(
-        run,
-        context.store.clone(),
-        context.hub.clone(),
-        first_seq,
-        context.secrets.clone(),
-        incoming,
-    ));
+    let writer =
+        tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, context.secrets.clone(), incoming));
     let ended = match spawn(&context.launch) {
         Err(error) => {
             let program = context.launch.argv.first().map_or("", String::as_str);
@@ -106,9 +104,16 @@ async fn run_to_end(
         }
         Ok(mut child) => {
             tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
-            let readers = start_readers(&mut child, context, &lines);
+            let group_gone = CancellationToken::new();
+            let readers = start_readers(&mut child, context, &group_gone, &lines);
             let ended = wait_or_stop(child, &context.job, stop_requests, &lines).await;
-            wait_for_pipes(readers).await;
+            group_gone.cancel();
+            for reader in readers {
+                // Each reader ends by itself: at the pipe's end, or when it stays open too long.
+                if let Err(error) = reader.await {
+                    tracing::error!(run = %run, %error, "pipe reader panicked");
+                }
+            }
             ended
         }
     };
@@ -138,14 +143,20 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
     command.spawn()
 }
 
-fn start_readers(child: &mut Child, context: &Supervision, lines: &mpsc::Sender<Lines>) -> Vec<JoinHandle<()>> {
+fn start_readers(
+    child: &mut Child,
+    context: &Supervision,
+    group_gone: &CancellationToken,
+    lines: &mpsc::Sender<Lines>,
+) -> Vec<JoinHandle<()>> {
     let mut readers = Vec::new();
     let (max, flush) = (context.max_line_bytes, context.partial_line_flush);
+    let watch = || PipeWatch { group_gone: group_gone.clone(), close_wait: PIPE_CLOSE_WAIT };
     if let Some(stdout) = child.stdout.take() {
-        readers.push(tokio::spawn(capture::capture(stdout, LogStream::Stdout, max, flush, lines.clone())));
+        readers.push(tokio::spawn(capture::capture(stdout, LogStream::Stdout, max, flush, watch(), lines.clone())));
     }
     if let Some(stderr) = child.stderr.take() {
-        readers.push(tokio::spawn(capture::capture(stderr, LogStream::Stderr, max, flush, lines.clone())));
+        readers.push(tokio::spawn(capture::capture(stderr, LogStream::Stderr, max, flush, watch(), lines.clone())));
     }
     readers
 }
@@ -206,15 +217,6 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
     if let Some(group) = group {
         // ESRCH (group already gone) is the normal case after the job exits.
         let _ = killpg(group, signal);
-    }
-}
-
-async fn wait_for_pipes(readers: Vec<JoinHandle<()>>) {
-    for mut reader in readers {
-        if tokio::time::timeout(PIPE_CLOSE_WAIT, &mut reader).await.is_err() {
-            tracing::warn!("a process outside the run's group still holds its output pipe; no longer reading it");
-            reader.abort();
-        }
     }
 }
 

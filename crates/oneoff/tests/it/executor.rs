@@ -205,3 +205,24 @@ async fn wait_until_gone(pid: i32) {
     }
     panic!("process {pid} outlived its run");
 }
+
+#[tokio::test]
+async fn a_process_that_escaped_the_group_cannot_hold_the_run_open() {
+    // `setsid` puts the sleeper in a session of its own, out of reach of the group's SIGKILL;
+    // it keeps stdout open, so only the pipe deadline can end the run.
+    let jobs = r#"
+[[job]]
+name = "escapee"
+command = ["sh", "-c", 'setsid sleep 600 & echo "escaped $!"; sleep 0.5; echo done']
+"#;
+    let server = TestServer::start(jobs).await;
+    let id = server.start_run("escapee", json!({})).await;
+    let run = server.wait_final(id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let lines = server.lines(id, "stdout").await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[1], "done");
+    let escaped_pid: i32 = lines[0].strip_prefix("escaped ").and_then(|pid| pid.parse().ok()).expect("the pid");
+    assert!(process_alive(escaped_pid), "the escaped process is out of the run's reach");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(escaped_pid), nix::sys::signal::Signal::SIGKILL);
+}
