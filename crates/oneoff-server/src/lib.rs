@@ -21,8 +21,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use oneoff_core::{Config, Overrides};
 use oneoff_store::Store;
 use tokio::net::TcpListener;
@@ -32,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 use crate::executor::ExecutorHandle;
 use crate::hub::LogHub;
 use crate::state::AppState;
+
+/// How long stopping waits for live viewers to take their close frames.
+const VIEWERS_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The name of the database file inside the data directory.
 pub const DATABASE_FILE: &str = "oneoff.db";
@@ -114,16 +119,25 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) -> anyhow::Result<()> {
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let http_stop = state.shutdown.clone();
-    let http =
-        tokio::spawn(
-            async move { axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await },
-        );
+    let http = tokio::spawn(async move {
+        // Log messages are small writes that must leave at once: Nagle's algorithm would
+        // hold each behind the previous one's ACK (up to the peer's delayed-ACK 40 ms).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await
+    });
     stop.cancelled().await;
     tracing::info!("stopping: no new runs; draining running ones");
     // HTTP keeps serving during the drain so viewers see the last lines and the final states.
     state.executor.shutdown().await;
     state.shutdown.cancel();
     http.await.context("HTTP server task panicked")?.context("HTTP server failed")?;
+    // Live viewers saw the shutdown and are sending their close frames (1001, with where to
+    // resume); a viewer that does not read its close frame is not waited for long.
+    if tokio::time::timeout(VIEWERS_CLOSE_WAIT, state.viewers.until_none_left()).await.is_err() {
+        tracing::warn!(viewers = state.viewers.total(), "closing the store while some viewers have not left");
+    }
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())

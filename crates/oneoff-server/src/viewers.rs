@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use oneoff_core::RunId;
+use tokio::sync::Notify;
 
 /// Streaming connections per run and in total; a [`ViewerSlot`] holds one until dropped.
 #[derive(Debug)]
@@ -13,6 +14,8 @@ pub struct Viewers {
     per_run: Mutex<HashMap<RunId, usize>>,
     max_total: usize,
     max_per_run: usize,
+    /// Woken when the last viewer leaves.
+    none_left: Notify,
 }
 
 /// Which bound refused a viewer.
@@ -24,7 +27,13 @@ pub enum ViewerLimit {
 
 impl Viewers {
     pub fn new(max_total: usize, max_per_run: usize) -> Viewers {
-        Viewers { total: AtomicUsize::new(0), per_run: Mutex::default(), max_total, max_per_run }
+        Viewers {
+            total: AtomicUsize::new(0),
+            per_run: Mutex::default(),
+            max_total,
+            max_per_run,
+            none_left: Notify::new(),
+        }
     }
 
     pub fn acquire(self: &Arc<Self>, run: RunId) -> Result<ViewerSlot, ViewerLimit> {
@@ -44,6 +53,21 @@ impl Viewers {
     pub fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
+
+    /// Returns once no viewer is left. Upgraded WebSockets live outside the HTTP server's
+    /// graceful shutdown, so stopping waits here before the store closes under them.
+    pub async fn until_none_left(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a viewer leaving in between still wakes us.
+            notified.as_mut().enable();
+            if self.total() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// One viewer's place; gives it back when dropped, however the stream ends.
@@ -62,7 +86,9 @@ impl Drop for ViewerSlot {
                 per_run.remove(&self.run);
             }
         }
-        self.viewers.total.fetch_sub(1, Ordering::Relaxed);
+        if self.viewers.total.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.viewers.none_left.notify_waiters();
+        }
     }
 }
 

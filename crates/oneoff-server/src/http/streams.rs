@@ -7,6 +7,7 @@
 //! viewer is ready goes in one message, so a firehose is few messages and a trickle has no
 //! added latency.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -20,9 +21,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{SinkExt, StreamExt};
-use oneoff_api::v1::{Entry, ErrorBody, ErrorDetail, HandshakeRefusal, StreamDone};
+use oneoff_api::v1::{timestamp, ErrorBody, ErrorDetail, HandshakeRefusal, StreamDone};
 use oneoff_core::{LogEntry, RunId, RunRecord};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::auth::Caller;
@@ -206,28 +207,61 @@ async fn close(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, c
     let _ = sink.close().await;
 }
 
-/// `{"entries":[...],"next":N}` messages of at most `max_bytes` each (one entry may exceed it alone).
+/// `{"entries":[...],"next":N}` messages of at most `max_bytes` each (one entry may exceed it
+/// alone), each the JSON of [`StreamBatch`](oneoff_api::v1::StreamBatch).
+///
+/// This is the hot path of every stream, once per viewer and batch: entries are written straight
+/// into the message, and a timestamp shared by the lines of one read is formatted once.
 pub fn encode_batches(entries: &[LogEntry], max_bytes: usize) -> Vec<String> {
-    const FRAME: usize = 40; // `{"entries":[`, `],"next":` and the number
+    const HEAD: &[u8] = br#"{"entries":["#;
+    const TAIL_BYTES: usize = 32; // `],"next":` and the number
     let mut messages = Vec::new();
-    let mut current = String::new();
-    let mut last_seq = 0;
+    let mut message: Vec<u8> = Vec::new();
+    let (mut in_message, mut last_seq) = (0usize, 0u64);
+    let mut formatted: Option<(i64, String)> = None;
     for entry in entries {
-        let json = serde_json::to_string(&Entry::from(entry)).unwrap_or_default();
-        if !current.is_empty() && current.len() + json.len() + FRAME > max_bytes {
-            messages.push(format!("{{\"entries\":[{current}],\"next\":{last_seq}}}"));
-            current.clear();
+        let ts = match &formatted {
+            Some((ts_us, text)) if *ts_us == entry.ts_us => text.as_str(),
+            _ => &formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
+        };
+        message.extend_from_slice(if in_message == 0 { HEAD } else { b"," });
+        let start = message.len();
+        let json = EntryJson { seq: entry.seq, ts, stream: entry.stream.as_str(), text: entry.text() };
+        if serde_json::to_writer(&mut message, &json).is_err() {
+            message.truncate(start); // cannot happen when writing to memory; never send half an entry
+            continue;
         }
-        if !current.is_empty() {
-            current.push(',');
+        if in_message > 0 && message.len() + TAIL_BYTES > max_bytes {
+            // This entry starts the next message.
+            let moved = message.split_off(start);
+            message.pop(); // its comma
+            messages.push(finish_message(std::mem::take(&mut message), last_seq));
+            message.extend_from_slice(HEAD);
+            message.extend_from_slice(&moved);
+            in_message = 0;
         }
-        current.push_str(&json);
+        in_message += 1;
         last_seq = entry.seq;
     }
-    if !current.is_empty() {
-        messages.push(format!("{{\"entries\":[{current}],\"next\":{last_seq}}}"));
+    if in_message > 0 {
+        messages.push(finish_message(message, last_seq));
     }
     messages
+}
+
+/// An [`Entry`](oneoff_api::v1::Entry) that borrows what it can: the same JSON, fewer copies.
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    seq: u64,
+    ts: &'a str,
+    stream: &'a str,
+    text: Cow<'a, str>,
+}
+
+fn finish_message(mut message: Vec<u8>, last_seq: u64) -> String {
+    message.extend_from_slice(format!(r#"],"next":{last_seq}}}"#).as_bytes());
+    // serde_json writes UTF-8 and the frame is ASCII, so this never falls back.
+    String::from_utf8(message).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 fn done_message(record: &RunRecord, next: u64) -> String {
@@ -312,4 +346,53 @@ async fn next_event(sse: Option<SseState>) -> Option<(Result<Event, Infallible>,
 fn error_event(code: &str, message: String) -> Event {
     let body = ErrorBody { error: ErrorDetail { code: code.into(), message, fields: Vec::new() } };
     Event::default().event("error").data(serde_json::to_string(&body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use oneoff_api::v1::{Entry, StreamBatch};
+    use oneoff_core::{LogEntry, LogStream};
+
+    use super::encode_batches;
+
+    fn entry(seq: u64, ts_us: i64, bytes: &[u8]) -> LogEntry {
+        LogEntry {
+            seq,
+            ts_us,
+            stream: if seq.is_multiple_of(2) { LogStream::Stderr } else { LogStream::Stdout },
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn batches_are_the_api_messages_cut_by_size_in_order() {
+        let entries: Vec<LogEntry> = (1..=100)
+            .map(|seq| {
+                entry(seq, 1_767_225_600_000_000 + (seq as i64 / 10), format!("line \"{seq}\" \u{1b}[1m").as_bytes())
+            })
+            .chain([entry(101, 5, &[0xff, b'x', 0x00])])
+            .collect();
+        let messages = encode_batches(&entries, 1000);
+        assert!(messages.len() > 5, "cut by size: {}", messages.len());
+        let mut decoded = Vec::new();
+        for message in &messages {
+            assert!(message.len() <= 1000, "{} bytes", message.len());
+            let batch: StreamBatch = serde_json::from_str(message).expect("a StreamBatch");
+            assert_eq!(batch.next, batch.entries.last().unwrap().seq, "next is the last sequence it carries");
+            decoded.extend(batch.entries);
+        }
+        let expected: Vec<Entry> = entries.iter().map(Entry::from).collect();
+        assert_eq!(decoded, expected, "every entry once, in order, as the API type says");
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_bound_travels_alone() {
+        let big = vec![b'x'; 5000];
+        let entries = [entry(1, 0, b"a"), entry(2, 0, &big), entry(3, 0, b"b")];
+        let messages = encode_batches(&entries, 1000);
+        let counts: Vec<usize> =
+            messages.iter().map(|m| serde_json::from_str::<StreamBatch>(m).unwrap().entries.len()).collect();
+        assert_eq!(counts, vec![1, 1, 1]);
+        assert!(encode_batches(&[], 1000).is_empty());
+    }
 }
