@@ -3,6 +3,11 @@
 // Pages: `/` job catalog, `/jobs/{name}` launch form, `/runs` history, `/runs/{id}` run page
 // with the live log. Everything a job or a user provided is put in the DOM with textContent
 // (through `h`), never parsed as HTML.
+//
+// Identity: normally the browser's own (an SSO proxy's cookie and headers). When the server
+// answers 401, the page offers to use a pasted API token instead, kept in sessionStorage
+// (this tab only) and sent as `Authorization: Bearer`; live logs then use single-use stream
+// tickets (see transport.js), since WebSocket and EventSource cannot send that header.
 
 import { LogView } from './logview.js';
 import { LogStream, LABELS } from './transport.js';
@@ -74,8 +79,39 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, { method = 'GET', body, signal } = {}) {
+const TOKEN_KEY = 'oneoff.token';
+
+/** The pasted API token of this tab, or null (the browser's own identity is used). */
+function readToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || null;
+  } catch {
+    return null;
+  }
+}
+
+function saveToken(token) {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    return true;
+  } catch {
+    return false; // storage disabled: the token cannot be kept
+  }
+}
+
+function forgetToken() {
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // nothing stored
+  }
+}
+
+/** `signInOn401: false` lets the sign-in form itself see a refused token. */
+async function api(path, { method = 'GET', body, signal, signInOn401 = true } = {}) {
   const init = { method, headers: { Accept: 'application/json' }, signal, cache: 'no-store' };
+  const token = readToken();
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -93,7 +129,11 @@ async function api(path, { method = 'GET', body, signal } = {}) {
   } catch {
     data = null;
   }
-  if (!response.ok) throw new ApiError(response.status, data);
+  if (!response.ok) {
+    const error = new ApiError(response.status, data);
+    if (response.status === 401 && signInOn401) showSignIn(error.message);
+    throw error;
+  }
   return { status: response.status, data, response };
 }
 
@@ -131,17 +171,20 @@ function safeDecode(part) {
   }
 }
 
-function render({ focus = false } = {}) {
-  if (current) {
-    current.abort.abort();
-    for (const fn of current.cleanups) {
-      try {
-        fn();
-      } catch {
-        // a page's cleanup must not break navigation
-      }
+function leavePage() {
+  if (!current) return;
+  current.abort.abort();
+  for (const fn of current.cleanups) {
+    try {
+      fn();
+    } catch {
+      // a page's cleanup must not break navigation
     }
   }
+}
+
+function render({ focus = false } = {}) {
+  leavePage();
   const ctx = {
     key: location.pathname + location.search,
     abort: new AbortController(),
@@ -199,6 +242,79 @@ document.addEventListener('click', (event) => {
   event.preventDefault();
   navigate(url.pathname + url.search + url.hash);
 });
+
+// ---------------------------------------------------------------------------------------
+// Sign-in: the server does not know this browser. Either the SSO proxy is not in front of
+// this address, or the user works with an API token.
+
+function showSignIn(reason) {
+  if (current?.signIn) return; // already shown for this page
+  leavePage();
+  const ctx = { key: location.pathname + location.search, abort: new AbortController(), cleanups: [], onHash: null, signIn: true };
+  ctx.signal = ctx.abort.signal;
+  current = ctx;
+  setTitle('Sign in');
+  const hadToken = Boolean(readToken());
+  if (hadToken) forgetToken(); // refused: it will not work on the next request either
+  const input = h('input', {
+    type: 'password', id: 'api-token', name: 'token', required: true, autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'oneoff_…', 'aria-describedby': 'api-token-help',
+  });
+  const failure = h('p', { class: 'notice error', role: 'alert', hidden: true });
+  const form = h('form', { class: 'filters', 'aria-label': 'Use an API token' },
+    h('div', { class: 'filter' }, h('label', { for: 'api-token' }, 'API token'), input),
+    h('button', { type: 'submit' }, 'Use token'));
+  main.replaceChildren(
+    h('h1', {}, 'Sign in'),
+    h('p', { class: 'notice' }, hadToken ? `The API token was refused: ${reason}` : `The server did not recognise you: ${reason}`),
+    h('p', {}, 'If your organisation signs you in through an SSO proxy, open oneoff through that proxy\'s address. ',
+      'Otherwise paste an API token (', h('code', {}, 'oneoff token create --name browser'), ', or ask an administrator).'),
+    form,
+    h('p', { class: 'muted', id: 'api-token-help' },
+      'The token stays in this browser tab only (sessionStorage) and is sent as an Authorization header; live logs use short-lived single-use tickets instead, so the token never appears in a URL.'),
+    failure,
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    failure.hidden = true;
+    const token = input.value.trim();
+    if (!token.startsWith('oneoff_')) {
+      failure.textContent = 'An API token starts with “oneoff_”.';
+      failure.hidden = false;
+      return;
+    }
+    if (!saveToken(token)) {
+      failure.textContent = 'This browser does not allow the page to keep the token (storage is disabled).';
+      failure.hidden = false;
+      return;
+    }
+    try {
+      const { data } = await api('/api/v1/whoami', { signal: ctx.signal, signInOn401: false });
+      showIdentity(data);
+      render({ focus: true });
+    } catch (error) {
+      if (isAbort(error)) return;
+      forgetToken();
+      failure.textContent = error.status === 401 ? `The token was refused: ${error.message}` : error.message;
+      failure.hidden = false;
+      input.focus();
+    }
+  });
+  input.focus();
+}
+
+/** With a pasted token, the top bar says whose it is and offers to forget it. */
+function showIdentity(who) {
+  document.querySelector('.topbar .identity')?.remove();
+  if (!who || !readToken()) return;
+  const forget = h('button', { type: 'button', class: 'secondary', onclick: () => {
+    forgetToken();
+    document.querySelector('.topbar .identity')?.remove();
+    render({ focus: true });
+  } }, 'Forget token');
+  document.querySelector('.topbar')?.append(
+    h('span', { class: 'identity' }, h('span', { class: 'muted' }, `${who.user} (${who.source})`), forget));
+}
 
 function notFoundPage() {
   setTitle('Not found');
@@ -512,6 +628,19 @@ async function runPage(ctx, idText) {
   main.append(h('h2', { class: 'visually-hidden' }, 'Log'), logRoot);
   const view = new LogView(logRoot, { downloadUrl: `/api/v1/runs/${id}/log.txt` });
   ctx.onCleanup(() => view.destroy());
+  if (readToken()) {
+    // A download link cannot send the token: give it a single-use ticket at click time.
+    logRoot.querySelector('a[download]')?.addEventListener('click', async (event) => {
+      event.preventDefault();
+      try {
+        const { data } = await api(`/api/v1/runs/${id}/log/ticket`, { method: 'POST', signal: ctx.signal });
+        const link = h('a', { href: `/api/v1/runs/${id}/log.txt?ticket=${encodeURIComponent(data.ticket)}`, download: '' });
+        link.click();
+      } catch (error) {
+        if (!isAbort(error)) view.addNotice(errorBox(`Cannot download the log: ${error.message}`));
+      }
+    });
+  }
 
   let fetchedAt = performance.now();
   let durationCell = null;
@@ -657,6 +786,7 @@ async function runPage(ctx, idText) {
   view.addNotice(fallbackNotice);
   let sawEntries = false;
   const stream = new LogStream(id, {
+    token: readToken(),
     onEntries: (entries) => {
       view.append(entries);
       if (!sawEntries && run.status === 'queued') refresh().catch(() => {});
@@ -981,3 +1111,6 @@ async function auditPage(ctx) {
 }
 
 render();
+if (readToken()) {
+  api('/api/v1/whoami').then(({ data }) => showIdentity(data)).catch(() => {});
+}

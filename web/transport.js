@@ -21,6 +21,10 @@
 //  6. A transport that worked on this page and then drops is reconnected (same transport)
 //     with exponential backoff; after two failed reconnects while plain HTTP works, the
 //     next transport is used.
+//  7. When the page's identity is an API token (`token` option), fetches send it as
+//     `Authorization: Bearer`; WebSocket and EventSource cannot send headers, so every
+//     connect and reconnect first asks `POST .../log/ticket` for a single-use ticket and
+//     puts that in the URL instead (never the token).
 
 export const WS_OPEN_TIMEOUT_MS = 3000;
 export const SSE_OPEN_TIMEOUT_MS = 4000;
@@ -188,9 +192,28 @@ export function explainSseFailure({ status, body }) {
   return { reachable: true, reason: `the Server-Sent Events request was refused (HTTP ${status})${detail}` };
 }
 
-export function wsUrl(location, runId, after) {
+/** Adds a stream ticket to a URL that already has a query. */
+export function withTicket(url, ticket) {
+  return ticket ? `${url}&ticket=${encodeURIComponent(ticket)}` : url;
+}
+
+export function wsUrl(location, runId, after, ticket = null) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/api/v1/runs/${encodeURIComponent(runId)}/log/ws?after=${after}`;
+  return withTicket(`${scheme}//${location.host}/api/v1/runs/${encodeURIComponent(runId)}/log/ws?after=${after}`, ticket);
+}
+
+/**
+ * What to do when no stream ticket could be had ({status, body} of `POST .../log/ticket`).
+ * Returns {fatal, reason}: fatal means retrying cannot help (the token or the permission is
+ * gone); otherwise retry the same transport with backoff (server busy or unreachable).
+ */
+export function explainTicketFailure({ status, body }) {
+  const detail = body?.error?.message ? `: ${body.error.message}` : '';
+  if (!status) return { fatal: false, reason: 'the server cannot be reached' };
+  if (status === 401) return { fatal: true, reason: `the API token was not accepted${detail}; sign in again` };
+  if (status === 403 || status === 404) return { fatal: true, reason: `the log cannot be opened (HTTP ${status})${detail}` };
+  if (status === 429 || status === 503) return { fatal: false, reason: `the server is not giving out stream tickets right now${detail}` };
+  return { fatal: false, reason: `no stream ticket (HTTP ${status})${detail}` };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,6 +234,8 @@ export class LogStream {
     this.onEntries = options.onEntries || (() => {});
     this.onDone = options.onDone || (() => {});
     this.onState = options.onState || (() => {});
+    // An API token pasted into the page, or null when the browser's own identity (SSO) is used.
+    this.token = options.token || null;
     const g = globalThis;
     this.env = {
       WebSocket: g.WebSocket,
@@ -270,6 +295,30 @@ export class LogStream {
     return `/api/v1/runs/${encodeURIComponent(this.runId)}${path}`;
   }
 
+  /** Request headers, with the token when the page has one. */
+  headers(extra = {}) {
+    return this.token ? { ...extra, Authorization: `Bearer ${this.token}` } : extra;
+  }
+
+  /** A single-use ticket for the next WebSocket or EventSource: {ticket} or {fatal, reason}. */
+  async fetchTicket() {
+    let status = 0;
+    let body = null;
+    try {
+      const response = await this.env.fetch(this.url('/log/ticket'), {
+        method: 'POST',
+        headers: this.headers({ Accept: 'application/json' }),
+        cache: 'no-store',
+      });
+      status = response.status;
+      body = await response.json().catch(() => null);
+    } catch {
+      // status 0: unreachable
+    }
+    if (status >= 200 && status < 300 && typeof body?.ticket === 'string') return { ticket: body.ticket };
+    return explainTicketFailure({ status, body });
+  }
+
   emitState(state, extra = {}) {
     this.onState({
       transport: this.transport,
@@ -317,9 +366,22 @@ export class LogStream {
     const session = { transport, closed: false, close: null };
     this.session = session;
     this.emitState(this.attempt > 0 ? 'reconnecting' : 'connecting');
-    if (transport === 'ws') this.connectWs(session);
-    else if (transport === 'sse') this.connectSse(session);
-    else this.pollLoop(session);
+    if (transport === 'poll') {
+      this.pollLoop(session);
+      return;
+    }
+    const open = (ticket) => (transport === 'ws' ? this.connectWs(session, ticket) : this.connectSse(session, ticket));
+    if (!this.token) {
+      open(null);
+      return;
+    }
+    // A ticket is good for one connection: a fresh one for every connect and reconnect.
+    this.fetchTicket().then((result) => {
+      if (session !== this.session || this.stopped || this.finished) return;
+      if (result.ticket) open(result.ticket);
+      else if (result.fatal) this.fail(result.reason);
+      else this.lost(session, async () => ({ reachable: false, reason: result.reason }));
+    });
   }
 
   /** Delivers a batch; returns false on a gap (the caller reconnects from `last`). */
@@ -428,7 +490,7 @@ export class LogStream {
     const timeout = this.env.setTimeout(() => controller?.abort(), timeoutMs);
     try {
       const response = await this.env.fetch(path, {
-        headers: { 'X-Oneoff-Probe': '1', Accept: 'application/json' },
+        headers: this.headers({ 'X-Oneoff-Probe': '1', Accept: 'application/json' }),
         cache: 'no-store',
         signal: controller?.signal,
       });
@@ -447,10 +509,10 @@ export class LogStream {
 
   // -- WebSocket
 
-  connectWs(session) {
+  connectWs(session, ticket) {
     let socket;
     try {
-      socket = new this.env.WebSocket(wsUrl(this.env.location, this.runId, this.last));
+      socket = new this.env.WebSocket(wsUrl(this.env.location, this.runId, this.last, ticket));
     } catch {
       this.lost(session, () => this.explainWs(false));
       return;
@@ -523,10 +585,10 @@ export class LogStream {
 
   // -- Server-Sent Events
 
-  connectSse(session) {
+  connectSse(session, ticket) {
     let source;
     try {
-      source = new this.env.EventSource(this.url(`/log/sse?after=${this.last}`));
+      source = new this.env.EventSource(withTicket(this.url(`/log/sse?after=${this.last}`), ticket));
     } catch {
       this.lost(session, () => this.explainSse());
       return;
@@ -645,7 +707,7 @@ export class LogStream {
       let page;
       try {
         const path = this.url(`/log?after=${this.last}&wait=${POLL_WAIT_SECONDS}&limit=${POLL_LIMIT}`);
-        response = await this.env.fetch(path, { cache: 'no-store', signal: controller?.signal });
+        response = await this.env.fetch(path, { headers: this.headers(), cache: 'no-store', signal: controller?.signal });
         if (response.ok) page = await response.json();
       } catch {
         if (session !== this.session) return;
@@ -655,6 +717,12 @@ export class LogStream {
       if (session !== this.session) return;
       if (response.status === 404) {
         this.fail('the run does not exist (any more)');
+        return;
+      }
+      if (response.status === 401 && this.token) {
+        // A revoked or expired token does not come back by retrying.
+        const body = await response.json().catch(() => null);
+        this.fail(explainTicketFailure({ status: 401, body }).reason);
         return;
       }
       if (!response.ok || !page) {

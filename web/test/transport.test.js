@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   LogStream, chooseStart, rememberFailure, rememberSuccess, acceptEntries, backoffDelay, sseVerdict,
-  explainWebSocketFailure, explainSseFailure, wsUrl, nextTransport, loadMemory, MEMORY_KEY,
+  explainWebSocketFailure, explainSseFailure, explainTicketFailure, wsUrl, withTicket, nextTransport, loadMemory, MEMORY_KEY,
   RETRY_FAILED_AFTER_MS, WS_OPEN_TIMEOUT_MS, SSE_FIRST_EVENT_MS, SSE_BUFFER_GRACE_MS,
 } from '../transport.js';
 
@@ -88,11 +88,11 @@ test('WebSocket URL follows the page scheme', () => {
 // ---------------------------------------------------------------------------------------
 // The controller against fakes: a manual clock, scripted sockets, streams and fetches.
 
-function harness({ ws = 'fail', sse = 'buffered', probe = 426, memory = null } = {}) {
+function harness({ ws = 'fail', sse = 'buffered', probe = 426, memory = null, token = null, tickets = () => 201 } = {}) {
   let now = 1_000_000;
   let timers = [];
   let nextId = 1;
-  const log = { sockets: [], sources: [], fetches: [], states: [], entries: [], done: null };
+  const log = { sockets: [], sources: [], fetches: [], requests: [], tickets: [], states: [], entries: [], done: null };
   const store = new Map();
   if (memory) store.set(MEMORY_KEY, JSON.stringify(memory));
   // The server's log: entries 1..N and whether the run is done.
@@ -129,10 +129,19 @@ function harness({ ws = 'fail', sse = 'buffered', probe = 426, memory = null } =
     addEventListener(type, fn) { this.listeners[type] = fn; }
     close() { this.closed = true; }
   }
-  const fetch = async (path) => {
+  const fetch = async (path, init = {}) => {
     log.fetches.push(path);
+    log.requests.push({ path, method: init.method || 'GET', headers: init.headers || {} });
     const url = new URL(path, 'http://x');
     const json = (status, body) => ({ status, ok: status >= 200 && status < 300, json: async () => body });
+    if (url.pathname.endsWith('/log/ticket')) {
+      // Like the server: a fresh ticket per request, or the scripted refusal.
+      const status = tickets(log.requests.filter((request) => request.path.endsWith('/log/ticket')).length - 1);
+      if (status !== 201) return json(status, { error: { code: 'x', message: `refused with ${status}` } });
+      const ticket = `ticket_${log.tickets.length + 1}`;
+      log.tickets.push(ticket);
+      return json(201, { ticket, run: 7, expires_at: '2026-11-26T09:00:30Z' });
+    }
     if (url.pathname.endsWith('/log/ws')) return json(probe, { error: { code: 'websocket_required', message: 'x' } });
     if (url.pathname.endsWith('/log/sse')) return json(200, null);
     if (url.pathname.endsWith('/log')) {
@@ -178,6 +187,7 @@ function harness({ ws = 'fail', sse = 'buffered', probe = 426, memory = null } =
   const stream = (after = 0) => new LogStream(7, {
     after,
     env,
+    token,
     onEntries: (entries) => log.entries.push(...entries.map((entry) => entry.seq)),
     onDone: (done) => { log.done = done; },
     onState: (state) => log.states.push(state),
@@ -325,4 +335,95 @@ test('offline at load: WebSocket is retried, not blamed', async () => {
   assert.equal(h.log.states.at(-1).transport, 'ws');
   assert.equal(h.memory().ws, undefined);
   s.stop();
+});
+
+// ---------------------------------------------------------------------------------------
+// A page whose identity is a pasted API token: a single-use ticket per WebSocket / SSE
+// connection, the token itself only ever in an Authorization header.
+
+test('ticket helpers: URLs and what a refused ticket means', () => {
+  assert.equal(withTicket('/api/v1/runs/7/log/sse?after=3', null), '/api/v1/runs/7/log/sse?after=3');
+  assert.equal(withTicket('/api/v1/runs/7/log/sse?after=3', 'ticket_a b'), '/api/v1/runs/7/log/sse?after=3&ticket=ticket_a%20b');
+  assert.equal(wsUrl({ protocol: 'https:', host: 'x.example' }, 7, 3, 'ticket_1'), 'wss://x.example/api/v1/runs/7/log/ws?after=3&ticket=ticket_1');
+  assert.equal(explainTicketFailure({ status: 401, body: { error: { message: 'API token `x` was revoked' } } }).fatal, true);
+  assert.ok(explainTicketFailure({ status: 401 }).reason.includes('sign in again'));
+  assert.equal(explainTicketFailure({ status: 403 }).fatal, true);
+  assert.equal(explainTicketFailure({ status: 503 }).fatal, false);
+  assert.equal(explainTicketFailure({ status: 429 }).fatal, false);
+  assert.equal(explainTicketFailure({ status: 0 }).fatal, false);
+});
+
+test('without a token no ticket is asked for and no Authorization is sent', async () => {
+  const h = harness({ ws: 'open' });
+  const s = h.stream();
+  s.start();
+  await h.advance(20);
+  assert.equal(h.log.sockets[0].url, 'ws://oneoff.test/api/v1/runs/7/log/ws?after=0');
+  assert.equal(h.log.tickets.length, 0);
+  assert.ok(h.log.requests.every((request) => !request.headers.Authorization));
+  s.stop();
+});
+
+test('with a token: a fresh ticket for every WebSocket connect and reconnect, never the token in a URL', async () => {
+  const h = harness({ ws: 'open', token: 'oneoff_secret' });
+  const s = h.stream();
+  s.start();
+  await h.advance(20);
+  const ticketRequest = h.log.requests.find((request) => request.path === '/api/v1/runs/7/log/ticket');
+  assert.equal(ticketRequest.method, 'POST');
+  assert.equal(ticketRequest.headers.Authorization, 'Bearer oneoff_secret');
+  assert.equal(h.log.sockets[0].url, 'ws://oneoff.test/api/v1/runs/7/log/ws?after=0&ticket=ticket_1');
+  assert.equal(h.log.states.at(-1).state, 'live');
+  h.log.sockets[0].send({ entries: [{ seq: 1 }], next: 1 });
+  h.log.sockets[0].onclose({ code: 1006, reason: '' });
+  await h.advance(2000);
+  assert.equal(h.log.sockets.length, 2);
+  assert.equal(h.log.sockets[1].url, 'ws://oneoff.test/api/v1/runs/7/log/ws?after=1&ticket=ticket_2');
+  for (const url of [...h.log.sockets.map((socket) => socket.url), ...h.log.fetches]) {
+    assert.ok(!url.includes('oneoff_secret'), url);
+  }
+  s.stop();
+});
+
+test('with a token: SSE gets its own ticket, and probes and long-polls carry the token as a header', async () => {
+  const h = harness({ ws: 'fail', sse: 'buffered', token: 'oneoff_secret' });
+  h.add(2);
+  const s = h.stream();
+  s.start();
+  await h.advance(100);
+  assert.equal(h.log.sources.length, 1);
+  assert.equal(h.log.sources[0].url, '/api/v1/runs/7/log/sse?after=0&ticket=ticket_2');
+  assert.deepEqual(h.log.tickets, ['ticket_1', 'ticket_2'], 'one for the WebSocket, one for SSE');
+  await h.advance(SSE_FIRST_EVENT_MS + SSE_BUFFER_GRACE_MS + 200);
+  assert.equal(h.log.states.at(-1).transport, 'poll');
+  assert.deepEqual(h.log.entries, [1, 2]);
+  const others = h.log.requests.filter((request) => !request.path.endsWith('/log/ticket'));
+  assert.ok(others.length > 2);
+  for (const request of others) assert.equal(request.headers.Authorization, 'Bearer oneoff_secret', request.path);
+  s.stop();
+});
+
+test('with a token: a busy ticket service is retried with backoff; a refused token stops the stream', async () => {
+  const busy = harness({ ws: 'open', token: 'oneoff_secret', tickets: (n) => (n === 0 ? 503 : 201) });
+  const s = busy.stream();
+  s.start();
+  await busy.advance(5);
+  assert.equal(busy.log.states.at(-1).state, 'reconnecting');
+  assert.ok(busy.log.states.at(-1).reason.includes('not giving out stream tickets'));
+  assert.equal(busy.log.sockets.length, 0);
+  await busy.advance(1000);
+  assert.equal(busy.log.sockets.length, 1);
+  assert.ok(busy.log.sockets[0].url.endsWith('&ticket=ticket_1'));
+  s.stop();
+
+  const revoked = harness({ ws: 'open', token: 'oneoff_revoked', tickets: () => 401 });
+  const t = revoked.stream();
+  t.start();
+  await revoked.advance(5000);
+  const state = revoked.log.states.at(-1);
+  assert.equal(state.state, 'failed');
+  assert.ok(state.reason.includes('API token was not accepted'), state.reason);
+  assert.equal(revoked.log.sockets.length, 0);
+  assert.equal(revoked.log.fetches.filter((path) => path.endsWith('/log/ticket')).length, 1, 'not retried');
+  t.stop();
 });

@@ -124,6 +124,14 @@ impl Client {
         self.get(&format!("/api/v1/runs/{id}/log"), &pairs).await
     }
 
+    /// A single-use ticket for one log connection to run `id` (what the web UI does before it
+    /// opens a WebSocket or EventSource with a token as its identity).
+    pub async fn stream_ticket(&self, id: i64) -> Result<crate::v1::StreamTicket, ClientError> {
+        let url = self.url(&format!("/api/v1/runs/{id}/log/ticket"));
+        let response = self.http.post(&url).send().await;
+        decode(&url, response).await
+    }
+
     pub async fn whoami(&self) -> Result<crate::v1::WhoAmI, ClientError> {
         self.get("/api/v1/whoami", &[]).await
     }

@@ -390,6 +390,16 @@ pub struct WhoAmI {
     pub admin: bool,
 }
 
+/// `POST /api/v1/runs/{id}/log/ticket`: a credential for one log connection to one run, for
+/// browsers that cannot put a token in a WebSocket or EventSource request. Use it as
+/// `?ticket=` on `log/ws`, `log/sse`, `log` or `log.txt` of that run, once, before `expires_at`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamTicket {
+    pub ticket: String,
+    pub run: i64,
+    pub expires_at: String,
+}
+
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]

@@ -139,21 +139,82 @@ pub enum JwtKind {
     Pomerium,
     /// Any issuer with a JWKS URL.
     Generic,
+    /// AWS Application Load Balancer OIDC: `x-amzn-oidc-data`, ES256, one PEM key per key id,
+    /// and the load balancer's ARN in the token header's `signer`.
+    Alb,
 }
 
-/// A verified identity assertion: a JWT in a request header, checked against keys from a
-/// JWKS URL, with the issuer and audience it must carry.
+/// Where a provider's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS document holding every current key.
+    Jwks { url: String },
+    /// One PEM public key per key id at `{base_url}/{kid}` (how AWS ALB publishes its keys).
+    PemPerKeyId { base_url: String },
+}
+
+impl KeySource {
+    /// The URL to name in messages: the JWKS URL or the key base URL.
+    pub fn url(&self) -> &str {
+        match self {
+            KeySource::Jwks { url } => url,
+            KeySource::PemPerKeyId { base_url } => base_url,
+        }
+    }
+}
+
+/// A verified identity assertion: a JWT in a request header, checked against the provider's
+/// public keys, with the issuer and audience (or, for ALB, the signer) it must carry.
 #[derive(Debug, Clone)]
 pub struct JwtProvider {
     pub kind: JwtKind,
     pub header: String,
-    pub jwks_url: String,
+    pub keys: KeySource,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Accepted signature algorithms; only asymmetric ones (RS*, PS*, ES*, EdDSA) are allowed.
     pub algorithms: Vec<String>,
     pub user_claim: String,
     pub groups_claim: String,
+    /// ALB only: the load balancer's ARN; a token whose header `signer` differs is refused,
+    /// since every ALB in every AWS account signs with the same regional keys.
+    pub signer_arn: Option<String>,
+}
+
+/// The region of an Elastic Load Balancing ARN
+/// (`arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/app/NAME/ID`), and whether it
+/// is in the standard `aws` partition, whose key servers follow the documented URL pattern.
+pub fn alb_arn_region(arn: &str) -> Option<(&str, bool)> {
+    let mut parts = arn.splitn(6, ':');
+    let (prefix, partition, service, region) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (_account, resource) = (parts.next()?, parts.next()?);
+    let region_ok =
+        !region.is_empty() && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (prefix == "arn" && service == "elasticloadbalancing" && region_ok && resource.starts_with("loadbalancer/app/"))
+        .then_some((region, partition == "aws"))
+}
+
+/// Where AWS publishes the ALB signing keys of a region.
+pub fn alb_key_url(region: &str) -> String {
+    format!("https://public-keys.auth.elb.{region}.amazonaws.com")
+}
+
+/// Stream tickets: how a browser whose identity is an API token opens a WebSocket or
+/// EventSource, which cannot carry an `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTicketLimits {
+    /// How long a ticket may wait before it is used.
+    pub ttl: std::time::Duration,
+    /// Unused tickets held at once across the server; beyond it new ones get 503.
+    pub max_outstanding: usize,
+    /// Unused tickets one principal may hold; beyond it new ones get 429.
+    pub max_per_principal: usize,
+}
+
+impl Default for StreamTicketLimits {
+    fn default() -> StreamTicketLimits {
+        StreamTicketLimits { ttl: std::time::Duration::from_secs(30), max_outstanding: 10_000, max_per_principal: 100 }
+    }
 }
 
 /// The `[auth]` settings.
@@ -164,6 +225,7 @@ pub struct AuthConfig {
     pub trusted_headers: Option<TrustedHeaders>,
     pub jwt: Vec<JwtProvider>,
     pub admins: AccessList,
+    pub stream_tickets: StreamTicketLimits,
 }
 
 impl AuthConfig {
@@ -253,6 +315,19 @@ mod tests {
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("ten").is_err());
+    }
+
+    #[test]
+    fn alb_arns_name_their_region() {
+        let arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/my-lb/50dc6c495c0c9188";
+        assert_eq!(alb_arn_region(arn), Some(("eu-west-1", true)));
+        let gov = "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:loadbalancer/app/lb/1";
+        assert_eq!(alb_arn_region(gov), Some(("us-gov-west-1", false)));
+        assert_eq!(alb_arn_region("arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/x/1"), None);
+        assert_eq!(alb_arn_region("arn:aws:s3:::bucket"), None);
+        assert_eq!(alb_arn_region("arn:aws:elasticloadbalancing:eu/../x:1:loadbalancer/app/a/b"), None);
+        assert_eq!(alb_arn_region(""), None);
+        assert_eq!(alb_key_url("eu-west-1"), "https://public-keys.auth.elb.eu-west-1.amazonaws.com");
     }
 
     #[test]

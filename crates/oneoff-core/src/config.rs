@@ -17,7 +17,10 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::auth::{Access, AccessList, AuthConfig, Cidr, JwtKind, JwtProvider, TrustedHeaders};
+use crate::auth::{
+    alb_arn_region, alb_key_url, Access, AccessList, AuthConfig, Cidr, JwtKind, JwtProvider, KeySource,
+    StreamTicketLimits, TrustedHeaders,
+};
 use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
 use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
 use crate::template::{is_identifier, Template};
@@ -183,16 +186,23 @@ struct RawAuth {
     trusted_headers: Option<RawTrustedHeaders>,
     #[serde(default)]
     jwt: Vec<RawJwt>,
+    stream_ticket_ttl: Option<Spanned<String>>,
+    max_stream_tickets: Option<Spanned<usize>>,
+    max_stream_tickets_per_user: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJwt {
     kind: Spanned<String>,
-    jwks_url: Spanned<String>,
+    jwks_url: Option<Spanned<String>>,
+    /// ALB: the base URL of the per-key-id PEM keys.
+    key_url: Option<Spanned<String>>,
+    /// ALB: the load balancer's ARN.
+    signer_arn: Option<Spanned<String>>,
     header: Option<String>,
     issuer: Option<String>,
-    audience: Option<String>,
+    audience: Option<Spanned<String>>,
     algorithms: Option<Spanned<Vec<String>>>,
     user_claim: Option<String>,
     groups_claim: Option<String>,
@@ -441,7 +451,37 @@ fn validate_auth(raw: RawAuth, problems: &mut Problems) -> AuthConfig {
     let jwt: Vec<JwtProvider> = raw.jwt.into_iter().filter_map(|raw| validate_jwt(raw, problems)).collect();
     // Anonymous access is the default only when nothing can identify anyone.
     let anonymous = raw.anonymous.unwrap_or(trusted_headers.is_none() && jwt.is_empty());
-    AuthConfig { anonymous, trusted_headers, jwt, admins: raw.admins.into() }
+    let defaults = StreamTicketLimits::default();
+    let mut ttl = duration(&raw.stream_ticket_ttl, Some(defaults.ttl), problems).unwrap_or(defaults.ttl);
+    if let Some(text) = &raw.stream_ticket_ttl {
+        // Long enough for a slow handshake, short enough that a ticket seen in a URL is stale.
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&ttl) {
+            problems.at(text.span(), "stream_ticket_ttl must be between 1s and 5m");
+            ttl = defaults.ttl;
+        }
+    }
+    let stream_tickets = StreamTicketLimits {
+        ttl,
+        max_outstanding: at_least_one(raw.max_stream_tickets, defaults.max_outstanding, "max_stream_tickets", problems),
+        max_per_principal: at_least_one(
+            raw.max_stream_tickets_per_user,
+            defaults.max_per_principal,
+            "max_stream_tickets_per_user",
+            problems,
+        ),
+    };
+    AuthConfig { anonymous, trusted_headers, jwt, admins: raw.admins.into(), stream_tickets }
+}
+
+fn at_least_one(value: Option<Spanned<usize>>, default: usize, name: &str, problems: &mut Problems) -> usize {
+    match value {
+        Some(value) if *value.get_ref() == 0 => {
+            problems.at(value.span(), format!("{name} must be at least 1"));
+            default
+        }
+        Some(value) => value.into_inner(),
+        None => default,
+    }
 }
 
 fn validate_jwt(raw: RawJwt, problems: &mut Problems) -> Option<JwtProvider> {
@@ -449,16 +489,45 @@ fn validate_jwt(raw: RawJwt, problems: &mut Problems) -> Option<JwtProvider> {
         "cloudflare" => (JwtKind::Cloudflare, "Cf-Access-Jwt-Assertion", vec!["RS256"], "email"),
         "pomerium" => (JwtKind::Pomerium, "X-Pomerium-Jwt-Assertion", vec!["ES256"], "email"),
         "generic" => (JwtKind::Generic, "Authorization", vec!["RS256", "ES256"], "sub"),
+        "alb" => (JwtKind::Alb, "X-Amzn-Oidc-Data", vec!["ES256"], "email"),
         other => {
-            problems.at(raw.kind.span(), format!("unknown jwt kind `{other}` (cloudflare, pomerium or generic)"));
+            problems.at(raw.kind.span(), format!("unknown jwt kind `{other}` (cloudflare, pomerium, generic or alb)"));
             return None;
         }
     };
-    let url = raw.jwks_url.get_ref();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        problems.at(raw.jwks_url.span(), format!("jwks_url `{url}` must be an http(s) URL"));
-    }
+    let errors_before = problems.errors.len();
+    let http_url = |url: &Spanned<String>, name: &str, problems: &mut Problems| {
+        let text = url.get_ref().trim().to_string();
+        if !(text.starts_with("https://") || text.starts_with("http://")) {
+            problems.at(url.span(), format!("{name} `{}` must be an http(s) URL", url.get_ref()));
+        }
+        text
+    };
+    let keys = if kind == JwtKind::Alb {
+        validate_alb(&raw, problems).map(|base_url| {
+            // The key id is appended as `/{kid}`.
+            let base_url = http_url(&base_url, "key_url", problems).trim_end_matches('/').to_string();
+            KeySource::PemPerKeyId { base_url }
+        })
+    } else {
+        for (present, name) in [(raw.key_url.as_ref(), "key_url"), (raw.signer_arn.as_ref(), "signer_arn")] {
+            if let Some(value) = present {
+                problems.at(value.span(), format!("`{name}` applies only to kind = \"alb\""));
+            }
+        }
+        match &raw.jwks_url {
+            Some(url) => Some(KeySource::Jwks { url: http_url(url, "jwks_url", problems) }),
+            None => {
+                problems.at(raw.kind.span(), format!("a {} provider needs `jwks_url`", raw.kind.get_ref()));
+                None
+            }
+        }
+    };
     let algorithms = match raw.algorithms {
+        Some(list) if kind == JwtKind::Alb && list.get_ref().iter().any(|alg| alg != "ES256") => {
+            problems.at(list.span(), "an AWS ALB always signs with ES256; leave `algorithms` out");
+            Vec::new()
+        }
         Some(list) => {
             const ASYMMETRIC: [&str; 9] =
                 ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
@@ -475,16 +544,52 @@ fn validate_jwt(raw: RawJwt, problems: &mut Problems) -> Option<JwtProvider> {
     if kind == JwtKind::Cloudflare && raw.audience.is_none() {
         problems.at(raw.kind.span(), "a cloudflare provider needs `audience`: the Access application's AUD tag");
     }
+    if problems.errors.len() > errors_before {
+        return None;
+    }
     Some(JwtProvider {
         kind,
         header: raw.header.unwrap_or_else(|| header.to_string()),
-        jwks_url: url.clone(),
+        keys: keys?,
         issuer: raw.issuer,
-        audience: raw.audience,
+        audience: raw.audience.map(Spanned::into_inner),
         algorithms,
         user_claim: raw.user_claim.unwrap_or_else(|| user_claim.to_string()),
         groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".to_string()),
+        signer_arn: raw.signer_arn.map(|arn| arn.into_inner().trim().to_string()),
     })
+}
+
+const ALB_ARN_SHAPE: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/app/NAME/ID";
+
+/// Checks the ALB-only settings; returns the key base URL (given, or derived from the ARN).
+fn validate_alb(raw: &RawJwt, problems: &mut Problems) -> Option<Spanned<String>> {
+    if let Some(url) = &raw.jwks_url {
+        problems.at(url.span(), "an AWS ALB publishes one PEM key per key id, not a JWKS: use `key_url`");
+    }
+    if let Some(audience) = &raw.audience {
+        problems.at(audience.span(), "an ALB assertion has no audience: `signer_arn` pins it to your load balancer");
+    }
+    let Some(arn) = &raw.signer_arn else {
+        // Every ALB of a region signs with the same keys: only the signer tells ours apart.
+        problems.at(raw.kind.span(), "an alb provider needs `signer_arn`: the ARN of your load balancer");
+        return None;
+    };
+    let region = alb_arn_region(arn.get_ref().trim());
+    if region.is_none() {
+        problems
+            .at(arn.span(), format!("signer_arn `{}` is not a load balancer ARN like {ALB_ARN_SHAPE}", arn.get_ref()));
+    }
+    match (&raw.key_url, region) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some((region, true))) => Some(Spanned::new(arn.span(), alb_key_url(region))),
+        (None, Some((_, false))) => {
+            problems
+                .at(arn.span(), "outside the standard `aws` partition, set `key_url` to the region's ALB key server");
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 fn validate_streams(raw: RawStreams, problems: &mut Problems) -> Option<StreamConfig> {

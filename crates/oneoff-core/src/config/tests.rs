@@ -173,3 +173,61 @@ allow_view = { groups = ["eng", "support"] }
     let shown = errors("[auth.trusted_headers]\ntrusted_cidrs = [\"10.0.0.0/40\"]\n");
     assert!(shown[0].starts_with("jobs.toml:2:17: `10.0.0.0/40`: the prefix length"), "{shown:?}");
 }
+
+#[test]
+fn alb_providers_need_a_signer_arn_and_derive_their_key_url_from_it() {
+    let arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/oneoff/50dc6c495c0c9188";
+    let config = load(&format!("[[auth.jwt]]\nkind = \"alb\"\nsigner_arn = \"{arn}\"\n")).unwrap();
+    let alb = &config.auth.jwt[0];
+    assert_eq!(alb.kind, JwtKind::Alb);
+    assert_eq!(alb.header, "X-Amzn-Oidc-Data");
+    assert_eq!(
+        alb.keys,
+        KeySource::PemPerKeyId { base_url: "https://public-keys.auth.elb.eu-west-1.amazonaws.com".into() }
+    );
+    assert_eq!((alb.algorithms.clone(), alb.user_claim.as_str()), (vec!["ES256".to_string()], "email"));
+    assert_eq!(alb.signer_arn.as_deref(), Some(arn));
+    assert!(!config.auth.anonymous);
+
+    let local = load(&format!(
+        "[[auth.jwt]]\nkind = \"alb\"\nsigner_arn = \"{arn}\"\nkey_url = \"http://127.0.0.1:9/keys/\"\nuser_claim = \"sub\"\n"
+    ))
+    .unwrap();
+    assert_eq!(local.auth.jwt[0].keys, KeySource::PemPerKeyId { base_url: "http://127.0.0.1:9/keys".into() });
+    assert_eq!(local.auth.jwt[0].user_claim, "sub");
+
+    let shown = errors("[[auth.jwt]]\nkind = \"alb\"\n");
+    assert!(shown[0].starts_with("jobs.toml:2:8: an alb provider needs `signer_arn`"), "{shown:?}");
+    let shown = errors("[[auth.jwt]]\nkind = \"alb\"\nsigner_arn = \"arn:aws:s3:::bucket\"\n");
+    assert!(shown[0].contains("is not a load balancer ARN"), "{shown:?}");
+    let shown = errors(&format!(
+        "[[auth.jwt]]\nkind = \"alb\"\nsigner_arn = \"{arn}\"\njwks_url = \"https://x\"\naudience = \"a\"\nalgorithms = [\"RS256\"]\n"
+    ));
+    assert_eq!(shown.len(), 3, "{shown:#?}");
+    assert!(shown.iter().any(|error| error.contains("use `key_url`")), "{shown:#?}");
+    assert!(shown.iter().any(|error| error.contains("has no audience")), "{shown:#?}");
+    assert!(shown.iter().any(|error| error.contains("always signs with ES256")), "{shown:#?}");
+    let gov = "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:1:loadbalancer/app/a/b";
+    assert!(errors(&format!("[[auth.jwt]]\nkind = \"alb\"\nsigner_arn = \"{gov}\"\n"))[0].contains("set `key_url`"));
+    let shown =
+        errors(&format!("[[auth.jwt]]\nkind = \"pomerium\"\njwks_url = \"https://x\"\nsigner_arn = \"{arn}\"\n"));
+    assert!(shown[0].contains("`signer_arn` applies only to kind = \"alb\""), "{shown:?}");
+    assert!(errors("[[auth.jwt]]\nkind = \"pomerium\"\n")[0].contains("needs `jwks_url`"));
+}
+
+#[test]
+fn stream_ticket_settings_have_defaults_and_bounds() {
+    let defaults = load("").unwrap().auth.stream_tickets;
+    assert_eq!(defaults, StreamTicketLimits::default());
+    assert_eq!(defaults.ttl, Duration::from_secs(30));
+    let config =
+        load("[auth]\nstream_ticket_ttl = \"2s\"\nmax_stream_tickets = 5\nmax_stream_tickets_per_user = 2\n").unwrap();
+    assert_eq!(
+        config.auth.stream_tickets,
+        StreamTicketLimits { ttl: Duration::from_secs(2), max_outstanding: 5, max_per_principal: 2 }
+    );
+    let shown = errors("[auth]\nstream_ticket_ttl = \"1h\"\nmax_stream_tickets = 0\n");
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(shown[0].starts_with("jobs.toml:2:21: stream_ticket_ttl must be between 1s and 5m"), "{shown:#?}");
+    assert!(shown[1].contains("max_stream_tickets must be at least 1"), "{shown:#?}");
+}

@@ -1,14 +1,18 @@
 //! Who is calling: the [`Caller`] extractor finds the principal of every request that needs
-//! one — an API token (`Authorization: Bearer`), SSO proxy headers from a trusted peer, or
-//! anonymous when allowed — and refuses cross-site state changes from browsers.
+//! one — a stream ticket (log endpoints only), a signed assertion, an API token
+//! (`Authorization: Bearer`), SSO proxy headers from a trusted peer, or anonymous when
+//! allowed — and refuses cross-site state changes from browsers.
 //!
 //! Identity headers from a peer outside `trusted_cidrs` are ignored (logged and counted),
-//! never believed: anyone can send `X-Forwarded-User`.
+//! never believed: anyone can send `X-Forwarded-User`. A credential that is present but
+//! bad (a ticket, an assertion, a token) is refused with 401, never skipped in favour of
+//! another identity.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use oneoff_core::audit::AuditEntry;
@@ -16,6 +20,7 @@ use oneoff_core::auth::{split_groups, token_hash, IdentitySource, Principal, TOK
 use oneoff_core::JobSpec;
 
 use super::error::ApiError;
+use super::tickets::{self, PresentedTicket, StreamTickets, TicketAccepted};
 use crate::clock::now_us;
 use crate::state::AppState;
 
@@ -34,9 +39,28 @@ impl FromRequestParts<AppState> for Caller {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
         let client = client_chain(peer, &parts.headers);
         check_cross_site(&parts.method, &parts.headers, &state.config.server.public_origins)?;
-        let principal = identify(state, peer, &parts.headers).await?;
+        // A ticket in the URL is what a browser sends when it cannot send headers: it decides.
+        let principal = match parts.extensions.get::<PresentedTicket>().cloned() {
+            Some(presented) => from_ticket(parts, state, &presented).await?,
+            None => identify(state, peer, &parts.headers).await?,
+        };
         Ok(Caller { principal, client })
     }
+}
+
+async fn from_ticket(parts: &mut Parts, state: &AppState, presented: &PresentedTicket) -> Result<Principal, ApiError> {
+    let Some(book) = parts.extensions.get::<Arc<StreamTickets>>().cloned() else {
+        return Err(ApiError::Internal("the stream ticket book is not installed on this router".into()));
+    };
+    let accepted_here = parts.extensions.get::<TicketAccepted>().is_some();
+    let mut run = String::new();
+    if accepted_here {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        run = params.iter().find(|(name, _)| *name == "id").map(|(_, value)| value.to_string()).unwrap_or_default();
+    }
+    tickets::redeem(&book, presented, accepted_here, &run)
 }
 
 fn client_chain(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {

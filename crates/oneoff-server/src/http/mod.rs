@@ -16,16 +16,18 @@ mod metrics;
 mod probe;
 mod runs;
 mod streams;
+mod tickets;
 pub(crate) mod tokens;
 mod ui;
 
 use std::any::Any;
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -35,16 +37,20 @@ use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.config.server.max_body_bytes;
+    let stream_tickets = Arc::new(tickets::StreamTickets::new(state.config.auth.stream_tickets.clone()));
+    // The log transports also take `?ticket=` as the identity (see tickets.rs).
+    let ticket = || Extension(tickets::TicketAccepted);
     let api = Router::new()
         .route("/jobs", get(jobs::list))
         .route("/jobs/{name}", get(jobs::show))
         .route("/runs", post(runs::create).get(runs::list))
         .route("/runs/{id}", get(runs::show))
         .route("/runs/{id}/cancel", post(runs::cancel))
-        .route("/runs/{id}/log", get(logs::long_poll))
-        .route("/runs/{id}/log.txt", get(logs::text))
-        .route("/runs/{id}/log/ws", any(streams::websocket))
-        .route("/runs/{id}/log/sse", get(streams::sse))
+        .route("/runs/{id}/log", get(logs::long_poll).layer(ticket()))
+        .route("/runs/{id}/log.txt", get(logs::text).layer(ticket()))
+        .route("/runs/{id}/log/ws", any(streams::websocket).layer(ticket()))
+        .route("/runs/{id}/log/sse", get(streams::sse).layer(ticket()))
+        .route("/runs/{id}/log/ticket", post(tickets::create))
         .route("/whoami", get(tokens::whoami))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
@@ -69,7 +75,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(Extension(stream_tickets))
         .layer(TraceLayer::new_for_http())
+        // Outermost, so not even the request trace sees a ticket in a URL.
+        .layer(axum::middleware::from_fn(tickets::take_from_query))
         .with_state(state)
 }
 

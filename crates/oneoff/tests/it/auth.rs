@@ -262,3 +262,170 @@ async fn cross_site_state_changes_are_refused() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
 }
+
+/// Asks for a stream ticket for run `id` with an API token.
+async fn ticket(server: &TestServer, token: &str, id: i64) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/runs/{id}/log/ticket", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    if status == StatusCode::CREATED {
+        assert_eq!(response.headers()["cache-control"], "no-store", "a ticket must not be cached");
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A token for `user` (with `groups`), made by that user through the SSO proxy.
+async fn token_for(server: &TestServer, user: &str, groups: &str) -> String {
+    let (status, created) =
+        call(server, reqwest::Method::POST, "/api/v1/tokens", Some((user, groups)), Some(json!({ "name": "browser" })))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["token"].as_str().unwrap().to_string()
+}
+
+/// Opens the log WebSocket with only a ticket (as a browser does); Ok(entries) or Err(status, body).
+async fn ws_with_ticket(server: &TestServer, id: i64, ticket: &str) -> Result<Vec<String>, (u16, Value)> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let url = server.ws_url(&format!("/api/v1/runs/{id}/log/ws?after=0&ticket={ticket}"));
+    let mut socket = match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => socket,
+        Err(Error::Http(response)) => {
+            let body = response.body().as_deref().and_then(|body| serde_json::from_slice(body).ok());
+            return Err((response.status().as_u16(), body.unwrap_or(Value::Null)));
+        }
+        Err(other) => panic!("WebSocket failed: {other}"),
+    };
+    let mut lines = Vec::new();
+    while let Some(Ok(message)) = socket.next().await {
+        match message {
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["done"] == true {
+                    break;
+                }
+                lines.extend(
+                    value["entries"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap().to_string()),
+                );
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    Ok(lines)
+}
+
+async fn get_with_ticket(server: &TestServer, path: &str) -> (StatusCode, String) {
+    let response = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn finished_run(server: &TestServer, user: (&str, &str)) -> i64 {
+    let (status, run) =
+        call(server, reqwest::Method::POST, "/api/v1/runs", Some(user), Some(json!({ "job": "backfill" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    for _ in 0..400 {
+        let (_, run) = call(server, reqwest::Method::GET, &format!("/api/v1/runs/{id}"), Some(user), None).await;
+        if run["status"] == "succeeded" {
+            return id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("run {id} did not finish");
+}
+
+#[tokio::test]
+async fn browsers_with_a_token_follow_logs_with_single_use_stream_tickets() {
+    let server = TestServer::start(AUTH).await;
+    let alice = token_for(&server, "alice", "").await;
+    let first = finished_run(&server, ("alice", "")).await;
+    let second = finished_run(&server, ("alice", "")).await;
+
+    // token → ticket → WebSocket, with no other identity on the connection.
+    let (status, issued) = ticket(&server, &alice, first).await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    assert_eq!(issued["run"], first);
+    assert!(issued["expires_at"].is_string(), "{issued}");
+    let single = issued["ticket"].as_str().unwrap().to_string();
+    assert_eq!(ws_with_ticket(&server, first, &single).await.unwrap(), vec!["backfilling"]);
+
+    // Used once: refused, clearly.
+    let (status, body) = ws_with_ticket(&server, first, &single).await.unwrap_err();
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("already used"), "{body}");
+
+    // SSE, then its reuse.
+    let sse_ticket = ticket(&server, &alice, first).await.1["ticket"].as_str().unwrap().to_string();
+    let (status, text) = get_with_ticket(&server, &format!("/api/v1/runs/{first}/log/sse?ticket={sse_ticket}")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("backfilling") && text.contains("event: done"), "{text}");
+    let (status, text) = get_with_ticket(&server, &format!("/api/v1/runs/{first}/log/sse?ticket={sse_ticket}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+
+    // Long-poll and log.txt take tickets too, with their other query parameters intact.
+    let poll_ticket = ticket(&server, &alice, first).await.1["ticket"].as_str().unwrap().to_string();
+    let (status, text) =
+        get_with_ticket(&server, &format!("/api/v1/runs/{first}/log?after=0&ticket={poll_ticket}&limit=5")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("backfilling"), "{text}");
+
+    // A ticket for one run does not open another, and is used up by trying.
+    let for_first = ticket(&server, &alice, first).await.1["ticket"].as_str().unwrap().to_string();
+    let (status, body) = ws_with_ticket(&server, second, &for_first).await.unwrap_err();
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&format!("issued for run {first}")), "{body}");
+    assert_eq!(ws_with_ticket(&server, first, &for_first).await.unwrap_err().0, 401);
+
+    // Only the log endpoints take tickets; made-up tickets are refused.
+    let stray = ticket(&server, &alice, first).await.1["ticket"].as_str().unwrap().to_string();
+    let (status, text) = get_with_ticket(&server, &format!("/api/v1/runs/{first}?ticket={stray}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(text.contains("only by the log endpoints"), "{text}");
+    let (status, _) = get_with_ticket(&server, &format!("/api/v1/runs/{first}/log.txt?ticket=ticket_made_up")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = get_with_ticket(&server, &format!("/api/v1/runs/{first}/log.txt?ticket={stray}&ticket=x")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // No identity, no ticket; no view permission: 403 at creation (and recorded).
+    let response =
+        reqwest::Client::new().post(format!("{}/api/v1/runs/{first}/log/ticket", server.url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let mallory = token_for(&server, "mallory", "sales").await;
+    let (status, body) = ticket(&server, &mallory, first).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{body}");
+    assert_eq!(ticket(&server, &alice, 999_999).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn stream_tickets_expire_and_their_number_is_bounded() {
+    let settings = "[auth]\nstream_ticket_ttl = \"1s\"\nmax_stream_tickets = 3\nmax_stream_tickets_per_user = 2\n";
+    let server = TestServer::start(&AUTH.replacen("[auth]\n", settings, 1)).await;
+    let alice = token_for(&server, "alice", "").await;
+    let bob = token_for(&server, "bob", "eng").await;
+    let carol = token_for(&server, "carol", "support").await;
+    let id = finished_run(&server, ("alice", "")).await;
+
+    let late = ticket(&server, &alice, id).await.1["ticket"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (status, body) = ws_with_ticket(&server, id, &late).await.unwrap_err();
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+
+    // A flood of unused tickets is refused, per user (429) and in all (503), not stored.
+    assert_eq!(ticket(&server, &alice, id).await.0, StatusCode::CREATED);
+    assert_eq!(ticket(&server, &alice, id).await.0, StatusCode::CREATED);
+    let (status, body) = ticket(&server, &alice, id).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("ticket_limit")));
+    assert_eq!(ticket(&server, &bob, id).await.0, StatusCode::CREATED);
+    let (status, body) = ticket(&server, &carol, id).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("ticket_limit")));
+    assert!(body["error"]["message"].as_str().unwrap().contains("max_stream_tickets"), "{body}");
+    // Expired ones are swept: the server takes tickets again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(ticket(&server, &carol, id).await.0, StatusCode::CREATED);
+}
