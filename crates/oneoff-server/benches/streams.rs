@@ -312,6 +312,9 @@ command = ["sleep", "600"]
             }
         }
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        if let Ok(copy) = std::env::var("ONEOFF_BENCH_SERVER_LOG_COPY") {
+            std::fs::write(&copy, &log).with_context(|| format!("cannot copy the server log to {copy}"))?;
+        }
         for (message, count) in log_summary(&log) {
             println!("server log: {count} × {message}");
         }

@@ -73,7 +73,10 @@ async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Ap
             entries += next.entries.len();
             group.push(next);
         }
+        let started = std::time::Instant::now();
         let results = commit(&store, &group).await;
+        let commit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tracing::trace!(appends = group.len(), entries, commit_us, "log lines committed");
         for (append, result) in group.drain(..).zip(results) {
             if result {
                 hub.publish(append.run, append.entries);
