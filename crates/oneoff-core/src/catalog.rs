@@ -52,6 +52,9 @@ pub struct JobSpec {
     pub max_concurrent: Option<u32>,
     /// Time between SIGTERM and SIGKILL when the run is cancelled or times out.
     pub grace: Duration,
+    /// How much lower than the server's the run's priority is (0–19, as `nice -n`): a chatty job
+    /// at 19 leaves the CPU to the server first, so its viewers keep up with it.
+    pub nice: u8,
     /// Who may run it and who may see its runs.
     pub access: Access,
 }

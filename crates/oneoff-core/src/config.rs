@@ -256,6 +256,7 @@ struct RawJob {
     timeout: Option<Spanned<String>>,
     max_concurrent: Option<Spanned<u32>>,
     grace: Option<Spanned<String>>,
+    nice: Option<Spanned<i64>>,
     allow_run: Option<RawAccessList>,
     allow_view: Option<RawAccessList>,
 }
@@ -716,6 +717,17 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
         }
         other => other.map(Spanned::into_inner),
     };
+    let nice = match raw.nice {
+        None => 0,
+        Some(value) => match u8::try_from(*value.get_ref()) {
+            Ok(nice) if nice <= 19 => nice,
+            _ => {
+                // Below 0 would need privileges and would let a job starve the server.
+                problems.at(value.span(), "nice must be between 0 (normal priority) and 19 (lowest)");
+                0
+            }
+        },
+    };
 
     if problems.errors.len() > errors_before {
         return None;
@@ -733,6 +745,7 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
         timeout,
         max_concurrent,
         grace: grace?,
+        nice,
     })
 }
 

@@ -25,7 +25,7 @@
 //! `ONEOFF_BENCH_BURST=N` (default 1) makes the job wake up every N lines instead of every
 //! line (it still writes each line on its own, with its own timestamp): 200 jobs waking up
 //! 1,000 times a second cost most of a 2-core virtual machine by themselves.
-//! `ONEOFF_BENCH_JOB_NICE=N` starts that job under `nice -n N`.
+//! `ONEOFF_BENCH_JOB_NICE=N` gives that job `nice = N` in the catalog.
 //!
 //! The machine is shared by the server, the jobs and the viewers, so other load distorts
 //! every figure: before each round the benchmark waits (up to `ONEOFF_BENCH_QUIET_WAIT`
@@ -196,7 +196,8 @@ type = "integer"
 
 [[job]]
 name = "ticker"
-command = [{nice}{exe:?}, "{TICKER}", "{{rate}}", "{{seconds}}", "{{start_ms}}", "{{burst}}"]
+command = [{exe:?}, "{TICKER}", "{{rate}}", "{{seconds}}", "{{start_ms}}", "{{burst}}"]
+nice = {nice}
 [[job.param]]
 name = "rate"
 type = "integer"
@@ -216,10 +217,7 @@ command = ["sleep", "600"]
 "#,
                 data_dir = data_dir.display().to_string(),
                 exe = exe.display().to_string(),
-                nice = match std::env::var("ONEOFF_BENCH_JOB_NICE") {
-                    Ok(nice) => format!("\"nice\", \"-n\", {:?}, ", nice.trim()),
-                    Err(_) => String::new(),
-                },
+                nice = setting("ONEOFF_BENCH_JOB_NICE", 0),
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("server.log"))?;

@@ -231,3 +231,16 @@ fn stream_ticket_settings_have_defaults_and_bounds() {
     assert!(shown[0].starts_with("jobs.toml:2:21: stream_ticket_ttl must be between 1s and 5m"), "{shown:#?}");
     assert!(shown[1].contains("max_stream_tickets must be at least 1"), "{shown:#?}");
 }
+
+#[test]
+fn nice_is_a_lower_priority_or_nothing() {
+    let config =
+        load("[[job]]\nname = \"a\"\ncommand = [\"true\"]\nnice = 19\n[[job]]\nname = \"b\"\ncommand = [\"true\"]\n")
+            .unwrap();
+    assert_eq!(config.catalog.get("a").unwrap().nice, 19);
+    assert_eq!(config.catalog.get("b").unwrap().nice, 0, "normal priority by default");
+    for bad in ["-5", "20"] {
+        let shown = errors(&format!("[[job]]\nname = \"a\"\ncommand = [\"true\"]\nnice = {bad}\n"));
+        assert_eq!(shown, vec!["jobs.toml:4:8: nice must be between 0 (normal priority) and 19 (lowest)"]);
+    }
+}

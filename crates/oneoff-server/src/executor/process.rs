@@ -104,6 +104,9 @@ async fn run_to_end(
         }
         Ok(mut child) => {
             tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
+            if let Err(error) = lower_priority(&child, context.job.nice) {
+                tracing::warn!(run = %run, nice = context.job.nice, %error, "cannot lower the run's priority");
+            }
             let group_gone = CancellationToken::new();
             let readers = start_readers(&mut child, context, &group_gone, &lines);
             let ended = wait_or_stop(child, &context.job, stop_requests, &lines).await;
@@ -141,6 +144,21 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
         command.current_dir(dir);
     }
     command.spawn()
+}
+
+/// Lowers the priority of the job's whole process group by `nice` below the server's own, as
+/// `nice -n` would, so whatever it forked before this call is niced too (later forks inherit it).
+fn lower_priority(child: &Child, nice: u8) -> std::io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    // `None` would mean the server's own group: only ever pass the child's.
+    let Some(group) = child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw)
+    else {
+        return Ok(());
+    };
+    let own = rustix::process::getpriority_process(None)?;
+    rustix::process::setpriority_pgrp(Some(group), (own + i32::from(nice)).min(19)).map_err(std::io::Error::from)
 }
 
 fn start_readers(

@@ -226,3 +226,27 @@ command = ["sh", "-c", 'setsid sleep 600 & echo "escaped $!"; sleep 0.5; echo do
     assert!(process_alive(escaped_pid), "the escaped process is out of the run's reach");
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(escaped_pid), nix::sys::signal::Signal::SIGKILL);
 }
+
+#[tokio::test]
+async fn a_nice_job_runs_at_lower_priority_with_everything_it_forks() {
+    let jobs = r#"
+[[job]]
+name = "background"
+command = ["sh", "-c", "sleep 0.3; nice; sh -c nice"]
+nice = 15
+[[job]]
+name = "normal"
+command = ["nice"]
+"#;
+    // Relative to the server's own niceness (this process's), as `nice -n` is.
+    let own: i32 =
+        String::from_utf8(std::process::Command::new("nice").output().unwrap().stdout).unwrap().trim().parse().unwrap();
+    let lowered = (own + 15).min(19).to_string();
+    let server = TestServer::start(jobs).await;
+    let id = server.start_run("background", json!({})).await;
+    server.wait_final(id).await;
+    assert_eq!(server.lines(id, "stdout").await, vec![lowered.clone(), lowered]);
+    let id = server.start_run("normal", json!({})).await;
+    server.wait_final(id).await;
+    assert_eq!(server.lines(id, "stdout").await, vec![own.to_string()]);
+}
