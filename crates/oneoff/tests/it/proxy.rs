@@ -1,6 +1,7 @@
 //! Through a real nginx on loopback: one configuration forwards upgrades, one drops them
 //! (the outage this product comes from). WebSocket works through the first; through the
 //! second the 426 diagnosis arrives, while SSE and long-poll still stream the log live.
+//! And an nginx that plays the SSO proxy, injecting identity headers as buzzfeed sso does.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -207,4 +208,81 @@ async fn behind_an_nginx_with_default_settings_the_426_names_http10() {
     let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
     assert_eq!(body["diagnosis"]["http_version"], "HTTP/1.0");
     assert!(body["diagnosis"]["likely_cause"].as_str().unwrap().contains("proxy_http_version 1.1"));
+}
+
+#[tokio::test]
+async fn behind_an_sso_proxy_the_identity_is_the_proxys_and_only_the_proxy_is_believed() {
+    // Only connections from 127.0.0.2 are trusted, and only nginx connects from there
+    // (`proxy_bind`): this test's own requests come from 127.0.0.1.
+    let jobs = r#"
+[auth]
+anonymous = false
+[auth.trusted_headers]
+trusted_cidrs = ["127.0.0.2/32"]
+
+[[job]]
+name = "backfill"
+command = ["sh", "-c", "echo backfilling; sleep 0.3; echo done"]
+allow_run = { groups = ["eng"] }
+"#;
+    let server = TestServer::start(jobs).await;
+    // Like buzzfeed sso's proxy: the signed-in user's identity replaces whatever the client sent.
+    let sso = format!(
+        "{FORWARDS_UPGRADES}
+            proxy_bind 127.0.0.2;
+            proxy_set_header X-Forwarded-User \"alice\";
+            proxy_set_header X-Forwarded-Email \"alice@example.com\";
+            proxy_set_header X-Forwarded-Groups \"eng,support\";"
+    );
+    let proxy = nginx(&server.url, &sso).await;
+    let client = reqwest::Client::new();
+
+    let whoami: Value = client
+        .get(format!("{}/api/v1/whoami", proxy.url))
+        .header("x-forwarded-user", "mallory")
+        .header("x-forwarded-groups", "admins")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&whoami["user"], &whoami["email"], &whoami["groups"], &whoami["source"]),
+        (&json!("alice"), &json!("alice@example.com"), &json!(["eng", "support"]), &json!("trusted_headers")),
+        "the proxy's identity, not the forged one: {whoami}"
+    );
+
+    let response =
+        client.post(format!("{}/api/v1/runs", proxy.url)).json(&json!({"job": "backfill"})).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let run: Value = response.json().await.unwrap();
+    assert_eq!(run["requested_by"], "alice");
+    let id = run["id"].as_i64().unwrap();
+    // The live log through the same proxy: the WebSocket handshake carries the identity too.
+    let url = format!("{}/api/v1/runs/{id}/log/ws", proxy.url.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("handshake through the SSO proxy");
+    let mut texts = Vec::new();
+    while let Some(Ok(message)) = socket.next().await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            for entry in value["entries"].as_array().into_iter().flatten() {
+                texts.push(entry["text"].as_str().unwrap().to_string());
+            }
+            if value["done"] == true {
+                break;
+            }
+        }
+    }
+    assert_eq!(texts, vec!["backfilling", "done"]);
+
+    // Straight to the server, the same headers are just text anyone can send: ignored.
+    let direct = client
+        .get(format!("{}/api/v1/whoami", server.url))
+        .header("x-forwarded-user", "alice")
+        .header("x-forwarded-groups", "eng")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
