@@ -1,6 +1,10 @@
 //! The web UI: static files from `web/`, embedded in the binary at build time, and the
 //! bookmarkable pages of the single-page app, which all answer with `index.html`.
 //!
+//! The operator guides the UI points to (`docs/deployment.md`, `docs/doctor.md`,
+//! `docs/security.md`) are served as plain text under `/docs/`, so a user told "a proxy
+//! removed the upgrade headers" can read what to change without the repository.
+//!
 //! Nothing here reads the filesystem at run time, so `cargo build` alone builds the UI and it
 //! works offline. Assets are revalidated on every load (`no-cache` with an `ETag` derived from
 //! their content), so a new binary never serves a stale script. Unknown paths are not caught
@@ -29,6 +33,8 @@ struct Asset {
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
+/// Markdown reads well as it is; `text/markdown` would make most browsers download it.
+const GUIDE: &str = "text/plain; charset=utf-8";
 
 /// `index.html` first: it is every page. The others are served under `/assets/`.
 const ASSETS: &[Asset] = &[
@@ -49,9 +55,12 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../../../web/style.css"),
     },
     Asset { name: "favicon.svg", content_type: "image/svg+xml", body: include_bytes!("../../../../web/favicon.svg") },
+    Asset { name: "deployment.md", content_type: GUIDE, body: include_bytes!("../../../../docs/deployment.md") },
+    Asset { name: "doctor.md", content_type: GUIDE, body: include_bytes!("../../../../docs/doctor.md") },
+    Asset { name: "security.md", content_type: GUIDE, body: include_bytes!("../../../../docs/security.md") },
 ];
 
-/// The UI's routes: the app's pages and `/assets/{file}`.
+/// The UI's routes: the app's pages, `/assets/{file}` and `/docs/{guide}.md`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(page))
@@ -61,6 +70,7 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(page))
         .route("/audit", get(page))
         .route("/assets/{file}", get(asset))
+        .route("/docs/{file}", get(guide))
 }
 
 /// Every page of the app is `index.html`; the script reads the URL and renders the page.
@@ -74,9 +84,18 @@ async fn page(headers: HeaderMap) -> Response {
 }
 
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    match ASSETS.iter().skip(1).position(|asset| asset.name == file) {
+    match ASSETS.iter().skip(1).position(|asset| asset.name == file && asset.content_type != GUIDE) {
         Some(position) => Ok(serve(position + 1, &headers)),
         None => Err(ApiError::not_found(format!("no such asset: {file}"))),
+    }
+}
+
+async fn guide(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    match ASSETS.iter().position(|asset| asset.name == file && asset.content_type == GUIDE) {
+        Some(position) => Ok(serve(position, &headers)),
+        None => {
+            Err(ApiError::not_found(format!("no such guide: {file} (there are deployment.md, doctor.md, security.md)")))
+        }
     }
 }
 

@@ -235,3 +235,24 @@ required = true
         assert!(!bytes.windows(14).any(|window| window == b"hunter2-s3cr3t"), "the secret reached the database file");
     }
 }
+
+#[tokio::test]
+async fn the_ui_is_served_with_security_headers_and_its_guides_as_text() {
+    let server = TestServer::start("").await;
+    let page = reqwest::get(format!("{}/runs/1", server.url)).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+
+    let guide = reqwest::get(format!("{}/docs/deployment.md", server.url)).await.unwrap();
+    assert_eq!(guide.status(), StatusCode::OK);
+    assert_eq!(guide.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(guide.headers()["x-content-type-options"], "nosniff");
+    assert!(guide.text().await.unwrap().contains("proxy_http_version 1.1"));
+
+    for path in ["/docs/Cargo.toml", "/docs/..%2FCargo.toml", "/assets/deployment.md", "/docs/app.js"] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+}
