@@ -256,6 +256,7 @@ function showSignIn(reason) {
   setTitle('Sign in');
   const hadToken = Boolean(readToken());
   if (hadToken) forgetToken(); // refused: it will not work on the next request either
+  document.querySelector('.topbar .identity')?.remove(); // nobody is signed in any more
   const input = h('input', {
     type: 'password', id: 'api-token', name: 'token', required: true, autocomplete: 'off', spellcheck: 'false',
     placeholder: 'oneoff_…', 'aria-describedby': 'api-token-help',
@@ -800,7 +801,12 @@ async function runPage(ctx, idText) {
       }
       refresh().catch(() => {});
     },
-    onState: (state) => showTransport(transportBadge, fallbackNotice, state),
+    onState: (state) => {
+      showTransport(transportBadge, fallbackNotice, state);
+      // The stream stops for good when its ticket is refused, e.g. the token was revoked or
+      // expired: ask the server whether the token still works; a 401 brings the sign-in page.
+      if (state.state === 'failed' && readToken()) api('/api/v1/whoami', { signal: ctx.signal }).catch(() => {});
+    },
   });
   ctx.onCleanup(() => stream.stop());
   stream.start();

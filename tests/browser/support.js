@@ -142,11 +142,31 @@ async function stopChild(child, name, graceMs = 5000) {
 // ---------------------------------------------------------------------------------------
 // The oneoff server
 
+/** Runs the `oneoff` binary to completion; resolves with its stdout, rejects with its stderr. */
+function runBinary(args) {
+  return new Promise((resolve, reject) => {
+    const child = track(spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk) => { stdout += chunk; });
+    child.stderr.setEncoding('utf8').on('data', (chunk) => { stderr += chunk; });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`oneoff ${args.join(' ')} exited (${code ?? signal}):\n${stderr}`));
+    });
+  });
+}
+
 /**
- * Starts `oneoff serve` with a temporary config and data directory. Returns
- * {url, api(path, init), createRun(job, params), waitForStatus(id, statuses), stop()}.
+ * Starts `oneoff serve` with a temporary config and data directory. `auth` is the body of
+ * an `[auth]` table (e.g. `anonymous = false`); `tokens` lists API tokens to create before
+ * the server starts ({name, user, groups}, with `oneoff token create --config`, the offline
+ * bootstrap), whose secrets are returned in `tokens` by name. The first one is the identity
+ * of the helpers' own API calls. Returns
+ * {url, tokens, api(path, init), createRun(job, params), waitForStatus(id, statuses), stop()}.
  */
-export async function startServer({ jobs = JOBS, server = '' } = {}) {
+export async function startServer({ jobs = JOBS, server = '', auth = '', tokens = [] } = {}) {
   if (!existsSync(BINARY)) {
     throw new Error(`${BINARY} is missing: build it with \`cargo build -p oneoff\` (tests/browser/run.sh does)`);
   }
@@ -160,7 +180,16 @@ ${server}
 
 [debug]
 echo = true
+${auth ? `\n[auth]\n${auth}\n` : ''}
 ${jobs}`);
+  const secrets = {};
+  for (const { name, user, groups = [] } of tokens) {
+    const args = ['token', 'create', '--config', config, '--name', name, '--json'];
+    if (user) args.push('--user', user);
+    for (const group of groups) args.push('--group', group);
+    secrets[name] = JSON.parse(await runBinary(args)).token;
+  }
+  const ownToken = tokens.length ? secrets[tokens[0].name] : null;
   const child = track(spawn(BINARY, ['serve', '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ONEOFF_LOG: process.env.ONEOFF_LOG || 'warn' },
@@ -191,7 +220,12 @@ ${jobs}`);
   async function api(pathname, init = {}) {
     const response = await fetch(url + pathname, {
       ...init,
-      headers: { accept: 'application/json', ...(init.body ? { 'content-type': 'application/json' } : {}), ...init.headers },
+      headers: {
+        accept: 'application/json',
+        ...(ownToken ? { authorization: `Bearer ${ownToken}` } : {}),
+        ...(init.body ? { 'content-type': 'application/json' } : {}),
+        ...init.headers,
+      },
     });
     const text = await response.text();
     let body = null;
@@ -207,6 +241,7 @@ ${jobs}`);
   return {
     url,
     dir,
+    tokens: secrets,
     stderr: () => stderr,
     api,
     /** Starts a run through the API; returns its id. */
