@@ -849,7 +849,9 @@ function showTransport(badgeNode, notice, { transport, state, fallbacks, reason,
   notice.replaceChildren(
     h('p', {}, h('strong', {}, `Live log over ${label}.`), ' ', 'It works the same, with the same lines, just through a different kind of connection.'),
     h('ul', {}, lines),
-    h('p', { class: 'muted' }, 'How to let WebSocket and Server-Sent Events through your proxies: see docs/deployment.md in the oneoff repository, or run ', h('code', {}, 'oneoff doctor'), '.'),
+    h('p', { class: 'muted' }, 'How to let WebSocket and Server-Sent Events through your proxies: see ',
+      h('a', { href: '/docs/deployment.md', target: '_blank', rel: 'noopener' }, 'the deployment guide'),
+      ', or run ', h('code', {}, 'oneoff doctor'), ' against this address to find the hop that breaks it.'),
   );
 }
 

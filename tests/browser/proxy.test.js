@@ -29,7 +29,11 @@ test('behind an nginx that drops the upgrade headers, the UI falls back, says wh
   await notice.waitFor({ state: 'visible' });
   const noticeText = await notice.textContent();
   assert.match(noticeText, /WebSocket is not used: a proxy between you and the server removed the WebSocket upgrade headers/);
-  assert.match(noticeText, /docs\/deployment\.md/, 'points at the deployment docs');
+  const guide = notice.locator('a', { hasText: 'the deployment guide' });
+  const guideUrl = new URL(await guide.getAttribute('href'), proxy.url).href;
+  const guideResponse = await fetch(guideUrl);
+  assert.equal(guideResponse.status, 200, 'the guide the notice links is served, even through the proxy');
+  assert.match(await guideResponse.text(), /proxy_http_version 1\.1/);
   assert.match(await badge.getAttribute('title'), /live/);
   assert.ok(allowed.some((text) => /426/.test(text)), 'the handshake really was refused with 426');
   t.diagnostic(`expected console errors: ${allowed.join(' | ')}`);
