@@ -33,8 +33,8 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // Checkpoints run in the background (see `checkpoint_in_background`), never inside a commit.
-            .pragma("wal_autocheckpoint", "0");
+            // After a WAL reset, the file shrinks back to this; without it, it keeps its peak size.
+            .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         tokio::spawn(checkpoint_in_background(pool.clone()));
@@ -260,11 +260,13 @@ impl Store {
 /// How often the write-ahead log is copied into the database file.
 const CHECKPOINT_PERIOD: Duration = Duration::from_millis(500);
 
-/// SQLite's default is to checkpoint inside the commit that grows the WAL past 1,000 pages,
-/// which stalls that commit (and with group commit, every live run's lines) for 50–200 ms
-/// under load. Instead this task checkpoints on a connection of its own: a PASSIVE checkpoint
-/// copies what it can without waiting for the writer or readers, so no commit waits for it.
-/// It ends when the store is closed (the last checkpoint is then SQLite's own, on close).
+/// SQLite checkpoints inside the commit that grows the WAL past 1,000 pages, and that commit
+/// (with group commit: every live run's lines) waits while 1,000 pages are copied, 50–200 ms
+/// under load. This task copies the WAL into the database file on a connection of its own
+/// every [`CHECKPOINT_PERIOD`]; a PASSIVE checkpoint never waits for the writer or readers.
+/// SQLite's own checkpoint stays on: it then finds most pages copied already and only does
+/// the rest, and it is what lets the next commit start the WAL over, so the WAL stays small
+/// however long a job writes. The task ends when the store is closed.
 async fn checkpoint_in_background(pool: SqlitePool) {
     let mut failures = 0u32;
     loop {
