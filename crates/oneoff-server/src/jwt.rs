@@ -24,8 +24,10 @@ use serde_json::Value;
 
 /// How often a JWKS is fetched again at most, and the window of the ALB per-key fetch budget.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
-/// ALB keys are fetched one key id at a time: this many fetches per [`REFETCH_INTERVAL`] and
-/// provider, so a real rotation is not starved by a burst of forged key ids.
+/// ALB keys are fetched one key id at a time: at most this many fetches per
+/// [`REFETCH_INTERVAL`] and provider, so forged key ids cannot make the server hammer AWS.
+/// A sustained stream of them can use up this budget and delay a real key rotation, which
+/// is one more reason the app must only be reachable through the ALB (docs/security.md).
 const KEY_FETCHES_PER_INTERVAL: usize = 4;
 /// Bounds of the per-provider caches; beyond them the cache starts over (keys are refetched).
 const MAX_CACHED_KEYS: usize = 64;

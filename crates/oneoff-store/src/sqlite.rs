@@ -186,7 +186,7 @@ impl Store {
             let expected = next_seq.get(&run_id.0).copied().unwrap_or(1);
             if first.seq != expected {
                 results.push(Err(StoreError::Sequence { run: run_id, expected, found: first.seq }));
-            } else if last.seq - first.seq + 1 != entries.len() as u64 {
+            } else if last.seq.checked_sub(first.seq) != Some(entries.len() as u64 - 1) {
                 results.push(Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq }));
             } else {
                 next_seq.insert(run_id.0, last.seq + 1);

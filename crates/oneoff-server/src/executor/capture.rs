@@ -1,10 +1,10 @@
 //! Capturing a child's output: pipes to lines, lines to numbered entries in the store.
 //!
 //! One capture task per pipe reads as fast as the pipe delivers, whatever the viewers do,
-//! and cuts lines with [`LineSplitter`]; one writer task per run numbers the lines, masks
-//! secret values, and appends them to the store in batches (one transaction per batch),
-//! then tells the hub. Both channels are bounded, so memory stays bounded even when the
-//! disk is slower than the job.
+//! and cuts lines with [`LineSplitter`]; one task per run numbers the lines, masks secret
+//! values, and hands them in batches to the shared [`LogWriter`], which stores and
+//! publishes them. A run has one batch in flight; the lines read meanwhile wait in a
+//! bounded channel, so memory stays bounded even when the disk is slower than the job.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::log_writer::LogWriter;
+use super::log_writer::{AppendError, LogWriter};
 use super::sleep_until_some;
 use crate::clock::now_us;
 
@@ -62,7 +62,7 @@ pub async fn capture(
 ) {
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
-    let mut give_up_at: Option<Instant> = None;
+    let mut give_up_at = PipeDeadline::default();
     loop {
         let read = tokio::select! {
             read = pipe.read(&mut buffer) => read,
@@ -74,11 +74,11 @@ pub async fn capture(
                 }
                 continue;
             }
-            () = watch.group_gone.cancelled(), if give_up_at.is_none() => {
-                give_up_at = Some(Instant::now() + watch.close_wait);
+            () = watch.group_gone.cancelled(), if give_up_at.at.is_none() => {
+                give_up_at.start(watch.close_wait);
                 continue;
             }
-            () = sleep_until_some(give_up_at) => {
+            () = sleep_until_some(give_up_at.at) => {
                 tracing::warn!(stream = stream.as_str(), "a process outside the run's group still holds its output pipe; no longer reading it");
                 break;
             }
@@ -104,14 +104,37 @@ pub async fn capture(
     }
 }
 
-/// Sends lines to the writer; returns false when the writer is gone. Time spent waiting for
-/// it does not count against the pipe's deadline.
-async fn send_lines(sink: &mpsc::Sender<Lines>, lines: Lines, give_up_at: &mut Option<Instant>) -> bool {
+/// When a reader stops waiting for a pipe that a process outside the run's group holds open.
+#[derive(Default)]
+struct PipeDeadline {
+    at: Option<Instant>,
+    /// However slow the writer, the reader gives up by then (the run must end).
+    latest: Option<Instant>,
+}
+
+/// The most that waiting for the log writer can add to a pipe's deadline.
+const MAX_WRITER_WAIT: Duration = Duration::from_secs(60);
+
+impl PipeDeadline {
+    fn start(&mut self, close_wait: Duration) {
+        let now = Instant::now();
+        self.at = Some(now + close_wait);
+        self.latest = Some(now + close_wait + MAX_WRITER_WAIT);
+    }
+
+    /// Time spent waiting for the writer does not count against the pipe.
+    fn extend(&mut self, waited: Duration) {
+        if let (Some(at), Some(latest)) = (self.at, self.latest) {
+            self.at = Some((at + waited).min(latest));
+        }
+    }
+}
+
+/// Sends lines to the writer; returns false when the writer is gone.
+async fn send_lines(sink: &mpsc::Sender<Lines>, lines: Lines, deadline: &mut PipeDeadline) -> bool {
     let started = Instant::now();
     let sent = sink.send(lines).await.is_ok();
-    if let Some(deadline) = give_up_at {
-        *deadline += started.elapsed();
-    }
+    deadline.extend(started.elapsed());
     sent
 }
 
@@ -138,9 +161,12 @@ pub async fn write_log(
             }
         }
         let entries = batch.len() as u64;
-        if !writer.append(run, std::mem::take(&mut batch)).await {
+        match writer.append(run, std::mem::take(&mut batch)).await {
+            Ok(()) => {}
             // Keep the stored sequence gapless: the next lines reuse the lost numbers.
-            last_seq -= entries;
+            Err(AppendError::Lost) => last_seq -= entries,
+            // The store holds another sequence than this task thinks: continue from the store's.
+            Err(AppendError::Sequence { expected }) => last_seq = expected.saturating_sub(1),
         }
     }
     last_seq

@@ -224,11 +224,12 @@ pub fn encode_batches(entries: &[LogEntry], max_bytes: usize) -> Vec<String> {
             Some((ts_us, text)) if *ts_us == entry.ts_us => text.as_str(),
             _ => &formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
         };
+        let before = message.len();
         message.extend_from_slice(if in_message == 0 { HEAD } else { b"," });
         let start = message.len();
         let json = EntryJson { seq: entry.seq, ts, stream: entry.stream.as_str(), text: entry.text() };
         if serde_json::to_writer(&mut message, &json).is_err() {
-            message.truncate(start); // cannot happen when writing to memory; never send half an entry
+            message.truncate(before); // cannot happen when writing to memory; never send half an entry
             continue;
         }
         if in_message > 0 && message.len() + TAIL_BYTES > max_bytes {

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::uri::PathAndQuery;
 use axum::http::{header, StatusCode, Uri};
 use axum::middleware::Next;
@@ -36,6 +36,8 @@ use crate::state::AppState;
 
 /// The query parameter that carries a ticket.
 const QUERY_PARAMETER: &str = "ticket";
+/// How often a full book may be swept, at most.
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Every ticket starts with this, so a leaked one is easy to recognise.
 const TICKET_PREFIX: &str = "ticket_";
 
@@ -99,7 +101,10 @@ impl StreamTickets {
             book.sweep(now);
         }
         let held = |book: &Book| book.held_by_user.get(&principal.user).copied().unwrap_or(0);
-        if book.tickets.len() >= self.limits.max_outstanding || held(&book) >= self.limits.max_per_principal {
+        let at_a_bound =
+            book.tickets.len() >= self.limits.max_outstanding || held(&book) >= self.limits.max_per_principal;
+        // At a bound, a flood of refused requests must not each pay for a pass over the book.
+        if at_a_bound && now.saturating_duration_since(book.swept_at) >= MIN_SWEEP_INTERVAL {
             book.sweep(now);
         }
         if book.tickets.len() >= self.limits.max_outstanding {
@@ -187,13 +192,17 @@ pub struct PresentedTicket {
 /// request trace, access logs and the handlers' strict query parsing never see it.
 pub async fn take_from_query(mut request: Request, next: Next) -> Response {
     let Some(query) = request.uri().query() else { return next.run(request).await };
-    let is_ticket = |pair: &&str| pair.split_once('=').map_or(*pair, |(name, _)| name) == QUERY_PARAMETER;
+    // Names are compared decoded: `%74icket=` is a ticket too, and must not reach the trace.
+    fn decoded(pair: &str) -> Option<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+        form_urlencoded::parse(pair.as_bytes()).next()
+    }
+    let is_ticket = |pair: &&str| decoded(pair).is_some_and(|(name, _)| name == QUERY_PARAMETER);
     if !query.split('&').any(|pair| is_ticket(&pair)) {
         return next.run(request).await;
     }
     let (tickets, rest): (Vec<&str>, Vec<&str>) = query.split('&').partition(is_ticket);
     let presented = PresentedTicket {
-        value: tickets[0].split_once('=').map_or("", |(_, value)| value).to_string(),
+        value: decoded(tickets[0]).map(|(_, value)| value.into_owned()).unwrap_or_default(),
         ambiguous: tickets.len() > 1,
     };
     let path = request.uri().path();
@@ -202,7 +211,13 @@ pub async fn take_from_query(mut request: Request, next: Next) -> Response {
     let mut parts = request.uri().clone().into_parts();
     parts.path_and_query = PathAndQuery::from_str(&path_and_query).ok();
     match Uri::from_parts(parts) {
-        Ok(uri) => *request.uri_mut() = uri,
+        Ok(uri) => {
+            // The router keeps the URI as received for handlers that ask for it: not with the ticket.
+            if let Some(original) = request.extensions_mut().get_mut::<OriginalUri>() {
+                original.0 = uri.clone();
+            }
+            *request.uri_mut() = uri;
+        }
         // Cannot happen (a subset of a valid query is valid), but never pass the ticket on.
         Err(_) => return ApiError::bad_request("the request URL cannot be read").into_response(),
     }

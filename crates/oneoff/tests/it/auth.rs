@@ -373,6 +373,10 @@ async fn browsers_with_a_token_follow_logs_with_single_use_stream_tickets() {
         get_with_ticket(&server, &format!("/api/v1/runs/{first}/log?after=0&ticket={poll_ticket}&limit=5")).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("backfilling"), "{text}");
+    // However its name is spelled in the URL, a ticket is a ticket (and kept out of the logs).
+    let encoded = ticket(&server, &alice, first).await.1["ticket"].as_str().unwrap().to_string();
+    let (status, text) = get_with_ticket(&server, &format!("/api/v1/runs/{first}/log.txt?%74icket={encoded}")).await;
+    assert_eq!((status, text.trim()), (StatusCode::OK, "backfilling"));
 
     // A ticket for one run does not open another, and is used up by trying.
     let for_first = ticket(&server, &alice, first).await.1["ticket"].as_str().unwrap().to_string();
