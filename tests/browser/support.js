@@ -15,7 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const BINARY = process.env.ONEOFF_BIN || path.join(ROOT, 'target', 'debug', 'oneoff');
+// Where `cargo build` put it: CARGO_TARGET_DIR (relative to the workspace) when set, as cargo does.
+const TARGET_DIR = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target');
+export const BINARY = process.env.ONEOFF_BIN || path.join(TARGET_DIR, 'debug', 'oneoff');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 /** The catalog every test server gets (TOML; parameters reach scripts as positional args). */
