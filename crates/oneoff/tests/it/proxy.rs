@@ -107,6 +107,25 @@ http {{
     panic!("nginx did not start; see its error log");
 }
 
+/// Follows run `id` over WebSocket through `proxy` until `done`; the lines' texts.
+async fn ws_texts(proxy: &Nginx, id: i64) -> Vec<String> {
+    let url = format!("{}/api/v1/runs/{id}/log/ws", proxy.url.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("handshake through nginx");
+    let mut texts = Vec::new();
+    while let Some(Ok(message)) = socket.next().await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            for entry in value["entries"].as_array().into_iter().flatten() {
+                texts.push(entry["text"].as_str().unwrap().to_string());
+            }
+            if value["done"] == true {
+                break;
+            }
+        }
+    }
+    texts
+}
+
 pub const FORWARDS_UPGRADES: &str = "proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
@@ -122,20 +141,7 @@ async fn websocket_works_through_an_nginx_that_forwards_upgrades() {
     let server = TestServer::start(JOBS).await;
     let proxy = nginx(&server.url, FORWARDS_UPGRADES).await;
     let id = server.start_run("drip", json!({})).await;
-    let url = format!("{}/api/v1/runs/{id}/log/ws", proxy.url.replacen("http://", "ws://", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("handshake through nginx");
-    let mut texts = Vec::new();
-    while let Some(Ok(message)) = socket.next().await {
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            for entry in value["entries"].as_array().into_iter().flatten() {
-                texts.push(entry["text"].as_str().unwrap().to_string());
-            }
-            if value["done"] == true {
-                break;
-            }
-        }
-    }
+    let texts = ws_texts(&proxy, id).await;
     assert_eq!(texts, (1..=6).map(|i| format!("drip {i}")).collect::<Vec<_>>());
 }
 
@@ -260,20 +266,7 @@ allow_run = { groups = ["eng"] }
     assert_eq!(run["requested_by"], "alice");
     let id = run["id"].as_i64().unwrap();
     // The live log through the same proxy: the WebSocket handshake carries the identity too.
-    let url = format!("{}/api/v1/runs/{id}/log/ws", proxy.url.replacen("http://", "ws://", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("handshake through the SSO proxy");
-    let mut texts = Vec::new();
-    while let Some(Ok(message)) = socket.next().await {
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            for entry in value["entries"].as_array().into_iter().flatten() {
-                texts.push(entry["text"].as_str().unwrap().to_string());
-            }
-            if value["done"] == true {
-                break;
-            }
-        }
-    }
+    let texts = ws_texts(&proxy, id).await;
     assert_eq!(texts, vec!["backfilling", "done"]);
 
     // Straight to the server, the same headers are just text anyone can send: ignored.
