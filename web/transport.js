@@ -39,6 +39,15 @@ export const MEMORY_KEY = 'oneoff.transport.v1';
 export const LADDER = ['ws', 'sse', 'poll'];
 export const LABELS = { ws: 'WebSocket', sse: 'SSE', poll: 'long-poll' };
 
+/** The JSON value of a message from the server, or `null` when it is not JSON. */
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
 export function nextTransport(transport) {
   const index = LADDER.indexOf(transport);
   return index >= 0 && index + 1 < LADDER.length ? LADDER[index + 1] : null;
@@ -536,12 +545,8 @@ export class LogStream {
     };
     socket.onmessage = (event) => {
       if (session !== this.session) return;
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
+      const message = parseJson(event.data);
+      if (message === null) return;
       if (message.done) {
         this.finish(message);
       } else if (Array.isArray(message.entries) && !this.deliver(message.entries)) {
@@ -643,36 +648,22 @@ export class LogStream {
     };
     source.onmessage = (event) => {
       if (session !== this.session) return;
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
+      const message = parseJson(event.data);
+      if (message === null) return;
       gotEvent();
       if (Array.isArray(message.entries) && !this.deliver(message.entries)) this.lost(session, null, true);
     };
     source.addEventListener('done', (event) => {
       if (session !== this.session) return;
       gotEvent();
-      let message = {};
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        // a done event without a body still means done
-      }
-      this.finish({ done: true, ...message });
+      // A done event without a body still means done.
+      this.finish({ done: true, ...parseJson(event.data) });
     });
     source.addEventListener('error', (event) => {
       if (session !== this.session) return;
       if (typeof event.data === 'string') {
         // `event: error` sent by the server (shutting down, internal error, run deleted).
-        let body = null;
-        try {
-          body = JSON.parse(event.data);
-        } catch {
-          // keep null
-        }
+        const body = parseJson(event.data);
         if (body?.error?.code === 'not_found') {
           this.fail(body.error.message || 'the run was deleted');
           return;

@@ -473,16 +473,17 @@ pub struct AuditVerification {
 
 impl From<&oneoff_core::audit::AuditRecord> for AuditRecord {
     fn from(record: &oneoff_core::audit::AuditRecord) -> AuditRecord {
+        let entry = &record.entry;
         AuditRecord {
             id: record.id,
-            at: timestamp(record.at_us),
-            actor: record.actor.clone(),
-            source: record.source.clone(),
-            client: record.client.clone(),
-            action: record.action.clone(),
-            job: record.job.clone(),
-            run_id: record.run_id,
-            detail: serde_json::from_str(&record.detail).unwrap_or(Value::String(record.detail.clone())),
+            at: timestamp(entry.at_us),
+            actor: entry.actor.clone(),
+            source: entry.source.clone(),
+            client: entry.client.clone(),
+            action: entry.action.clone(),
+            job: entry.job.clone(),
+            run_id: entry.run_id,
+            detail: serde_json::from_str(&entry.detail).unwrap_or(Value::String(entry.detail.clone())),
             hash: record.hash.clone(),
         }
     }

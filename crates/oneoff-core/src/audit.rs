@@ -6,10 +6,18 @@ use sha2::{Digest, Sha256};
 /// The hash of the first record's predecessor.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit record, as stored.
+/// One audit record, as stored: an entry, its place in the chain and its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: i64,
+    pub entry: AuditEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The fields that make a record, before it is chained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
     pub at_us: i64,
     /// The user, or `anonymous`.
     pub actor: String,
@@ -22,21 +30,6 @@ pub struct AuditRecord {
     pub job: Option<String>,
     pub run_id: Option<i64>,
     /// JSON with the details (params with secrets redacted, the resolved argv, a token's name).
-    pub detail: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-/// The fields that make a record, before it is chained.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub at_us: i64,
-    pub actor: String,
-    pub source: String,
-    pub client: String,
-    pub action: String,
-    pub job: Option<String>,
-    pub run_id: Option<i64>,
     pub detail: String,
 }
 
@@ -65,21 +58,6 @@ pub fn chain_hash(id: i64, entry: &AuditEntry, prev_hash: &str) -> String {
     hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-impl AuditRecord {
-    pub fn entry(&self) -> AuditEntry {
-        AuditEntry {
-            at_us: self.at_us,
-            actor: self.actor.clone(),
-            source: self.source.clone(),
-            client: self.client.clone(),
-            action: self.action.clone(),
-            job: self.job.clone(),
-            run_id: self.run_id,
-            detail: self.detail.clone(),
-        }
-    }
-}
-
 /// Where a chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {
@@ -102,7 +80,7 @@ pub fn verify<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<
         if record.prev_hash != previous_hash {
             return Err(ChainBreak { id: record.id, reason: "its link to the previous record does not match".into() });
         }
-        if chain_hash(record.id, &record.entry(), &record.prev_hash) != record.hash {
+        if chain_hash(record.id, &record.entry, &record.prev_hash) != record.hash {
             return Err(ChainBreak {
                 id: record.id,
                 reason: "its content does not match its hash: it was edited".into(),
@@ -134,19 +112,7 @@ mod tests {
                 detail: "{}".into(),
             };
             let hash = chain_hash(id, &entry, &prev);
-            records.push(AuditRecord {
-                id,
-                at_us: entry.at_us,
-                actor: entry.actor,
-                source: entry.source,
-                client: entry.client,
-                action: entry.action,
-                job: entry.job,
-                run_id: entry.run_id,
-                detail: entry.detail,
-                prev_hash: prev.clone(),
-                hash: hash.clone(),
-            });
+            records.push(AuditRecord { id, entry, prev_hash: prev.clone(), hash: hash.clone() });
             prev = hash;
         }
         records
@@ -161,7 +127,7 @@ mod tests {
     #[test]
     fn edits_and_deletions_are_found() {
         let mut edited = chain(5);
-        edited[2].actor = "mallory".into();
+        edited[2].entry.actor = "mallory".into();
         assert_eq!(verify(&edited).unwrap_err().id, 3);
 
         let mut deleted = chain(5);

@@ -468,6 +468,30 @@ where
     Ok(clean)
 }
 
+/// A latency scenario: `count` rounds on one server, each returning a p99 in milliseconds,
+/// then the p99s of the rounds counted against the 100 ms target.
+async fn latency_rounds<F, Fut>(count: u64, measured: &str, target: &str, round: F) -> anyhow::Result<()>
+where
+    F: Fn(Arc<Server>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(f64, CpuReport)>>,
+{
+    with_server(|server| async move {
+        let results = rounds(count, |attempt| {
+            println!("round {attempt}:");
+            round(server.clone())
+        })
+        .await?;
+        let met = results.iter().filter(|p99| **p99 <= 100.0).count();
+        println!(
+            "{measured}: {}; {target} met in {met} of {}",
+            results.iter().map(|p99| show_ms(*p99)).collect::<Vec<_>>().join(", "),
+            results.len()
+        );
+        Ok(())
+    })
+    .await
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -795,22 +819,8 @@ async fn fanout() -> anyhow::Result<()> {
         "one job printing {rate} lines/s for {seconds} s ({}), {viewers} WebSocket viewers; {count} rounds",
         pacing()
     );
-    with_server(|server| async move {
-        let results = rounds(count, |round| {
-            let server = server.clone();
-            async move {
-                println!("round {round}:");
-                fanout_round(&server, viewers, rate, seconds).await
-            }
-        })
-        .await?;
-        let met = results.iter().filter(|p99| **p99 <= 100.0).count();
-        println!(
-            "p99 of the rounds counted: {}; target p99 ≤ 100 ms met in {met} of {}",
-            results.iter().map(|p99| show_ms(*p99)).collect::<Vec<_>>().join(", "),
-            results.len()
-        );
-        Ok(())
+    latency_rounds(count, "p99 of the rounds counted", "target p99 ≤ 100 ms", move |server| async move {
+        fanout_round(&server, viewers, rate, seconds).await
     })
     .await
 }
@@ -976,24 +986,9 @@ async fn many() -> anyhow::Result<()> {
         "{runs} runs printing {rate} lines/s each for {seconds} s ({}), at the same time, one WebSocket viewer each; {count} rounds",
         pacing()
     );
-    with_server(|server| async move {
-        let results = rounds(count, |round| {
-            let server = server.clone();
-            async move {
-                println!("round {round}:");
-                many_round(&server, runs, rate, seconds).await
-            }
-        })
-        .await?;
-        let met = results.iter().filter(|worst| **worst <= 100.0).count();
-        println!(
-            "worst per-run p99 of the rounds counted: {}; target (no run's p99 over 100 ms) met in {met} of {}",
-            results.iter().map(|p99| show_ms(*p99)).collect::<Vec<_>>().join(", "),
-            results.len()
-        );
-        Ok(())
-    })
-    .await
+    let (measured, target) = ("worst per-run p99 of the rounds counted", "target (no run's p99 over 100 ms)");
+    latency_rounds(count, measured, target, move |server| async move { many_round(&server, runs, rate, seconds).await })
+        .await
 }
 
 /// One round of many runs; returns the worst run's p99 in milliseconds.

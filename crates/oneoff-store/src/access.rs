@@ -137,19 +137,7 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        Ok(AuditRecord {
-            id,
-            at_us: entry.at_us,
-            actor: entry.actor.clone(),
-            source: entry.source.clone(),
-            client: entry.client.clone(),
-            action: entry.action.clone(),
-            job: entry.job.clone(),
-            run_id: entry.run_id,
-            detail: entry.detail.clone(),
-            prev_hash,
-            hash,
-        })
+        Ok(AuditRecord { id, entry: entry.clone(), prev_hash, hash })
     }
 
     pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -195,8 +183,7 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
 }
 
 fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
-    Ok(AuditRecord {
-        id: row.try_get("id")?,
+    let entry = AuditEntry {
         at_us: row.try_get("at_us")?,
         actor: row.try_get("actor")?,
         source: row.try_get("source")?,
@@ -205,7 +192,6 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
         job: row.try_get("job")?,
         run_id: row.try_get("run_id")?,
         detail: row.try_get("detail")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
+    };
+    Ok(AuditRecord { id: row.try_get("id")?, entry, prev_hash: row.try_get("prev_hash")?, hash: row.try_get("hash")? })
 }
