@@ -22,6 +22,7 @@ use crate::auth::{
     StreamTicketLimits, TrustedHeaders,
 };
 use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
+use crate::mask::MIN_SECRET_CHARS;
 use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
 use crate::template::{is_identifier, Template};
 
@@ -802,6 +803,16 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
                     default.span(),
                     "a secret parameter cannot have a default (it would sit in clear in this file)",
                 );
+            }
+            if max_length < MIN_SECRET_CHARS {
+                if let Some(span) = raw.max_length.as_ref().map(Spanned::span) {
+                    problems.at(
+                        span,
+                        format!(
+                            "max_length {max_length} leaves no valid secret: a secret must be at least {MIN_SECRET_CHARS} characters, so that masking it does not mangle the log"
+                        ),
+                    );
+                }
             }
             Some(ParamKind::Secret { max_length })
         }

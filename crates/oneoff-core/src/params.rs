@@ -9,6 +9,8 @@ use std::fmt;
 
 use regex::Regex;
 
+use crate::mask::unmaskable_secret;
+
 /// Longest string value accepted when the schema sets no `max_length`.
 pub const DEFAULT_MAX_LENGTH: usize = 4096;
 
@@ -189,6 +191,9 @@ impl ParamSpec {
             ParamKind::Secret { max_length } => {
                 let text = input_text(input, "a string")?;
                 check_text(&text, *max_length)?;
+                if let Some(problem) = unmaskable_secret(&text) {
+                    return Err(problem);
+                }
                 Ok(ParamValue::Secret(text))
             }
             ParamKind::Integer { min, max } => {
@@ -348,6 +353,15 @@ mod tests {
         }
         assert_eq!(any.check(ParamInput::Text("a\0b".into())), Err("must not contain a NUL character".into()));
         assert!(any.check(ParamInput::Text("x".repeat(101))).unwrap_err().contains("at most 100"));
+    }
+
+    #[test]
+    fn secrets_too_short_to_mask_are_refused() {
+        let token = spec("token", ParamKind::Secret { max_length: 100 }, false);
+        assert_eq!(token.check(ParamInput::Text("s3cr".into())), Ok(ParamValue::Secret("s3cr".into())));
+        assert_eq!(token.check(ParamInput::Text(String::new())), Ok(ParamValue::Secret(String::new())));
+        let refused = token.check(ParamInput::Text("abc".into())).unwrap_err();
+        assert!(refused.starts_with("must be at least 4 characters (got 3)"), "{refused}");
     }
 
     #[test]

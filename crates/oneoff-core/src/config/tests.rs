@@ -100,6 +100,19 @@ type = "colour"
 }
 
 #[test]
+fn a_secret_too_short_to_mask_is_a_config_error() {
+    let shown = errors(
+        "[[job]]\nname = \"a\"\ncommand = [\"true\"]\n[[job.param]]\nname = \"pin\"\ntype = \"secret\"\nmax_length = 3\n",
+    );
+    assert_eq!(
+        shown,
+        vec![
+            "jobs.toml:7:14: max_length 3 leaves no valid secret: a secret must be at least 4 characters, so that masking it does not mangle the log"
+        ]
+    );
+}
+
+#[test]
 fn defaults_are_checked_against_the_type() {
     let shown = errors(
         "[[job]]\nname = \"a\"\ncommand = [\"true\"]\n[[job.param]]\nname = \"n\"\ntype = \"integer\"\nmax = 5\ndefault = 9\n",

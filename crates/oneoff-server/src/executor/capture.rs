@@ -1,14 +1,15 @@
 //! Capturing a child's output: pipes to lines, lines to numbered entries in the store.
 //!
 //! One capture task per pipe reads as fast as the pipe delivers, whatever the viewers do,
-//! and cuts lines with [`LineSplitter`]; one task per run numbers the lines, masks secret
-//! values, and hands them in batches to the shared [`LogWriter`], which stores and
-//! publishes them. A run has one batch in flight; the lines read meanwhile wait in a
+//! masks secret values on the byte stream with [`SecretMasker`] (so a secret written in
+//! pieces, cut by `max_line_bytes` or spanning lines is still caught) and only then cuts
+//! lines with [`LineSplitter`]; one task per run numbers the lines and hands them in
+//! batches to the shared [`LogWriter`], which stores and publishes them. A run has one batch in flight; the lines read meanwhile wait in a
 //! bounded channel, so memory stays bounded even when the disk is slower than the job.
 
 use std::time::Duration;
 
-use oneoff_core::{LineSplitter, LogEntry, LogStream, RunId};
+use oneoff_core::{LineSplitter, LogEntry, LogStream, RunId, SecretMasker};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -50,6 +51,10 @@ pub struct PipeWatch {
 
 /// Reads one pipe to its end. A partial line is sent after `partial_flush` of quiet.
 ///
+/// Bytes go through `masker` before the splitter sees them: what it holds back (the start of
+/// a possible secret) waits for the next read, or for the end of the pipe, never for a timer,
+/// so the partial-line flush cannot store half a secret.
+///
 /// After the group is gone the pipe gets `close_wait` to reach its end, not counting the time
 /// spent waiting for the log writer: a slow store must never cost lines the job wrote.
 pub async fn capture(
@@ -57,11 +62,13 @@ pub async fn capture(
     stream: LogStream,
     max_line_bytes: usize,
     partial_flush: Duration,
+    mut masker: SecretMasker,
     watch: PipeWatch,
     sink: mpsc::Sender<Lines>,
 ) {
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    let mut masked = Vec::with_capacity(READ_BUFFER_BYTES);
     let mut give_up_at = PipeDeadline::default();
     loop {
         let read = tokio::select! {
@@ -93,14 +100,21 @@ pub async fn capture(
                 break;
             }
         };
+        masked.clear();
+        masker.push(&buffer[..count], &mut masked);
         let mut lines = Vec::new();
-        splitter.push(&buffer[..count], |line| lines.push(line));
+        splitter.push(&masked, |line| lines.push(line));
         if !lines.is_empty() && !send_lines(&sink, Lines { stream, ts_us: now_us(), lines }, &mut give_up_at).await {
             return;
         }
     }
-    if let Some(partial) = splitter.take_partial() {
-        send_lines(&sink, Lines { stream, ts_us: now_us(), lines: vec![partial] }, &mut give_up_at).await;
+    masked.clear();
+    masker.finish(&mut masked);
+    let mut lines = Vec::new();
+    splitter.push(&masked, |line| lines.push(line));
+    lines.extend(splitter.take_partial());
+    if !lines.is_empty() {
+        send_lines(&sink, Lines { stream, ts_us: now_us(), lines }, &mut give_up_at).await;
     }
 }
 
@@ -138,23 +152,17 @@ async fn send_lines(sink: &mpsc::Sender<Lines>, lines: Lines, deadline: &mut Pip
     sent
 }
 
-/// Numbers, masks and stores lines until every sender is gone; returns the last sequence number.
-pub async fn write_log(
-    run: RunId,
-    writer: LogWriter,
-    mut last_seq: u64,
-    secrets: Vec<String>,
-    mut incoming: mpsc::Receiver<Lines>,
-) -> u64 {
+/// Numbers and stores lines until every sender is gone; returns the last sequence number.
+pub async fn write_log(run: RunId, writer: LogWriter, mut last_seq: u64, mut incoming: mpsc::Receiver<Lines>) -> u64 {
     let mut batch: Vec<LogEntry> = Vec::new();
     while let Some(first) = incoming.recv().await {
-        push_lines(&mut batch, &mut last_seq, first, &secrets);
+        push_lines(&mut batch, &mut last_seq, first);
         let deadline = Instant::now() + BATCH_DELAY;
         while batch.len() < BATCH_ENTRIES {
             tokio::select! {
                 biased;
                 more = incoming.recv() => match more {
-                    Some(lines) => push_lines(&mut batch, &mut last_seq, lines, &secrets),
+                    Some(lines) => push_lines(&mut batch, &mut last_seq, lines),
                     None => break,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
@@ -172,50 +180,9 @@ pub async fn write_log(
     last_seq
 }
 
-fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines, secrets: &[String]) {
+fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines) {
     for bytes in lines.lines {
         *last_seq += 1;
-        let bytes = mask_secrets(bytes, secrets);
         batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes });
-    }
-}
-
-const MASK: &[u8] = b"********";
-
-/// Replaces every occurrence of a secret parameter's value.
-pub fn mask_secrets(bytes: Vec<u8>, secrets: &[String]) -> Vec<u8> {
-    let mut bytes = bytes;
-    for secret in secrets.iter().map(String::as_bytes).filter(|secret| !secret.is_empty()) {
-        if bytes.windows(secret.len()).all(|window| window != secret) {
-            continue;
-        }
-        let mut masked = Vec::with_capacity(bytes.len());
-        let mut rest = bytes.as_slice();
-        while !rest.is_empty() {
-            if rest.starts_with(secret) {
-                masked.extend_from_slice(MASK);
-                rest = &rest[secret.len()..];
-            } else {
-                masked.push(rest[0]);
-                rest = &rest[1..];
-            }
-        }
-        bytes = masked;
-    }
-    bytes
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_every_occurrence_of_every_secret() {
-        let secrets = vec!["hunter2".to_string(), String::new()];
-        assert_eq!(
-            mask_secrets(b"pw=hunter2 again hunter2".to_vec(), &secrets),
-            b"pw=******** again ********".to_vec()
-        );
-        assert_eq!(mask_secrets(b"nothing here".to_vec(), &secrets), b"nothing here".to_vec());
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use oneoff_core::run::final_status;
-use oneoff_core::{ExitKind, JobSpec, Launch, LogStream, RunId, RunStatus, StopReason};
+use oneoff_core::{ExitKind, JobSpec, Launch, LogStream, RunId, RunStatus, SecretMasker, StopReason};
 use oneoff_store::{Finish, Store};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -93,8 +93,7 @@ async fn run_to_end(
     context.store.mark_running(run, now_us()).await?;
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
-    let writer =
-        tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, context.secrets.clone(), incoming));
+    let writer = tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, incoming));
     let ended = match spawn(&context.launch) {
         Err(error) => {
             let program = context.launch.argv.first().map_or("", String::as_str);
@@ -170,11 +169,29 @@ fn start_readers(
     let mut readers = Vec::new();
     let (max, flush) = (context.max_line_bytes, context.partial_line_flush);
     let watch = || PipeWatch { group_gone: group_gone.clone(), close_wait: PIPE_CLOSE_WAIT };
+    // One masker per pipe: each is a stream of its own, and a secret split between them was never printed whole.
+    let masker = || SecretMasker::new(&context.secrets);
     if let Some(stdout) = child.stdout.take() {
-        readers.push(tokio::spawn(capture::capture(stdout, LogStream::Stdout, max, flush, watch(), lines.clone())));
+        readers.push(tokio::spawn(capture::capture(
+            stdout,
+            LogStream::Stdout,
+            max,
+            flush,
+            masker(),
+            watch(),
+            lines.clone(),
+        )));
     }
     if let Some(stderr) = child.stderr.take() {
-        readers.push(tokio::spawn(capture::capture(stderr, LogStream::Stderr, max, flush, watch(), lines.clone())));
+        readers.push(tokio::spawn(capture::capture(
+            stderr,
+            LogStream::Stderr,
+            max,
+            flush,
+            masker(),
+            watch(),
+            lines.clone(),
+        )));
     }
     readers
 }

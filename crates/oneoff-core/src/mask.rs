@@ -1,0 +1,344 @@
+//! Masking secret values in a child's output, on the byte stream, before it is cut into lines.
+//!
+//! A job can print a secret in pieces: two writes a second apart (the first stored by the
+//! partial-line flush before the second arrives), a line longer than `max_line_bytes` cut
+//! through the secret, or a value that holds newlines (a PEM key). Masking each stored line
+//! would leave every piece in clear, so [`SecretMasker`] works on the stream itself, per pipe:
+//! it passes on every byte that can no longer be part of a secret and holds back only a tail
+//! that could still be the start of one, never more than the longest secret's length minus
+//! one byte. Every byte that belongs to an occurrence of a secret is replaced, overlapping
+//! occurrences included, and each run of such bytes becomes one [`MASK`]. What the job
+//! transforms (base64, URL-encoding, a secret printed backwards) is not recognised.
+
+/// What a secret's occurrence is replaced with in the log.
+pub const MASK: &[u8] = b"********";
+
+/// The shortest secret value accepted, in characters. A shorter value would be masked wherever
+/// those few characters happen to occur, which mangles the log and, through the pattern of
+/// masks, gives the secret away.
+pub const MIN_SECRET_CHARS: usize = 4;
+
+/// Why a secret value cannot be masked sensibly, as a message for the user (no field name);
+/// `None` when it can. An empty value has nothing to mask and is accepted.
+pub fn unmaskable_secret(value: &str) -> Option<String> {
+    let length = value.chars().count();
+    if length == 0 {
+        return None;
+    }
+    if length < MIN_SECRET_CHARS {
+        return Some(format!(
+            "must be at least {MIN_SECRET_CHARS} characters (got {length}): a shorter secret would be masked \
+             wherever those characters occur in the log"
+        ));
+    }
+    if value.bytes().all(|byte| byte == b'*') {
+        return Some("must not be only `*` characters: the log shows masked secrets as `********`".to_string());
+    }
+    None
+}
+
+/// Replaces secrets in one byte stream fed in chunks. Pure: the caller reads the pipe, calls
+/// [`SecretMasker::push`] for every chunk and [`SecretMasker::finish`] at the end of the stream.
+#[derive(Clone)]
+pub struct SecretMasker {
+    secrets: Vec<Vec<u8>>,
+    longest: usize,
+    /// `first_bytes[b]` is true when some secret starts with byte `b`; every other byte is
+    /// passed on at a glance.
+    first_bytes: [bool; 256],
+    /// Bytes not passed on yet: a tail that could still be the start of a secret.
+    held: Vec<u8>,
+    /// How many bytes from `held[0]` on belong to an occurrence already found.
+    masked_ahead: usize,
+    /// The last byte passed on was masked: a run of masked bytes gets one marker, even when
+    /// it is passed on in several pieces.
+    in_mask: bool,
+}
+
+impl SecretMasker {
+    /// A masker for these values; empty ones are ignored.
+    pub fn new<S: AsRef<[u8]>>(secrets: impl IntoIterator<Item = S>) -> SecretMasker {
+        let mut secrets: Vec<Vec<u8>> =
+            secrets.into_iter().map(|secret| secret.as_ref().to_vec()).filter(|secret| !secret.is_empty()).collect();
+        secrets.sort();
+        secrets.dedup();
+        let mut first_bytes = [false; 256];
+        for secret in &secrets {
+            first_bytes[usize::from(secret[0])] = true;
+        }
+        let longest = secrets.iter().map(Vec::len).max().unwrap_or(0);
+        SecretMasker { secrets, longest, first_bytes, held: Vec::new(), masked_ahead: 0, in_mask: false }
+    }
+
+    /// Feeds the next chunk of the stream; appends to `out` every byte that is now safe to
+    /// pass on, secrets replaced. Afterwards at most the longest secret's length minus one
+    /// byte is held back, and only while it could still be the start of a secret.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.secrets.is_empty() {
+            out.extend_from_slice(chunk);
+            return;
+        }
+        self.held.extend_from_slice(chunk);
+        let undecided = self.first_possible_start();
+        self.pass_on(undecided, out);
+    }
+
+    /// The stream has ended: nothing held back can become a secret any more, so it is passed on.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.pass_on(self.held.len(), out);
+    }
+
+    /// How many bytes are held back, waiting for the next chunk.
+    pub fn held_bytes(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The first position of `held` whose rest is a proper prefix of a secret (the rest could
+    /// still become that secret), or `held.len()`. Only the last `longest - 1` positions can be.
+    fn first_possible_start(&self) -> usize {
+        let len = self.held.len();
+        let window = self.longest.saturating_sub(1).min(len);
+        (len - window..len)
+            .find(|&start| {
+                let rest = &self.held[start..];
+                self.first_bytes[usize::from(rest[0])]
+                    && self.secrets.iter().any(|secret| secret.len() > rest.len() && secret.starts_with(rest))
+            })
+            .unwrap_or(len)
+    }
+
+    /// Passes on `held[..end]`. Every occurrence that starts before `end` is complete in
+    /// `held` (else its start would be a possible start, and `end` no later than it).
+    fn pass_on(&mut self, end: usize, out: &mut Vec<u8>) {
+        let mut position = 0;
+        while position < end {
+            if self.masked_ahead == 0 {
+                let clear_until = self.held[position..end]
+                    .iter()
+                    .position(|&byte| self.first_bytes[usize::from(byte)])
+                    .map_or(end, |offset| position + offset);
+                if clear_until > position {
+                    out.extend_from_slice(&self.held[position..clear_until]);
+                    self.in_mask = false;
+                    position = clear_until;
+                    continue;
+                }
+            }
+            let rest = &self.held[position..];
+            let found = self.secrets.iter().filter(|secret| rest.starts_with(secret)).map(Vec::len).max();
+            self.masked_ahead = self.masked_ahead.max(found.unwrap_or(0));
+            if self.masked_ahead > 0 {
+                if !self.in_mask {
+                    out.extend_from_slice(MASK);
+                    self.in_mask = true;
+                }
+                self.masked_ahead -= 1;
+            } else {
+                out.push(self.held[position]);
+                self.in_mask = false;
+            }
+            position += 1;
+        }
+        self.held.drain(..end);
+    }
+}
+
+impl std::fmt::Debug for SecretMasker {
+    /// Never shows the secrets, nor the bytes held back (they may be the start of one).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretMasker")
+            .field("secrets", &self.secrets.len())
+            .field("held_bytes", &self.held.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole stream at once, by another method: mark every byte inside any occurrence of
+    /// any secret, then replace each run of marked bytes with one mask.
+    fn reference(input: &[u8], secrets: &[&[u8]]) -> Vec<u8> {
+        let mut marked = vec![false; input.len()];
+        for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+            for start in 0..input.len() {
+                if input[start..].starts_with(secret) {
+                    marked[start..start + secret.len()].iter_mut().for_each(|mark| *mark = true);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (index, &byte) in input.iter().enumerate() {
+            match (marked[index], index > 0 && marked[index - 1]) {
+                (false, _) => out.push(byte),
+                (true, false) => out.extend_from_slice(MASK),
+                (true, true) => {}
+            }
+        }
+        out
+    }
+
+    /// Streams `chunks` through a masker, checking the hold-back bound after every chunk.
+    fn stream(secrets: &[&[u8]], chunks: &[&[u8]]) -> Vec<u8> {
+        let mut masker = SecretMasker::new(secrets);
+        let longest = secrets.iter().map(|secret| secret.len()).max().unwrap_or(0);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            masker.push(chunk, &mut out);
+            assert!(
+                masker.held_bytes() < longest.max(1),
+                "held {} bytes for secrets of {longest}",
+                masker.held_bytes()
+            );
+            let held = &masker.held;
+            assert!(
+                held.is_empty() || secrets.iter().any(|secret| secret.len() > held.len() && secret.starts_with(held)),
+                "held {held:?}, which cannot be the start of a secret"
+            );
+        }
+        masker.finish(&mut out);
+        assert_eq!(masker.held_bytes(), 0);
+        out
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|window| window == needle)
+    }
+
+    /// Every way to cut `input` into one, two or three chunks gives the reference's output.
+    fn check_every_split(input: &[u8], secrets: &[&[u8]]) {
+        let expected = reference(input, secrets);
+        for first in 0..=input.len() {
+            for second in first..=input.len() {
+                let chunks = [&input[..first], &input[first..second], &input[second..]];
+                assert_eq!(stream(secrets, &chunks), expected, "{input:?} cut at {first} and {second}");
+            }
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(stream(secrets, &bytes), expected, "byte by byte");
+    }
+
+    #[test]
+    fn a_secret_in_pieces_is_masked_wherever_it_is_cut() {
+        let secret: &[u8] = b"S3cr3tT0ken-abcdefXYZ";
+        let input = b"A:S3cr3tT0ken-abcdefXYZ:B\nxS3cr3tT0ken-abcdefXYZS3cr3tT0ken-abcdefXYZ\n";
+        check_every_split(input, &[secret]);
+        assert_eq!(reference(input, &[secret]), b"A:********:B\nx********\n");
+    }
+
+    #[test]
+    fn a_multi_line_secret_is_masked_as_a_whole() {
+        let pem: &[u8] = b"-----BEGIN KEY-----\r\nMIIBOg\nAAJB\n-----END KEY-----";
+        let input = b"key:\n-----BEGIN KEY-----\r\nMIIBOg\nAAJB\n-----END KEY-----\ndone\n-----BEGIN KEY-----\n";
+        check_every_split(input, &[pem]);
+        assert_eq!(stream(&[pem], &[input]), b"key:\n********\ndone\n-----BEGIN KEY-----\n");
+    }
+
+    #[test]
+    fn overlapping_and_nested_secrets_leave_no_piece_in_clear() {
+        let secrets: &[&[u8]] = &[b"abcd", b"cdef", b"abcdefgh", b"abab"];
+        for input in [&b"xxabcdefyy"[..], b"abcdefgh", b"abcdefg", b"abababab", b"aabcdabcdefghh", b"ab", b"cdcdef"] {
+            check_every_split(input, secrets);
+        }
+        assert_eq!(reference(b"xxabcdefyy", secrets), b"xx********yy");
+        assert_eq!(reference(b"abababa", secrets), b"********a");
+    }
+
+    #[test]
+    fn a_secret_that_is_a_prefix_of_another_is_masked_either_way() {
+        let secrets: &[&[u8]] = &[b"token", b"token-long"];
+        assert_eq!(stream(secrets, &[b"a token-lo", b"ng b token-x"]), b"a ******** b ********-x");
+        check_every_split(b"a token-long b token-x token", secrets);
+    }
+
+    /// A tiny deterministic generator (xorshift), so a failure is the same on every machine.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, bound: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % bound as u64) as usize
+        }
+
+        fn bytes(&mut self, alphabet: &[u8], max_len: usize) -> Vec<u8> {
+            let len = 1 + self.below(max_len);
+            (0..len).map(|_| alphabet[self.below(alphabet.len())]).collect()
+        }
+    }
+
+    #[test]
+    fn random_streams_match_the_reference_and_never_show_a_secret() {
+        // A small alphabet makes near misses, overlaps and repeats frequent.
+        let alphabet = b"ab\n\r";
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..5000 {
+            let count = 1 + random.below(3);
+            let owned: Vec<Vec<u8>> = (0..count).map(|_| random.bytes(alphabet, 5)).collect();
+            let secrets: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            let input = random.bytes(alphabet, 40);
+            let mut chunks = Vec::new();
+            let mut rest = input.as_slice();
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at(1 + random.below(rest.len()));
+                chunks.push(chunk);
+                rest = tail;
+            }
+            let masked = stream(&secrets, &chunks);
+            assert_eq!(masked, reference(&input, &secrets), "input {input:?}, secrets {secrets:?}, chunks {chunks:?}");
+            for secret in &secrets {
+                assert!(!contains(&masked, secret), "{secret:?} shown in {masked:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_possible_start_is_held_only_until_it_is_ruled_out() {
+        let mut masker = SecretMasker::new(["S3cr3tT0ken"]);
+        let mut out = Vec::new();
+        masker.push(b"progress 50% S3c", &mut out);
+        assert_eq!(out, b"progress 50% ");
+        assert_eq!(masker.held_bytes(), 3);
+        masker.push(b"x", &mut out);
+        assert_eq!(out, b"progress 50% S3cx", "released as soon as it cannot be the secret");
+        masker.push(b" S3", &mut out);
+        masker.finish(&mut out);
+        assert_eq!(out, b"progress 50% S3cx S3", "and at the end of the stream");
+    }
+
+    #[test]
+    fn without_secrets_bytes_pass_through_unchanged() {
+        let data: Vec<u8> = (0u8..=255).collect();
+        assert_eq!(stream(&[], &[&data, b"\n"]), [data.as_slice(), b"\n"].concat());
+        let mut masker = SecretMasker::new(["", ""]);
+        let mut out = Vec::new();
+        masker.push(b"abc", &mut out);
+        assert_eq!((out.as_slice(), masker.held_bytes()), (&b"abc"[..], 0));
+    }
+
+    #[test]
+    fn masks_every_occurrence_with_one_marker_each() {
+        let secrets: &[&[u8]] = &[b"hunter2"];
+        assert_eq!(stream(secrets, &[b"pw=hunter2 again hunter2hunter2"]), b"pw=******** again ********");
+    }
+
+    #[test]
+    fn debug_shows_neither_secrets_nor_held_bytes() {
+        let mut masker = SecretMasker::new(["hunter2"]);
+        masker.push(b"hunt", &mut Vec::new());
+        let shown = format!("{masker:?}");
+        assert!(!shown.contains("hunt"), "{shown}");
+    }
+
+    #[test]
+    fn refuses_secrets_that_cannot_be_masked_sensibly() {
+        assert_eq!(unmaskable_secret(""), None);
+        assert_eq!(unmaskable_secret("abcd"), None);
+        assert_eq!(unmaskable_secret("é€ü😀"), None, "length counts characters");
+        assert!(unmaskable_secret("abc")
+            .is_some_and(|message| message.starts_with("must be at least 4 characters (got 3)")));
+        assert!(unmaskable_secret("****").is_some_and(|message| message.contains("only `*`")));
+    }
+}
