@@ -73,6 +73,19 @@ function checkText(text, maxLength) {
   return null;
 }
 
+/** The shortest secret value accepted, in characters (as `MIN_SECRET_CHARS` on the server). */
+export const MIN_SECRET_CHARS = 4;
+
+/** Why a secret value cannot be masked in the log, as the server says it, or null. */
+function unmaskableSecret(text) {
+  const length = [...text].length;
+  if (length < MIN_SECRET_CHARS) {
+    return `must be at least ${MIN_SECRET_CHARS} characters (got ${length}): a shorter secret would be masked wherever those characters occur in the log`;
+  }
+  if (/^\*+$/.test(text)) return 'must not be only `*` characters: the log shows masked secrets as `********`';
+  return null;
+}
+
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 
@@ -113,7 +126,7 @@ export function checkParam(param, raw) {
       return { error: `must be one of: ${choices.join(', ')}` };
     }
     case 'secret': {
-      const problem = checkText(text, param.max_length);
+      const problem = checkText(text, param.max_length) ?? unmaskableSecret(text);
       return problem ? { error: problem } : { value: text };
     }
     default: {

@@ -59,6 +59,13 @@ test('hostile strings are values; NUL and length are refused', () => {
   const secret = { name: 'token', type: 'secret', required: true, max_length: 3 };
   assert.deepEqual(checkParam(secret, 'abcd'), { error: 'must be at most 3 characters (got 4)' });
   assert.deepEqual(checkParam(secret, ''), { error: 'is required' });
+  const token = { name: 'token', type: 'secret', required: true, max_length: 100 };
+  assert.deepEqual(checkParam(token, 's3cr'), { value: 's3cr' });
+  assert.equal(
+    checkParam(token, 'abc').error,
+    'must be at least 4 characters (got 3): a shorter secret would be masked wherever those characters occur in the log',
+  );
+  assert.equal(checkParam(token, '*****').error, 'must not be only `*` characters: the log shows masked secrets as `********`');
   const unbounded = { name: 'y', type: 'string', required: false };
   assert.ok(checkParam(unbounded, 'x'.repeat(4097)).error.includes('at most 4096'));
 });
