@@ -43,12 +43,11 @@ pub fn unmaskable_secret(value: &str) -> Option<String> {
 pub struct SecretMasker {
     secrets: Vec<Vec<u8>>,
     longest: usize,
-    /// `first_bytes[b]` is true when some secret starts with byte `b`; every other byte is
-    /// passed on at a glance.
-    first_bytes: [bool; 256],
+    /// The distinct first bytes of the secrets: every other byte is passed on at a glance.
+    first_bytes: Vec<u8>,
     /// Bytes not passed on yet: a tail that could still be the start of a secret.
     held: Vec<u8>,
-    /// How many bytes from `held[0]` on belong to an occurrence already found.
+    /// How many bytes from the next one to pass on belong to an occurrence already found.
     masked_ahead: usize,
     /// The last byte passed on was masked: a run of masked bytes gets one marker, even when
     /// it is passed on in several pieces.
@@ -62,10 +61,8 @@ impl SecretMasker {
             secrets.into_iter().map(|secret| secret.as_ref().to_vec()).filter(|secret| !secret.is_empty()).collect();
         secrets.sort();
         secrets.dedup();
-        let mut first_bytes = [false; 256];
-        for secret in &secrets {
-            first_bytes[usize::from(secret[0])] = true;
-        }
+        let mut first_bytes: Vec<u8> = secrets.iter().map(|secret| secret[0]).collect();
+        first_bytes.dedup(); // sorted secrets: equal first bytes are neighbours
         let longest = secrets.iter().map(Vec::len).max().unwrap_or(0);
         SecretMasker { secrets, longest, first_bytes, held: Vec::new(), masked_ahead: 0, in_mask: false }
     }
@@ -76,16 +73,19 @@ impl SecretMasker {
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if self.secrets.is_empty() {
             out.extend_from_slice(chunk);
-            return;
+        } else if self.held.is_empty() {
+            self.pass_on(chunk, self.first_possible_start(chunk), out);
+        } else {
+            let mut data = std::mem::take(&mut self.held);
+            data.extend_from_slice(chunk);
+            self.pass_on(&data, self.first_possible_start(&data), out);
         }
-        self.held.extend_from_slice(chunk);
-        let undecided = self.first_possible_start();
-        self.pass_on(undecided, out);
     }
 
     /// The stream has ended: nothing held back can become a secret any more, so it is passed on.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.pass_on(self.held.len(), out);
+        let data = std::mem::take(&mut self.held);
+        self.pass_on(&data, data.len(), out);
     }
 
     /// How many bytes are held back, waiting for the next chunk.
@@ -93,38 +93,34 @@ impl SecretMasker {
         self.held.len()
     }
 
-    /// The first position of `held` whose rest is a proper prefix of a secret (the rest could
-    /// still become that secret), or `held.len()`. Only the last `longest - 1` positions can be.
-    fn first_possible_start(&self) -> usize {
-        let len = self.held.len();
+    /// The first position of `data` whose rest is a proper prefix of a secret (the rest could
+    /// still become that secret), or `data.len()`. Only the last `longest - 1` positions can be.
+    fn first_possible_start(&self, data: &[u8]) -> usize {
+        let len = data.len();
         let window = self.longest.saturating_sub(1).min(len);
         (len - window..len)
             .find(|&start| {
-                let rest = &self.held[start..];
-                self.first_bytes[usize::from(rest[0])]
-                    && self.secrets.iter().any(|secret| secret.len() > rest.len() && secret.starts_with(rest))
+                let rest = &data[start..];
+                self.secrets.iter().any(|secret| secret.len() > rest.len() && secret.starts_with(rest))
             })
             .unwrap_or(len)
     }
 
-    /// Passes on `held[..end]`. Every occurrence that starts before `end` is complete in
-    /// `held` (else its start would be a possible start, and `end` no later than it).
-    fn pass_on(&mut self, end: usize, out: &mut Vec<u8>) {
+    /// Passes on `data[..end]` and holds the rest. Every occurrence that starts before `end`
+    /// is complete in `data` (else its start would be a possible start, and `end` no later).
+    fn pass_on(&mut self, data: &[u8], end: usize, out: &mut Vec<u8>) {
         let mut position = 0;
         while position < end {
             if self.masked_ahead == 0 {
-                let clear_until = self.held[position..end]
-                    .iter()
-                    .position(|&byte| self.first_bytes[usize::from(byte)])
-                    .map_or(end, |offset| position + offset);
+                let clear_until = self.next_first_byte(&data[position..end]).map_or(end, |offset| position + offset);
                 if clear_until > position {
-                    out.extend_from_slice(&self.held[position..clear_until]);
+                    out.extend_from_slice(&data[position..clear_until]);
                     self.in_mask = false;
                     position = clear_until;
                     continue;
                 }
             }
-            let rest = &self.held[position..];
+            let rest = &data[position..];
             let found = self.secrets.iter().filter(|secret| rest.starts_with(secret)).map(Vec::len).max();
             self.masked_ahead = self.masked_ahead.max(found.unwrap_or(0));
             if self.masked_ahead > 0 {
@@ -134,12 +130,23 @@ impl SecretMasker {
                 }
                 self.masked_ahead -= 1;
             } else {
-                out.push(self.held[position]);
+                out.push(data[position]);
                 self.in_mask = false;
             }
             position += 1;
         }
-        self.held.drain(..end);
+        self.held.clear();
+        self.held.extend_from_slice(&data[end..]);
+    }
+
+    /// Where the next byte that starts a secret is: the scan every byte of output goes through.
+    fn next_first_byte(&self, data: &[u8]) -> Option<usize> {
+        match self.first_bytes[..] {
+            [one] => memchr::memchr(one, data),
+            [one, two] => memchr::memchr2(one, two, data),
+            [one, two, three] => memchr::memchr3(one, two, three, data),
+            _ => data.iter().position(|byte| self.first_bytes.contains(byte)),
+        }
     }
 }
 
