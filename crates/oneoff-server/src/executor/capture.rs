@@ -4,8 +4,9 @@
 //! masks secret values on the byte stream with [`SecretMasker`] (so a secret written in
 //! pieces, cut by `max_line_bytes` or spanning lines is still caught) and only then cuts
 //! lines with [`LineSplitter`]; one task per run numbers the lines and hands them in
-//! batches to the shared [`LogWriter`], which stores and publishes them. A run has one batch in flight; the lines read meanwhile wait in a
-//! bounded channel, so memory stays bounded even when the disk is slower than the job.
+//! batches to the shared [`LogWriter`], which stores and publishes them. A run has one
+//! batch in flight; the lines read meanwhile wait in a bounded channel, so memory stays
+//! bounded even when the disk is slower than the job.
 
 use std::time::Duration;
 
