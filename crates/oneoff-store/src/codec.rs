@@ -235,7 +235,11 @@ mod tests {
         let mut page = Page::new(usize::MAX, 350);
         decode_chunk(1, &huge, 0, &mut page).unwrap();
         let taken = page.into_entries();
-        assert_eq!(taken.iter().map(|entry| entry.seq).collect::<Vec<_>>(), vec![1], "an entry larger than the bound comes alone");
+        assert_eq!(
+            taken.iter().map(|entry| entry.seq).collect::<Vec<_>>(),
+            vec![1],
+            "an entry larger than the bound comes alone"
+        );
     }
 
     #[test]
