@@ -278,3 +278,50 @@ pub async fn read_or_wait(
     let done = record.status.is_final() && store.last_seq(run).await? <= cursor.position();
     Ok(Some(LogRead { entries, run: record, done }))
 }
+
+#[cfg(test)]
+mod tests {
+    use oneoff_core::LogStream;
+
+    use super::*;
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>, bytes: usize) -> Arc<[LogEntry]> {
+        seqs.map(|seq| LogEntry { seq, ts_us: 0, stream: LogStream::Stdout, bytes: vec![b'x'; bytes] }).collect()
+    }
+
+    fn seqs(cached: Cached) -> Option<Vec<u64>> {
+        match cached {
+            Cached::Hit(entries) => Some(entries.iter().map(|entry| entry.seq).collect()),
+            Cached::UpToDate => Some(Vec::new()),
+            Cached::Miss => None,
+        }
+    }
+
+    #[test]
+    fn a_cache_read_is_bounded_by_bytes_and_entries() {
+        let hub = LogHub::new(1_000_000, 250);
+        hub.open(RunId(1));
+        hub.publish(RunId(1), batch(1..=5, 100));
+        hub.publish(RunId(1), batch(6..=10, 100));
+        let feed = hub.feed(RunId(1)).unwrap();
+        assert_eq!(seqs(feed.read(0, 100, 250)), Some(vec![1, 2]), "200 bytes fit in 250, 300 do not");
+        assert_eq!(seqs(feed.read(4, 100, 250)), Some(vec![5, 6]), "a read spans batches");
+        assert_eq!(seqs(feed.read(2, 1, 250)), Some(vec![3]));
+        assert_eq!(seqs(feed.read(0, 100, 10)), Some(vec![1]), "an entry larger than the bound comes alone");
+        assert_eq!(seqs(feed.read(10, 100, 250)), Some(vec![]));
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_cache_is_left_to_the_store() {
+        let hub = LogHub::new(10_000, 1_000_000);
+        hub.open(RunId(1));
+        hub.publish(RunId(1), batch(1..=5, 100));
+        hub.publish(RunId(1), batch(6..=205, 100));
+        let feed = hub.feed(RunId(1)).unwrap();
+        assert_eq!(seqs(feed.read(0, 100, 1000)), None, "read from the store");
+        assert_eq!(seqs(feed.read(204, 100, 1000)), None);
+        assert_eq!(seqs(feed.read(205, 100, 1000)), Some(vec![]), "and still known to be up to date");
+        hub.publish(RunId(1), batch(206..=206, 100));
+        assert_eq!(seqs(feed.read(205, 100, 1000)), Some(vec![206]), "the next batch is cached again");
+    }
+}
