@@ -321,8 +321,12 @@ impl Config {
                 return Err(ConfigErrors(problems.errors));
             }
         };
+        let line_span = raw.server.max_line_bytes.as_ref().map(Spanned::span);
         let server = validate_server(raw.server, base_dir, overrides, &mut problems);
         let streams = validate_streams(raw.streams, &mut problems);
+        if let (Some(server), Some(streams)) = (&server, &streams) {
+            check_line_fits_a_message(server.max_line_bytes, streams.max_message_bytes, line_span, &mut problems);
+        }
         let debug = DebugConfig { echo: raw.debug.echo, redact_headers: raw.debug.redact_headers };
         let auth = validate_auth(raw.auth, &mut problems);
         let mut jobs: Vec<JobSpec> = Vec::new();
@@ -429,6 +433,28 @@ fn validate_server(
         long_poll_max: long_poll_max?,
         public_origins,
     })
+}
+
+/// A viewer holds at most one message, and a message carries at least one whole line: a line
+/// longer than a message would make a viewer hold the line instead.
+fn check_line_fits_a_message(
+    max_line_bytes: usize,
+    max_message_bytes: usize,
+    line_span: Option<Range<usize>>,
+    problems: &mut Problems,
+) {
+    if max_line_bytes <= max_message_bytes {
+        return;
+    }
+    let message = format!(
+        "max_line_bytes ({max_line_bytes}) is larger than [streams] max_message_bytes ({max_message_bytes}): \
+         a log line must fit in one message to viewers; lower max_line_bytes (longer lines are stored \
+         as several entries) or raise max_message_bytes"
+    );
+    match line_span {
+        Some(span) => problems.at(span, message),
+        None => problems.nowhere(message),
+    }
 }
 
 fn validate_auth(raw: RawAuth, problems: &mut Problems) -> AuthConfig {

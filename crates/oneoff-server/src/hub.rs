@@ -6,7 +6,9 @@
 //! are always already stored. Every follower is a [`Cursor`] that pulls from its own
 //! position: from the cache when it covers that position, else from the store. Followers
 //! pull, so a slow or stalled follower costs the writer nothing and no memory: it simply
-//! falls behind into the store, and never sees a gap or a duplicate.
+//! falls behind into the store, and never sees a gap or a duplicate. Every step of a cursor
+//! is bounded by bytes (`max_message_bytes`) as well as by entries, so a follower holds at
+//! most one step's output, whatever the log holds.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -51,7 +53,7 @@ enum Cached {
 }
 
 impl Feed {
-    fn read(&self, after: u64, limit: usize) -> Cached {
+    fn read(&self, after: u64, max_entries: usize, max_bytes: usize) -> Cached {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if after >= recent.last_seq {
             return Cached::UpToDate;
@@ -60,17 +62,20 @@ impl Feed {
         if oldest.seq > after + 1 {
             return Cached::Miss;
         }
-        let mut entries = Vec::new();
+        let (mut entries, mut bytes) = (Vec::new(), 0usize);
         for batch in &recent.batches {
             let Some(last) = batch.last() else { continue };
             if last.seq <= after {
                 continue;
             }
             let skip = after.saturating_sub(batch[0].seq - 1) as usize;
-            let wanted = limit - entries.len();
-            entries.extend(batch.iter().skip(skip).take(wanted).cloned());
-            if entries.len() >= limit {
-                break;
+            for entry in &batch[skip..] {
+                let fits = entries.is_empty() || bytes + entry.bytes.len() <= max_bytes;
+                if !fits || entries.len() >= max_entries {
+                    return Cached::Hit(entries);
+                }
+                bytes += entry.bytes.len();
+                entries.push(entry.clone());
             }
         }
         Cached::Hit(entries)
@@ -81,12 +86,14 @@ impl Feed {
 pub struct LogHub {
     live: Arc<Mutex<HashMap<RunId, Arc<Feed>>>>,
     cache_bytes: usize,
+    step_bytes: usize,
 }
 
 impl LogHub {
-    /// `cache_bytes` bounds the recent lines kept in memory per live run.
-    pub fn new(cache_bytes: usize) -> LogHub {
-        LogHub { live: Arc::default(), cache_bytes }
+    /// `cache_bytes` bounds the recent lines kept in memory per live run; `step_bytes` the
+    /// output one step of a [`Cursor`] reads (one entry may be larger alone).
+    pub fn new(cache_bytes: usize, step_bytes: usize) -> LogHub {
+        LogHub { live: Arc::default(), cache_bytes, step_bytes }
     }
 
     /// Registers a run as live (queued or running). Called before the run can produce lines.
@@ -105,7 +112,8 @@ impl LogHub {
             recent.bytes += batch_bytes(&batch);
             recent.batches.push_back(batch);
             recent.last_seq = last_seq;
-            while recent.bytes > self.cache_bytes && recent.batches.len() > 1 {
+            // A batch larger than the whole cache is not kept either: followers read it from the store.
+            while recent.bytes > self.cache_bytes {
                 if let Some(evicted) = recent.batches.pop_front() {
                     recent.bytes -= batch_bytes(&evicted);
                 }
@@ -176,22 +184,24 @@ impl Cursor {
         self.after
     }
 
-    /// Up to `limit` entries after the position, waiting until `deadline` for them.
+    /// Up to `max_entries` entries after the position (and no more output than the hub's
+    /// step bound), waiting until `deadline` for them.
     pub async fn next(
         &mut self,
-        limit: usize,
+        max_entries: usize,
         deadline: Instant,
         shutdown: &CancellationToken,
     ) -> Result<Step, StoreError> {
+        let max_bytes = self.hub.step_bytes;
         loop {
             let feed = self.hub.feed(self.run);
             // Subscribe before reading, so progress made after the read wakes the wait below.
             let mut progress = feed.as_ref().map(|feed| feed.progress.subscribe());
-            let cached = feed.as_ref().map_or(Cached::Miss, |feed| feed.read(self.after, limit));
+            let cached = feed.as_ref().map_or(Cached::Miss, |feed| feed.read(self.after, max_entries, max_bytes));
             let entries = match cached {
                 Cached::Hit(entries) => entries,
                 Cached::UpToDate => Vec::new(),
-                Cached::Miss => self.store.read_log(self.run, self.after, limit as u32).await?,
+                Cached::Miss => self.store.read_log(self.run, self.after, max_entries, max_bytes).await?,
             };
             if let Some(last) = entries.last() {
                 self.after = last.seq;
@@ -204,7 +214,7 @@ impl Cursor {
                 match self.store.run(self.run).await? {
                     None => return Ok(Step::Gone),
                     Some(record) if record.status.is_final() => {
-                        let rest = self.store.read_log(self.run, self.after, limit as u32).await?;
+                        let rest = self.store.read_log(self.run, self.after, max_entries, max_bytes).await?;
                         if let Some(last) = rest.last() {
                             self.after = last.seq;
                             return Ok(Step::Entries(rest));
@@ -239,7 +249,8 @@ pub struct LogRead {
     pub entries: Vec<LogEntry>,
     /// The run as read after the entries.
     pub run: RunRecord,
-    /// True when the run is final and no entry follows the last one returned.
+    /// True when the run is final and no entry follows the last one returned (or `after`,
+    /// when it is past the end).
     pub done: bool,
 }
 
@@ -257,12 +268,60 @@ pub async fn read_or_wait(
     let deadline = Instant::now() + wait;
     let entries = match cursor.next(limit as usize, deadline, shutdown).await? {
         Step::Gone => return Ok(None),
+        Step::Finished(record) => return Ok(Some(LogRead { entries: Vec::new(), run: record, done: true })),
         Step::Entries(entries) => entries,
-        Step::Finished(_) | Step::Quiet => Vec::new(),
+        Step::Quiet => Vec::new(),
     };
     // Read the run after the entries: entries are stored before the final state, so a final
-    // run whose last stored entry is the last one returned has nothing more to give.
+    // run whose last stored entry is at or before the position has nothing more to give.
     let Some(record) = store.run(run).await? else { return Ok(None) };
-    let done = record.status.is_final() && store.last_seq(run).await? == cursor.position();
+    let done = record.status.is_final() && store.last_seq(run).await? <= cursor.position();
     Ok(Some(LogRead { entries, run: record, done }))
+}
+
+#[cfg(test)]
+mod tests {
+    use oneoff_core::LogStream;
+
+    use super::*;
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>, bytes: usize) -> Arc<[LogEntry]> {
+        seqs.map(|seq| LogEntry { seq, ts_us: 0, stream: LogStream::Stdout, bytes: vec![b'x'; bytes] }).collect()
+    }
+
+    fn seqs(cached: Cached) -> Option<Vec<u64>> {
+        match cached {
+            Cached::Hit(entries) => Some(entries.iter().map(|entry| entry.seq).collect()),
+            Cached::UpToDate => Some(Vec::new()),
+            Cached::Miss => None,
+        }
+    }
+
+    #[test]
+    fn a_cache_read_is_bounded_by_bytes_and_entries() {
+        let hub = LogHub::new(1_000_000, 250);
+        hub.open(RunId(1));
+        hub.publish(RunId(1), batch(1..=5, 100));
+        hub.publish(RunId(1), batch(6..=10, 100));
+        let feed = hub.feed(RunId(1)).unwrap();
+        assert_eq!(seqs(feed.read(0, 100, 250)), Some(vec![1, 2]), "200 bytes fit in 250, 300 do not");
+        assert_eq!(seqs(feed.read(4, 100, 250)), Some(vec![5, 6]), "a read spans batches");
+        assert_eq!(seqs(feed.read(2, 1, 250)), Some(vec![3]));
+        assert_eq!(seqs(feed.read(0, 100, 10)), Some(vec![1]), "an entry larger than the bound comes alone");
+        assert_eq!(seqs(feed.read(10, 100, 250)), Some(vec![]));
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_cache_is_left_to_the_store() {
+        let hub = LogHub::new(10_000, 1_000_000);
+        hub.open(RunId(1));
+        hub.publish(RunId(1), batch(1..=5, 100));
+        hub.publish(RunId(1), batch(6..=205, 100));
+        let feed = hub.feed(RunId(1)).unwrap();
+        assert_eq!(seqs(feed.read(0, 100, 1000)), None, "read from the store");
+        assert_eq!(seqs(feed.read(204, 100, 1000)), None);
+        assert_eq!(seqs(feed.read(205, 100, 1000)), Some(vec![]), "and still known to be up to date");
+        hub.publish(RunId(1), batch(206..=206, 100));
+        assert_eq!(seqs(feed.read(205, 100, 1000)), Some(vec![206]), "the next batch is cached again");
+    }
 }

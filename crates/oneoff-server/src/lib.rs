@@ -84,7 +84,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = Store::open_sqlite(&database)
         .await
         .with_context(|| format!("cannot open the database {}", database.display()))?;
-    let hub = LogHub::new(config.streams.live_cache_bytes);
+    let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
     let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone());
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
     if recovered.lost + recovered.requeued + recovered.failed > 0 {

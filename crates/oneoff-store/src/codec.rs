@@ -66,18 +66,77 @@ pub fn encode_chunk(entries: &[LogEntry]) -> Vec<u8> {
     out
 }
 
-/// Decodes a chunk, keeping entries with `seq > after`, at most `limit` of them.
-pub fn decode_chunk(
-    first_seq: u64,
-    mut data: &[u8],
-    after: u64,
-    limit: usize,
-    out: &mut Vec<LogEntry>,
-) -> Result<(), StoreError> {
+/// The most output one chunk holds (unless one entry alone is larger): reading a chunk loads
+/// all of it, so this bounds what any read of the log costs, however the lines were batched.
+pub const CHUNK_MAX_BYTES: usize = 256 * 1024;
+
+/// Cuts consecutive entries into the runs that are stored as one chunk each: at most
+/// [`CHUNK_MAX_BYTES`] of output, or a single entry.
+pub fn chunk_pieces(entries: &[LogEntry]) -> impl Iterator<Item = &[LogEntry]> {
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let mut bytes = first.bytes.len();
+        let mut end = 1;
+        while let Some(next) = rest.get(end) {
+            if bytes + next.bytes.len() > CHUNK_MAX_BYTES {
+                break;
+            }
+            bytes += next.bytes.len();
+            end += 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// Entries gathered by one read of the log, within its bounds: at most `max_entries`, and
+/// at most `max_bytes` of output unless the first entry alone is larger (a read always
+/// makes progress).
+#[derive(Debug)]
+pub struct Page {
+    entries: Vec<LogEntry>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+    full: bool,
+}
+
+impl Page {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Page {
+        Page { entries: Vec::new(), bytes: 0, max_entries, max_bytes, full: max_entries == 0 }
+    }
+
+    /// No further entry fits.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// Takes the entry if it fits; otherwise the page is full.
+    fn offer(&mut self, bytes: usize) -> bool {
+        let fits = !self.full && (self.entries.is_empty() || self.bytes + bytes <= self.max_bytes);
+        self.full = !fits;
+        fits
+    }
+
+    fn push(&mut self, entry: LogEntry) {
+        self.bytes += entry.bytes.len();
+        self.entries.push(entry);
+        self.full = self.entries.len() >= self.max_entries;
+    }
+
+    pub fn into_entries(self) -> Vec<LogEntry> {
+        self.entries
+    }
+}
+
+/// Decodes a chunk, keeping the entries with `seq > after` that fit in `page`.
+pub fn decode_chunk(first_seq: u64, mut data: &[u8], after: u64, page: &mut Page) -> Result<(), StoreError> {
     let corrupt = || StoreError::Corrupt(format!("log chunk starting at seq {first_seq}"));
     let mut seq = first_seq;
     let mut ts_us = 0i64;
-    while !data.is_empty() && out.len() < limit {
+    while !data.is_empty() && !page.is_full() {
         ts_us = ts_us.wrapping_add(unzigzag(take_varint(&mut data).ok_or_else(corrupt)?));
         let (&code, rest) = data.split_first().ok_or_else(corrupt)?;
         data = rest;
@@ -88,8 +147,8 @@ pub fn decode_chunk(
         }
         let (bytes, rest) = data.split_at(length);
         data = rest;
-        if seq > after {
-            out.push(LogEntry { seq, ts_us, stream, bytes: bytes.to_vec() });
+        if seq > after && page.offer(bytes.len()) {
+            page.push(LogEntry { seq, ts_us, stream, bytes: bytes.to_vec() });
         }
         seq += 1;
     }
@@ -139,12 +198,13 @@ mod tests {
             })
             .collect();
         let chunk = encode_chunk(&entries);
-        let mut all = Vec::new();
-        decode_chunk(10, &chunk, 0, usize::MAX, &mut all).unwrap();
-        assert_eq!(all, entries);
-        let mut tail = Vec::new();
-        decode_chunk(10, &chunk, 100, 5, &mut tail).unwrap();
-        assert_eq!(tail, entries[91..96].to_vec());
+        let mut all = Page::new(usize::MAX, usize::MAX);
+        decode_chunk(10, &chunk, 0, &mut all).unwrap();
+        assert_eq!(all.into_entries(), entries);
+        let mut tail = Page::new(5, usize::MAX);
+        decode_chunk(10, &chunk, 100, &mut tail).unwrap();
+        assert!(tail.is_full());
+        assert_eq!(tail.into_entries(), entries[91..96].to_vec());
     }
 
     #[test]
@@ -152,9 +212,44 @@ mod tests {
         let entry = LogEntry { seq: 1, ts_us: 5, stream: LogStream::Stdout, bytes: b"hello".to_vec() };
         let chunk = encode_chunk(&[entry]);
         for cut in 0..chunk.len() {
-            let mut out = Vec::new();
-            let result = decode_chunk(1, &chunk[..cut], 0, 10, &mut out);
+            let mut page = Page::new(10, usize::MAX);
+            let result = decode_chunk(1, &chunk[..cut], 0, &mut page);
             assert!(cut == 0 || result.is_err(), "cut at {cut}");
         }
+    }
+
+    fn line(seq: u64, bytes: usize) -> LogEntry {
+        LogEntry { seq, ts_us: 0, stream: LogStream::Stdout, bytes: vec![b'x'; bytes] }
+    }
+
+    #[test]
+    fn a_page_is_bounded_by_bytes_but_always_takes_one_entry() {
+        let entries: Vec<LogEntry> = (1..=10).map(|seq| line(seq, 100)).collect();
+        let chunk = encode_chunk(&entries);
+        let mut page = Page::new(usize::MAX, 350);
+        decode_chunk(1, &chunk, 0, &mut page).unwrap();
+        assert!(page.is_full());
+        assert_eq!(page.into_entries().len(), 3, "300 bytes fit in 350, a fourth entry does not");
+
+        let huge = encode_chunk(&[line(1, 5000), line(2, 1)]);
+        let mut page = Page::new(usize::MAX, 350);
+        decode_chunk(1, &huge, 0, &mut page).unwrap();
+        let taken = page.into_entries();
+        assert_eq!(
+            taken.iter().map(|entry| entry.seq).collect::<Vec<_>>(),
+            vec![1],
+            "an entry larger than the bound comes alone"
+        );
+    }
+
+    #[test]
+    fn chunks_hold_a_bounded_amount_of_output() {
+        let big = CHUNK_MAX_BYTES / 3;
+        let entries: Vec<LogEntry> =
+            (1..=7).map(|seq| line(seq, big)).chain([line(8, CHUNK_MAX_BYTES * 2), line(9, 1), line(10, 1)]).collect();
+        let pieces: Vec<Vec<u64>> =
+            chunk_pieces(&entries).map(|piece| piece.iter().map(|entry| entry.seq).collect()).collect();
+        assert_eq!(pieces, vec![vec![1, 2, 3], vec![4, 5, 6], vec![7], vec![8], vec![9, 10]]);
+        assert_eq!(chunk_pieces(&[]).count(), 0);
     }
 }

@@ -9,7 +9,9 @@ use oneoff_core::{LogEntry, RunId, RunRecord, RunStatus};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::codec::{decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params};
+use crate::codec::{
+    chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
+};
 use crate::{Finish, NewRun, RunFilter, StoreError};
 use futures_util::TryStreamExt;
 
@@ -190,7 +192,11 @@ impl Store {
                 results.push(Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq }));
             } else {
                 next_seq.insert(run_id.0, last.seq + 1);
-                rows.push((run_id, first.seq, last.seq, encode_chunk(entries)));
+                // Several rows for a batch of long lines, so that reading a chunk stays cheap.
+                for piece in chunk_pieces(entries) {
+                    let (first, last) = (&piece[0], &piece[piece.len() - 1]);
+                    rows.push((run_id, first.seq, last.seq, encode_chunk(piece)));
+                }
                 results.push(Ok(()));
             }
         }
@@ -208,25 +214,55 @@ impl Store {
         Ok(results)
     }
 
-    /// Up to `limit` entries with `seq > after`, in order.
-    pub async fn read_log(&self, run_id: RunId, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
-        let limit = limit as usize;
-        let mut entries = Vec::new();
-        // Chunks are streamed and the query dropped once `limit` entries are decoded, so a
-        // small page never loads a whole log.
-        let mut chunks = sqlx::query(
-            "SELECT first_seq, entries FROM log_chunks WHERE run_id = ? AND last_seq > ? ORDER BY last_seq",
+    /// Entries with `seq > after`, in order: at most `max_entries` of them and at most
+    /// `max_bytes` of output, unless the first entry alone is larger (a read always makes
+    /// progress). What a read costs is bounded by `max_bytes` plus one chunk, whatever the log holds.
+    pub async fn read_log(
+        &self,
+        run_id: RunId,
+        after: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        // First which chunks the page needs, from their sizes alone: `length()` of a blob does
+        // not load it. Streaming every chunk after `after` instead would let SQLite's thread
+        // read rows ahead of the decoding here (sqlx buffers 50 of them), whatever the page needs.
+        let sizes: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT first_seq, last_seq, length(entries) FROM log_chunks \
+             WHERE run_id = ? AND last_seq > ? ORDER BY last_seq LIMIT ?",
         )
         .bind(run_id.0)
         .bind(seq_column(after))
+        .bind(i64::try_from(max_entries).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut wanted_entries, mut wanted_bytes, mut through) = (0u64, 0usize, None);
+        for (first_seq, last_seq, size) in sizes {
+            if wanted_entries >= max_entries as u64 || (wanted_bytes >= max_bytes && through.is_some()) {
+                break;
+            }
+            let skipped = after.max(first_seq.max(1) as u64 - 1);
+            wanted_entries += (last_seq.max(0) as u64).saturating_sub(skipped);
+            wanted_bytes = wanted_bytes.saturating_add(size.max(0) as usize);
+            through = Some(last_seq);
+        }
+        let Some(through) = through else { return Ok(Vec::new()) };
+        let mut page = Page::new(max_entries, max_bytes);
+        let mut chunks = sqlx::query(
+            "SELECT first_seq, entries FROM log_chunks WHERE run_id = ? AND last_seq > ? AND last_seq <= ? \
+             ORDER BY last_seq",
+        )
+        .bind(run_id.0)
+        .bind(seq_column(after))
+        .bind(through)
         .fetch(&self.pool);
-        while entries.len() < limit {
+        while !page.is_full() {
             let Some(row) = chunks.try_next().await? else { break };
             let first_seq: i64 = row.try_get("first_seq")?;
             let data: &[u8] = row.try_get("entries")?;
-            decode_chunk(first_seq.max(0) as u64, data, after, limit, &mut entries)?;
+            decode_chunk(first_seq.max(0) as u64, data, after, &mut page)?;
         }
-        Ok(entries)
+        Ok(page.into_entries())
     }
 
     /// The highest sequence number stored for a run (0 when it has no lines).

@@ -94,13 +94,13 @@ async fn log_lines_keep_their_bytes_and_order() {
     store.append_log(run.id, &[entry(2501, &[0xff, 0x00, 0xfe, b'\r'])]).await.unwrap();
 
     assert_eq!(store.last_seq(run.id).await.unwrap(), 2501);
-    let page = store.read_log(run.id, 0, 3).await.unwrap();
+    let page = store.read_log(run.id, 0, 3, usize::MAX).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-    let tail = store.read_log(run.id, 2499, 100).await.unwrap();
+    let tail = store.read_log(run.id, 2499, 100, usize::MAX).await.unwrap();
     assert_eq!(tail.len(), 2);
     assert_eq!(tail[1].bytes, vec![0xff, 0x00, 0xfe, b'\r'], "binary output is stored without loss");
-    assert!(store.read_log(run.id, 2501, 100).await.unwrap().is_empty());
-    let page = store.read_log(run.id, 695, 10).await.unwrap();
+    assert!(store.read_log(run.id, 2501, 100, usize::MAX).await.unwrap().is_empty());
+    let page = store.read_log(run.id, 695, 10, usize::MAX).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), (696..=705).collect::<Vec<_>>(), "a page spans chunks");
     assert!(store.append_log(run.id, &[entry(5, b"dup")]).await.is_err(), "a sequence number is written once");
     assert!(store.append_log(run.id, &[entry(2503, b"gap")]).await.is_err(), "no gap in the sequence");
@@ -128,7 +128,7 @@ async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append() 
     );
     assert!(results[1].is_ok(), "the other run's append is stored: {:?}", results[1]);
     assert_eq!(store.last_seq(first.id).await.unwrap(), 2);
-    let second_log = store.read_log(second.id, 0, 10).await.unwrap();
+    let second_log = store.read_log(second.id, 0, 10, usize::MAX).await.unwrap();
     assert_eq!(second_log.iter().map(|e| e.bytes.as_slice()).collect::<Vec<_>>(), vec![&b"b1"[..], b"b2"]);
 }
 
@@ -151,7 +151,7 @@ async fn retention_deletes_only_old_finished_runs() {
     }
     assert_eq!(store.delete_finished_before(5_000).await.unwrap(), 1);
     assert!(store.run(old.id).await.unwrap().is_none());
-    assert!(store.read_log(old.id, 0, 10).await.unwrap().is_empty());
+    assert!(store.read_log(old.id, 0, 10, usize::MAX).await.unwrap().is_empty());
     assert!(store.run(recent.id).await.unwrap().is_some());
     assert!(store.run(live.id).await.unwrap().is_some());
 }
@@ -165,7 +165,7 @@ async fn reopening_keeps_everything() {
     store.append_log(run.id, &[entry(1, b"kept")]).await.unwrap();
     store.close().await;
     let store = Store::open_sqlite(&path).await.unwrap();
-    assert_eq!(store.read_log(run.id, 0, 10).await.unwrap()[0].bytes, b"kept");
+    assert_eq!(store.read_log(run.id, 0, 10, usize::MAX).await.unwrap()[0].bytes, b"kept");
     store.ping().await.unwrap();
 }
 
@@ -258,5 +258,32 @@ async fn the_write_ahead_log_is_copied_in_the_background_and_stays_small() {
     }
     let wal_bytes = std::fs::metadata(&wal).unwrap().len();
     assert!(wal_bytes < 16_000_000, "the WAL grew to {wal_bytes} bytes");
-    assert_eq!(store.read_log(run.id, 40_999, 10).await.unwrap()[0].bytes, line);
+    assert_eq!(store.read_log(run.id, 40_999, 10, usize::MAX).await.unwrap()[0].bytes, line);
+}
+
+#[tokio::test]
+async fn a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once() {
+    let (_dir, store) = fresh().await;
+    let run = store.insert_run(&new_run("a", 1)).await.unwrap();
+    // One batch of long lines (a 2 MB line cut into pieces), then small lines.
+    let long: Vec<LogEntry> = (1..=20).map(|seq| entry(seq, &vec![b'x'; 100_000])).collect();
+    store.append_log(run.id, &long).await.unwrap();
+    let small: Vec<LogEntry> = (21..=520).map(|seq| entry(seq, b"small")).collect();
+    store.append_log(run.id, &small).await.unwrap();
+
+    let first = store.read_log(run.id, 0, 1000, 350_000).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3], "300 kB fit in 350 kB, 400 kB do not");
+    let alone = store.read_log(run.id, 4, 1000, 10).await.unwrap();
+    assert_eq!(alone.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5], "a line larger than the bound comes alone");
+
+    let (mut after, mut pages) = (0, 0);
+    loop {
+        let page = store.read_log(run.id, after, 1000, 350_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.iter().map(|e| e.bytes.len()).sum::<usize>() <= 350_000);
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), (after + 1..=last.seq).collect::<Vec<_>>());
+        after = last.seq;
+        pages += 1;
+    }
+    assert_eq!((after, pages), (520, 7), "six pages of three long lines (the last with the small ones), no gap");
 }

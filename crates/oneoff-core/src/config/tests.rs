@@ -257,3 +257,18 @@ fn nice_is_a_lower_priority_or_nothing() {
         assert_eq!(shown, vec!["jobs.toml:4:8: nice must be between 0 (normal priority) and 19 (lowest)"]);
     }
 }
+
+#[test]
+fn a_line_must_fit_in_one_message_to_viewers() {
+    let shown = errors("[server]\nmax_line_bytes = 4194304\n");
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(
+        shown[0].starts_with(
+            "jobs.toml:2:18: max_line_bytes (4194304) is larger than [streams] max_message_bytes (1048576)"
+        ),
+        "{shown:#?}"
+    );
+    assert!(shown[0].contains("lower max_line_bytes") && shown[0].contains("raise max_message_bytes"), "{shown:#?}");
+    let config = load("[server]\nmax_line_bytes = 4194304\n[streams]\nmax_message_bytes = 4194304\n").unwrap();
+    assert_eq!(config.server.max_line_bytes, 4_194_304);
+}

@@ -35,7 +35,8 @@ use crate::hub::{Cursor, Step};
 use crate::state::AppState;
 use crate::viewers::{ViewerLimit, ViewerSlot};
 
-/// Entries read per step; a step's entries are then cut into messages by size.
+/// Entries read per step (its output is bounded by `max_messages_bytes` too); a step's
+/// entries are then encoded into messages one at a time.
 const STEP_ENTRIES: usize = 20_000;
 /// How long an SSE step waits; the keep-alive comments are sent independently.
 const SSE_STEP: Duration = Duration::from_secs(3600);
@@ -147,6 +148,7 @@ async fn ws_session(socket: WebSocket, state: AppState, run: RunId, after: u64, 
     let mut cursor = Cursor::new(state.store.clone(), state.hub.clone(), run, after);
     let streams = state.config.streams.clone();
     loop {
+        let after_sent = cursor.position();
         let deadline = Instant::now() + streams.ws_ping_interval;
         let step = tokio::select! {
             step = cursor.next(STEP_ENTRIES, deadline, &state.shutdown) => step,
@@ -158,15 +160,17 @@ async fn ws_session(socket: WebSocket, state: AppState, run: RunId, after: u64, 
         };
         let (close_code, reason) = match step {
             Ok(Step::Entries(entries)) => {
-                for text in encode_batches(&entries, streams.max_message_bytes) {
-                    match tokio::time::timeout(streams.viewer_send_timeout, sink.send(Message::Text(text.into()))).await
-                    {
-                        Ok(Ok(())) => {}
+                // What the viewer has been sent: the cursor is already past the whole step.
+                let mut sent = after_sent;
+                for batch in Batches::new(entries, streams.max_message_bytes) {
+                    let send = sink.send(Message::Text(batch.text.into()));
+                    match tokio::time::timeout(streams.viewer_send_timeout, send).await {
+                        Ok(Ok(())) => sent = batch.last_seq,
                         Ok(Err(_)) => return,
                         Err(_) => {
                             state.counters.viewers_too_slow.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(run = %run, "dropping a WebSocket viewer that stopped reading");
-                            let reason = format!("viewer too slow; resume with after={}", cursor.position());
+                            let reason = format!("viewer too slow; resume with after={sent}");
                             let _ = tokio::time::timeout(Duration::from_secs(1), close(&mut sink, 1013, reason)).await;
                             return;
                         }
@@ -207,47 +211,77 @@ async fn close(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, c
     let _ = sink.close().await;
 }
 
-/// `{"entries":[...],"next":N}` messages of at most `max_bytes` each (one entry may exceed it
-/// alone), each the JSON of [`StreamBatch`](oneoff_api::v1::StreamBatch).
+/// One step's entries as `{"entries":[...],"next":N}` messages of at most `max_bytes` each
+/// (one entry may exceed it alone), each the JSON of [`StreamBatch`](oneoff_api::v1::StreamBatch).
 ///
-/// This is the hot path of every stream, once per viewer and batch: entries are written straight
-/// into the message, and a timestamp shared by the lines of one read is formatted once.
-pub fn encode_batches(entries: &[LogEntry], max_bytes: usize) -> Vec<String> {
-    const HEAD: &[u8] = br#"{"entries":["#;
-    const TAIL_BYTES: usize = 32; // `],"next":` and the number
-    let mut messages = Vec::new();
-    let mut message: Vec<u8> = Vec::new();
-    let (mut in_message, mut last_seq) = (0usize, 0u64);
-    let mut formatted: Option<(i64, String)> = None;
-    for entry in entries {
-        let ts = match &formatted {
+/// Messages are encoded one at a time, when the viewer is ready for the next, and the entries
+/// of a message are freed once it is encoded, so a viewer holds one message and what is left
+/// of its step, never a step's worth of JSON. This is the hot path of every stream: entries
+/// are written straight into the message, and a timestamp shared by the lines of one read is
+/// formatted once.
+pub struct Batches {
+    entries: std::vec::IntoIter<LogEntry>,
+    max_bytes: usize,
+    /// The encoded entry that did not fit in the previous message, and its sequence number.
+    carried: Option<(Vec<u8>, u64)>,
+    formatted: Option<(i64, String)>,
+}
+
+/// One message of [`Batches`].
+pub struct Batch {
+    pub text: String,
+    /// The sequence number of its last entry (where a viewer resumes after it).
+    pub last_seq: u64,
+}
+
+impl Batches {
+    pub fn new(entries: Vec<LogEntry>, max_bytes: usize) -> Batches {
+        Batches { entries: entries.into_iter(), max_bytes, carried: None, formatted: None }
+    }
+
+    /// Appends the entry's JSON to `out`.
+    fn write_entry(&mut self, out: &mut Vec<u8>, entry: &LogEntry) -> serde_json::Result<()> {
+        let ts = match &self.formatted {
             Some((ts_us, text)) if *ts_us == entry.ts_us => text.as_str(),
-            _ => &formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
+            _ => &self.formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
         };
-        let before = message.len();
-        message.extend_from_slice(if in_message == 0 { HEAD } else { b"," });
-        let start = message.len();
         let json = EntryJson { seq: entry.seq, ts, stream: entry.stream.as_str(), text: entry.text() };
-        if serde_json::to_writer(&mut message, &json).is_err() {
-            message.truncate(before); // cannot happen when writing to memory; never send half an entry
-            continue;
-        }
-        if in_message > 0 && message.len() + TAIL_BYTES > max_bytes {
-            // This entry starts the next message.
-            let moved = message.split_off(start);
-            message.pop(); // its comma
-            messages.push(finish_message(std::mem::take(&mut message), last_seq));
-            message.extend_from_slice(HEAD);
-            message.extend_from_slice(&moved);
-            in_message = 0;
-        }
-        in_message += 1;
-        last_seq = entry.seq;
+        serde_json::to_writer(out, &json)
     }
-    if in_message > 0 {
-        messages.push(finish_message(message, last_seq));
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        const HEAD: &[u8] = br#"{"entries":["#;
+        const TAIL_BYTES: usize = 32; // `],"next":` and the number
+        let mut message = HEAD.to_vec();
+        let mut last_seq = None;
+        if let Some((json, seq)) = self.carried.take() {
+            message.extend_from_slice(&json);
+            last_seq = Some(seq);
+        }
+        while let Some(entry) = self.entries.next() {
+            let before = message.len();
+            if last_seq.is_some() {
+                message.push(b',');
+            }
+            let start = message.len();
+            if self.write_entry(&mut message, &entry).is_err() {
+                message.truncate(before); // cannot happen when writing to memory; never send half an entry
+                continue;
+            }
+            if let Some(seq) = last_seq.filter(|_| message.len() + TAIL_BYTES > self.max_bytes) {
+                // This entry starts the next message.
+                self.carried = Some((message.split_off(start), entry.seq));
+                message.truncate(before); // its comma
+                return Some(finish_message(message, seq));
+            }
+            last_seq = Some(entry.seq);
+        }
+        last_seq.map(|seq| finish_message(message, seq))
     }
-    messages
 }
 
 /// An [`Entry`](oneoff_api::v1::Entry) that borrows what it can: the same JSON, fewer copies.
@@ -259,10 +293,12 @@ struct EntryJson<'a> {
     text: Cow<'a, str>,
 }
 
-fn finish_message(mut message: Vec<u8>, last_seq: u64) -> String {
+fn finish_message(mut message: Vec<u8>, last_seq: u64) -> Batch {
     message.extend_from_slice(format!(r#"],"next":{last_seq}}}"#).as_bytes());
     // serde_json writes UTF-8 and the frame is ASCII, so this never falls back.
-    String::from_utf8(message).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    let text =
+        String::from_utf8(message).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+    Batch { text, last_seq }
 }
 
 fn done_message(record: &RunRecord, next: u64) -> String {
@@ -301,7 +337,7 @@ pub async fn sse(
     state.counters.sse_sessions.fetch_add(1, Ordering::Relaxed);
     let ping = state.config.streams.sse_ping_interval;
     let cursor = Cursor::new(state.store.clone(), state.hub.clone(), run, after);
-    let events = futures_util::stream::unfold(Some(SseState { cursor, state, _slot: slot }), next_event);
+    let events = futures_util::stream::unfold(Some(SseState { cursor, pending: None, state, _slot: slot }), next_event);
     let mut response = Sse::new(events).keep_alive(KeepAlive::new().interval(ping).text("ping")).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
@@ -311,6 +347,8 @@ pub async fn sse(
 
 struct SseState {
     cursor: Cursor,
+    /// The messages of the last step not sent yet, encoded one per event.
+    pending: Option<Batches>,
     state: AppState,
     _slot: ViewerSlot,
 }
@@ -318,14 +356,19 @@ struct SseState {
 async fn next_event(sse: Option<SseState>) -> Option<(Result<Event, Infallible>, Option<SseState>)> {
     let mut sse = sse?;
     loop {
+        if let Some(batch) = sse.pending.as_mut().and_then(Iterator::next) {
+            // Each event's id is its last entry, so Last-Event-ID resumes right after it.
+            let event = Event::default().id(batch.last_seq.to_string()).data(batch.text);
+            return Some((Ok(event), Some(sse)));
+        }
+        sse.pending = None;
         let deadline = Instant::now() + SSE_STEP;
         let step = sse.cursor.next(STEP_ENTRIES, deadline, &sse.state.shutdown).await;
         let position = sse.cursor.position();
         let event = match step {
             Ok(Step::Entries(entries)) => {
-                let mut batches = encode_batches(&entries, usize::MAX);
-                let data = batches.pop().unwrap_or_default();
-                return Some((Ok(Event::default().id(position.to_string()).data(data)), Some(sse)));
+                sse.pending = Some(Batches::new(entries, sse.state.config.streams.max_message_bytes));
+                continue;
             }
             Ok(Step::Finished(record)) => {
                 Event::default().event("done").id(position.to_string()).data(done_message(&record, position))
@@ -354,7 +397,11 @@ mod tests {
     use oneoff_api::v1::{Entry, StreamBatch};
     use oneoff_core::{LogEntry, LogStream};
 
-    use super::encode_batches;
+    use super::{Batch, Batches};
+
+    fn encode_batches(entries: &[LogEntry], max_bytes: usize) -> Vec<String> {
+        Batches::new(entries.to_vec(), max_bytes).map(|batch: Batch| batch.text).collect()
+    }
 
     fn entry(seq: u64, ts_us: i64, bytes: &[u8]) -> LogEntry {
         LogEntry {

@@ -7,6 +7,7 @@ mod cli;
 mod doctor;
 mod executor;
 mod hostile_masking;
+mod hostile_streams;
 mod jwt;
 mod logs;
 mod proxy;

@@ -302,3 +302,68 @@ impl SseLog {
             .collect()
     }
 }
+
+/// Polls `check` every 20 ms until it gives a value, for at most `timeout`; panics naming
+/// `what` when it never does, so a broken promise fails loudly instead of hanging.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real `oneoff serve` binary as a child process, killed on drop: for what only a
+/// process of its own shows, such as the server's memory.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts `oneoff serve --config CONFIG` on a free loopback port and waits for its URL.
+    pub fn start(config: &Path) -> ServerProcess {
+        use std::io::BufRead;
+        let config = config.to_str().expect("a UTF-8 config path");
+        let mut child = cli_command(&["serve", "--config", config, "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start oneoff serve");
+        let mut announced = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout).read_line(&mut announced).expect("read the server's first line");
+        let url = announced.trim().strip_prefix("oneoff listening on ").expect("serve prints its URL").to_string();
+        ServerProcess { child, url }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url.trim_start_matches("http://").parse().expect("the URL is http://IP:PORT")
+    }
+
+    /// A size field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the server runs");
+        let line = status.lines().find(|line| line.starts_with(&format!("{field}:"))).expect("the field exists");
+        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a size in kB")
+    }
+
+    /// Restarts the peak (`VmHWM`) from the current resident size.
+    pub fn reset_peak_memory(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").expect("reset VmHWM (Linux)");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

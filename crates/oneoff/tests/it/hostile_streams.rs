@@ -1,0 +1,242 @@
+//! Hostile log viewers. Viewers that never read, on every transport, cost the server one
+//! message each, not the run's output however large it is; every transport delivers a huge
+//! line whole, in bounded messages; and following a finished run from past its end returns
+//! at once, done, on every transport and in the CLI.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{cli_command, config_text, eventually, write_config, ServerProcess, TestServer};
+
+const JOBS: &str = r#"
+[[job]]
+name = "huge-line"
+command = ["sh", "-c", "head -c {bytes} /dev/zero | tr '\\0' x"]
+[[job.param]]
+name = "bytes"
+type = "integer"
+
+[[job]]
+name = "one-line"
+command = ["echo", "the only line"]
+"#;
+
+/// The attack's run: one line of 200 MB without a newline (stored as 64 KiB entries).
+const HUGE_LINE_BYTES: u64 = 200_000_000;
+const VIEWERS_PER_TRANSPORT: usize = 8;
+/// What all the stalled viewers together may cost the server.
+const MAX_GROWTH_KIB: u64 = 64 * 1024;
+
+/// A viewer that sends its request and then never reads, with a tiny receive buffer, so the
+/// server's writes to it stall at once.
+struct StalledViewer {
+    transport: &'static str,
+    stream: std::net::TcpStream,
+}
+
+impl StalledViewer {
+    async fn connect(server: &ServerProcess, transport: &'static str, request: String) -> StalledViewer {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let mut stream = socket.connect(server.addr()).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("send the request");
+        StalledViewer { transport, stream: stream.into_std().expect("a std socket") }
+    }
+
+    /// Whether the server has written past any response head: the viewer's read is then
+    /// built, and the server blocked on sending it. The bytes stay unread.
+    fn got_body(&self) -> bool {
+        let mut peeked = [0u8; 2048];
+        match self.stream.peek(&mut peeked) {
+            Ok(0) => panic!("the server closed the stalled {} viewer", self.transport),
+            Ok(count) => count >= 1024,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(error) => panic!("stalled {} viewer: {error}", self.transport),
+        }
+    }
+}
+
+fn get_request(path: &str, extra_headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}\r\n")
+}
+
+async fn wait_final(http: &reqwest::Client, url: &str, id: i64) -> Value {
+    eventually(&format!("run {id} to finish"), Duration::from_secs(240), || async {
+        let run: Value = http.get(format!("{url}/api/v1/runs/{id}")).send().await.ok()?.json().await.ok()?;
+        (!matches!(run["status"].as_str(), Some("queued" | "running"))).then_some(run)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stalled_viewers_of_every_transport_cost_the_server_a_message_each_not_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_text(&dir.path().join("data"), "", JOBS));
+    let writer = ServerProcess::start(&config);
+    let http = reqwest::Client::new();
+    let run: Value = http
+        .post(format!("{}/api/v1/runs", writer.url))
+        .json(&json!({ "job": "huge-line", "params": { "bytes": HUGE_LINE_BYTES } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_i64().expect("run id");
+    assert_eq!(wait_final(&http, &writer.url, id).await["status"], "succeeded");
+    // Viewers meet a fresh server, whose allocator holds nothing from storing the line: what
+    // they cost shows in full.
+    drop(writer);
+    let server = ServerProcess::start(&config);
+    let last: Value =
+        http.get(format!("{}/api/v1/runs/{id}/log?after=3000", server.url)).send().await.unwrap().json().await.unwrap();
+    assert!(last["next"].as_u64().unwrap() > 3000, "the line is stored as many entries: {}", last["next"]);
+
+    let baseline_kib = server.memory_kib("VmRSS");
+    server.reset_peak_memory();
+    let transports: [(&str, String); 4] = [
+        (
+            "WebSocket",
+            get_request(
+                &format!("/api/v1/runs/{id}/log/ws"),
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n",
+            ),
+        ),
+        ("SSE", get_request(&format!("/api/v1/runs/{id}/log/sse"), "Accept: text/event-stream\r\n")),
+        ("long-poll", get_request(&format!("/api/v1/runs/{id}/log?limit=10000"), "")),
+        ("log.txt", get_request(&format!("/api/v1/runs/{id}/log.txt"), "")),
+    ];
+    let mut viewers = Vec::new();
+    let mut growth = Vec::new();
+    for (transport, request) in &transports {
+        for _ in 0..VIEWERS_PER_TRANSPORT {
+            let viewer = StalledViewer::connect(&server, transport, request.clone()).await;
+            let what = format!("the server to start sending to a stalled {transport} viewer");
+            eventually(&what, Duration::from_secs(60), || async { viewer.got_body().then_some(()) }).await;
+            viewers.push(viewer);
+            // Checked after every viewer, so that a server that does hold the log fails here
+            // long before it takes the machine's memory.
+            let grown_kib = server.memory_kib("VmHWM").saturating_sub(baseline_kib);
+            growth.push(format!("{} {transport}: +{} MiB", viewers.len(), grown_kib / 1024));
+            assert!(grown_kib < MAX_GROWTH_KIB, "the server's peak memory grew too much: {}", growth.join(", "));
+        }
+    }
+    let health = http.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "the server still answers beside {} stalled viewers", viewers.len());
+    eprintln!("resident {baseline_kib} KiB before the viewers; peak growth: {}", growth.join(", "));
+}
+
+#[tokio::test]
+async fn every_transport_delivers_a_huge_line_whole_in_bounded_messages() {
+    const LINE_BYTES: usize = 3_000_000;
+    const MAX_MESSAGE_BYTES: usize = 65_536;
+    let settings = format!("max_line_bytes = 16384\n[streams]\nmax_message_bytes = {MAX_MESSAGE_BYTES}");
+    let server = TestServer::start_with(JOBS, &settings).await;
+    let id = server.start_run("huge-line", json!({ "bytes": LINE_BYTES })).await;
+    assert_eq!(server.wait_final(id).await["status"], "succeeded");
+    let stored = server.entries(id).await;
+    let texts = |entries: &[Value]| -> Vec<(u64, usize)> {
+        entries.iter().map(|entry| (entry["seq"].as_u64().unwrap(), entry["text"].as_str().unwrap().len())).collect()
+    };
+    let expected = texts(&stored);
+    assert_eq!(expected.iter().map(|(_, length)| length).sum::<usize>(), LINE_BYTES, "the whole line is stored");
+    assert!(stored.iter().all(|entry| entry["text"].as_str().unwrap().bytes().all(|byte| byte == b'x')));
+
+    // Long-poll: a page holds at most about one message of output, whatever `limit` says.
+    let (status, page) = server.get(&format!("/api/v1/runs/{id}/log?limit=10000")).await;
+    assert_eq!(status, StatusCode::OK);
+    let page_bytes: usize = texts(page["entries"].as_array().unwrap()).iter().map(|(_, length)| length).sum();
+    assert!(page_bytes <= MAX_MESSAGE_BYTES, "a long-poll page carried {page_bytes} bytes of output");
+
+    // WebSocket: every message within the bound, together the stored log.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/api/v1/runs/{id}/log/ws"))).await.unwrap();
+    let mut received = Vec::new();
+    while let Some(message) = socket.next().await {
+        let Message::Text(text) = message.expect("a WebSocket message") else { continue };
+        assert!(text.len() <= MAX_MESSAGE_BYTES, "a WebSocket message of {} bytes", text.len());
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["done"] == true {
+            break;
+        }
+        received.extend(value["entries"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(texts(&received), expected, "WebSocket");
+
+    // SSE: the same, each event's id being its last entry.
+    let sse = server.sse_follow(id, None).await;
+    for event in sse.events.iter().filter(|event| event.event.is_none() && event.comment.is_none()) {
+        assert!(event.data.len() <= MAX_MESSAGE_BYTES, "an SSE event of {} bytes", event.data.len());
+        let batch: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(event.id.as_deref(), Some(batch["next"].to_string().as_str()), "the event id is where to resume");
+    }
+    assert_eq!(texts(&sse.entries()), expected, "SSE");
+
+    // log.txt: the exact bytes, one newline per stored entry.
+    let (status, text) = server.get_text(&format!("/api/v1/runs/{id}/log.txt")).await;
+    assert_eq!(status, StatusCode::OK);
+    let pieces: Vec<usize> = text.split(|byte| *byte == b'\n').map(<[u8]>::len).collect();
+    assert_eq!(pieces.split_last().map(|(last, _)| *last), Some(0), "the download ends with a newline");
+    let lengths: Vec<usize> = expected.iter().map(|(_, length)| *length).collect();
+    assert_eq!(pieces[..pieces.len() - 1], lengths[..], "log.txt");
+}
+
+/// Guards a request that must return at once: failing, not hanging, when it does not.
+async fn promptly<T>(what: &str, request: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(15), request).await.unwrap_or_else(|_| panic!("{what} never returned"))
+}
+
+#[tokio::test]
+async fn following_a_finished_run_from_past_its_end_is_done_on_every_transport() {
+    let server = TestServer::start(JOBS).await;
+    let id = server.start_run("one-line", json!({})).await;
+    assert_eq!(server.wait_final(id).await["status"], "succeeded");
+    assert_eq!(server.entries(id).await.len(), 1);
+
+    for after in [1u64, 5] {
+        let (status, page) =
+            promptly("long-poll", server.get(&format!("/api/v1/runs/{id}/log?after={after}&wait=30"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (page["entries"].as_array().map(Vec::len), &page["done"], &page["next"], &page["status"]),
+            (Some(0), &json!(true), &json!(after), &json!("succeeded")),
+            "long-poll after {after}: {page}"
+        );
+
+        let (status, text) = promptly(
+            "log.txt with follow",
+            server.get_text(&format!("/api/v1/runs/{id}/log.txt?after={after}&follow=true")),
+        )
+        .await;
+        assert_eq!((status, text), (StatusCode::OK, Vec::new()), "log.txt after {after}");
+
+        let sse = promptly("SSE", server.sse_follow(id, Some(after))).await;
+        let done = sse.events.last().expect("an event");
+        assert_eq!(done.event.as_deref(), Some("done"), "SSE after {after}: {:?}", sse.events);
+        assert!(sse.entries().is_empty());
+
+        let ws = promptly("WebSocket", server.ws_follow(id, after)).await;
+        assert_eq!(ws.close_code, Some(1000), "WebSocket after {after}: {}", ws.close_reason);
+        assert_eq!(
+            ws.done.as_ref().map(|done| (&done["status"], &done["next"])),
+            Some((&json!("succeeded"), &json!(after)))
+        );
+        assert!(ws.entries.is_empty());
+
+        let after_text = after.to_string();
+        let mut cli = cli_command(&["logs", &id.to_string(), "--after", &after_text, "-f"]);
+        cli.env("ONEOFF_SERVER", &server.url);
+        let output =
+            promptly("oneoff logs --after -f", tokio::process::Command::from(cli).kill_on_drop(true).output()).await;
+        let output = output.expect("run oneoff logs");
+        assert!(output.status.success(), "oneoff logs --after {after} -f: {output:?}");
+        assert!(output.stdout.is_empty(), "nothing after the end: {output:?}");
+    }
+}
