@@ -243,8 +243,10 @@ pub async fn create_token_offline(
         created_by: "local-admin".into(),
         created_at_us: now,
         expires_at_us,
+        parent_id: None,
     };
-    let stored = store.insert_token(&new).await?;
+    let stored =
+        store.insert_token(&new).await?.ok_or_else(|| anyhow::anyhow!("the database refused the new token"))?;
     let entry = oneoff_core::audit::AuditEntry {
         at_us: now,
         actor: "local-admin".into(),

@@ -289,7 +289,7 @@ async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError
     if record.expires_at_us.is_some_and(|expires| expires <= now) {
         return Err(unauthorized(format!("API token `{}` has expired", record.name)));
     }
-    Ok(state.config.auth.principal(record.user, None, record.groups, IdentitySource::Token(record.name)))
+    Ok(state.config.auth.principal(record.user, None, record.groups, IdentitySource::Token { id: record.id, name: record.name }))
 }
 
 pub fn unauthorized(message: impl Into<String>) -> ApiError {
