@@ -404,9 +404,7 @@ fn check_issuer(provider: &JwtProvider, copies: &[(Option<&str>, bool)]) -> Resu
 fn check_audience(provider: &JwtProvider, claims: &Value) -> Result<(), String> {
     let Some(expected) = &provider.audience else { return Ok(()) };
     let audiences: Vec<&str> = match claims.get("aud") {
-        None => {
-            return Err(format!("the assertion names no audience (`aud`); this server requires `{expected}`"))
-        }
+        None => return Err(format!("the assertion names no audience (`aud`); this server requires `{expected}`")),
         Some(Value::String(audience)) => vec![audience.as_str()],
         Some(Value::Array(items)) => items
             .iter()

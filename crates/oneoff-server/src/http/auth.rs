@@ -197,7 +197,7 @@ async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMa
             }
         };
     }
-    if let Some(value) = single_header(headers, header::AUTHORIZATION.as_str())? {
+    if let Some(value) = single_header(headers, "Authorization")? {
         return from_token(state, credential_text("Authorization", value)?).await;
     }
     if let Some(trusted) = &auth.trusted_headers {
@@ -289,7 +289,12 @@ async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError
     if record.expires_at_us.is_some_and(|expires| expires <= now) {
         return Err(unauthorized(format!("API token `{}` has expired", record.name)));
     }
-    Ok(state.config.auth.principal(record.user, None, record.groups, IdentitySource::Token { id: record.id, name: record.name }))
+    Ok(state.config.auth.principal(
+        record.user,
+        None,
+        record.groups,
+        IdentitySource::Token { id: record.id, name: record.name },
+    ))
 }
 
 pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -345,7 +350,10 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs.iter().map(|(name, value)| (header::HeaderName::from_static(name), HeaderValue::from_static(value))).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| (header::HeaderName::from_static(name), HeaderValue::from_static(value)))
+            .collect()
     }
 
     #[test]

@@ -80,12 +80,13 @@ pub async fn create(
             Some(now.saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)))
         }
     };
-    let parent = match &principal.source {
-        IdentitySource::Token { id, .. } => Some(state.store.token(*id).await?.ok_or_else(|| {
-            super::auth::unauthorized("the API token this request was made with no longer exists")
-        })?),
-        _ => None,
-    };
+    let parent =
+        match &principal.source {
+            IdentitySource::Token { id, .. } => Some(state.store.token(*id).await?.ok_or_else(|| {
+                super::auth::unauthorized("the API token this request was made with no longer exists")
+            })?),
+            _ => None,
+        };
     let parent_expiry_us = parent.as_ref().and_then(|parent| parent.expires_at_us);
     let expires_at_us = match (requested_expiry_us, parent_expiry_us) {
         (Some(requested), Some(cap)) => Some(requested.min(cap)),
