@@ -427,6 +427,9 @@ pub struct Token {
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// The API token this one was made with: it expires no later, and is revoked with it.
+    #[serde(default)]
+    pub parent_id: Option<i64>,
 }
 
 /// The answer to a token creation: the only time the token itself is shown.

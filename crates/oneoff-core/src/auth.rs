@@ -9,8 +9,8 @@ use std::net::IpAddr;
 /// How a principal proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentitySource {
-    /// An API token, by its name.
-    Token(String),
+    /// An API token: its id (tokens made with it record it as their parent) and its name.
+    Token { id: i64, name: String },
     /// Headers set by an SSO proxy whose address is trusted.
     TrustedHeaders,
     /// A signed assertion verified with the provider's keys, by its header name.
@@ -22,7 +22,7 @@ pub enum IdentitySource {
 impl IdentitySource {
     pub fn describe(&self) -> String {
         match self {
-            IdentitySource::Token(name) => format!("token:{name}"),
+            IdentitySource::Token { name, .. } => format!("token:{name}"),
             IdentitySource::TrustedHeaders => "trusted_headers".into(),
             IdentitySource::Jwt(header) => format!("jwt:{}", header.to_ascii_lowercase()),
             IdentitySource::Anonymous => "anonymous".into(),

@@ -10,8 +10,13 @@
 //! JWT libraries reject, and the ALB signs the segments as sent, padding included. So they
 //! are checked here by hand: header fields first (`alg`, `signer`, `kid`), then the ES256
 //! signature over the exact `header.payload` text received, then expiry and issuer.
+//!
+//! For both, `jsonwebtoken` (or `crypto::verify`) only checks signatures; the claim rules are
+//! ours and the same for every kind: `exp` required, `exp`/`nbf` numbers, a configured
+//! `issuer` or `audience` present and matching, `iss` one string, no `crit` extension.
 
 use std::collections::{HashMap, VecDeque};
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -96,15 +101,19 @@ impl JwtVerifier {
         cache: &Mutex<KeyCache>,
         token: &str,
     ) -> Result<Claims, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|error| format!("not a JWT: {error}"))?;
-        let algorithm = format!("{:?}", header.alg);
-        if !provider.algorithms.contains(&algorithm) {
+        let header_text = token.split('.').next().unwrap_or_default();
+        let header_json = decode_segment(header_text).map_err(|error| format!("not a JWT: the header {error}"))?;
+        check_critical(&header_json)?;
+        let algorithm = header_json["alg"].as_str().unwrap_or("none");
+        if !provider.algorithms.iter().any(|accepted| accepted == algorithm) {
             return Err(format!(
-                "algorithm {algorithm} is not accepted (expected {})",
+                "algorithm {} is not accepted (expected {})",
+                shown(algorithm),
                 provider.algorithms.join(" or ")
             ));
         }
-        let kid = header.kid.clone().unwrap_or_default();
+        let alg = Algorithm::from_str(algorithm).map_err(|_| format!("algorithm {} is unknown", shown(algorithm)))?;
+        let kid = header_json["kid"].as_str().unwrap_or_default().to_string();
         let key = match self.cached_key(cache, &kid) {
             Some(key) => key,
             None => {
@@ -113,35 +122,40 @@ impl JwtVerifier {
                     .ok_or_else(|| format!("unknown key id `{}` (not in {})", shown(&kid), provider.keys.url()))?
             }
         };
-        if key.0 != header.alg
+        if key.0 != alg
             && !matches!(
-                (key.0, header.alg),
+                (key.0, alg),
                 (
                     Algorithm::RS256,
                     Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
                 )
             )
         {
-            return Err(format!("algorithm {algorithm} does not match key `{kid}`"));
+            return Err(format!("algorithm {algorithm} does not match key `{}`", shown(&kid)));
         }
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = 30;
-        validation.validate_nbf = true;
-        match &provider.audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
-        }
-        if let Some(issuer) = &provider.issuer {
-            validation.set_issuer(&[issuer]);
-        }
+        // jsonwebtoken checks only the signature here: every claim rule is ours (below), the
+        // same for every kind, since its `set_audience`/`set_issuer` pass a token that simply
+        // leaves the claim out.
+        let mut validation = Validation::new(alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
         let data = jsonwebtoken::decode::<Value>(token, &key.1, &validation).map_err(|error| match error.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the assertion has expired".to_string(),
-            jsonwebtoken::errors::ErrorKind::ImmatureSignature => "the assertion is not valid yet".to_string(),
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => "the assertion is for another audience".to_string(),
-            jsonwebtoken::errors::ErrorKind::InvalidIssuer => "the assertion is from another issuer".to_string(),
             jsonwebtoken::errors::ErrorKind::InvalidSignature => "the signature does not verify".to_string(),
-            other => format!("invalid assertion: {other:?}"),
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                format!("algorithm {algorithm} does not match key `{}`", shown(&kid))
+            }
+            _ => "not a JWT: the payload is not a base64url JSON object".to_string(),
         })?;
+        if !data.claims.is_object() {
+            return Err("not a JWT: the payload is not a base64url JSON object".into());
+        }
+        let now = unix_seconds();
+        let expires = numeric_date(&data.claims, "exp")?.ok_or("the assertion has no expiry (`exp`)")?;
+        check_lifetime(&[expires], numeric_date(&data.claims, "nbf")?, now)?;
+        check_issuer(provider, &[(issuer_claim(&data.claims)?, true)])?;
+        check_audience(provider, &data.claims)?;
         claims(provider, &data.claims)
     }
 
@@ -191,6 +205,7 @@ impl JwtVerifier {
             return Err("not a JWT: expected three dot-separated parts".into());
         };
         let header = decode_segment(header_text).map_err(|error| format!("not a JWT: the header {error}"))?;
+        check_critical(&header)?;
         let algorithm = header["alg"].as_str().unwrap_or("none");
         if algorithm != "ES256" {
             return Err(format!("algorithm {} is not accepted (expected ES256)", shown(algorithm)));
@@ -220,24 +235,10 @@ impl JwtVerifier {
             decode_segment(payload_text).map_err(|error| format!("invalid assertion: the payload {error}"))?;
         let now = unix_seconds();
         // The ALB puts `exp` and `iss` in the header; the payload may repeat them.
-        let Some(expires) = header["exp"].as_i64() else { return Err("the assertion has no expiry (`exp`)".into()) };
-        for expiry in std::iter::once(expires).chain(payload["exp"].as_i64()) {
-            if expiry + LEEWAY_SECONDS <= now {
-                return Err("the assertion has expired".into());
-            }
-        }
-        if payload["nbf"].as_i64().is_some_and(|not_before| not_before - LEEWAY_SECONDS > now) {
-            return Err("the assertion is not valid yet".into());
-        }
-        if let Some(issuer) = &provider.issuer {
-            let header_issuer = header["iss"].as_str();
-            if header_issuer != Some(issuer.as_str()) || payload["iss"].as_str().is_some_and(|iss| iss != issuer) {
-                return Err(format!(
-                    "the assertion is from another issuer (`{}`)",
-                    shown(header_issuer.unwrap_or_default())
-                ));
-            }
-        }
+        let expires = numeric_date(&header, "exp")?.ok_or("the assertion has no expiry (`exp`)")?;
+        let expiries: Vec<i64> = std::iter::once(expires).chain(numeric_date(&payload, "exp")?).collect();
+        check_lifetime(&expiries, numeric_date(&payload, "nbf")?, now)?;
+        check_issuer(provider, &[(issuer_claim(&header)?, true), (issuer_claim(&payload)?, false)])?;
         claims(provider, &payload)
     }
 
@@ -335,6 +336,106 @@ fn claims(provider: &JwtProvider, claims: &Value) -> Result<Claims, String> {
     Ok(Claims { user, email: claims["email"].as_str().map(str::to_string), groups })
 }
 
+// The claim rules, the same for every kind of provider. When `issuer` or `audience` is
+// configured the claim must be present: a token that leaves it out proves nothing about
+// who it was issued by or for.
+
+/// A NumericDate claim (`exp`, `nbf`): absent, or a number of seconds since 1970.
+fn numeric_date(object: &Value, name: &str) -> Result<Option<i64>, String> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => match (number.as_i64(), number.as_f64()) {
+            (Some(seconds), _) => Ok(Some(seconds)),
+            // Fractions of a second are allowed; saturating float-to-int keeps huge values huge.
+            #[allow(clippy::cast_possible_truncation)]
+            (None, Some(seconds)) if seconds.is_finite() => Ok(Some(seconds.floor() as i64)),
+            _ => Err(format!("the assertion's `{name}` is not a number of seconds since 1970")),
+        },
+        Some(other) => Err(format!(
+            "the assertion's `{name}` must be a number of seconds since 1970, not {}",
+            shown(&other.to_string())
+        )),
+    }
+}
+
+/// Refuses an expired or not-yet-valid assertion, with [`LEEWAY_SECONDS`] of clock skew.
+fn check_lifetime(expiries: &[i64], not_before: Option<i64>, now: i64) -> Result<(), String> {
+    if expiries.iter().any(|expiry| expiry.saturating_add(LEEWAY_SECONDS) <= now) {
+        return Err("the assertion has expired".into());
+    }
+    if not_before.is_some_and(|not_before| not_before.saturating_sub(LEEWAY_SECONDS) > now) {
+        return Err("the assertion is not valid yet".into());
+    }
+    Ok(())
+}
+
+/// The `iss` of a header or payload: absent, or one string (an array is refused: an issuer
+/// is one URL, and a list would let a token claim several).
+fn issuer_claim(object: &Value) -> Result<Option<&str>, String> {
+    match object.get("iss") {
+        None => Ok(None),
+        Some(Value::String(issuer)) => Ok(Some(issuer)),
+        Some(Value::Array(_)) => Err("the assertion's `iss` is a list; an issuer must be one string".into()),
+        Some(other) => Err(format!("the assertion's `iss` must be a string, not {}", shown(&other.to_string()))),
+    }
+}
+
+/// With an `issuer` configured, each copy of `iss` that is required must be present, and
+/// every copy present must name that issuer.
+fn check_issuer(provider: &JwtProvider, copies: &[(Option<&str>, bool)]) -> Result<(), String> {
+    let Some(expected) = &provider.issuer else { return Ok(()) };
+    for (found, required) in copies {
+        match found {
+            Some(found) if found == expected => {}
+            Some(found) => {
+                return Err(format!("the assertion is from another issuer (`{}`, expected `{expected}`)", shown(found)))
+            }
+            None if *required => {
+                return Err(format!("the assertion names no issuer (`iss`); this server requires `{expected}`"))
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// With an `audience` configured, `aud` must be present and name it: one string, or an
+/// array of strings holding it.
+fn check_audience(provider: &JwtProvider, claims: &Value) -> Result<(), String> {
+    let Some(expected) = &provider.audience else { return Ok(()) };
+    let audiences: Vec<&str> = match claims.get("aud") {
+        None => return Err(format!("the assertion names no audience (`aud`); this server requires `{expected}`")),
+        Some(Value::String(audience)) => vec![audience.as_str()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<Vec<&str>>>()
+            .ok_or("the assertion's `aud` must be a string or a list of strings")?,
+        Some(_) => return Err("the assertion's `aud` must be a string or a list of strings".into()),
+    };
+    if audiences.contains(&expected.as_str()) {
+        return Ok(());
+    }
+    let found: Vec<String> = audiences.iter().map(|audience| shown(audience)).collect();
+    Err(format!("the assertion is for another audience (`{}`, expected `{expected}`)", found.join("`, `")))
+}
+
+/// oneoff understands no JWS extension, so any critical one (RFC 7515 §4.1.11) is refused:
+/// the issuer said the token must not be accepted by a verifier that ignores it.
+fn check_critical(header: &Value) -> Result<(), String> {
+    match header.get("crit") {
+        None => Ok(()),
+        Some(Value::Array(names)) => {
+            let names: Vec<String> = names.iter().map(|name| shown(name.as_str().unwrap_or("?"))).collect();
+            Err(format!(
+                "the assertion requires header extensions oneoff does not understand (`crit`: {})",
+                names.join(", ")
+            ))
+        }
+        Some(_) => Err("the assertion's `crit` header is not a list of extension names".into()),
+    }
+}
+
 /// A JSON object from one base64url segment, padded or not.
 fn decode_segment(segment: &str) -> Result<Value, String> {
     let bytes = BASE64URL_ANY_PADDING.decode(segment).map_err(|_| "is not base64url".to_string())?;
@@ -372,6 +473,56 @@ mod tests {
         assert!(decode_segment("not base64!").is_err());
         assert!(decode_segment("WzFd").is_err(), "[1] is JSON but not an object");
         assert!(decode_segment("").is_err());
+    }
+
+    fn provider(issuer: Option<&str>, audience: Option<&str>) -> JwtProvider {
+        JwtProvider {
+            kind: oneoff_core::auth::JwtKind::Generic,
+            header: "Authorization".into(),
+            keys: KeySource::Jwks { url: "http://127.0.0.1/certs".into() },
+            issuer: issuer.map(str::to_string),
+            audience: audience.map(str::to_string),
+            algorithms: vec!["ES256".into()],
+            user_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            signer_arn: None,
+        }
+    }
+
+    #[test]
+    fn configured_issuer_and_audience_must_be_present_and_match() {
+        let strict = provider(Some("https://idp"), Some("oneoff"));
+        let audience = |claims: Value| check_audience(&strict, &claims);
+        assert!(audience(serde_json::json!({ "aud": "oneoff" })).is_ok());
+        assert!(audience(serde_json::json!({ "aud": ["other", "oneoff"] })).is_ok());
+        assert!(audience(serde_json::json!({})).unwrap_err().contains("names no audience"));
+        assert!(audience(serde_json::json!({ "aud": "other" })).unwrap_err().contains("another audience"));
+        assert!(audience(serde_json::json!({ "aud": ["oneoff", 1] })).is_err());
+        assert!(audience(serde_json::json!({ "aud": 7 })).is_err());
+        let issuer = |claims: Value| issuer_claim(&claims).and_then(|iss| check_issuer(&strict, &[(iss, true)]));
+        assert!(issuer(serde_json::json!({ "iss": "https://idp" })).is_ok());
+        assert!(issuer(serde_json::json!({})).unwrap_err().contains("names no issuer"));
+        assert!(issuer(serde_json::json!({ "iss": ["https://idp"] })).unwrap_err().contains("is a list"));
+        assert!(issuer(serde_json::json!({ "iss": "https://evil" })).unwrap_err().contains("another issuer"));
+        let lax = provider(None, None);
+        assert!(check_audience(&lax, &serde_json::json!({})).is_ok());
+        assert!(check_issuer(&lax, &[(None, true)]).is_ok());
+    }
+
+    #[test]
+    fn dates_are_numbers_and_critical_extensions_are_refused() {
+        let claims = serde_json::json!({ "exp": 100, "nbf": 1.5, "bad": "100", "worse": null });
+        assert_eq!(numeric_date(&claims, "exp"), Ok(Some(100)));
+        assert_eq!(numeric_date(&claims, "nbf"), Ok(Some(1)));
+        assert_eq!(numeric_date(&claims, "absent"), Ok(None));
+        assert!(numeric_date(&claims, "bad").unwrap_err().contains("number of seconds"));
+        assert!(numeric_date(&claims, "worse").is_err());
+        assert!(check_lifetime(&[100], None, 100 + LEEWAY_SECONDS).is_err());
+        assert!(check_lifetime(&[100], Some(50), 60).is_ok());
+        assert!(check_lifetime(&[i64::MAX], Some(i64::MIN), 0).is_ok(), "no overflow");
+        assert!(check_critical(&serde_json::json!({ "alg": "ES256" })).is_ok());
+        assert!(check_critical(&serde_json::json!({ "crit": ["b64"] })).unwrap_err().contains("b64"));
+        assert!(check_critical(&serde_json::json!({ "crit": "b64" })).is_err());
     }
 
     #[test]

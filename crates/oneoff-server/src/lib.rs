@@ -211,15 +211,18 @@ fn init_logging() {
 
 /// `oneoff token create --config FILE`: creates a token directly in the server's database,
 /// on the server's host, without a running server. This is how the first administrator
-/// token is made; it is audited as done by `local-admin`.
+/// token is made; it is audited as done by `local-admin`. `data_dir` (`--data-dir`,
+/// `ONEOFF_DATA_DIR`) wins over the file, as for `oneoff serve`, so the token lands in the
+/// database the server uses.
 pub async fn create_token_offline(
     config_path: &Path,
+    data_dir: Option<PathBuf>,
     name: &str,
     user: &str,
     groups: Vec<String>,
     expires_in: Option<&str>,
 ) -> anyhow::Result<oneoff_api::v1::CreatedToken> {
-    let config = load_config(config_path, &Overrides::default())?;
+    let config = load_config(config_path, &Overrides { listen: None, data_dir })?;
     let database = config.server.data_dir.join(DATABASE_FILE);
     std::fs::create_dir_all(&config.server.data_dir)?;
     let store = Store::open_sqlite(&database)
@@ -243,8 +246,10 @@ pub async fn create_token_offline(
         created_by: "local-admin".into(),
         created_at_us: now,
         expires_at_us,
+        parent_id: None,
     };
-    let stored = store.insert_token(&new).await?;
+    let stored =
+        store.insert_token(&new).await?.ok_or_else(|| anyhow::anyhow!("the database refused the new token"))?;
     let entry = oneoff_core::audit::AuditEntry {
         at_us: now,
         actor: "local-admin".into(),

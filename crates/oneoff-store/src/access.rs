@@ -18,6 +18,8 @@ pub struct TokenRecord {
     pub expires_at_us: Option<i64>,
     pub revoked_at_us: Option<i64>,
     pub last_used_us: Option<i64>,
+    /// The API token this one was made with, if any: revoking that one revokes this one.
+    pub parent_id: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct NewToken {
     pub created_by: String,
     pub created_at_us: i64,
     pub expires_at_us: Option<i64>,
+    /// The API token it is made with; the caller caps `expires_at_us` at that token's.
+    pub parent_id: Option<i64>,
 }
 
 /// Filters of the audit listing; newest first.
@@ -42,14 +46,22 @@ pub struct AuditFilter {
 }
 
 const TOKEN_COLUMNS: &str =
-    "id, name, user, groups, created_by, created_at_us, expires_at_us, revoked_at_us, last_used_us";
+    "id, name, user, groups, created_by, created_at_us, expires_at_us, revoked_at_us, last_used_us, parent_id";
 const AUDIT_COLUMNS: &str = "id, at_us, actor, source, client, action, job, run_id, detail, prev_hash, hash";
 
 impl Store {
-    pub async fn insert_token(&self, new: &NewToken) -> Result<TokenRecord, StoreError> {
+    /// Stores a new token. With a parent, only while that parent is neither revoked nor
+    /// expired, checked in the same statement, so a parent revoked meanwhile cannot leave a
+    /// child behind (the revocation either comes first, and this is `None`, or it sees the
+    /// child and revokes it too).
+    pub async fn insert_token(&self, new: &NewToken) -> Result<Option<TokenRecord>, StoreError> {
         let groups = serde_json::Value::from(new.groups.clone()).to_string();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us, parent_id) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+             WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE id = ?8 AND revoked_at_us IS NULL \
+                                         AND (expires_at_us IS NULL OR expires_at_us > ?6)) \
+             RETURNING id",
         )
         .bind(&new.name)
         .bind(&new.user)
@@ -58,9 +70,12 @@ impl Store {
         .bind(&new.created_by)
         .bind(new.created_at_us)
         .bind(new.expires_at_us)
-        .fetch_one(self.pool())
+        .bind(new.parent_id)
+        .fetch_optional(self.pool())
         .await?;
-        self.token(id).await?.ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))
+        let Some(id) = id else { return Ok(None) };
+        let token = self.token(id).await?.ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))?;
+        Ok(Some(token))
     }
 
     pub async fn token(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
@@ -102,14 +117,23 @@ impl Store {
         rows.iter().map(token_from_row).collect()
     }
 
-    /// Revokes a token; false when it does not exist or was already revoked.
-    pub async fn revoke_token(&self, id: i64, now_us: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE tokens SET revoked_at_us = ? WHERE id = ? AND revoked_at_us IS NULL")
-            .bind(now_us)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
+    /// Revokes a token and every token made with it (their children too), in one statement.
+    /// Returns the ids revoked, the token's first; empty when it does not exist or was
+    /// already revoked (its descendants were revoked with it then).
+    pub async fn revoke_token(&self, id: i64, now_us: i64) -> Result<Vec<i64>, StoreError> {
+        let mut revoked: Vec<i64> = sqlx::query_scalar(
+            "WITH RECURSIVE family(id) AS ( \
+                 SELECT id FROM tokens WHERE id = ?1 AND revoked_at_us IS NULL \
+                 UNION SELECT tokens.id FROM tokens JOIN family ON tokens.parent_id = family.id) \
+             UPDATE tokens SET revoked_at_us = ?2 \
+             WHERE id IN (SELECT id FROM family) AND revoked_at_us IS NULL RETURNING id",
+        )
+        .bind(id)
+        .bind(now_us)
+        .fetch_all(self.pool())
+        .await?;
+        revoked.sort_by_key(|revoked| (*revoked != id, *revoked));
+        Ok(revoked)
     }
 
     /// Appends a record to the audit chain, atomically with reading the chain's head.
@@ -179,6 +203,7 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
         expires_at_us: row.try_get("expires_at_us")?,
         revoked_at_us: row.try_get("revoked_at_us")?,
         last_used_us: row.try_get("last_used_us")?,
+        parent_id: row.try_get("parent_id")?,
     })
 }
 

@@ -193,16 +193,45 @@ async fn tokens_are_found_by_hash_used_and_revoked() {
         created_by: "alice".into(),
         created_at_us: 5,
         expires_at_us: None,
+        parent_id: None,
     };
-    let token = store.insert_token(&new).await.unwrap();
+    let token = store.insert_token(&new).await.unwrap().unwrap();
     let used = store.use_token("abc", 99).await.unwrap().unwrap();
     assert_eq!((used.id, used.groups.clone()), (token.id, vec!["eng".to_string()]));
     assert_eq!(store.token(token.id).await.unwrap().unwrap().last_used_us, Some(99));
     assert!(store.use_token("nope", 1).await.unwrap().is_none());
-    assert!(store.revoke_token(token.id, 100).await.unwrap());
-    assert!(!store.revoke_token(token.id, 101).await.unwrap(), "revoked once");
+    assert_eq!(store.revoke_token(token.id, 100).await.unwrap(), vec![token.id]);
+    assert!(store.revoke_token(token.id, 101).await.unwrap().is_empty(), "revoked once");
     assert_eq!(store.list_tokens(Some("bot")).await.unwrap().len(), 1);
     assert!(store.list_tokens(Some("alice")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn tokens_made_with_a_token_go_with_it() {
+    let (_dir, store) = fresh().await;
+    let token = |hash: &str, parent_id: Option<i64>, expires_at_us: Option<i64>| crate::NewToken {
+        name: hash.into(),
+        user: "bot".into(),
+        groups: vec![],
+        hash: hash.into(),
+        created_by: "alice".into(),
+        created_at_us: 10,
+        expires_at_us,
+        parent_id,
+    };
+    let root = store.insert_token(&token("root", None, None)).await.unwrap().unwrap();
+    let child = store.insert_token(&token("child", Some(root.id), None)).await.unwrap().unwrap();
+    let grandchild = store.insert_token(&token("grandchild", Some(child.id), None)).await.unwrap().unwrap();
+    let unrelated = store.insert_token(&token("unrelated", None, None)).await.unwrap().unwrap();
+    assert_eq!(grandchild.parent_id, Some(child.id));
+    let expired = store.insert_token(&token("expired", None, Some(5))).await.unwrap().unwrap();
+    assert!(store.insert_token(&token("late", Some(expired.id), None)).await.unwrap().is_none(), "expired parent");
+    assert!(store.insert_token(&token("nobody", Some(9999), None)).await.unwrap().is_none(), "no such parent");
+
+    assert_eq!(store.revoke_token(root.id, 50).await.unwrap(), vec![root.id, child.id, grandchild.id]);
+    assert_eq!(store.token(grandchild.id).await.unwrap().unwrap().revoked_at_us, Some(50));
+    assert_eq!(store.token(unrelated.id).await.unwrap().unwrap().revoked_at_us, None);
+    assert!(store.insert_token(&token("orphan", Some(child.id), None)).await.unwrap().is_none(), "revoked parent");
 }
 
 #[tokio::test]

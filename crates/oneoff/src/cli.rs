@@ -210,6 +210,10 @@ pub struct TokenCreateArgs {
     /// needed): how the first administrator token is made.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// With --config: the server's data directory, if it is not the config file's (as for
+    /// `oneoff serve`).
+    #[arg(long, env = "ONEOFF_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientOpts,
 }

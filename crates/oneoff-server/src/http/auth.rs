@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use oneoff_core::audit::AuditEntry;
 use oneoff_core::auth::{split_groups, token_hash, IdentitySource, Principal, TOKEN_PREFIX};
 use oneoff_core::JobSpec;
@@ -38,7 +38,11 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
         let client = client_chain(peer, &parts.headers);
-        check_cross_site(&parts.method, &parts.headers, &state.config.server.public_origins)?;
+        let proxy_trusted = peer.is_some_and(|peer| {
+            state.config.auth.trusted_headers.as_ref().is_some_and(|trusted| trusted.trusts(peer.ip()))
+        });
+        let own = own_authority(parts, proxy_trusted);
+        check_cross_site(&parts.method, &parts.headers, own.as_deref(), &state.config.server.public_origins)?;
         // A ticket in the URL is what a browser sends when it cannot send headers: it decides.
         let principal = match parts.extensions.get::<PresentedTicket>().cloned() {
             Some(presented) => from_ticket(parts, state, &presented).await?,
@@ -72,30 +76,110 @@ fn client_chain(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
     chain
 }
 
-/// State-changing requests that carry a browser `Origin` must come from a public origin.
-fn check_cross_site(method: &Method, headers: &HeaderMap, public_origins: &[String]) -> Result<(), ApiError> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || public_origins.is_empty() {
+/// Refuses a state change that a browser made on behalf of another site (CSRF), whatever
+/// its content type: a form POST needs no preflight, and neither does a `POST .../cancel`
+/// with no body.
+///
+/// What the browser says decides, as no page can forge it:
+/// - an `Origin` listed in `public_origins` passes; with `public_origins` set, any other
+///   `Origin` is refused;
+/// - `Sec-Fetch-Site: same-origin` (our own page) or `none` (typed by the user) passes, and
+///   `cross-site`, `same-site` (a sibling host, maybe someone else's) or anything else is
+///   refused;
+/// - from a browser too old to send `Sec-Fetch-Site`, `Origin` must name the server's own
+///   host (see [`own_authority`]); `Origin: null` is refused;
+/// - a request with neither header is not a page's (the CLI, curl, scripts) and passes.
+fn check_cross_site(
+    method: &Method,
+    headers: &HeaderMap,
+    own_authority: Option<&str>,
+    public_origins: &[String],
+) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else { return Ok(()) };
-    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-    if public_origins.contains(&origin) {
+    let text = |name: header::HeaderName| {
+        headers.get(name).map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_ascii_lowercase())
+    };
+    let origin = text(header::ORIGIN).map(|origin| origin.trim_end_matches('/').to_string());
+    let fetch_site = text(header::HeaderName::from_static("sec-fetch-site"));
+    if origin.as_ref().is_some_and(|origin| public_origins.contains(origin)) {
         return Ok(());
     }
-    Err(ApiError::Client {
+    let refused = |why: String| ApiError::Client {
         status: StatusCode::FORBIDDEN,
         code: "cross_site_request",
         message: format!(
-            "requests from {origin} may not change anything here (not one of the server's public_origins)"
+            "{why}: a page on another site may not change anything here. If this is the URL users open, \
+             list it in [server] public_origins"
         ),
-    })
+    };
+    let shown_origin = origin.clone().unwrap_or_else(|| "(no Origin)".into());
+    if let (Some(origin), false) = (&origin, public_origins.is_empty()) {
+        return Err(refused(format!(
+            "requests from {origin} are refused (not one of the server's public_origins: {})",
+            public_origins.join(", ")
+        )));
+    }
+    match fetch_site.as_deref() {
+        Some("same-origin" | "none") => Ok(()),
+        Some(site) => Err(refused(format!("the browser says this request from {shown_origin} is {site}"))),
+        None => match &origin {
+            None => Ok(()),
+            Some(origin) if same_authority(origin, own_authority) => Ok(()),
+            Some(origin) => Err(refused(format!(
+                "requests from {origin} are refused (this server is {})",
+                own_authority.unwrap_or("reached without a Host header")
+            ))),
+        },
+    }
+}
+
+/// The server's own origin as the browser sees it: the host (and port) it sent the request
+/// to. That is `Host` (or HTTP/2's `:authority`), unless a trusted proxy (a peer in
+/// `trusted_cidrs`) says otherwise in `X-Forwarded-Host`, since proxies often rewrite
+/// `Host` to the upstream's address. Anyone else's `X-Forwarded-Host` is ignored.
+fn own_authority(parts: &Parts, proxy_trusted: bool) -> Option<String> {
+    let first = |name: &str| {
+        let value = parts.headers.get(name)?.to_str().ok()?;
+        value.split(',').next().map(|value| value.trim().to_ascii_lowercase()).filter(|value| !value.is_empty())
+    };
+    proxy_trusted
+        .then(|| first("x-forwarded-host"))
+        .flatten()
+        .or_else(|| first("host"))
+        .or_else(|| parts.uri.authority().map(|authority| authority.as_str().to_ascii_lowercase()))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names `authority` (`host[:port]`). The scheme
+/// is not compared: TLS usually ends at a proxy, so the app cannot know it; a missing port
+/// is the scheme's default.
+fn same_authority(origin: &str, authority: Option<&str>) -> bool {
+    let Some(authority) = authority else { return false };
+    let Some((scheme, origin_authority)) = origin.split_once("://") else { return false };
+    let default_port = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return false,
+    };
+    let split = |authority: &str| -> (String, String) {
+        // `[::1]:8080`, `host:8080`, `host`
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+                (host.to_string(), port.to_string())
+            }
+            _ => (authority.to_string(), default_port.to_string()),
+        }
+    };
+    split(origin_authority) == split(authority)
 }
 
 async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let auth = &state.config.auth;
     // A signed assertion, when present, decides: a bad one is refused, never ignored.
     for (index, provider) in state.jwt.providers() {
-        let Some(value) = headers.get(provider.header.as_str()).and_then(|value| value.to_str().ok()) else { continue };
+        let Some(value) = single_header(headers, &provider.header)? else { continue };
+        let value = credential_text(&provider.header, value)?;
         let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
         if provider.header.eq_ignore_ascii_case("authorization") && token.starts_with(TOKEN_PREFIX) {
             continue; // an API token, handled below
@@ -113,20 +197,28 @@ async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMa
             }
         };
     }
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
-        return from_token(state, value).await;
+    if let Some(value) = single_header(headers, "Authorization")? {
+        return from_token(state, credential_text("Authorization", value)?).await;
     }
     if let Some(trusted) = &auth.trusted_headers {
-        let user = headers.get(trusted.user_header.as_str()).and_then(|value| value.to_str().ok()).map(str::trim);
-        if let Some(user) = user.filter(|user| !user.is_empty()) {
+        let user_present = headers.get(trusted.user_header.as_str()).is_some_and(|value| !value.is_empty());
+        if user_present {
             match peer {
                 Some(peer) if trusted.trusts(peer.ip()) => {
-                    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
-                    let groups = text(&trusted.groups_header).map(|value| split_groups(&value)).unwrap_or_default();
+                    let user = identity_text(headers, &trusted.user_header)?.unwrap_or_default();
+                    let email = identity_text(headers, &trusted.email_header)?;
+                    let groups = identity_text(headers, &trusted.groups_header)?;
+                    let user = user.trim();
+                    if user.is_empty() {
+                        return Err(ApiError::bad_request(format!(
+                            "the {} header is blank; the SSO proxy must send the user's name",
+                            trusted.user_header
+                        )));
+                    }
                     return Ok(auth.principal(
                         user.to_string(),
-                        text(&trusted.email_header),
-                        groups,
+                        email.map(|email| email.trim().to_string()),
+                        groups.map(|groups| split_groups(&groups)).unwrap_or_default(),
                         IdentitySource::TrustedHeaders,
                     ));
                 }
@@ -143,6 +235,46 @@ async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMa
     Err(unauthorized("sign in through the SSO proxy, or send an API token as `Authorization: Bearer ...`"))
 }
 
+/// The one value of an identity or credential header. Sent twice, it is refused: a proxy
+/// that appends its value instead of replacing the client's would otherwise let whichever
+/// comes first decide who is calling.
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::Client {
+            status: StatusCode::BAD_REQUEST,
+            code: "repeated_identity_header",
+            message: format!(
+                "the {name} header was sent more than once; send it once (a proxy in front of oneoff may be \
+                 appending it instead of replacing the client's)"
+            ),
+        });
+    }
+    Ok(first)
+}
+
+/// A credential (a token, a signed assertion) is ASCII. One that is not is refused, never
+/// skipped in favour of another identity.
+fn credential_text<'a>(name: &str, value: &'a HeaderValue) -> Result<&'a str, ApiError> {
+    value.to_str().map_err(|_| unauthorized(format!("{name} refused: it holds bytes that are not ASCII text")))
+}
+
+/// A trusted proxy's identity header, taken as the UTF-8 text it sent (names such as
+/// `José` arrive as raw UTF-8 bytes; nothing is percent-decoded). Bytes that are not
+/// UTF-8 are refused with 400, never read as if the header were absent.
+fn identity_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = single_header(headers, name)? else { return Ok(None) };
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => Ok(Some(text.to_string())),
+        Err(_) => Err(ApiError::Client {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_identity_header",
+            message: format!("the {name} header is not UTF-8 text; the SSO proxy must send names as UTF-8"),
+        }),
+    }
+}
+
 async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError> {
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
     let Some(token) = token.filter(|token| token.starts_with(TOKEN_PREFIX)) else {
@@ -157,7 +289,12 @@ async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError
     if record.expires_at_us.is_some_and(|expires| expires <= now) {
         return Err(unauthorized(format!("API token `{}` has expired", record.name)));
     }
-    Ok(state.config.auth.principal(record.user, None, record.groups, IdentitySource::Token(record.name)))
+    Ok(state.config.auth.principal(
+        record.user,
+        None,
+        record.groups,
+        IdentitySource::Token { id: record.id, name: record.name },
+    ))
 }
 
 pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -205,5 +342,67 @@ pub async fn record(
     };
     if let Err(error) = state.store.append_audit(&entry).await {
         tracing::error!(%error, action, actor = %entry.actor, "cannot write the audit record");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (header::HeaderName::from_static(name), HeaderValue::from_static(value)))
+            .collect()
+    }
+
+    #[test]
+    fn own_origin_is_compared_by_host_and_port() {
+        assert!(same_authority("https://oneoff.example.com", Some("oneoff.example.com")));
+        assert!(same_authority("https://oneoff.example.com", Some("oneoff.example.com:443")));
+        assert!(same_authority("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(same_authority("http://[::1]:8080", Some("[::1]:8080")));
+        assert!(!same_authority("http://[::1]:8080", Some("[::1]:9090")));
+        assert!(!same_authority("https://evil.example", Some("oneoff.example.com")));
+        assert!(!same_authority("https://oneoff.example.com:8443", Some("oneoff.example.com")));
+        assert!(!same_authority("null", Some("oneoff.example.com")));
+        assert!(!same_authority("https://oneoff.example.com", None));
+    }
+
+    #[test]
+    fn browsers_may_change_state_only_from_our_own_pages() {
+        let check = |pairs: &[(&'static str, &'static str)], public: &[&str]| {
+            let public: Vec<String> = public.iter().map(|origin| origin.to_string()).collect();
+            check_cross_site(&Method::POST, &headers(pairs), Some("oneoff.example.com"), &public).is_ok()
+        };
+        assert!(check(&[], &[]), "the CLI sends neither header");
+        assert!(check(&[("origin", "https://oneoff.example.com")], &[]));
+        assert!(check(&[("sec-fetch-site", "same-origin"), ("origin", "https://oneoff.example.com")], &[]));
+        assert!(check(&[("sec-fetch-site", "none")], &[]));
+        assert!(!check(&[("origin", "https://evil.example")], &[]));
+        assert!(!check(&[("origin", "null")], &[]));
+        assert!(!check(&[("sec-fetch-site", "cross-site")], &[]));
+        assert!(!check(&[("sec-fetch-site", "same-site"), ("origin", "https://evil.example.com")], &[]));
+        assert!(!check(&[("sec-fetch-site", "cross-site"), ("origin", "https://oneoff.example.com")], &[]));
+        assert!(check(&[("sec-fetch-site", "cross-site"), ("origin", "https://ui.example")], &["https://ui.example"]));
+        assert!(!check(&[("origin", "https://oneoff.example.com")], &["https://ui.example"]));
+        let get = check_cross_site(&Method::GET, &headers(&[("sec-fetch-site", "cross-site")]), None, &[]);
+        assert!(get.is_ok(), "reads are not state changes");
+    }
+
+    #[test]
+    fn identity_headers_are_single_and_utf8() {
+        let mut repeated = headers(&[("x-forwarded-user", "mallory")]);
+        repeated.append("x-forwarded-user", HeaderValue::from_static("root"));
+        assert!(matches!(
+            identity_text(&repeated, "x-forwarded-user"),
+            Err(ApiError::Client { code: "repeated_identity_header", .. })
+        ));
+        let mut utf8 = HeaderMap::new();
+        utf8.insert("x-forwarded-user", HeaderValue::from_bytes("José".as_bytes()).unwrap());
+        assert_eq!(identity_text(&utf8, "x-forwarded-user").unwrap().as_deref(), Some("José"));
+        utf8.insert("x-forwarded-user", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+        assert!(identity_text(&utf8, "x-forwarded-user").is_err());
+        assert_eq!(identity_text(&utf8, "x-forwarded-email").unwrap(), None);
     }
 }

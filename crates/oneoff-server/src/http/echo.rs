@@ -1,6 +1,10 @@
 //! `/debug/echo`: shows what the app received — the tool for finding the hop that changed a
 //! request. Over plain HTTP it answers with the report; a WebSocket handshake to it is
 //! accepted and gets the same report as its first message (then its messages echoed back).
+//!
+//! Only administrators get a report (it shows what proxies add, which is the point), and
+//! never a credential in it: cookies, `Authorization`, API keys, every configured assertion
+//! header and the well-known ones of SSO proxies and load balancers are `<redacted>`.
 
 use std::net::SocketAddr;
 
@@ -12,17 +16,36 @@ use axum::Json;
 use futures_util::{SinkExt, StreamExt};
 use oneoff_api::v1::{EchoReport, EchoWebSocket};
 
+use super::auth::{deny, Caller};
 use super::handshake;
 use crate::state::AppState;
 
-/// Headers whose values never appear in a report.
-const ALWAYS_REDACTED: [&str; 5] = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"];
+/// Headers whose values never appear in a report: credentials, and the signed identity
+/// assertions and access tokens that SSO proxies and load balancers add (replayable).
+const ALWAYS_REDACTED: [&str; 10] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "cf-access-jwt-assertion",
+    "x-pomerium-jwt-assertion",
+    "x-jwt-assertion",
+    "x-forwarded-access-token",
+    "x-auth-request-access-token",
+];
+/// AWS ALB's `x-amzn-oidc-data`, `-accesstoken`, `-identity`: all of them.
+const REDACTED_PREFIXES: [&str; 1] = ["x-amzn-oidc-"];
 
 pub async fn echo(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     request: Request,
 ) -> Response {
+    if !caller.principal.admin {
+        return deny(&state, &caller, "use /debug/echo", None, None).await.into_response();
+    }
     let (mut parts, _body) = request.into_parts();
     let report = report(&state, &parts, peer);
     if report.websocket.complete {
@@ -38,8 +61,11 @@ pub async fn echo(
 }
 
 fn report(state: &AppState, parts: &Parts, peer: SocketAddr) -> EchoReport {
+    // Header names arrive lower-cased.
     let redacted = |name: &str| {
         ALWAYS_REDACTED.contains(&name)
+            || REDACTED_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+            || state.jwt.providers().any(|(_, provider)| provider.header.eq_ignore_ascii_case(name))
             || state.config.debug.redact_headers.iter().any(|secret| secret.eq_ignore_ascii_case(name))
     };
     let headers = parts

@@ -114,18 +114,26 @@ pub async fn cancel(
     }
 }
 
-/// Loads a run the caller may see; 403 (recorded) when it exists but is not theirs to see.
+/// Loads a run the caller may see. A run of a job hidden from the caller is answered
+/// exactly like a run that does not exist (404, no job name), as the job itself is; the
+/// attempt is still recorded in the audit trail.
 pub async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRecord, ApiError> {
     let record = find_run(state, id).await?;
     let job = state.config.catalog.get(&record.job);
     if caller.principal.admin || job.is_some_and(|job| job.access.may_view(&caller.principal)) {
         return Ok(record);
     }
-    Err(deny(state, caller, "view", job, Some(record.id.0)).await)
+    // Only the record is wanted from the denial; its 403 would name the job.
+    let _recorded = deny(state, caller, "view", job, Some(record.id.0)).await;
+    Err(no_such_run(record.id))
+}
+
+fn no_such_run(id: RunId) -> ApiError {
+    ApiError::not_found(format!("no run {id}"))
 }
 
 /// Parses a run id from the path and loads the run, or answers 400/404.
 pub async fn find_run(state: &AppState, id: &str) -> Result<RunRecord, ApiError> {
     let id = RunId::from_str(id).map_err(ApiError::bad_request)?;
-    state.store.run(id).await?.ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+    state.store.run(id).await?.ok_or_else(|| no_such_run(id))
 }

@@ -304,7 +304,7 @@ mod tests {
             user: user.into(),
             email: None,
             groups: vec!["eng".into()],
-            source: IdentitySource::Token("laptop".into()),
+            source: IdentitySource::Token { id: 1, name: "laptop".into() },
             admin: false,
         }
     }

@@ -1,4 +1,11 @@
 //! API tokens and `whoami`: create (shown once, stored as a hash), list, revoke.
+//!
+//! A token made with an API token is its child: it expires no later than its parent (a
+//! longer or absent `expires_in` is capped), and revoking the parent revokes it. So a
+//! short-lived or leaked token cannot be turned into a lasting one, and revoking it takes
+//! everything made with it. Minting with a token is still allowed, since that is how the
+//! CLI, with the bootstrap token from `oneoff token create --config`, makes tokens for CI;
+//! tokens made through the SSO proxy (or on the server's host) have no parent.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,6 +44,7 @@ pub(crate) fn view(record: &TokenRecord) -> Token {
         expires_at: record.expires_at_us.map(timestamp),
         revoked_at: record.revoked_at_us.map(timestamp),
         last_used_at: record.last_used_us.map(timestamp),
+        parent_id: record.parent_id,
     }
 }
 
@@ -64,13 +72,27 @@ pub async fn create(
     if name.is_empty() || name.len() > 64 {
         return Err(ApiError::bad_request("a token needs a name of 1 to 64 characters"));
     }
-    let expires_at_us = match body.expires_in.as_deref() {
+    let now = now_us();
+    let requested_expiry_us = match body.expires_in.as_deref() {
         None => None,
         Some(text) => {
             let duration = humantime_duration(text)?;
-            Some(now_us().saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)))
+            Some(now.saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)))
         }
     };
+    let parent =
+        match &principal.source {
+            IdentitySource::Token { id, .. } => Some(state.store.token(*id).await?.ok_or_else(|| {
+                super::auth::unauthorized("the API token this request was made with no longer exists")
+            })?),
+            _ => None,
+        };
+    let parent_expiry_us = parent.as_ref().and_then(|parent| parent.expires_at_us);
+    let expires_at_us = match (requested_expiry_us, parent_expiry_us) {
+        (Some(requested), Some(cap)) => Some(requested.min(cap)),
+        (requested, cap) => requested.or(cap),
+    };
+    let capped = parent_expiry_us.is_some() && expires_at_us != requested_expiry_us;
     let user = body.user.clone().unwrap_or_else(|| principal.user.clone());
     let groups =
         body.groups
@@ -83,12 +105,24 @@ pub async fn create(
         groups,
         hash: token_hash(&token),
         created_by: principal.user.clone(),
-        created_at_us: now_us(),
+        created_at_us: now,
         expires_at_us,
+        parent_id: parent.as_ref().map(|parent| parent.id),
     };
-    let stored = state.store.insert_token(&new).await?;
-    record(&state, &caller, "token.create", None, None, json!({ "token_id": stored.id, "name": name, "user": user }))
-        .await;
+    let Some(stored) = state.store.insert_token(&new).await? else {
+        let parent = parent.as_ref().map_or_else(String::new, |parent| format!(" `{}`", parent.name));
+        return Err(super::auth::unauthorized(format!(
+            "API token{parent} was revoked or expired while the new token was being made"
+        )));
+    };
+    let detail = json!({
+        "token_id": stored.id,
+        "name": name,
+        "user": user,
+        "parent_id": stored.parent_id,
+        "expiry_capped_at_parent": capped,
+    });
+    record(&state, &caller, "token.create", None, None, detail).await;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info: view(&stored) })))
 }
 
@@ -130,18 +164,14 @@ pub async fn revoke(
     if !caller.principal.admin && token.user != caller.principal.user {
         return Err(deny(&state, &caller, "revoke this token", None, None).await);
     }
-    if !state.store.revoke_token(id, now_us()).await? {
+    let revoked = state.store.revoke_token(id, now_us()).await?;
+    if revoked.is_empty() {
         return Err(ApiError::conflict(format!("token {id} is already revoked")));
     }
-    record(
-        &state,
-        &caller,
-        "token.revoke",
-        None,
-        None,
-        json!({ "token_id": id, "name": token.name, "user": token.user }),
-    )
-    .await;
+    // The tokens made with it (and with those) went with it.
+    let descendants = &revoked[1..];
+    let detail = json!({ "token_id": id, "name": token.name, "user": token.user, "also_revoked": descendants });
+    record(&state, &caller, "token.revoke", None, None, detail).await;
     let token = state.store.token(id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
     Ok(Json(view(&token)))
 }

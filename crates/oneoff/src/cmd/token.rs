@@ -78,8 +78,15 @@ async fn create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
     let created = match &args.config {
         Some(config) => {
             let user = args.user.clone().unwrap_or_else(|| "admin".into());
-            oneoff_server::create_token_offline(config, &args.name, &user, args.groups.clone(), args.expires.as_deref())
-                .await?
+            oneoff_server::create_token_offline(
+                config,
+                args.data_dir.clone(),
+                &args.name,
+                &user,
+                args.groups.clone(),
+                args.expires.as_deref(),
+            )
+            .await?
         }
         None => {
             let body = CreateToken {

@@ -93,7 +93,8 @@ async fn sso_headers_identify_users_and_access_lists_apply_everywhere() {
             .await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
 
-    // mallory (sales) sees neither the job nor its runs, on any transport.
+    // mallory (sales) sees neither the job nor its runs, on any transport: they are 404, as
+    // the job is, so not even its name leaks (issue 10).
     let (_, list) = call(&server, get.clone(), "/api/v1/jobs", Some(("mallory", "sales")), None).await;
     assert_eq!(job_names(&list), vec!["open"]);
     assert_eq!(
@@ -108,14 +109,14 @@ async fn sso_headers_identify_users_and_access_lists_apply_everywhere() {
     ] {
         assert_eq!(
             call(&server, get.clone(), &path, Some(("mallory", "sales")), None).await.0,
-            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
             "{path}"
         );
     }
     let mut ws = format!("{}/api/v1/runs/{id}/log/ws", server.ws_url("")).into_client_request_with("mallory");
     ws.headers_mut().insert("x-forwarded-groups", "sales".parse().unwrap());
     match tokio_tungstenite::connect_async(ws).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
         other => panic!("mallory's WebSocket was not refused: {other:?}"),
     }
     let (_, runs) = call(&server, get.clone(), "/api/v1/runs", Some(("mallory", "sales")), None).await;
@@ -395,13 +396,13 @@ async fn browsers_with_a_token_follow_logs_with_single_use_stream_tickets() {
     let (status, _) = get_with_ticket(&server, &format!("/api/v1/runs/{first}/log.txt?ticket={stray}&ticket=x")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    // No identity, no ticket; no view permission: 403 at creation (and recorded).
+    // No identity, no ticket; no view permission: 404 at creation, as for no such run (and recorded).
     let response =
         reqwest::Client::new().post(format!("{}/api/v1/runs/{first}/log/ticket", server.url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let mallory = token_for(&server, "mallory", "sales").await;
     let (status, body) = ticket(&server, &mallory, first).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{body}");
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{body}");
     assert_eq!(ticket(&server, &alice, 999_999).await.0, StatusCode::NOT_FOUND);
 }
 

@@ -15,16 +15,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::TestServer;
 
-struct Key {
-    kid: String,
-    pkcs8: Vec<u8>,
-    jwk: Value,
+pub(crate) struct Key {
+    pub(crate) kid: String,
+    pub(crate) pkcs8: Vec<u8>,
+    pub(crate) jwk: Value,
 }
 
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(crate) const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+pub(crate) const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64_with(alphabet: &[u8; 64], padded: bool, bytes: &[u8]) -> String {
+pub(crate) fn base64_with(alphabet: &[u8; 64], padded: bool, bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let n = chunk.iter().enumerate().fold(0u32, |n, (i, byte)| n | u32::from(*byte) << (16 - 8 * i));
@@ -38,11 +38,11 @@ fn base64_with(alphabet: &[u8; 64], padded: bool, bytes: &[u8]) -> String {
     out
 }
 
-fn base64url(bytes: &[u8]) -> String {
+pub(crate) fn base64url(bytes: &[u8]) -> String {
     base64_with(BASE64URL, false, bytes)
 }
 
-fn new_key(kid: &str) -> Key {
+pub(crate) fn new_key(kid: &str) -> Key {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap().as_ref().to_vec();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).unwrap();
@@ -51,18 +51,18 @@ fn new_key(kid: &str) -> Key {
     Key { kid: kid.into(), pkcs8, jwk }
 }
 
-fn sign(key: &Key, claims: Value) -> String {
+pub(crate) fn sign(key: &Key, claims: Value) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(&key.pkcs8)).unwrap()
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// A JWKS endpoint that answers every request with the current key set.
-async fn jwks_server(keys: Arc<Mutex<Vec<Value>>>) -> String {
+pub(crate) async fn jwks_server(keys: Arc<Mutex<Vec<Value>>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/certs", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -152,16 +152,17 @@ async fn pomerium_assertions_are_verified_against_the_jwks() {
 // AWS ALB: `x-amzn-oidc-data`, ES256, one PEM key per key id, the signer ARN in the header,
 // and base64url segments *with* padding, signed as sent.
 
-const ARN: &str = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/oneoff/50dc6c495c0c9188";
-const IDP: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+pub(crate) const ARN: &str =
+    "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/oneoff/50dc6c495c0c9188";
+pub(crate) const IDP: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
 
-struct AlbKey {
-    kid: String,
-    pair: EcdsaKeyPair,
-    pem: String,
+pub(crate) struct AlbKey {
+    pub(crate) kid: String,
+    pub(crate) pair: EcdsaKeyPair,
+    pub(crate) pem: String,
 }
 
-fn new_alb_key(kid: &str) -> AlbKey {
+pub(crate) fn new_alb_key(kid: &str) -> AlbKey {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
@@ -178,7 +179,7 @@ fn new_alb_key(kid: &str) -> AlbKey {
 }
 
 /// A token the way an ALB makes it: `padded` segments, signed over the text as sent.
-fn alb_token(key: &AlbKey, header: &Value, payload: &Value, padded: bool) -> String {
+pub(crate) fn alb_token(key: &AlbKey, header: &Value, payload: &Value, padded: bool) -> String {
     let signed = format!(
         "{}.{}",
         base64_with(BASE64URL, padded, header.to_string().as_bytes()),
@@ -189,7 +190,7 @@ fn alb_token(key: &AlbKey, header: &Value, payload: &Value, padded: bool) -> Str
 }
 
 /// Serves `GET /{kid}` with that key's PEM (404 otherwise) and counts the requests.
-async fn alb_key_server(keys: HashMap<String, String>, fetches: Arc<AtomicUsize>) -> String {
+pub(crate) async fn alb_key_server(keys: HashMap<String, String>, fetches: Arc<AtomicUsize>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let keys = Arc::new(keys);

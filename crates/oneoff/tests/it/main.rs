@@ -8,6 +8,7 @@ mod doctor;
 mod executor;
 mod hostile_masking;
 mod hostile_streams;
+mod hostile_auth;
 mod jwt;
 mod logs;
 mod proxy;
