@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use oneoff_api::v1::{timestamp, CreateToken, CreatedToken, Token, TokenList, WhoAmI};
+use oneoff_core::audit::{AuditAction, Denial};
 use oneoff_core::auth::{token_hash, IdentitySource, TOKEN_PREFIX};
 use oneoff_store::{NewToken, TokenRecord};
 use serde_json::json;
@@ -55,10 +56,10 @@ pub async fn create(
     let principal = &caller.principal;
     let for_other = body.user.as_ref().is_some_and(|user| *user != principal.user) || body.groups.is_some();
     if principal.source == IdentitySource::Anonymous && !principal.admin {
-        return Err(deny(&state, &caller, "create tokens", None, None).await);
+        return Err(deny(&state, &caller, Denial::TokenCreate, None, None).await);
     }
     if for_other && !principal.admin {
-        return Err(deny(&state, &caller, "create tokens for other users or groups", None, None).await);
+        return Err(deny(&state, &caller, Denial::TokenCreateForOthers, None, None).await);
     }
     let name = body.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
@@ -87,7 +88,7 @@ pub async fn create(
         expires_at_us,
     };
     let stored = state.store.insert_token(&new).await?;
-    record(&state, &caller, "token.create", None, None, json!({ "token_id": stored.id, "name": name, "user": user }))
+    record(&state, &caller, AuditAction::TokenCreate, None, None, json!({ "token_id": stored.id, "name": name, "user": user }))
         .await;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info: view(&stored) })))
 }
@@ -128,7 +129,7 @@ pub async fn revoke(
 ) -> Result<Json<Token>, ApiError> {
     let token = state.store.token(id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
     if !caller.principal.admin && token.user != caller.principal.user {
-        return Err(deny(&state, &caller, "revoke this token", None, None).await);
+        return Err(deny(&state, &caller, Denial::TokenRevoke, None, None).await);
     }
     if !state.store.revoke_token(id, now_us()).await? {
         return Err(ApiError::conflict(format!("token {id} is already revoked")));
@@ -136,7 +137,7 @@ pub async fn revoke(
     record(
         &state,
         &caller,
-        "token.revoke",
+        AuditAction::TokenRevoke,
         None,
         None,
         json!({ "token_id": id, "name": token.name, "user": token.user }),
