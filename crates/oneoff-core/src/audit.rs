@@ -148,11 +148,8 @@ mod tests {
                 run_id: Some(id),
                 detail: "{}".into(),
             };
-            let format = if id < 3 {
-                RecordFormat::Legacy { stored_action: "run.start".into() }
-            } else {
-                RecordFormat::Coded
-            };
+            let format =
+                if id < 3 { RecordFormat::Legacy { stored_action: "run.start".into() } } else { RecordFormat::Coded };
             let hash = chain_hash(id, &entry, &format, &prev);
             records.push(AuditRecord { id, entry, format, prev_hash: prev.clone(), hash: hash.clone() });
             prev = hash;

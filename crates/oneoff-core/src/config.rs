@@ -876,13 +876,14 @@ fn first_line(text: &str) -> String {
 mod tests;
 
 fn validate_audit(raw: RawAudit, base_dir: &Path, problems: &mut Problems) -> AuditConfig {
-    let at_least_a_second = |value: &Option<Spanned<String>>, default: Duration, name: &str, problems: &mut Problems| {
-        let parsed = duration(value, Some(default), problems).unwrap_or(default);
-        if let Some(value) = value.as_ref().filter(|_| parsed < Duration::from_secs(1)) {
-            problems.at(value.span(), format!("{name} must be at least 1s"));
-        }
-        parsed
-    };
+    let at_least_a_second =
+        |value: &Option<Spanned<String>>, default: Duration, name: &str, problems: &mut Problems| {
+            let parsed = duration(value, Some(default), problems).unwrap_or(default);
+            if let Some(value) = value.as_ref().filter(|_| parsed < Duration::from_secs(1)) {
+                problems.at(value.span(), format!("{name} must be at least 1s"));
+            }
+            parsed
+        };
     AuditConfig {
         key_file: raw.key_file.map(|file| base_dir.join(file)),
         checkpoint_interval: at_least_a_second(

@@ -217,7 +217,9 @@ fn anchor_entry(records: i64) -> AuditEntry {
         actor: "oneoff".into(),
         source: "server".into(),
         client: "localhost".into(),
-        message: format!("the server started with an audit key and signed the chain of {records} records as it found it"),
+        message: format!(
+            "the server started with an audit key and signed the chain of {records} records as it found it"
+        ),
         action,
         job: None,
         run_id: None,

@@ -147,10 +147,8 @@ impl Store {
         let last: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *transaction)
             .await?;
-        let found = last.map_or(ChainHead { records: 0, hash: GENESIS.to_string() }, |(records, hash)| ChainHead {
-            records,
-            hash,
-        });
+        let found = last
+            .map_or(ChainHead { records: 0, hash: GENESIS.to_string() }, |(records, hash)| ChainHead { records, hash });
         let id = found.records + 1;
         let format = RecordFormat::Coded;
         let hash = chain_hash(id, &entry, &format, &found.hash);
@@ -206,7 +204,8 @@ impl Store {
     pub async fn audit_tail(&self) -> Result<ChainHead, StoreError> {
         let last: Option<(i64, String)> =
             sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetch_optional(self.pool()).await?;
-        Ok(last.map_or(ChainHead { records: 0, hash: GENESIS.to_string() }, |(records, hash)| ChainHead { records, hash }))
+        Ok(last
+            .map_or(ChainHead { records: 0, hash: GENESIS.to_string() }, |(records, hash)| ChainHead { records, hash }))
     }
 
     pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -258,7 +257,9 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
 
 async fn read_head(connection: &mut sqlx::SqliteConnection) -> Result<Option<SignedHead>, StoreError> {
     let row: Option<(i64, String, String)> =
-        sqlx::query_as("SELECT records, hash, mac FROM audit_head WHERE singleton = 1").fetch_optional(connection).await?;
+        sqlx::query_as("SELECT records, hash, mac FROM audit_head WHERE singleton = 1")
+            .fetch_optional(connection)
+            .await?;
     Ok(row.map(|(records, hash, mac)| SignedHead { head: ChainHead { records, hash }, mac }))
 }
 

@@ -189,7 +189,9 @@ mod tests {
     fn a_signed_head_catches_a_cut_or_rewritten_chain() {
         let signed = key(1).sign_head(&head(5, "e5"));
         assert_eq!(check_signed_head(&key(1), Some(&signed), &head(5, "e5")), Ok(()));
-        assert!(check_signed_head(&key(1), Some(&signed), &head(3, "c3")).unwrap_err().contains("deleted from its end"));
+        assert!(check_signed_head(&key(1), Some(&signed), &head(3, "c3"))
+            .unwrap_err()
+            .contains("deleted from its end"));
         assert!(check_signed_head(&key(1), Some(&signed), &head(5, "ff")).unwrap_err().contains("rewritten"));
         assert!(check_signed_head(&key(2), Some(&signed), &head(5, "e5")).unwrap_err().contains("forged"));
         let forged = SignedHead { head: head(3, "c3"), mac: signed.mac.clone() };

@@ -188,7 +188,10 @@ mod tests {
         book.note(denied("b", 2));
         let (noted, closed) = book.note(denied("c", 3));
         assert_eq!(noted, Noted::Record);
-        assert_eq!(closed.iter().map(|repeated| (repeated.key.actor.as_str(), repeated.repeats)).collect::<Vec<_>>(), vec![("a", 1)]);
+        assert_eq!(
+            closed.iter().map(|repeated| (repeated.key.actor.as_str(), repeated.repeats)).collect::<Vec<_>>(),
+            vec![("a", 1)]
+        );
         assert_eq!(book.open_windows(), 2);
         assert!(book.flush(5000).is_empty());
         assert_eq!(book.open_windows(), 0, "ended windows close on flush");

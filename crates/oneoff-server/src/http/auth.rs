@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use oneoff_core::audit::{AuditAction, AuditEntry, Denial};
+use oneoff_core::audit::{bound_client_chain, AuditAction, AuditEntry, Denial};
 use oneoff_core::auth::{split_groups, token_hash, IdentitySource, Principal, TOKEN_PREFIX};
 use oneoff_core::JobSpec;
 
@@ -204,7 +204,8 @@ fn audit_entry(
         at_us: now_us(),
         actor: caller.principal.user.clone(),
         source: caller.principal.source.describe(),
-        client: caller.client.clone(),
+        // Bounded here already, so a denial counted in memory holds no more than a record.
+        client: bound_client_chain(&caller.client),
         action,
         message,
         job: job.map(str::to_string),

@@ -108,7 +108,8 @@ pub async fn cancel(
             Err(ApiError::conflict(format!("run {} already finished ({now})", record.id)))
         }
         CancelOutcome::CancelledWhileQueued | CancelOutcome::Signalled => {
-            record_audit(&state, &caller, AuditAction::RunCancel, Some(&record.job), Some(record.id.0), json!({})).await;
+            record_audit(&state, &caller, AuditAction::RunCancel, Some(&record.job), Some(record.id.0), json!({}))
+                .await;
             let record = find_run(&state, &id).await?;
             Ok((StatusCode::ACCEPTED, Json(Run::from_record(&record, now_us()))))
         }

@@ -88,8 +88,15 @@ pub async fn create(
         expires_at_us,
     };
     let stored = state.store.insert_token(&new).await?;
-    record(&state, &caller, AuditAction::TokenCreate, None, None, json!({ "token_id": stored.id, "name": name, "user": user }))
-        .await;
+    record(
+        &state,
+        &caller,
+        AuditAction::TokenCreate,
+        None,
+        None,
+        json!({ "token_id": stored.id, "name": name, "user": user }),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info: view(&stored) })))
 }
 

@@ -11,7 +11,11 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.client);
     if args.verify.is_some() {
         let mut query = Vec::new();
-        for (key, value) in [("head", args.head.clone()), ("count", args.count.map(|count| count.to_string())), ("mac", args.mac.clone())] {
+        for (key, value) in [
+            ("head", args.head.clone()),
+            ("count", args.count.map(|count| count.to_string())),
+            ("mac", args.mac.clone()),
+        ] {
             query.extend(value.map(|value| (key, value)));
         }
         let verification = client.verify_audit(&query).await?;
