@@ -49,10 +49,11 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 record.job.clone().unwrap_or_else(|| "-".into()),
                 record.run_id.map(|run| run.to_string()).unwrap_or_else(|| "-".into()),
                 record.client.clone(),
+                record.message.clone(),
             ]
         })
         .collect();
-    output::stdout(&output::table(&["ID", "AT", "ACTOR", "ACTION", "JOB", "RUN", "CLIENT"], &rows))?;
+    output::stdout(&output::table(&["ID", "AT", "ACTOR", "ACTION", "JOB", "RUN", "CLIENT", "MESSAGE"], &rows))?;
     Ok(ExitCode::SUCCESS)
 }
 
