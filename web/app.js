@@ -13,7 +13,7 @@ import { LogView } from './logview.js';
 import { LogStream, LABELS } from './transport.js';
 import { checkParam, paramsSummary, rerunQuery, initialValue, compilePattern } from './params.js';
 import {
-  formatDuration, formatDateTime, formatAgo, describeOutcome, isFinal, parseTimestamp, STATUSES,
+  formatDuration, formatDateTime, formatAgo, describeOutcome, isFinal, parseTimestamp, STATUSES, auditVerdict,
 } from './format.js';
 
 const main = document.getElementById('main');
@@ -1084,9 +1084,7 @@ async function auditPage(ctx) {
   verify.addEventListener('click', async () => {
     try {
       const { data } = await api('/api/v1/audit/verify', { signal: ctx.signal });
-      verdict.textContent = data.ok
-        ? `Intact: ${data.records} records, every hash matches.`
-        : `Broken at record ${data.broken_at}: ${data.reason}`;
+      verdict.textContent = auditVerdict(data);
     } catch (error) {
       verdict.textContent = error.message;
     }
@@ -1105,11 +1103,11 @@ async function auditPage(ctx) {
   }
   const rows = data.records.map((record) => h('tr', {},
     h('td', {}, String(record.id)), h('td', {}, timeElement(record.at)), h('td', {}, record.actor),
-    h('td', {}, record.action), h('td', {}, record.job || '—'),
+    h('td', {}, h('code', {}, record.action)), h('td', {}, record.message || ''), h('td', {}, record.job || '—'),
     h('td', {}, record.run_id ? h('a', { href: `/runs/${record.run_id}` }, `#${record.run_id}`) : '—'),
     h('td', {}, record.client), h('td', {}, h('code', {}, JSON.stringify(record.detail)))));
   tableSlot.replaceChildren(h('table', { class: 'runs' },
-    h('thead', {}, h('tr', {}, ['ID', 'At', 'Actor', 'Action', 'Job', 'Run', 'Client', 'Detail'].map((title) => h('th', { scope: 'col' }, title)))),
+    h('thead', {}, h('tr', {}, ['ID', 'At', 'Actor', 'Action', 'Message', 'Job', 'Run', 'Client', 'Detail'].map((title) => h('th', { scope: 'col' }, title)))),
     h('tbody', {}, rows)));
   if (data.next_before) {
     const older = new URLSearchParams(ctx.query);

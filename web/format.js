@@ -108,3 +108,13 @@ export const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'
 export function isFinal(status) {
   return FINAL_STATUSES.has(status);
 }
+
+/** The audit page's sentence for `GET /api/v1/audit/verify`: the chain, the signed head, a checkpoint. */
+export function auditVerdict(data) {
+  if (data.broken_at !== null && data.broken_at !== undefined) {
+    return `Broken at record ${data.broken_at}: ${data.reason}`;
+  }
+  if (!data.ok) return `Broken: ${data.reason} (${data.records} records, every hash matches).`;
+  const anchor = data.keyed ? ' and the signed head matches the audit key' : '; no audit key, so only the hashes were checked';
+  return `Intact: ${data.records} records, every hash matches${anchor}. Head: ${data.head}.`;
+}

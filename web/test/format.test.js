@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatDuration, parseTimestamp, formatCount, describeOutcome, formatAgo, isFinal } from '../format.js';
+import { formatDuration, parseTimestamp, formatCount, describeOutcome, formatAgo, isFinal, auditVerdict } from '../format.js';
 
 test('durations', () => {
   assert.equal(formatDuration(null), '—');
@@ -29,4 +29,14 @@ test('counts, outcomes, ages', () => {
   assert.equal(formatAgo(0, 5 * 60_000), '5 min ago');
   assert.ok(isFinal('timed_out'));
   assert.ok(!isFinal('running'));
+});
+
+test('audit verdicts name the failing check', () => {
+  assert.equal(auditVerdict({ ok: false, broken_at: 3, reason: 'it was edited', records: 2 }), 'Broken at record 3: it was edited');
+  assert.equal(
+    auditVerdict({ ok: false, broken_at: null, reason: 'records were deleted from its end', records: 5, keyed: true }),
+    'Broken: records were deleted from its end (5 records, every hash matches).',
+  );
+  assert.match(auditVerdict({ ok: true, broken_at: null, records: 7, keyed: true, head: 'ab' }), /signed head matches.*Head: ab\./);
+  assert.match(auditVerdict({ ok: true, broken_at: null, records: 7, keyed: false, head: 'ab' }), /no audit key/);
 });

@@ -156,8 +156,9 @@ impl Client {
         self.get("/api/v1/audit", query).await
     }
 
-    pub async fn verify_audit(&self) -> Result<crate::v1::AuditVerification, ClientError> {
-        self.get("/api/v1/audit/verify", &[]).await
+    /// `query`: a checkpoint to check, as `head`, `count` and `mac`.
+    pub async fn verify_audit(&self, query: &[(&str, String)]) -> Result<crate::v1::AuditVerification, ClientError> {
+        self.get("/api/v1/audit/verify", query).await
     }
 
     /// A raw GET for callers that need the status and body themselves.

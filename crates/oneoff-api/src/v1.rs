@@ -451,7 +451,10 @@ pub struct AuditRecord {
     pub actor: String,
     pub source: String,
     pub client: String,
+    /// A stable code (docs/API.md lists them): `run.start`, `denied.audit.read`, …
     pub action: String,
+    /// What happened, in a sentence for people.
+    pub message: String,
     pub job: Option<String>,
     pub run_id: Option<i64>,
     pub detail: Value,
@@ -470,8 +473,32 @@ pub struct AuditVerification {
     pub ok: bool,
     /// Records checked (up to the break).
     pub records: usize,
+    /// The first record that does not chain; `None` when the chain holds (an anchor may
+    /// still fail: see `reason`).
     pub broken_at: Option<i64>,
     pub reason: Option<String>,
+    /// The hash of the last record when the chain holds: with `records`, a checkpoint to
+    /// keep outside the server.
+    #[serde(default)]
+    pub head: Option<String>,
+    /// Whether the server holds an audit key and checked the chain against its signed head.
+    #[serde(default)]
+    pub keyed: bool,
+    /// The checkpoint given as `?head=&count=&mac=`, when one was.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointCheck>,
+}
+
+/// A checkpoint checked against the chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointCheck {
+    pub head: String,
+    /// The record count the checkpoint was taken at, as given.
+    pub records: Option<i64>,
+    /// The record that has the checkpoint's hash; `None` when no record has it any more.
+    pub at_record: Option<i64>,
+    /// Whether its MAC is this server's (only with a MAC and an audit key).
+    pub signed: Option<bool>,
 }
 
 impl From<&oneoff_core::audit::AuditRecord> for AuditRecord {
@@ -483,7 +510,8 @@ impl From<&oneoff_core::audit::AuditRecord> for AuditRecord {
             actor: entry.actor.clone(),
             source: entry.source.clone(),
             client: entry.client.clone(),
-            action: entry.action.clone(),
+            action: entry.action.code(),
+            message: entry.message.clone(),
             job: entry.job.clone(),
             run_id: entry.run_id,
             detail: serde_json::from_str(&entry.detail).unwrap_or(Value::String(entry.detail.clone())),

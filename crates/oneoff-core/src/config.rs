@@ -80,6 +80,17 @@ pub struct DebugConfig {
     pub redact_headers: Vec<String>,
 }
 
+/// The audit trail's anchors and bounds (see `audit::anchor` and `audit::denials`).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The file holding the audit key (`ONEOFF_AUDIT_KEY` wins over it); read at start.
+    pub key_file: Option<PathBuf>,
+    /// How often the chain's head is written to the server log, when it moved.
+    pub checkpoint_interval: Duration,
+    /// Repeated denials of one caller, action and job within this are summarised.
+    pub denial_window: Duration,
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -87,6 +98,7 @@ pub struct Config {
     pub streams: StreamConfig,
     pub debug: DebugConfig,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
     pub catalog: Catalog,
 }
 
@@ -144,6 +156,8 @@ struct RawConfig {
     debug: RawDebug,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    audit: RawAudit,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
 }
@@ -231,6 +245,14 @@ struct RawTrustedHeaders {
     user_header: Option<String>,
     email_header: Option<String>,
     groups_header: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    key_file: Option<String>,
+    checkpoint_interval: Option<Spanned<String>>,
+    denial_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -329,6 +351,7 @@ impl Config {
         }
         let debug = DebugConfig { echo: raw.debug.echo, redact_headers: raw.debug.redact_headers };
         let auth = validate_auth(raw.auth, &mut problems);
+        let audit = validate_audit(raw.audit, base_dir, &mut problems);
         let mut jobs: Vec<JobSpec> = Vec::new();
         let mut seen_names = HashSet::new();
         for raw_job in raw.jobs {
@@ -342,7 +365,7 @@ impl Config {
         }
         match (server, streams, problems.errors.is_empty()) {
             (Some(server), Some(streams), true) => {
-                Ok(Config { server, streams, debug, auth, catalog: Catalog::new(jobs) })
+                Ok(Config { server, streams, debug, auth, audit, catalog: Catalog::new(jobs) })
             }
             _ => Err(ConfigErrors(problems.errors)),
         }
@@ -888,3 +911,24 @@ fn first_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+fn validate_audit(raw: RawAudit, base_dir: &Path, problems: &mut Problems) -> AuditConfig {
+    let at_least_a_second =
+        |value: &Option<Spanned<String>>, default: Duration, name: &str, problems: &mut Problems| {
+            let parsed = duration(value, Some(default), problems).unwrap_or(default);
+            if let Some(value) = value.as_ref().filter(|_| parsed < Duration::from_secs(1)) {
+                problems.at(value.span(), format!("{name} must be at least 1s"));
+            }
+            parsed
+        };
+    AuditConfig {
+        key_file: raw.key_file.map(|file| base_dir.join(file)),
+        checkpoint_interval: at_least_a_second(
+            &raw.checkpoint_interval,
+            Duration::from_secs(3600),
+            "checkpoint_interval",
+            problems,
+        ),
+        denial_window: at_least_a_second(&raw.denial_window, Duration::from_secs(60), "denial_window", problems),
+    }
+}

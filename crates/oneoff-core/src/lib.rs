@@ -18,7 +18,7 @@ pub mod template;
 
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
-pub use config::{Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig};
+pub use config::{AuditConfig, Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig};
 pub use lines::LineSplitter;
 pub use log::{LogEntry, LogStream};
 pub use mask::SecretMasker;

@@ -8,6 +8,7 @@
 //! end long-polls and streams, finish HTTP requests, close the store. Every run then has a
 //! final state or is still `queued` for the next start.
 
+mod audit_trail;
 mod clock;
 pub mod executor;
 mod http;
@@ -84,6 +85,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = Store::open_sqlite(&database)
         .await
         .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let audit = audit_trail::AuditTrail::open(&config.audit, store.clone()).await?;
     let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
     let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone());
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
@@ -109,9 +111,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         viewers,
         counters: Arc::default(),
         jwt: Arc::new(jwt::JwtVerifier::new(&config.auth.jwt)),
+        audit,
     };
     let stop = CancellationToken::new();
     retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());
+    state.audit.spawn(&config.audit, state.shutdown.clone());
     let task = tokio::spawn(serve(listener, state, stop.clone()));
     Ok(RunningServer { addr, stop, task })
 }
@@ -138,6 +142,7 @@ async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) 
     if tokio::time::timeout(VIEWERS_CLOSE_WAIT, state.viewers.until_none_left()).await.is_err() {
         tracing::warn!(viewers = state.viewers.total(), "closing the store while some viewers have not left");
     }
+    state.audit.close().await;
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -250,17 +255,21 @@ pub async fn create_token_offline(
     };
     let stored =
         store.insert_token(&new).await?.ok_or_else(|| anyhow::anyhow!("the database refused the new token"))?;
+    let action = oneoff_core::audit::AuditAction::TokenCreate;
     let entry = oneoff_core::audit::AuditEntry {
         at_us: now,
         actor: "local-admin".into(),
         source: "cli".into(),
         client: "localhost".into(),
-        action: "token.create".into(),
+        message: format!("local-admin created API token `{name}` for {user} on the server's host"),
+        action,
         job: None,
         run_id: None,
         detail: serde_json::json!({ "token_id": stored.id, "name": name, "user": user }).to_string(),
     };
-    store.append_audit(&entry).await?;
+    // The same key as the server's, so the signed head moves with this record too.
+    let key = audit_trail::load_key(&config.audit)?;
+    store.append_audit(&entry, key.as_ref()).await?;
     store.close().await;
     Ok(oneoff_api::v1::CreatedToken { token, info: http::tokens::view(&stored) })
 }

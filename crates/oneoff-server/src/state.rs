@@ -21,4 +21,5 @@ pub struct AppState {
     pub viewers: Arc<Viewers>,
     pub counters: Arc<Counters>,
     pub jwt: Arc<crate::jwt::JwtVerifier>,
+    pub audit: Arc<crate::audit_trail::AuditTrail>,
 }

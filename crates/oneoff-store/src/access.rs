@@ -1,6 +1,9 @@
 //! Tokens and the audit trail in SQLite.
 
-use oneoff_core::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
+use oneoff_core::audit::anchor::check_signed_head;
+use oneoff_core::audit::{
+    chain_hash, AuditAction, AuditEntry, AuditKey, AuditRecord, ChainHead, RecordFormat, SignedHead, GENESIS,
+};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -39,7 +42,8 @@ pub struct NewToken {
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub actor: Option<String>,
-    pub action: Option<String>,
+    /// Matches every form the action was stored as (older versions stored prose).
+    pub action: Option<AuditAction>,
     pub job: Option<String>,
     pub before: Option<i64>,
     pub limit: u32,
@@ -47,7 +51,26 @@ pub struct AuditFilter {
 
 const TOKEN_COLUMNS: &str =
     "id, name, user, groups, created_by, created_at_us, expires_at_us, revoked_at_us, last_used_us, parent_id";
-const AUDIT_COLUMNS: &str = "id, at_us, actor, source, client, action, job, run_id, detail, prev_hash, hash";
+const AUDIT_COLUMNS: &str = "id, at_us, actor, source, client, action, message, job, run_id, detail, prev_hash, hash";
+
+/// What an append did to the signed head (`audit_head`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadUpdate {
+    /// No audit key: the head is neither checked nor moved.
+    Unkeyed,
+    /// The head now signs the chain with the new record.
+    Signed,
+    /// The stored head did not sign the chain as found (the reason says how), so it was
+    /// left as it was: moving it would sign the tampered chain.
+    Withheld(String),
+}
+
+/// A record just appended and what happened to the signed head.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub record: AuditRecord,
+    pub head: HeadUpdate,
+}
 
 impl Store {
     /// Stores a new token. With a parent, only while that parent is neither revoked nor
@@ -136,32 +159,77 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Appends a record to the audit chain, atomically with reading the chain's head.
-    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+    /// Appends a record to the audit chain, atomically with reading the chain's head, with
+    /// every field within its bound. With `key`, moves the signed head along, but only from
+    /// a head that signs the chain as found, or from none when the chain is empty or the
+    /// record is the `audit.anchor` that adopts a chain written without a key.
+    pub async fn append_audit(&self, entry: &AuditEntry, key: Option<&AuditKey>) -> Result<Appended, StoreError> {
+        let entry = entry.clone().bounded();
         // BEGIN IMMEDIATE takes the write lock first, so two appends cannot fork the chain;
         // the transaction rolls back when dropped on an error.
         let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let head: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        let last: Option<(i64, String)> = sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *transaction)
             .await?;
-        let (id, prev_hash) = head.map_or((1, GENESIS.to_string()), |(id, hash)| (id + 1, hash));
-        let hash = chain_hash(id, entry, &prev_hash);
-        sqlx::query(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        let found = last
+            .map_or(ChainHead { records: 0, hash: GENESIS.to_string() }, |(records, hash)| ChainHead { records, hash });
+        let id = found.records + 1;
+        let format = RecordFormat::Coded;
+        let hash = chain_hash(id, &entry, &format, &found.hash);
+        sqlx::query(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
             .bind(id)
             .bind(entry.at_us)
             .bind(&entry.actor)
             .bind(&entry.source)
             .bind(&entry.client)
-            .bind(&entry.action)
+            .bind(entry.action.code())
+            .bind(&entry.message)
             .bind(&entry.job)
             .bind(entry.run_id)
             .bind(&entry.detail)
-            .bind(&prev_hash)
+            .bind(&found.hash)
             .bind(&hash)
             .execute(&mut *transaction)
             .await?;
+        let head = match key {
+            None => HeadUpdate::Unkeyed,
+            Some(key) => {
+                let stored = read_head(&mut transaction).await?;
+                let adopting = stored.is_none() && entry.action == AuditAction::AuditAnchor;
+                match check_signed_head(key, stored.as_ref(), &found) {
+                    Err(reason) if !adopting => HeadUpdate::Withheld(reason),
+                    _ => {
+                        let signed = key.sign_head(&ChainHead { records: id, hash: hash.clone() });
+                        sqlx::query(
+                            "INSERT INTO audit_head (singleton, records, hash, mac) VALUES (1, ?, ?, ?) \
+                             ON CONFLICT (singleton) DO UPDATE SET records = excluded.records, hash = excluded.hash, mac = excluded.mac",
+                        )
+                        .bind(signed.head.records)
+                        .bind(&signed.head.hash)
+                        .bind(&signed.mac)
+                        .execute(&mut *transaction)
+                        .await?;
+                        HeadUpdate::Signed
+                    }
+                }
+            }
+        };
         transaction.commit().await?;
-        Ok(AuditRecord { id, entry: entry.clone(), prev_hash, hash })
+        Ok(Appended { record: AuditRecord { id, entry, format, prev_hash: found.hash, hash }, head })
+    }
+
+    /// The signed head, when a server with an audit key has written one.
+    pub async fn audit_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        let mut connection = self.pool().acquire().await?;
+        read_head(&mut connection).await
+    }
+
+    /// The chain's length and last hash as stored (not verified).
+    pub async fn audit_tail(&self) -> Result<ChainHead, StoreError> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetch_optional(self.pool()).await?;
+        Ok(last
+            .map_or(ChainHead { records: 0, hash: GENESIS.to_string() }, |(records, hash)| ChainHead { records, hash }))
     }
 
     pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -170,7 +238,12 @@ impl Store {
             query.push(" AND actor = ").push_bind(actor.clone());
         }
         if let Some(action) = &filter.action {
-            query.push(" AND action = ").push_bind(action.clone());
+            query.push(" AND action IN (");
+            let mut forms = query.separated(", ");
+            for form in action.stored_forms() {
+                forms.push_bind(form);
+            }
+            query.push(")");
         }
         if let Some(job) = &filter.job {
             query.push(" AND job = ").push_bind(job.clone());
@@ -207,16 +280,42 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
     })
 }
 
+async fn read_head(connection: &mut sqlx::SqliteConnection) -> Result<Option<SignedHead>, StoreError> {
+    let row: Option<(i64, String, String)> =
+        sqlx::query_as("SELECT records, hash, mac FROM audit_head WHERE singleton = 1")
+            .fetch_optional(connection)
+            .await?;
+    Ok(row.map(|(records, hash, mac)| SignedHead { head: ChainHead { records, hash }, mac }))
+}
+
+/// A stored record; one without a message was written before actions were codes, and is
+/// read (and hashed) as it was written.
 fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    let stored_action: String = row.try_get("action")?;
+    let action = AuditAction::decode(&stored_action);
+    let actor: String = row.try_get("actor")?;
+    let job: Option<String> = row.try_get("job")?;
+    let run_id: Option<i64> = row.try_get("run_id")?;
+    let (message, format) = match row.try_get::<Option<String>, _>("message")? {
+        Some(message) => (message, RecordFormat::Coded),
+        None => (action.sentence(&actor, job.as_deref(), run_id), RecordFormat::Legacy { stored_action }),
+    };
     let entry = AuditEntry {
         at_us: row.try_get("at_us")?,
-        actor: row.try_get("actor")?,
+        actor,
         source: row.try_get("source")?,
         client: row.try_get("client")?,
-        action: row.try_get("action")?,
-        job: row.try_get("job")?,
-        run_id: row.try_get("run_id")?,
+        action,
+        message,
+        job,
+        run_id,
         detail: row.try_get("detail")?,
     };
-    Ok(AuditRecord { id: row.try_get("id")?, entry, prev_hash: row.try_get("prev_hash")?, hash: row.try_get("hash")? })
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        entry,
+        format,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
 }

@@ -14,7 +14,7 @@ mod tests;
 
 use oneoff_core::{RunId, RunStatus, StoredParam};
 
-pub use access::{AuditFilter, NewToken, TokenRecord};
+pub use access::{Appended, AuditFilter, HeadUpdate, NewToken, TokenRecord};
 pub use sqlite::Store;
 
 #[derive(Debug, thiserror::Error)]

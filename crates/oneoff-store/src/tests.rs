@@ -206,6 +206,20 @@ async fn tokens_are_found_by_hash_used_and_revoked() {
     assert!(store.list_tokens(Some("alice")).await.unwrap().is_empty());
 }
 
+fn audit_entry(index: i64, action: oneoff_core::audit::AuditAction) -> oneoff_core::audit::AuditEntry {
+    oneoff_core::audit::AuditEntry {
+        at_us: index,
+        actor: "alice".into(),
+        source: "anonymous".into(),
+        client: "127.0.0.1".into(),
+        action,
+        message: format!("record {index}"),
+        job: Some("a".into()),
+        run_id: Some(index),
+        detail: "{}".into(),
+    }
+}
+
 #[tokio::test]
 async fn tokens_made_with_a_token_go_with_it() {
     let (_dir, store) = fresh().await;
@@ -236,22 +250,15 @@ async fn tokens_made_with_a_token_go_with_it() {
 
 #[tokio::test]
 async fn the_audit_chain_verifies_and_breaks_on_tampering() {
+    use oneoff_core::audit::{AuditAction, Denial};
     let (dir, store) = fresh().await;
     for index in 0..5 {
-        let entry = oneoff_core::audit::AuditEntry {
-            at_us: index,
-            actor: "alice".into(),
-            source: "anonymous".into(),
-            client: "127.0.0.1".into(),
-            action: "run.start".into(),
-            job: Some("a".into()),
-            run_id: Some(index),
-            detail: "{}".into(),
-        };
-        store.append_audit(&entry).await.unwrap();
+        let action = if index == 2 { AuditAction::Denied(Denial::AuditRead) } else { AuditAction::RunStart };
+        let appended = store.append_audit(&audit_entry(index, action), None).await.unwrap();
+        assert_eq!(appended.head, crate::HeadUpdate::Unkeyed);
     }
     let chain = store.audit_chain().await.unwrap();
-    assert_eq!(oneoff_core::audit::verify(&chain), Ok(5));
+    assert_eq!(oneoff_core::audit::verify(&chain).map(|head| head.records), Ok(5));
     let page = store.list_audit(&crate::AuditFilter { limit: 2, ..crate::AuditFilter::default() }).await.unwrap();
     assert_eq!(page.iter().map(|record| record.id).collect::<Vec<_>>(), vec![5, 4]);
 
@@ -260,6 +267,62 @@ async fn the_audit_chain_verifies_and_breaks_on_tampering() {
     sqlx::query("UPDATE audit SET actor = 'mallory' WHERE id = 3").execute(&raw).await.unwrap();
     let broken = oneoff_core::audit::verify(&store.audit_chain().await.unwrap()).unwrap_err();
     assert_eq!(broken.id, 3);
+}
+
+#[tokio::test]
+async fn records_written_before_action_codes_still_verify_and_filter() {
+    use oneoff_core::audit::{chain_hash, AuditAction, Denial, RecordFormat, GENESIS};
+    let (dir, store) = fresh().await;
+    // A record as versions before 0004 wrote it: prose in the action column, no message.
+    let legacy = audit_entry(1, AuditAction::Denied(Denial::AuditRead));
+    let format = RecordFormat::Legacy { stored_action: "denied.read the audit trail".into() };
+    let hash = chain_hash(1, &legacy, &format, GENESIS);
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("oneoff.db").display())).await.unwrap();
+    sqlx::query(
+        "INSERT INTO audit (id, at_us, actor, source, client, action, job, run_id, detail, prev_hash, hash) \
+         VALUES (1, 1, 'alice', 'anonymous', '127.0.0.1', 'denied.read the audit trail', 'a', 1, '{}', ?, ?)",
+    )
+    .bind(GENESIS)
+    .bind(&hash)
+    .execute(&raw)
+    .await
+    .unwrap();
+    store.append_audit(&audit_entry(2, AuditAction::Denied(Denial::AuditRead)), None).await.unwrap();
+    let chain = store.audit_chain().await.unwrap();
+    assert_eq!(oneoff_core::audit::verify(&chain).map(|head| head.records), Ok(2));
+    assert_eq!(chain[0].entry.action, AuditAction::Denied(Denial::AuditRead));
+    assert_eq!(chain[0].entry.message, "alice may not read the audit trail job `a`");
+    let filter = crate::AuditFilter {
+        action: Some(AuditAction::Denied(Denial::AuditRead)),
+        limit: 10,
+        ..crate::AuditFilter::default()
+    };
+    assert_eq!(store.list_audit(&filter).await.unwrap().len(), 2, "old prose and new codes match one filter");
+}
+
+#[tokio::test]
+async fn the_signed_head_moves_only_from_a_head_that_signs_the_chain() {
+    use oneoff_core::audit::{AuditAction, AuditKey};
+    let (dir, store) = fresh().await;
+    let key = AuditKey::new(&[7; 32], "test").unwrap();
+    store.append_audit(&audit_entry(1, AuditAction::RunStart), None).await.unwrap();
+    let unanchored = store.append_audit(&audit_entry(2, AuditAction::RunStart), Some(&key)).await.unwrap();
+    assert!(matches!(unanchored.head, crate::HeadUpdate::Withheld(_)), "a keyless chain is adopted explicitly");
+    let adopted = store.append_audit(&audit_entry(3, AuditAction::AuditAnchor), Some(&key)).await.unwrap();
+    assert_eq!(adopted.head, crate::HeadUpdate::Signed);
+    store.append_audit(&audit_entry(4, AuditAction::RunStart), Some(&key)).await.unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!((head.head.records, key.head_is_signed(&head)), (4, true));
+
+    // The tail is cut; the next append must not sign the shortened chain.
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("oneoff.db").display())).await.unwrap();
+    sqlx::query("DELETE FROM audit WHERE id >= 3").execute(&raw).await.unwrap();
+    let after_cut = store.append_audit(&audit_entry(5, AuditAction::RunStart), Some(&key)).await.unwrap();
+    match after_cut.head {
+        crate::HeadUpdate::Withheld(reason) => assert!(reason.contains("deleted from its end"), "{reason}"),
+        other => panic!("the head moved over a cut chain: {other:?}"),
+    }
+    assert_eq!(store.audit_head().await.unwrap().unwrap().head.records, 4, "the evidence stays");
 }
 
 #[tokio::test]

@@ -230,9 +230,19 @@ pub struct AuditArgs {
     /// `verify` checks the hash chain instead of listing records.
     #[arg(value_parser = ["verify"])]
     pub verify: Option<String>,
+    /// With `verify`: a checkpoint's head hash (from the server log's `audit checkpoint`
+    /// lines, or an earlier `verify`); the chain must still hold it.
+    #[arg(long, requires = "verify")]
+    pub head: Option<String>,
+    /// With `--head`: the record count the checkpoint was taken at.
+    #[arg(long, requires = "head")]
+    pub count: Option<i64>,
+    /// With `--head` and `--count`: the checkpoint's MAC, checked against the server's audit key.
+    #[arg(long, requires = "count")]
+    pub mac: Option<String>,
     #[arg(long)]
     pub actor: Option<String>,
-    /// e.g. run.start, run.cancel, token.create, denied.run
+    /// e.g. run.start, run.cancel, token.create, denied.run, denied.audit.read (docs/API.md)
     #[arg(long)]
     pub action: Option<String>,
     #[arg(long)]

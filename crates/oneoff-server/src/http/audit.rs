@@ -1,8 +1,11 @@
-//! The audit trail over HTTP, for administrators: a filtered listing and a chain check.
+//! The audit trail over HTTP, for administrators: a filtered listing and a check of the
+//! chain, of its signed head (with an audit key) and of a checkpoint taken earlier.
 
 use axum::extract::State;
 use axum::Json;
-use oneoff_api::v1::{AuditList, AuditRecord, AuditVerification};
+use oneoff_api::v1::{AuditList, AuditRecord, AuditVerification, CheckpointCheck};
+use oneoff_core::audit::anchor::{check_checkpoint, check_signed_head};
+use oneoff_core::audit::{AuditAction, ChainHead, Denial};
 use oneoff_store::AuditFilter;
 use serde::Deserialize;
 
@@ -27,27 +30,84 @@ pub async fn list(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     if !caller.principal.admin {
-        return Err(deny(&state, &caller, "read the audit trail", None, None).await);
+        return Err(deny(&state, &caller, Denial::AuditRead, None, None).await);
     }
+    state.audit.flush_denials().await;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let filter = AuditFilter { actor: query.actor, action: query.action, job: query.job, before: query.before, limit };
+    let action = query.action.as_deref().map(AuditAction::decode);
+    let filter = AuditFilter { actor: query.actor, action, job: query.job, before: query.before, limit };
     let records = state.store.list_audit(&filter).await?;
     let next_before = (records.len() == limit as usize).then(|| records.last().map(|record| record.id)).flatten();
     Ok(Json(AuditList { records: records.iter().map(AuditRecord::from).collect(), next_before }))
 }
 
-pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<AuditVerification>, ApiError> {
+/// `?head=HASH[&count=N][&mac=MAC]`: a checkpoint from the server log to check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    head: Option<String>,
+    count: Option<i64>,
+    mac: Option<String>,
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<VerifyQuery>,
+) -> Result<Json<AuditVerification>, ApiError> {
     if !caller.principal.admin {
-        return Err(deny(&state, &caller, "verify the audit trail", None, None).await);
+        return Err(deny(&state, &caller, Denial::AuditVerify, None, None).await);
     }
+    if query.head.is_none() && (query.count.is_some() || query.mac.is_some()) {
+        return Err(ApiError::bad_request("`count` and `mac` describe a checkpoint: give its `head` hash too"));
+    }
+    if query.mac.is_some() && query.count.is_none() {
+        return Err(ApiError::bad_request("a checkpoint's `mac` signs its `count` and `head`: give `count` too"));
+    }
+    state.audit.flush_denials().await;
     let chain = state.store.audit_chain().await?;
-    Ok(Json(match oneoff_core::audit::verify(&chain) {
-        Ok(records) => AuditVerification { ok: true, records, broken_at: None, reason: None },
-        Err(broken) => AuditVerification {
-            ok: false,
-            records: chain.iter().take_while(|record| record.id < broken.id).count(),
-            broken_at: Some(broken.id),
-            reason: Some(broken.reason),
-        },
+    let keyed = state.audit.key().is_some();
+    let head = match oneoff_core::audit::verify(&chain) {
+        Ok(head) => head,
+        Err(broken) => {
+            return Ok(Json(AuditVerification {
+                ok: false,
+                records: chain.iter().take_while(|record| record.id < broken.id).count(),
+                broken_at: Some(broken.id),
+                reason: Some(broken.reason),
+                head: None,
+                keyed,
+                checkpoint: None,
+            }))
+        }
+    };
+    let mut problems = Vec::new();
+    if let Some(key) = state.audit.key() {
+        let stored = state.store.audit_head().await?;
+        problems.extend(check_signed_head(key, stored.as_ref(), &head).err());
+    }
+    let checkpoint = query.head.map(|hash| {
+        let held = check_checkpoint(&chain, query.count, &hash);
+        let signed = match (&query.mac, query.count, state.audit.key()) {
+            (Some(mac), Some(records), Some(key)) => {
+                Some(key.checkpoint_is_signed(&ChainHead { records, hash: hash.trim().to_ascii_lowercase() }, mac))
+            }
+            _ => None,
+        };
+        if signed == Some(false) {
+            problems.push("the checkpoint's MAC was not made by this server's audit key: it is not one of ours".into());
+        }
+        let at_record = held.as_ref().ok().copied();
+        problems.extend(held.err());
+        CheckpointCheck { head: hash, records: query.count, at_record, signed }
+    });
+    Ok(Json(AuditVerification {
+        ok: problems.is_empty(),
+        records: usize::try_from(head.records).unwrap_or_default(),
+        broken_at: None,
+        reason: (!problems.is_empty()).then(|| problems.join("; ")),
+        head: Some(head.hash),
+        keyed,
+        checkpoint,
     }))
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use oneoff_core::audit::AuditEntry;
+use oneoff_core::audit::{bound_client_chain, AuditAction, AuditEntry, Denial};
 use oneoff_core::auth::{split_groups, token_hash, IdentitySource, Principal, TOKEN_PREFIX};
 use oneoff_core::JobSpec;
 
@@ -301,47 +301,53 @@ pub fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::Client { status: StatusCode::UNAUTHORIZED, code: "unauthorized", message: message.into() }
 }
 
-/// Records a denied attempt in the audit trail and answers 403.
+/// Records a denied attempt in the audit trail (repeats are summarised) and answers 403.
 pub async fn deny(
     state: &AppState,
     caller: &Caller,
-    action: &str,
+    denial: Denial,
     job: Option<&JobSpec>,
     run_id: Option<i64>,
 ) -> ApiError {
-    record(state, caller, &format!("denied.{action}"), job.map(|job| job.name.as_str()), run_id, serde_json::json!({}))
-        .await;
-    ApiError::Client {
-        status: StatusCode::FORBIDDEN,
-        code: "forbidden",
-        message: match job {
-            Some(job) => format!("{} may not {action} job `{}`", caller.principal.user, job.name),
-            None => format!("{} may not {action}", caller.principal.user),
-        },
-    }
+    let job = job.map(|job| job.name.as_str());
+    let message = denial.sentence(&caller.principal.user, job);
+    let entry = audit_entry(caller, AuditAction::Denied(denial), message.clone(), job, run_id, "{}".into());
+    state.audit.deny(denial, entry).await;
+    ApiError::Client { status: StatusCode::FORBIDDEN, code: "forbidden", message }
 }
 
 /// Appends to the audit trail; a failure is logged loudly but does not undo the action.
 pub async fn record(
     state: &AppState,
     caller: &Caller,
-    action: &str,
+    action: AuditAction,
     job: Option<&str>,
     run_id: Option<i64>,
     detail: serde_json::Value,
 ) {
-    let entry = AuditEntry {
+    let message = action.sentence(&caller.principal.user, job, run_id);
+    state.audit.append(audit_entry(caller, action, message, job, run_id, detail.to_string())).await;
+}
+
+fn audit_entry(
+    caller: &Caller,
+    action: AuditAction,
+    message: String,
+    job: Option<&str>,
+    run_id: Option<i64>,
+    detail: String,
+) -> AuditEntry {
+    AuditEntry {
         at_us: now_us(),
         actor: caller.principal.user.clone(),
         source: caller.principal.source.describe(),
-        client: caller.client.clone(),
-        action: action.to_string(),
+        // Bounded here already, so a denial counted in memory holds no more than a record.
+        client: bound_client_chain(&caller.client),
+        action,
+        message,
         job: job.map(str::to_string),
         run_id,
-        detail: detail.to_string(),
-    };
-    if let Err(error) = state.store.append_audit(&entry).await {
-        tracing::error!(%error, action, actor = %entry.actor, "cannot write the audit record");
+        detail,
     }
 }
 

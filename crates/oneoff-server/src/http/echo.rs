@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{SinkExt, StreamExt};
 use oneoff_api::v1::{EchoReport, EchoWebSocket};
+use oneoff_core::audit::Denial;
 
 use super::auth::{deny, Caller};
 use super::handshake;
@@ -44,7 +45,7 @@ pub async fn echo(
     request: Request,
 ) -> Response {
     if !caller.principal.admin {
-        return deny(&state, &caller, "use /debug/echo", None, None).await.into_response();
+        return deny(&state, &caller, Denial::DebugEcho, None, None).await.into_response();
     }
     let (mut parts, _body) = request.into_parts();
     let report = report(&state, &parts, peer);

@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use oneoff_api::v1::{param_input, CreateRun, Run, RunList};
+use oneoff_core::audit::{AuditAction, Denial};
 use oneoff_core::{RunId, RunRecord, RunStatus};
 use oneoff_store::RunFilter;
 use serde::Deserialize;
@@ -31,14 +32,14 @@ pub async fn create(
     let job = state.config.catalog.get(&body.job).filter(|job| job.access.may_view(&caller.principal));
     let Some(job) = job else { return Err(ApiError::not_found(format!("no job named `{}`", body.job))) };
     if !job.access.may_run(&caller.principal) {
-        return Err(deny(&state, &caller, "run", Some(job), None).await);
+        return Err(deny(&state, &caller, Denial::Run, Some(job), None).await);
     }
     let inputs: BTreeMap<_, _> =
         body.params.into_iter().filter_map(|(name, value)| param_input(value).map(|input| (name, input))).collect();
     let record = state.executor.start_run(&body.job, inputs, Some(caller.principal.user.clone())).await?;
     let run = Run::from_record(&record, now_us());
     let detail = json!({ "params": run.params, "argv": run.argv });
-    record_audit(&state, &caller, "run.start", Some(&record.job), Some(record.id.0), detail).await;
+    record_audit(&state, &caller, AuditAction::RunStart, Some(&record.job), Some(record.id.0), detail).await;
     let location = format!("/api/v1/runs/{}", record.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(run)))
 }
@@ -96,7 +97,7 @@ pub async fn cancel(
     let record = visible_run(&state, &caller, &id).await?;
     let job = state.config.catalog.get(&record.job);
     if !caller.principal.admin && !job.is_some_and(|job| job.access.may_run(&caller.principal)) {
-        return Err(deny(&state, &caller, "cancel", job, Some(record.id.0)).await);
+        return Err(deny(&state, &caller, Denial::Cancel, job, Some(record.id.0)).await);
     }
     if record.status.is_final() {
         return Err(ApiError::conflict(format!("run {} already finished ({})", record.id, record.status)));
@@ -107,7 +108,8 @@ pub async fn cancel(
             Err(ApiError::conflict(format!("run {} already finished ({now})", record.id)))
         }
         CancelOutcome::CancelledWhileQueued | CancelOutcome::Signalled => {
-            record_audit(&state, &caller, "run.cancel", Some(&record.job), Some(record.id.0), json!({})).await;
+            record_audit(&state, &caller, AuditAction::RunCancel, Some(&record.job), Some(record.id.0), json!({}))
+                .await;
             let record = find_run(&state, &id).await?;
             Ok((StatusCode::ACCEPTED, Json(Run::from_record(&record, now_us()))))
         }
@@ -124,7 +126,7 @@ pub async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<
         return Ok(record);
     }
     // Only the record is wanted from the denial; its 403 would name the job.
-    let _recorded = deny(state, caller, "view", job, Some(record.id.0)).await;
+    let _recorded = deny(state, caller, Denial::View, job, Some(record.id.0)).await;
     Err(no_such_run(record.id))
 }
 

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use oneoff_api::v1::{timestamp, CreateToken, CreatedToken, Token, TokenList, WhoAmI};
+use oneoff_core::audit::{AuditAction, Denial};
 use oneoff_core::auth::{token_hash, IdentitySource, TOKEN_PREFIX};
 use oneoff_store::{NewToken, TokenRecord};
 use serde_json::json;
@@ -63,10 +64,10 @@ pub async fn create(
     let principal = &caller.principal;
     let for_other = body.user.as_ref().is_some_and(|user| *user != principal.user) || body.groups.is_some();
     if principal.source == IdentitySource::Anonymous && !principal.admin {
-        return Err(deny(&state, &caller, "create tokens", None, None).await);
+        return Err(deny(&state, &caller, Denial::TokenCreate, None, None).await);
     }
     if for_other && !principal.admin {
-        return Err(deny(&state, &caller, "create tokens for other users or groups", None, None).await);
+        return Err(deny(&state, &caller, Denial::TokenCreateForOthers, None, None).await);
     }
     let name = body.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
@@ -122,7 +123,7 @@ pub async fn create(
         "parent_id": stored.parent_id,
         "expiry_capped_at_parent": capped,
     });
-    record(&state, &caller, "token.create", None, None, detail).await;
+    record(&state, &caller, AuditAction::TokenCreate, None, None, detail).await;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info: view(&stored) })))
 }
 
@@ -162,7 +163,7 @@ pub async fn revoke(
 ) -> Result<Json<Token>, ApiError> {
     let token = state.store.token(id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
     if !caller.principal.admin && token.user != caller.principal.user {
-        return Err(deny(&state, &caller, "revoke this token", None, None).await);
+        return Err(deny(&state, &caller, Denial::TokenRevoke, None, None).await);
     }
     let revoked = state.store.revoke_token(id, now_us()).await?;
     if revoked.is_empty() {
@@ -171,7 +172,7 @@ pub async fn revoke(
     // The tokens made with it (and with those) went with it.
     let descendants = &revoked[1..];
     let detail = json!({ "token_id": id, "name": token.name, "user": token.user, "also_revoked": descendants });
-    record(&state, &caller, "token.revoke", None, None, detail).await;
+    record(&state, &caller, AuditAction::TokenRevoke, None, None, detail).await;
     let token = state.store.token(id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
     Ok(Json(view(&token)))
 }

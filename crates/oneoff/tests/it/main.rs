@@ -9,6 +9,7 @@ mod executor;
 mod hostile_masking;
 mod hostile_streams;
 mod hostile_auth;
+mod hostile_audit;
 mod jwt;
 mod logs;
 mod proxy;
