@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, OriginalUri, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
@@ -168,7 +168,11 @@ pub fn facts(config: &Config, parts: &Parts) -> ProbeFacts {
     let check = handshake::check(&parts.method, parts.version, headers);
     ProbeFacts {
         method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
+        // Nested under /api/v1, the router's URI lost its prefix; show what the client asked for.
+        path: parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_string(), |original| original.path().to_string()),
         http_version: format!("{:?}", parts.version),
         upgrade: shown("upgrade"),
         connection: shown("connection"),
