@@ -149,13 +149,13 @@ pub fn refused(name: &'static str, refusal: &Refusal, hop: usize, credentials_se
     match (status, refusal.code.as_deref()) {
         (401, _) => unchecked(
             name,
-            "sign-in required",
+            "sign-in",
             format!("sign-in required at hop {hop}: {path} answered 401{said}{sent}"),
             SIGN_IN_REMEDY,
         ),
         (300..=399, _) => unchecked(
             name,
-            "sign-in required",
+            "sign-in",
             format!(
                 "sign-in required at hop {hop}: {path} redirects ({status}) to {}, a login page{sent}",
                 refusal.location.as_deref().unwrap_or("(no Location)")
@@ -170,7 +170,7 @@ pub fn refused(name: &'static str, refusal: &Refusal, hop: usize, credentials_se
         ),
         (404, _) => unchecked(
             name,
-            "no probe endpoint",
+            "no probe",
             format!("no probe endpoint at hop {hop}: {path} answered 404{said}"),
             concat!(
                 "upgrade the server to oneoff ",
@@ -180,7 +180,7 @@ pub fn refused(name: &'static str, refusal: &Refusal, hop: usize, credentials_se
         ),
         (503, Some("probe_limit")) => unchecked(
             name,
-            "server busy",
+            "busy",
             format!("the server at hop {hop} is serving its maximum of probe streams{said}"),
             "run the doctor again when other doctors are done",
         ),
@@ -205,7 +205,7 @@ fn reach(reach: &Reach, hop: usize) -> Check {
         Reach::Oneoff { elapsed_ms } => check("reach", Outcome::Pass, format!("{elapsed_ms}ms")),
         Reach::Redirect { status, location } if looks_like_login(location) => unchecked(
             "reach",
-            "sign-in required",
+            "sign-in",
             format!("sign-in required at hop {hop}: /healthz redirects ({status}) to {location}, a login page: an SSO proxy without a session"),
             format!("{SIGN_IN_REMEDY}; or probe the hop behind the SSO proxy"),
         ),
@@ -217,7 +217,7 @@ fn reach(reach: &Reach, hop: usize) -> Check {
         ),
         Reach::Unauthorized { status, snippet } => unchecked(
             "reach",
-            "sign-in required",
+            "sign-in",
             format!("sign-in required at hop {hop}: /healthz answered {status} {snippet:?}"),
             SIGN_IN_REMEDY,
         ),

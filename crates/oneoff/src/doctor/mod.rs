@@ -74,7 +74,8 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     let hops: Vec<HopFacts> =
         futures_util::future::join_all(args.urls.iter().map(|url| probe::gather(url, &options))).await;
-    let checks: Vec<Vec<Check>> = hops.iter().enumerate().map(|(index, hop)| checks::evaluate(hop, index + 1)).collect();
+    let checks: Vec<Vec<Check>> =
+        hops.iter().enumerate().map(|(index, hop)| checks::evaluate(hop, index + 1)).collect();
     let verdicts = checks::verdicts(&args.urls, &checks);
     let unchecked = checks::unmade(&args.urls, &checks);
     let failed = checks.iter().flatten().any(|check| check.outcome == Outcome::Fail);

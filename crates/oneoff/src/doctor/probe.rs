@@ -185,8 +185,7 @@ fn refusal(path: &str, status: u16, location: Option<String>, body: &[u8]) -> Re
 
 async fn refusal_of(path: &str, response: reqwest::Response) -> Refusal {
     let status = response.status().as_u16();
-    let location =
-        response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string);
+    let location = response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string);
     let body = tokio::time::timeout(Duration::from_secs(3), response.bytes()).await;
     let body = body.ok().and_then(Result::ok).unwrap_or_default();
     refusal(path, status, location, &body)
@@ -553,7 +552,9 @@ async fn quiet_websocket(base: &Url, quiet_s: u64, options: &Options) -> QuietPr
                 }
             }
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(error))) => return QuietProbe { quiet_s, survived: false, refused: false, detail: Some(error.to_string()) },
+            Ok(Some(Err(error))) => {
+                return QuietProbe { quiet_s, survived: false, refused: false, detail: Some(error.to_string()) }
+            }
             Ok(None) => {
                 return QuietProbe {
                     quiet_s,
@@ -592,13 +593,20 @@ async fn quiet_sse(http: &reqwest::Client, base: &Url, quiet_s: u64, options: &O
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => text.extend_from_slice(&chunk),
-            Err(error) => return QuietProbe { quiet_s, survived: false, refused: false, detail: Some(describe(&error)) },
+            Err(error) => {
+                return QuietProbe { quiet_s, survived: false, refused: false, detail: Some(describe(&error)) }
+            }
         }
         if text.windows(5).filter(|window| *window == b"data:").count() >= 2 {
             return QuietProbe { quiet_s, survived: true, refused: false, detail: None };
         }
     }
-    QuietProbe { quiet_s, survived: false, refused: false, detail: Some("the stream ended during the quiet period".into()) }
+    QuietProbe {
+        quiet_s,
+        survived: false,
+        refused: false,
+        detail: Some("the stream ended during the quiet period".into()),
+    }
 }
 
 #[cfg(test)]

@@ -54,7 +54,9 @@ pub fn outcomes(report: &Value) -> Vec<Vec<(String, String)>> {
             hop.as_array()
                 .unwrap()
                 .iter()
-                .map(|check| (check["name"].as_str().unwrap().to_string(), check["outcome"].as_str().unwrap().to_string()))
+                .map(|check| {
+                    (check["name"].as_str().unwrap().to_string(), check["outcome"].as_str().unwrap().to_string())
+                })
                 .collect()
         })
         .collect()
@@ -80,7 +82,10 @@ async fn a_clean_chain_passes_with_every_check_made_and_exits_zero() {
     assert_eq!(report["unchecked"], serde_json::json!([]));
     // What arrived is reported: the proxy's hop headers, through the proxy only.
     let arrived = &report["hops"][0]["echo_http"]["arrived"];
-    assert!(arrived.as_array().unwrap().iter().any(|pair| pair[0] == "via" && pair[1] == "1.1 test-nginx"), "{arrived}");
+    assert!(
+        arrived.as_array().unwrap().iter().any(|pair| pair[0] == "via" && pair[1] == "1.1 test-nginx"),
+        "{arrived}"
+    );
     // The table form says so too, and names what it did not measure.
     let output = tokio::process::Command::from(crate::support::cli_command(&["doctor", &proxy.url, &server.url]))
         .output()

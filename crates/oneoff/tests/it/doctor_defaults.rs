@@ -34,7 +34,8 @@ allow_view = { users = ["alice"] }
 /// A token for `user`, made on the server's host from its config file.
 async fn token(server: &TestServer, user: &str) -> String {
     let config = server.dir.path().join("oneoff.toml");
-    let command = cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "doctor", "--user", user]);
+    let command =
+        cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "doctor", "--user", user]);
     let output = tokio::process::Command::from(command).output().await.unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     stdout(&output).trim().to_string()
@@ -54,10 +55,9 @@ async fn get(url: &str, bearer: Option<&str>) -> (StatusCode, String) {
 async fn ws_facts(url: &str, headers: &[(&str, &str)]) -> Result<Value, u16> {
     let mut request = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
     for (name, value) in headers {
-        request.headers_mut().insert(
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
+        request
+            .headers_mut()
+            .insert(reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
     }
     let mut socket = match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => socket,
@@ -124,9 +124,13 @@ async fn probe_facts_never_echo_a_credential_or_identity_assertion() {
     let body = response.text().await.unwrap();
     let over_ws = ws_facts(&format!("{}/api/v1/probe/ws?count=1", proxy.url), &headers).await.unwrap();
     for (text, transport) in [(body.clone(), "HTTP"), (over_ws.to_string(), "WebSocket")] {
-        assert!(!text.contains("SECRET") && !text.contains(&alice), "a secret value was echoed over {transport}: {text}");
+        assert!(
+            !text.contains("SECRET") && !text.contains(&alice),
+            "a secret value was echoed over {transport}: {text}"
+        );
         let facts: Value = serde_json::from_str(&text).unwrap();
-        let names: Vec<&str> = facts["header_names"].as_array().unwrap().iter().map(|name| name.as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            facts["header_names"].as_array().unwrap().iter().map(|name| name.as_str().unwrap()).collect();
         for (name, _) in &secrets {
             assert!(names.contains(name), "{name} is reported present over {transport}: {names:?}");
         }

@@ -149,13 +149,12 @@ fn unreachable_redirect_and_foreign_servers_skip_the_rest() {
 #[test]
 fn a_foreign_origin_is_named() {
     let mut refused = healthy("http://a");
-    refused.origin =
-        Some(HandshakeFacts {
-            status: 403,
-            diagnosis_header: Some("origin-rejected".into()),
-            origin: Some("https://evil.example".into()),
-            ..HandshakeFacts::default()
-        });
+    refused.origin = Some(HandshakeFacts {
+        status: 403,
+        diagnosis_header: Some("origin-rejected".into()),
+        origin: Some("https://evil.example".into()),
+        ..HandshakeFacts::default()
+    });
     let checks = evaluate1(&refused);
     assert_eq!(outcome(&checks, "origin"), Outcome::Fail);
     assert!(checks[6].cause.as_ref().unwrap().contains("public_origins"));
@@ -216,8 +215,10 @@ fn a_login_redirect_at_the_health_check_is_a_sign_in_and_other_redirects_fail() 
     let checks = evaluate(&login, 3);
     assert!(checks.iter().filter(|check| check.name != "idle").all(|check| check.outcome == Outcome::Unchecked));
     assert!(checks[0].cause.as_ref().unwrap().starts_with("sign-in required at hop 3: /healthz redirects"));
-    let elsewhere =
-        HopFacts { reach: Reach::Redirect { status: 301, location: "https://a.example/".into() }, ..HopFacts::default() };
+    let elsewhere = HopFacts {
+        reach: Reach::Redirect { status: 301, location: "https://a.example/".into() },
+        ..HopFacts::default()
+    };
     assert_eq!(evaluate1(&elsewhere)[0].outcome, Outcome::Fail);
 }
 
