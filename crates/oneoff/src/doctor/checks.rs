@@ -253,6 +253,14 @@ fn websocket(handshake: Option<&HandshakeFacts>, hop: usize, credentials_sent: b
     if handshake.upgraded {
         return check("websocket", Outcome::Pass, format!("101 {}ms", handshake.elapsed_ms));
     }
+    if let Some(refusal) = handshake.refusal.as_ref().filter(|refusal| refusal.code.as_deref() == Some("not_found")) {
+        return fail(
+            "websocket",
+            "404 not found",
+            format!("oneoff answered {} with 404: {}", refusal.path, refusal.message.clone().unwrap_or_default()),
+            "pass --run with a run that exists, or leave --run out to use /api/v1/probe/ws",
+        );
+    }
     if let Some(error) = &handshake.error {
         return fail(
             "websocket",

@@ -254,3 +254,22 @@ fn a_missing_probe_endpoint_and_a_busy_server_are_unchecked_with_their_remedy() 
     let busy = evaluate1(&refused_at_probe(503, Some("probe_limit"), None));
     assert!(busy[1].cause.as_ref().unwrap().contains("maximum of probe streams"));
 }
+
+#[test]
+fn a_run_that_does_not_exist_is_named_not_blamed_on_a_proxy() {
+    let mut facts = healthy("http://a");
+    facts.websocket = Some(HandshakeFacts {
+        status: 404,
+        refusal: Some(Refusal {
+            path: "/api/v1/runs/999/log/ws".into(),
+            status: 404,
+            code: Some("not_found".into()),
+            message: Some("no run 999".into()),
+            ..Refusal::default()
+        }),
+        ..HandshakeFacts::default()
+    });
+    let checks = evaluate1(&facts);
+    assert_eq!((checks[1].outcome, checks[1].summary.as_str()), (Outcome::Fail, "404 not found"));
+    assert!(checks[1].remedy.as_ref().unwrap().contains("--run"));
+}
