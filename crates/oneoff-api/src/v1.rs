@@ -379,6 +379,29 @@ pub struct EchoWebSocket {
     pub missing: Vec<String>,
 }
 
+/// `GET /api/v1/probe/echo`, and the first message of `/api/v1/probe/ws`: what reached the
+/// server, for `oneoff doctor`. Always served, so it never carries a secret: values are shown
+/// only for `Host`, `Origin`, `Upgrade`, `Connection` and the headers proxies add; every other
+/// header (cookies, credentials, identity assertions) is reported by name only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeFacts {
+    pub method: String,
+    pub path: String,
+    /// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`: what the last hop spoke to the server.
+    pub http_version: String,
+    /// The `Upgrade` header as it arrived, when it did.
+    pub upgrade: Option<String>,
+    /// The `Connection` header as it arrived, when it did.
+    pub connection: Option<String>,
+    pub websocket: EchoWebSocket,
+    /// `Host`, `Origin` and the hop headers (`Via`, `Forwarded`, `X-Forwarded-For`,
+    /// `-Proto`, `-Host`, `-Port`, `-Prefix`, `X-Real-IP`, `CF-Ray`, `X-Amzn-Trace-Id`) with
+    /// the values that arrived, in arrival order.
+    pub hop_headers: Vec<(String, String)>,
+    /// The lowercase name of every header that arrived, values withheld.
+    pub header_names: Vec<String>,
+}
+
 /// `GET /api/v1/whoami`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WhoAmI {

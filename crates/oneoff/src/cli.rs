@@ -43,6 +43,9 @@ pub enum Command {
     /// Show who the server takes you for.
     Whoami(JobsArgs),
     /// Probe a deployment through each hop (outermost first) and name the one that breaks live logs.
+    ///
+    /// Exit status: 0 every check made and passed, 1 a hop fails, 3 inconclusive (some checks
+    /// could not be made, e.g. sign-in required: pass -H or a token).
     Doctor(DoctorArgs),
 }
 
@@ -53,12 +56,13 @@ pub struct DoctorArgs {
     #[arg(required = true, value_name = "URL")]
     pub urls: Vec<String>,
     /// A request header sent with every probe, as 'Name: value' (a session cookie, a token); repeatable.
+    /// Without an Authorization header, ONEOFF_TOKEN (or the token file) is sent as a Bearer token.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
     /// The Origin a browser would send (default: each URL's own origin).
     #[arg(long, value_name = "ORIGIN")]
     pub origin: Option<String>,
-    /// Probe this run's WebSocket instead of /debug/echo.
+    /// Probe this run's WebSocket instead of /api/v1/probe/ws.
     #[arg(long, value_name = "RUN")]
     pub run: Option<RunId>,
     /// Also measure the longest quiet period each transport survives (takes minutes).

@@ -38,7 +38,8 @@ const STRIPPED_CAUSE: &str =
     "a proxy or load balancer between the client and oneoff does not forward WebSocket upgrades: \
 it removed the hop-by-hop Upgrade and Connection headers. Typical culprits: an AWS Classic Load Balancer with an HTTP \
 listener (use a TCP listener, an NLB or an ALB), or nginx without `proxy_http_version 1.1; proxy_set_header Upgrade \
-$http_upgrade; proxy_set_header Connection \"upgrade\";`";
+$http_upgrade; proxy_set_header Connection $connection_upgrade;` (with the `map $http_upgrade \
+$connection_upgrade` of docs/deployment.md)";
 
 const HTTP10_CAUSE: &str = "the request arrived as HTTP/1.0, which cannot upgrade: a proxy speaks HTTP/1.0 to its \
 upstream (nginx does by default; set `proxy_http_version 1.1;` and forward Upgrade and Connection)";

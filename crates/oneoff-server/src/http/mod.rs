@@ -55,7 +55,11 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/audit", get(audit::list))
-        .route("/audit/verify", get(audit::verify));
+        .route("/audit/verify", get(audit::verify))
+        .route("/probe/echo", get(probe::echo))
+        .route("/probe/ws", any(probe::probe_websocket))
+        .route("/probe/sse", get(probe::probe_sse))
+        .route("/probe/poll", get(probe::probe_poll));
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -76,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(Extension(stream_tickets))
+        .layer(Extension(probe::ProbeStreams::new(probe::MAX_PROBE_STREAMS)))
         .layer(TraceLayer::new_for_http())
         // Outermost, so not even the request trace sees a ticket in a URL.
         .layer(axum::middleware::from_fn(tickets::take_from_query))

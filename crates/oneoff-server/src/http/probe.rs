@@ -1,33 +1,198 @@
-//! Diagnostic streams for `oneoff doctor`: events on a fixed schedule, so a client can tell
-//! a buffering, compressing or idle-cutting proxy from a healthy one.
+//! The probe surface `oneoff doctor` uses, always on and safe in production: it needs no
+//! run and no `[debug]` switch, so the doctor checks a chain against the server as it runs.
 //!
-//! `/debug/stream` (SSE) and `/debug/stream/ws` (WebSocket) send `count` events
-//! `interval_ms` apart, then, when `quiet_ms` is set, stay silent that long (no pings)
-//! and send one last event: a connection that survives carried a quiet period of that
-//! length. `/debug/poll` answers after `wait_ms`, like a long-poll that found nothing.
-//! Each event is `{"n":N,"server_ms":T}` with the server's clock, so gaps can be measured.
-//! All bounded, and served only with `[debug] echo = true`.
+//! - `GET /api/v1/probe/echo`: the facts of what arrived ([`ProbeFacts`]): the HTTP version,
+//!   `Upgrade`/`Connection`, and the hop headers with their values, but the names only of
+//!   everything else, so no cookie, credential or identity assertion is ever echoed.
+//! - `/api/v1/probe/ws`: a WebSocket handshake target. A complete handshake gets the facts as
+//!   its first message, then the schedule below; an incomplete one gets the same 426
+//!   diagnosis a log stream gives (what was missing, which hops it passed).
+//! - `GET /api/v1/probe/sse`: Server-Sent Events on the schedule below.
+//! - `GET /api/v1/probe/poll?wait_ms=`: answers after `wait_ms`, like a long-poll that found nothing.
+//!
+//! The schedule: `count` events `interval_ms` apart, then, when `quiet_ms` is set, silence
+//! that long (no pings) and one last event: a connection that survives carried a quiet
+//! period of that length. Each event is `{"n":N,"server_ms":T}` with the server's clock.
+//!
+//! The probes follow the auth of the log endpoints: a caller who may view some job (or an
+//! administrator); anonymous only when anonymous access is on. They are cheap and bounded:
+//! counts, intervals and quiet periods have maxima, and at most [`MAX_PROBE_STREAMS`]
+//! streams and polls are served at once, beyond which the answer is 503. The old
+//! `/debug/stream`, `/debug/stream/ws` and `/debug/poll` are the same handlers, still only
+//! with `[debug] echo = true`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::extract::{FromRequestParts, OriginalUri, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use oneoff_api::v1::{EchoWebSocket, ErrorDetail, HandshakeRefusal, ProbeFacts};
+use oneoff_core::Config;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::ApiQuery;
+use super::handshake::{self, HandshakeProblem};
 use crate::state::AppState;
 
 const MAX_COUNT: u32 = 100;
 const MAX_INTERVAL_MS: u64 = 10_000;
 /// Long enough to find the idle timeouts that matter (AWS: 60 s, nginx: 60 s).
 const MAX_QUIET_MS: u64 = 300_000;
+/// Probe streams and polls served at once. `oneoff doctor --idle` opens 12 per URL.
+pub const MAX_PROBE_STREAMS: usize = 64;
+/// A hop header's value is cut to this many bytes in the facts.
+const MAX_VALUE_BYTES: usize = 1024;
+
+/// Headers whose values the facts show: what a proxy adds, drops or rewrites, none a secret.
+const SHOWN_HEADERS: [&str; 14] = [
+    "host",
+    "origin",
+    "upgrade",
+    "connection",
+    "via",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "cf-ray",
+    "x-amzn-trace-id",
+];
+
+/// Credentials and identity assertions, whatever a configuration says: never a value.
+const NEVER_SHOWN: [&str; 9] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "cf-access-jwt-assertion",
+    "x-pomerium-jwt-assertion",
+    "x-jwt-assertion",
+    "x-amzn-oidc-data",
+];
+
+/// The places for probe streams and polls; a permit is held until the stream ends.
+#[derive(Debug, Clone)]
+pub struct ProbeStreams(Arc<Semaphore>);
+
+impl ProbeStreams {
+    pub fn new(max: usize) -> ProbeStreams {
+        ProbeStreams(Arc::new(Semaphore::new(max)))
+    }
+
+    fn acquire(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.0.clone().try_acquire_owned().map_err(|_| ApiError::Client {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "probe_limit",
+            message: format!(
+                "the server already serves {MAX_PROBE_STREAMS} probe streams; try again when other doctors are done"
+            ),
+        })
+    }
+}
+
+/// Probing shows how to reach the log streams, so it takes what viewing a log takes.
+fn may_probe(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let principal = &caller.principal;
+    if principal.admin || state.config.catalog.jobs().iter().any(|job| job.access.may_view(principal)) {
+        return Ok(());
+    }
+    Err(ApiError::Client {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden",
+        message: format!("{} may not view any job, so may not probe the log transports either", principal.user),
+    })
+}
+
+/// True for a header whose value must never leave the server: the fixed list, the
+/// configured assertion headers, the trusted identity headers, and anything `x-amzn-oidc-*`.
+fn is_secret(config: &Config, name: &str) -> bool {
+    let auth = &config.auth;
+    NEVER_SHOWN.contains(&name)
+        || name.starts_with("x-amzn-oidc-")
+        || auth.jwt.iter().any(|provider| provider.header.eq_ignore_ascii_case(name))
+        || auth.trusted_headers.as_ref().is_some_and(|trusted| {
+            [&trusted.user_header, &trusted.email_header, &trusted.groups_header]
+                .iter()
+                .any(|header| header.eq_ignore_ascii_case(name))
+        })
+        || config.debug.redact_headers.iter().any(|header| header.eq_ignore_ascii_case(name))
+}
+
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<String> =
+        headers.get_all(name).iter().map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    let mut text = values.join(", ");
+    if text.len() > MAX_VALUE_BYTES {
+        let mut end = MAX_VALUE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    Some(text)
+}
+
+/// What arrived, with values only for the headers in [`SHOWN_HEADERS`] that are not secret.
+pub fn facts(config: &Config, parts: &Parts) -> ProbeFacts {
+    let headers = &parts.headers;
+    let shown = |name: &str| if is_secret(config, name) { None } else { joined(headers, name) };
+    let mut header_names: Vec<String> = Vec::new();
+    for name in headers.keys() {
+        if !header_names.iter().any(|known| known == name.as_str()) {
+            header_names.push(name.as_str().to_string());
+        }
+    }
+    let hop_headers = header_names
+        .iter()
+        .filter(|name| SHOWN_HEADERS.contains(&name.as_str()))
+        .filter_map(|name| shown(name).map(|value| (name.clone(), value)))
+        .collect();
+    let check = handshake::check(&parts.method, parts.version, headers);
+    ProbeFacts {
+        method: parts.method.to_string(),
+        // Nested under /api/v1, the router's URI lost its prefix; show what the client asked for.
+        path: parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_string(), |original| original.path().to_string()),
+        http_version: format!("{:?}", parts.version),
+        upgrade: shown("upgrade"),
+        connection: shown("connection"),
+        websocket: EchoWebSocket {
+            looks_like_handshake: handshake::looks_like_handshake(headers),
+            complete: check.is_ok(),
+            missing: check.err().map(|problem| problem.missing).unwrap_or_default(),
+        },
+        hop_headers,
+        header_names,
+    }
+}
+
+pub async fn echo(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+    may_probe(&state, &caller)?;
+    let (parts, _body) = request.into_parts();
+    let mut response = Json(facts(&state.config, &parts)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,10 +242,32 @@ fn delays(schedule: &Schedule) -> Vec<Duration> {
     delays
 }
 
-pub async fn sse(State(state): State<AppState>, ApiQuery(query): ApiQuery<StreamQuery>) -> Result<Response, ApiError> {
+/// The probe SSE stream: authorised, and holding a place until it ends.
+pub async fn probe_sse(
+    State(state): State<AppState>,
+    Extension(streams): Extension<ProbeStreams>,
+    caller: Caller,
+    query: ApiQuery<StreamQuery>,
+) -> Result<Response, ApiError> {
+    may_probe(&state, &caller)?;
+    let permit = streams.acquire()?;
+    sse_stream(state, query, Some(permit))
+}
+
+/// `/debug/stream`, only with `[debug] echo = true`.
+pub async fn sse(State(state): State<AppState>, query: ApiQuery<StreamQuery>) -> Result<Response, ApiError> {
+    sse_stream(state, query, None)
+}
+
+fn sse_stream(
+    state: AppState,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<Response, ApiError> {
     let delays = delays(&schedule(&query)?);
     let shutdown = state.shutdown.clone();
-    let events = futures_util::stream::unfold((0u32, delays), move |(n, delays)| {
+    // The permit travels with the stream, so the place is given back when the stream ends.
+    let events = futures_util::stream::unfold((0u32, delays, permit), move |(n, delays, permit)| {
         let shutdown = shutdown.clone();
         async move {
             let delay = *delays.get(n as usize)?;
@@ -89,7 +276,7 @@ pub async fn sse(State(state): State<AppState>, ApiQuery(query): ApiQuery<Stream
                 () = shutdown.cancelled() => return None,
             }
             let event = Event::default().id(n.to_string()).data(payload(n));
-            Some((Ok::<_, Infallible>(event), (n + 1, delays)))
+            Some((Ok::<_, Infallible>(event), (n + 1, delays, permit)))
         }
     });
     // No keep-alive on purpose: the quiet period must be really quiet.
@@ -99,6 +286,71 @@ pub async fn sse(State(state): State<AppState>, ApiQuery(query): ApiQuery<Stream
     Ok(response)
 }
 
+/// The probe WebSocket: the facts first, then the schedule; an incomplete handshake gets
+/// the 426 diagnosis, a foreign `Origin` the 403 a log stream would give.
+pub async fn probe_websocket(
+    State(state): State<AppState>,
+    Extension(streams): Extension<ProbeStreams>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    may_probe(&state, &caller)?;
+    let delays = delays(&schedule(&query)?);
+    let (mut parts, _body) = request.into_parts();
+    let facts = facts(&state.config, &parts);
+    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
+        .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins))
+    {
+        return Ok(refuse(&problem, &parts));
+    }
+    let permit = streams.acquire()?;
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            let problem = HandshakeProblem {
+                status: StatusCode::UPGRADE_REQUIRED,
+                code: "websocket_upgrade_unavailable",
+                diagnosis_header: "websocket-upgrade-unavailable",
+                message: format!("the connection cannot be upgraded to a WebSocket: {}", rejection.body_text()),
+                missing: Vec::new(),
+                likely_cause: "the request reached the server over a protocol or proxy that cannot upgrade".into(),
+            };
+            return Ok(refuse(&problem, &parts));
+        }
+    };
+    let first = serde_json::to_string(&facts).unwrap_or_default();
+    Ok(upgrade.max_message_size(64 * 1024).on_upgrade(move |socket| async move {
+        let _permit = permit;
+        let mut socket = socket;
+        if socket.send(Message::Text(first.into())).await.is_ok() {
+            send_schedule(socket, delays, state).await;
+        }
+    }))
+}
+
+/// A refused probe handshake. Not counted in `/metrics` nor logged as a warning: the
+/// doctor provokes these on purpose, and a log stream's refusals are what operators watch.
+fn refuse(problem: &HandshakeProblem, parts: &Parts) -> Response {
+    let fallbacks = vec!["/api/v1/probe/sse".to_string(), "/api/v1/probe/poll".to_string()];
+    let diagnosis = handshake::diagnosis(problem, parts.version, &parts.headers, fallbacks);
+    tracing::debug!(code = problem.code, missing = ?diagnosis.missing, "probe handshake refused");
+    let body = HandshakeRefusal {
+        error: ErrorDetail { code: problem.code.into(), message: problem.message.clone(), fields: Vec::new() },
+        diagnosis,
+    };
+    let mut response = (problem.status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-oneoff-diagnosis", HeaderValue::from_static(problem.diagnosis_header));
+    if problem.status == StatusCode::UPGRADE_REQUIRED {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    response
+}
+
+/// `/debug/stream/ws`, only with `[debug] echo = true`.
 pub async fn websocket(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<StreamQuery>,
@@ -127,6 +379,19 @@ pub struct PollQuery {
     wait_ms: Option<u64>,
 }
 
+/// The probe long-poll: authorised, and holding a place while it waits.
+pub async fn probe_poll(
+    State(state): State<AppState>,
+    Extension(streams): Extension<ProbeStreams>,
+    caller: Caller,
+    query: ApiQuery<PollQuery>,
+) -> Result<Response, ApiError> {
+    may_probe(&state, &caller)?;
+    let _permit = streams.acquire()?;
+    poll(State(state), query).await.map(IntoResponse::into_response)
+}
+
+/// `/debug/poll` (only with `[debug] echo = true`), and the body of the probe long-poll.
 pub async fn poll(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PollQuery>,

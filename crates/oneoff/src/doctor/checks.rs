@@ -1,11 +1,17 @@
 //! Judging the facts: one outcome per check per hop, then a verdict that names the hop
 //! where each check breaks — the innermost URL where it fails while the next one inward
 //! passes, i.e. the proxy listening at that URL — with the usual cause and a remedy there.
+//!
+//! A check that could not be made (sign-in required, no probe endpoint, a busy server) is
+//! `unchecked`, never a pass: the run is then inconclusive, with the reason and the remedy.
 //! Pure functions over [`HopFacts`], so every rule is unit-tested without a network.
 
 use serde::Serialize;
 
-use super::facts::{HandshakeFacts, HopFacts, QuietProbe, Reach, SseFacts};
+use super::facts::{HandshakeFacts, HopFacts, QuietProbe, Reach, Refusal, SseFacts};
+
+/// The verdict's words for `--idle` not given.
+pub const IDLE_NOT_MEASURED: &str = "idle timeouts not measured; run with --idle";
 
 /// The server's default keepalive periods (`[streams]`): a proxy must carry longer silences.
 pub const WS_PING_S: u64 = 20;
@@ -16,7 +22,10 @@ pub const SSE_PING_S: u64 = 15;
 pub enum Outcome {
     Pass,
     Fail,
+    /// Not applicable here: not asked for (`--idle`), or moot after another check failed.
     Skip,
+    /// Should have been made but could not be: the verdict cannot be green.
+    Unchecked,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,12 +49,27 @@ pub struct Verdict {
     pub remedy: String,
 }
 
+/// Checks that could not be made at one hop for one reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unmade {
+    pub url: String,
+    /// 1-based position in the chain, outermost first.
+    pub hop: usize,
+    pub checks: Vec<&'static str>,
+    pub cause: String,
+    pub remedy: String,
+}
+
 pub const CHECK_NAMES: [&str; 7] = ["reach", "websocket", "headers", "sse", "long-poll", "idle", "origin"];
 
 const UPGRADE_REMEDY: &str =
     "an HTTP/1.1 proxy that does not forward upgrades, such as an AWS Classic Load Balancer HTTP \
 listener: use a TCP listener, an NLB or an ALB; for nginx add `proxy_http_version 1.1; proxy_set_header Upgrade \
 $http_upgrade; proxy_set_header Connection $connection_upgrade;`";
+
+/// What to do when a probe needs an identity.
+pub const SIGN_IN_REMEDY: &str = "pass -H or a token: `ONEOFF_TOKEN=oneoff_...` (sent as `Authorization: Bearer`), \
+`-H 'Authorization: Bearer oneoff_...'`, or the SSO proxy's session with `-H 'Cookie: ...'`";
 
 fn check(name: &'static str, outcome: Outcome, summary: impl Into<String>) -> Check {
     Check { name, outcome, summary: summary.into(), cause: None, remedy: None }
@@ -61,33 +85,141 @@ fn fail(name: &'static str, summary: impl Into<String>, cause: impl Into<String>
     }
 }
 
-/// Every check for one hop, in [`CHECK_NAMES`] order.
-pub fn evaluate(facts: &HopFacts) -> Vec<Check> {
-    let reach = reach(&facts.reach);
-    if reach.outcome != Outcome::Pass {
+fn unchecked(
+    name: &'static str,
+    summary: impl Into<String>,
+    cause: impl Into<String>,
+    remedy: impl Into<String>,
+) -> Check {
+    Check {
+        name,
+        outcome: Outcome::Unchecked,
+        summary: summary.into(),
+        cause: Some(cause.into()),
+        remedy: Some(remedy.into()),
+    }
+}
+
+/// Every check for one hop (1-based `hop`), in [`CHECK_NAMES`] order.
+pub fn evaluate(facts: &HopFacts, hop: usize) -> Vec<Check> {
+    let reach = reach(&facts.reach, hop);
+    let blocked = match (&reach.outcome, &facts.access) {
+        (Outcome::Pass, Some(access)) => Some(refused("reach", access, hop, facts.credentials_sent)),
+        (Outcome::Pass, None) => None,
+        (_, _) => Some(reach.clone()),
+    };
+    if let Some(blocked) = blocked {
         let mut checks = vec![reach];
-        checks.extend(CHECK_NAMES[1..].iter().map(|name| check(name, Outcome::Skip, "-")));
+        checks.extend(CHECK_NAMES[1..].iter().map(|name| match blocked.outcome {
+            // The rest could not be made for the same reason.
+            Outcome::Unchecked if *name != "idle" || facts.idle.is_some() => Check { name, ..blocked.clone() },
+            _ => check(name, Outcome::Skip, "-"),
+        }));
         return checks;
     }
     vec![
         reach,
-        websocket(facts.websocket.as_ref()),
+        websocket(facts.websocket.as_ref(), hop, facts.credentials_sent),
         headers(facts),
-        sse(facts.sse.as_ref()),
-        long_poll(facts),
+        sse(facts.sse.as_ref(), hop, facts.credentials_sent),
+        long_poll(facts, hop),
         idle(facts),
-        origin(facts.origin.as_ref()),
+        origin(facts.origin.as_ref(), hop, facts.credentials_sent),
     ]
 }
 
-fn reach(reach: &Reach) -> Check {
+/// A login page's address, by the words SSO proxies and identity providers put in it.
+fn looks_like_login(location: &str) -> bool {
+    let lower = location.to_ascii_lowercase();
+    ["login", "signin", "sign_in", "sign-in", "oauth", "auth", "sso", "saml", "openid", "cas/"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
+/// The check a refused probe amounts to: unchecked, with why and what to do.
+pub fn refused(name: &'static str, refusal: &Refusal, hop: usize, credentials_sent: bool) -> Check {
+    let path = &refusal.path;
+    let status = refusal.status;
+    let said = refusal.message.as_ref().map(|message| format!(": {message}")).unwrap_or_default();
+    let sent = if credentials_sent {
+        " (the credentials the doctor sent were refused, or a hop in front dropped them)"
+    } else {
+        " (the doctor sent no credentials)"
+    };
+    match (status, refusal.code.as_deref()) {
+        (401, _) => unchecked(
+            name,
+            "sign-in",
+            format!("sign-in required at hop {hop}: {path} answered 401{said}{sent}"),
+            SIGN_IN_REMEDY,
+        ),
+        (300..=399, _) => unchecked(
+            name,
+            "sign-in",
+            format!(
+                "sign-in required at hop {hop}: {path} redirects ({status}) to {}, a login page{sent}",
+                refusal.location.as_deref().unwrap_or("(no Location)")
+            ),
+            SIGN_IN_REMEDY,
+        ),
+        (403, Some("forbidden")) => unchecked(
+            name,
+            "no access",
+            format!("no access at hop {hop}: {path} answered 403{said}; the probes need what viewing a log needs"),
+            "probe with the identity of someone who may view a job (allow_view) or an administrator: pass -H or a token",
+        ),
+        (404, _) => unchecked(
+            name,
+            "no probe",
+            format!("no probe endpoint at hop {hop}: {path} answered 404{said}"),
+            concat!(
+                "upgrade the server to oneoff ",
+                env!("CARGO_PKG_VERSION"),
+                " or later (it serves /api/v1/probe/ always), or route /api/v1/ to oneoff at this hop"
+            ),
+        ),
+        (503, Some("probe_limit")) => unchecked(
+            name,
+            "busy",
+            format!("the server at hop {hop} is serving its maximum of probe streams{said}"),
+            "run the doctor again when other doctors are done",
+        ),
+        _ => unchecked(
+            name,
+            format!("{status} from probe"),
+            format!("the probe could not be made at hop {hop}: {path} answered {status}{said}"),
+            "see the answer with `oneoff doctor --json` and the server's log",
+        ),
+    }
+}
+
+/// A refusal that means the check could not be made (an identity, the server's limit),
+/// as opposed to a hop breaking the transport.
+fn is_access_refusal(refusal: &Refusal) -> bool {
+    matches!(refusal.status, 401 | 300..=399)
+        || matches!((refusal.status, refusal.code.as_deref()), (403, Some("forbidden")) | (503, Some("probe_limit")))
+}
+
+fn reach(reach: &Reach, hop: usize) -> Check {
     match reach {
         Reach::Oneoff { elapsed_ms } => check("reach", Outcome::Pass, format!("{elapsed_ms}ms")),
+        Reach::Redirect { status, location } if looks_like_login(location) => unchecked(
+            "reach",
+            "sign-in",
+            format!("sign-in required at hop {hop}: /healthz redirects ({status}) to {location}, a login page: an SSO proxy without a session"),
+            format!("{SIGN_IN_REMEDY}; or probe the hop behind the SSO proxy"),
+        ),
         Reach::Redirect { status, location } => fail(
             "reach",
             format!("{status} redirect"),
-            format!("redirects to {location}: an SSO proxy without a session, or a login page"),
-            "send the session or token with -H 'Cookie: ...' or -H 'Authorization: Bearer ...', or probe the hop behind the SSO proxy",
+            format!("redirects to {location} instead of answering /healthz"),
+            "give the doctor the URL it redirects to (e.g. https://), or send the session or token with -H",
+        ),
+        Reach::Unauthorized { status, snippet } => unchecked(
+            "reach",
+            "sign-in",
+            format!("sign-in required at hop {hop}: /healthz answered {status} {snippet:?}"),
+            SIGN_IN_REMEDY,
         ),
         Reach::NotOneoff { status, server, snippet } => fail(
             "reach",
@@ -111,17 +243,23 @@ fn reach(reach: &Reach) -> Check {
     }
 }
 
-fn websocket(handshake: Option<&HandshakeFacts>) -> Check {
+fn websocket(handshake: Option<&HandshakeFacts>, hop: usize, credentials_sent: bool) -> Check {
     let Some(handshake) = handshake else {
-        return Check {
-            cause: Some(
-                "no WebSocket endpoint to probe: enable `[debug] echo = true` on the server or pass --run RUN".into(),
-            ),
-            ..check("websocket", Outcome::Skip, "no endpoint")
-        };
+        return unchecked("websocket", "not probed", "the WebSocket handshake was not tried", "run the doctor again");
     };
+    if let Some(refusal) = handshake.refusal.as_ref().filter(|refusal| is_access_refusal(refusal)) {
+        return refused("websocket", refusal, hop, credentials_sent);
+    }
     if handshake.upgraded {
         return check("websocket", Outcome::Pass, format!("101 {}ms", handshake.elapsed_ms));
+    }
+    if let Some(refusal) = handshake.refusal.as_ref().filter(|refusal| refusal.code.as_deref() == Some("not_found")) {
+        return fail(
+            "websocket",
+            "404 not found",
+            format!("oneoff answered {} with 404: {}", refusal.path, refusal.message.clone().unwrap_or_default()),
+            "pass --run with a run that exists, or leave --run out to use /api/v1/probe/ws",
+        );
     }
     if let Some(error) = &handshake.error {
         return fail(
@@ -132,16 +270,9 @@ fn websocket(handshake: Option<&HandshakeFacts>) -> Check {
         );
     }
     let body = handshake.body.clone().unwrap_or_default();
-    // `/debug/echo` answers an incomplete handshake with its report instead of a 426.
-    let echoed = body["websocket"]["looks_like_handshake"] == true;
-    let missing = if echoed { &body["websocket"]["missing"] } else { &body["diagnosis"]["missing"] };
-    let missing: Vec<&str> = missing.as_array().into_iter().flatten().filter_map(|value| value.as_str()).collect();
-    let diagnosis = match (echoed, body["http_version"].as_str()) {
-        (true, Some("HTTP/1.0")) => Some("websocket-http10"),
-        (true, _) => Some("websocket-upgrade-stripped"),
-        (false, _) => handshake.diagnosis_header.as_deref(),
-    };
-    match diagnosis {
+    let missing: Vec<&str> =
+        body["diagnosis"]["missing"].as_array().into_iter().flatten().filter_map(|value| value.as_str()).collect();
+    match handshake.diagnosis_header.as_deref() {
         Some("websocket-upgrade-stripped") => fail(
             "websocket",
             "426 stripped",
@@ -180,10 +311,14 @@ fn headers(facts: &HopFacts) -> Check {
     let echoes: Vec<_> =
         [&facts.echo_http, &facts.echo_ws].into_iter().flatten().filter(|echo| echo.available).collect();
     if echoes.is_empty() {
-        return Check {
-            cause: Some("needs `[debug] echo = true` on the server".into()),
-            ..check("headers", Outcome::Skip, "no echo")
-        };
+        let why: Vec<String> =
+            [&facts.echo_http, &facts.echo_ws].into_iter().flatten().filter_map(|echo| echo.error.clone()).collect();
+        return unchecked(
+            "headers",
+            "no facts",
+            format!("the probe facts (/api/v1/probe/echo) did not arrive: {}", why.join("; ")),
+            "check that this URL routes /api/v1/ to oneoff",
+        );
     }
     let mut lost: Vec<String> = echoes.iter().flat_map(|echo| echo.lost.iter().cloned()).collect();
     lost.sort();
@@ -199,8 +334,13 @@ fn headers(facts: &HopFacts) -> Check {
     )
 }
 
-fn sse(facts: Option<&SseFacts>) -> Check {
-    let Some(facts) = facts else { return check("sse", Outcome::Skip, "no echo") };
+fn sse(facts: Option<&SseFacts>, hop: usize, credentials_sent: bool) -> Check {
+    let Some(facts) = facts else {
+        return unchecked("sse", "not probed", "the event stream was not tried", "run the doctor again");
+    };
+    if let Some(refusal) = facts.refusal.as_ref().filter(|refusal| is_access_refusal(refusal)) {
+        return refused("sse", refusal, hop, credentials_sent);
+    }
     if let Some(encoding) = &facts.content_encoding {
         return fail(
             "sse",
@@ -243,8 +383,13 @@ fn sse(facts: Option<&SseFacts>) -> Check {
     check("sse", Outcome::Pass, format!("first {first}ms"))
 }
 
-fn long_poll(facts: &HopFacts) -> Check {
-    let Some(poll) = &facts.long_poll else { return check("long-poll", Outcome::Skip, "no endpoint") };
+fn long_poll(facts: &HopFacts, hop: usize) -> Check {
+    let Some(poll) = &facts.long_poll else {
+        return unchecked("long-poll", "not probed", "the long-poll was not tried", "run the doctor again");
+    };
+    if let Some(refusal) = poll.refusal.as_ref().filter(|refusal| is_access_refusal(refusal)) {
+        return refused("long-poll", refusal, hop, facts.credentials_sent);
+    }
     if poll.ok {
         return check("long-poll", Outcome::Pass, format!("{}ms", poll.elapsed_ms));
     }
@@ -258,8 +403,21 @@ fn long_poll(facts: &HopFacts) -> Check {
 }
 
 fn idle(facts: &HopFacts) -> Check {
-    let Some(idle) = &facts.idle else { return check("idle", Outcome::Skip, "not probed") };
+    let Some(idle) = &facts.idle else {
+        return Check { cause: Some(IDLE_NOT_MEASURED.into()), ..check("idle", Outcome::Skip, "not measured") };
+    };
+    let measured = |probes: &[QuietProbe]| probes.iter().any(|probe| !probe.refused);
+    if !measured(&idle.websocket) || !measured(&idle.sse) {
+        let why = idle.websocket.iter().chain(&idle.sse).find_map(|probe| probe.detail.clone()).unwrap_or_default();
+        return unchecked(
+            "idle",
+            "refused",
+            format!("the quiet streams were refused: {why}"),
+            "run the doctor again with --idle when the server has room for its probe streams",
+        );
+    }
     let judge = |probes: &[QuietProbe], keepalive_s: u64| {
+        let probes: Vec<&QuietProbe> = probes.iter().filter(|probe| !probe.refused).collect();
         let survived = probes.iter().filter(|probe| probe.survived).map(|probe| probe.quiet_s).max();
         let cut = probes.iter().filter(|probe| !probe.survived).map(|probe| probe.quiet_s).min();
         (survived, cut, cut.is_some_and(|cut| cut <= keepalive_s))
@@ -289,13 +447,18 @@ fn idle(facts: &HopFacts) -> Check {
     )
 }
 
-fn origin(handshake: Option<&HandshakeFacts>) -> Check {
-    let Some(handshake) = handshake else { return check("origin", Outcome::Skip, "-") };
+fn origin(handshake: Option<&HandshakeFacts>, hop: usize, credentials_sent: bool) -> Check {
+    let Some(handshake) = handshake else {
+        return unchecked("origin", "not probed", "the handshake with an Origin was not tried", "run the doctor again");
+    };
     let origin = handshake.origin.clone().unwrap_or_default();
     if handshake.upgraded {
         return check("origin", Outcome::Pass, "accepted");
     }
-    if handshake.status == 403 {
+    if let Some(refusal) = handshake.refusal.as_ref().filter(|refusal| is_access_refusal(refusal)) {
+        return refused("origin", refusal, hop, credentials_sent);
+    }
+    if handshake.status == 403 && handshake.diagnosis_header.as_deref() == Some("origin-rejected") {
         return fail(
             "origin",
             "403 refused",
@@ -320,7 +483,9 @@ pub fn verdicts(urls: &[String], checks: &[Vec<Check>]) -> Vec<Verdict> {
                 continue;
             }
             let inner_passes = checks.get(hop + 1).is_none_or(|inner| inner[position].outcome == Outcome::Pass);
-            let inner_unknown = checks.get(hop + 1).is_some_and(|inner| inner[position].outcome == Outcome::Skip);
+            let inner_unknown = checks
+                .get(hop + 1)
+                .is_some_and(|inner| matches!(inner[position].outcome, Outcome::Skip | Outcome::Unchecked));
             if inner_passes || inner_unknown {
                 let mut cause = here.cause.clone().unwrap_or_default();
                 if inner_unknown {
@@ -337,6 +502,28 @@ pub fn verdicts(urls: &[String], checks: &[Vec<Check>]) -> Vec<Verdict> {
         }
     }
     verdicts
+}
+
+/// The checks that could not be made, grouped by hop and reason.
+pub fn unmade(urls: &[String], checks: &[Vec<Check>]) -> Vec<Unmade> {
+    let mut unmade: Vec<Unmade> = Vec::new();
+    for (index, hop) in checks.iter().enumerate() {
+        for check in hop.iter().filter(|check| check.outcome == Outcome::Unchecked) {
+            let cause = check.cause.clone().unwrap_or_default();
+            let remedy = check.remedy.clone().unwrap_or_default();
+            match unmade.iter_mut().find(|known| known.hop == index + 1 && known.cause == cause) {
+                Some(known) => known.checks.push(check.name),
+                None => unmade.push(Unmade {
+                    url: urls[index].clone(),
+                    hop: index + 1,
+                    checks: vec![check.name],
+                    cause,
+                    remedy,
+                }),
+            }
+        }
+    }
+    unmade
 }
 
 #[cfg(test)]

@@ -18,6 +18,25 @@ pub struct HopFacts {
     pub long_poll: Option<PollFacts>,
     pub idle: Option<IdleFacts>,
     pub origin: Option<HandshakeFacts>,
+    /// The probe surface refused the doctor (sign-in, access, missing endpoints): no probe
+    /// beyond it was tried, as every one would be refused the same way.
+    pub access: Option<Refusal>,
+    /// Whether the doctor sent `Authorization` or `Cookie` (from `-H` or `ONEOFF_TOKEN`).
+    pub credentials_sent: bool,
+}
+
+/// A probe answered with something other than its result: a status, and oneoff's error when
+/// the body was one.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Refusal {
+    pub path: String,
+    pub status: u16,
+    /// `Location` of a redirect (an SSO login page).
+    pub location: Option<String>,
+    /// oneoff's `error.code`, when the body was oneoff's error.
+    pub code: Option<String>,
+    /// oneoff's `error.message`, or the start of any other body.
+    pub message: Option<String>,
 }
 
 /// Whether a oneoff server answered at the URL at all.
@@ -32,6 +51,11 @@ pub enum Reach {
     Redirect {
         status: u16,
         location: String,
+    },
+    /// 401: a proxy or oneoff wants an identity even for the health check.
+    Unauthorized {
+        status: u16,
+        snippet: String,
     },
     /// Something answered, but not oneoff.
     NotOneoff {
@@ -60,19 +84,24 @@ pub struct HandshakeFacts {
     pub upgraded: bool,
     /// `X-Oneoff-Diagnosis` of a refusal.
     pub diagnosis_header: Option<String>,
+    /// `Location` of a redirect.
+    pub location: Option<String>,
     /// The refusal body (oneoff's error and diagnosis) when it was JSON.
     pub body: Option<Value>,
+    /// Any answer but 101, read as a refusal (a 401, a login redirect, a 426).
+    pub refusal: Option<Refusal>,
     pub error: Option<String>,
 }
 
-/// What `/debug/echo` says it received, against what the doctor sent.
+/// What `/api/v1/probe/echo` (over HTTP, or as the first message of `/api/v1/probe/ws`)
+/// says arrived, against what the doctor sent.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct EchoFacts {
     pub available: bool,
     pub status: u16,
     /// Headers the doctor sent that did not arrive, by name.
     pub lost: Vec<String>,
-    /// Headers of interest as they arrived (Host, Origin, Upgrade, Connection, X-Forwarded-*, Via).
+    /// The hop headers as they arrived (Host, Origin, Upgrade, Connection, Via, X-Forwarded-*, ...).
     pub arrived: Vec<(String, String)>,
     pub http_version: Option<String>,
     pub error: Option<String>,
@@ -89,6 +118,7 @@ pub struct SseFacts {
     /// Arrival time of each event, in milliseconds after the request was sent.
     pub arrivals_ms: Vec<u64>,
     pub error: Option<String>,
+    pub refusal: Option<Refusal>,
 }
 
 /// A request the server holds for `wait_ms` before answering.
@@ -100,6 +130,7 @@ pub struct PollFacts {
     pub elapsed_ms: u64,
     pub ok: bool,
     pub error: Option<String>,
+    pub refusal: Option<Refusal>,
 }
 
 /// Quiet periods each transport carried, from a stream that goes silent on purpose.
@@ -113,5 +144,8 @@ pub struct IdleFacts {
 pub struct QuietProbe {
     pub quiet_s: u64,
     pub survived: bool,
+    /// The probe was refused before it started (a status), so it measured nothing.
+    #[serde(default)]
+    pub refused: bool,
     pub detail: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! The network side of `oneoff doctor`: raw WebSocket handshakes (the bytes a browser
-//! sends, over TCP or TLS), `/debug/echo`, the diagnostic streams and long-poll, each
-//! recorded as facts. Nothing here judges; a failure is just another fact.
+//! sends, over TCP or TLS) and the server's always-on probe surface (`/api/v1/probe/echo`,
+//! `/ws`, `/sse`, `/poll`), each recorded as facts. Nothing here judges; a failure, a
+//! refusal or a login page is just another fact.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use url::Url;
 
-use super::facts::{EchoFacts, HandshakeFacts, HopFacts, IdleFacts, PollFacts, QuietProbe, Reach, SseFacts};
+use super::facts::{EchoFacts, HandshakeFacts, HopFacts, IdleFacts, PollFacts, QuietProbe, Reach, Refusal, SseFacts};
 
 /// What the user asked the doctor to send and probe.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,8 @@ const SSE_INTERVAL_MS: u64 = 300;
 const POLL_WAIT_MS: u64 = 1500;
 /// Quiet periods tried by `--idle`, up to `idle_max_s`: around the usual proxy timeouts.
 const QUIET_PERIODS_S: [u64; 6] = [1, 3, 10, 30, 70, 130];
+/// The probe WebSocket, asked for one event after its facts.
+const FACTS_WS_PATH: &str = "/api/v1/probe/ws?count=1";
 /// A header the doctor sends to see whether headers in general get through.
 const MARKER: (&str, &str) = ("x-oneoff-doctor", "probe");
 
@@ -61,35 +64,36 @@ pub async fn gather(url: &str, options: &Options) -> HopFacts {
     if !matches!(facts.reach, Reach::Oneoff { .. }) {
         return facts;
     }
-    let echo = echo_http(&http, &base, options).await;
-    let echo_available = echo.available;
-    facts.echo_http = Some(echo);
-    let ws_path = match (options.run, echo_available) {
-        (Some(run), _) => Some(format!("/api/v1/runs/{run}/log/ws")),
-        (None, true) => Some("/debug/echo".to_string()),
-        (None, false) => None,
-    };
-    if let Some(path) = &ws_path {
-        let (handshake, stream) = raw_handshake(&base, path, None, options).await;
-        if path == "/debug/echo" {
-            facts.echo_ws = Some(echo_over_ws(stream, options).await);
-        } else if echo_available {
-            let (_, stream) = raw_handshake(&base, "/debug/echo", None, options).await;
-            facts.echo_ws = Some(echo_over_ws(stream, options).await);
+    facts.credentials_sent = options
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("cookie"));
+    // The probe facts come first: when they are refused, every other probe would be too.
+    match echo_http(&http, &base, options).await {
+        Ok(echo) => facts.echo_http = Some(echo),
+        Err(refusal) => {
+            facts.access = Some(refusal);
+            return facts;
         }
-        facts.websocket = Some(handshake);
-        let origin = options.origin.clone().unwrap_or_else(|| base.origin().ascii_serialization());
-        facts.origin = Some(raw_handshake(&base, path, Some(&origin), options).await.0);
     }
-    if echo_available {
-        facts.sse = Some(sse_timing(&http, &base, options).await);
-        facts.long_poll = Some(poll(&http, &base, "/debug/poll?wait_ms=1500", POLL_WAIT_MS, options).await);
-        if options.idle {
-            facts.idle = Some(idle(&http, &base, options).await);
-        }
-    } else if let Some(run) = options.run {
-        facts.long_poll =
-            Some(poll(&http, &base, &format!("/api/v1/runs/{run}/log?after=0&limit=1"), 0, options).await);
+    let ws_path = match options.run {
+        Some(run) => format!("/api/v1/runs/{run}/log/ws"),
+        None => FACTS_WS_PATH.to_string(),
+    };
+    let (handshake, stream) = raw_handshake(&base, &ws_path, None, options).await;
+    facts.echo_ws = Some(if options.run.is_none() {
+        echo_over_ws(stream, options).await
+    } else {
+        drop(stream);
+        echo_over_ws(raw_handshake(&base, FACTS_WS_PATH, None, options).await.1, options).await
+    });
+    facts.websocket = Some(handshake);
+    let origin = options.origin.clone().unwrap_or_else(|| base.origin().ascii_serialization());
+    facts.origin = Some(raw_handshake(&base, &ws_path, Some(&origin), options).await.0);
+    facts.sse = Some(sse_timing(&http, &base, options).await);
+    facts.long_poll = Some(poll(&http, &base, &format!("/api/v1/probe/poll?wait_ms={POLL_WAIT_MS}"), options).await);
+    if options.idle {
+        facts.idle = Some(idle(&http, &base, options).await);
     }
     facts
 }
@@ -151,42 +155,52 @@ async fn reach(http: &reqwest::Client, base: &Url, options: &Options) -> Reach {
     }
     let server = header("server");
     let body = response.bytes().await.unwrap_or_default();
+    if status == 401 {
+        return Reach::Unauthorized { status, snippet: snippet(&body) };
+    }
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     if status == 200 && json.as_ref().is_some_and(|json| json["status"] == "ok") {
         return Reach::Oneoff { elapsed_ms: started.elapsed().as_millis() as u64 };
     }
-    let text = String::from_utf8_lossy(&body);
-    let snippet = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(100).collect();
-    Reach::NotOneoff { status, server, snippet }
+    Reach::NotOneoff { status, server, snippet: snippet(&body) }
 }
 
-/// Headers of a report worth showing: the ones proxies add, drop or rewrite.
-fn interesting(headers: &[(String, String)]) -> Vec<(String, String)> {
-    const NAMES: [&str; 10] = [
-        "host",
-        "origin",
-        "upgrade",
-        "connection",
-        "via",
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-real-ip",
-    ];
-    headers.iter().filter(|(name, _)| NAMES.contains(&name.as_str())).cloned().collect()
+/// The start of a body, on one line.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(100).collect()
+}
+
+/// A probe's answer that is not its result, with oneoff's error when the body is one.
+fn refusal(path: &str, status: u16, location: Option<String>, body: &[u8]) -> Refusal {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let error = json.as_ref().map(|json| &json["error"]);
+    let code = error.and_then(|error| error["code"].as_str()).map(str::to_string);
+    let message = match error.and_then(|error| error["message"].as_str()) {
+        Some(message) => Some(message.to_string()),
+        None => Some(snippet(body)).filter(|text| !text.is_empty()),
+    };
+    Refusal { path: path.to_string(), status, location, code, message }
+}
+
+async fn refusal_of(path: &str, response: reqwest::Response) -> Refusal {
+    let status = response.status().as_u16();
+    let location = response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string);
+    let body = tokio::time::timeout(Duration::from_secs(3), response.bytes()).await;
+    let body = body.ok().and_then(Result::ok).unwrap_or_default();
+    refusal(path, status, location, &body)
 }
 
 fn lost(sent: &[&str], report: &Value) -> Vec<String> {
-    let arrived: Vec<String> = report["headers"]
+    let arrived: Vec<String> = report["header_names"]
         .as_array()
-        .map(|pairs| pairs.iter().filter_map(|pair| pair[0].as_str().map(str::to_ascii_lowercase)).collect())
+        .map(|names| names.iter().filter_map(|name| name.as_str().map(str::to_ascii_lowercase)).collect())
         .unwrap_or_default();
     sent.iter().filter(|name| !arrived.contains(&name.to_ascii_lowercase())).map(|name| name.to_string()).collect()
 }
 
-fn report_headers(report: &Value) -> Vec<(String, String)> {
-    report["headers"]
+fn hop_headers(report: &Value) -> Vec<(String, String)> {
+    report["hop_headers"]
         .as_array()
         .map(|pairs| {
             pairs
@@ -197,40 +211,45 @@ fn report_headers(report: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-async fn echo_http(http: &reqwest::Client, base: &Url, options: &Options) -> EchoFacts {
+fn is_probe_facts(report: &Value) -> bool {
+    report["header_names"].is_array() && report["websocket"].is_object()
+}
+
+/// The probe facts over plain HTTP; `Err` when the probe surface refused the doctor.
+async fn echo_http(http: &reqwest::Client, base: &Url, options: &Options) -> Result<EchoFacts, Refusal> {
+    const PATH: &str = "/api/v1/probe/echo";
     let origin = options.origin.clone().unwrap_or_else(|| base.origin().ascii_serialization());
-    let request = with_headers(http.get(join(base, "/debug/echo")).timeout(TIMEOUT), options)
+    let request = with_headers(http.get(join(base, PATH)).timeout(TIMEOUT), options)
         .header(MARKER.0, MARKER.1)
         .header("origin", &origin);
     let response = match request.send().await {
         Ok(response) => response,
-        Err(error) => return EchoFacts { error: Some(describe(&error)), ..EchoFacts::default() },
+        Err(error) => return Ok(EchoFacts { error: Some(describe(&error)), ..EchoFacts::default() }),
     };
     let status = response.status().as_u16();
-    let report: Option<Value> = response.json().await.ok();
-    let Some(report) = report.filter(|report| report["websocket"].is_object()) else {
-        return EchoFacts {
-            status,
-            error: Some(format!("/debug/echo answered {status}: not enabled on this server")),
-            ..EchoFacts::default()
-        };
+    if status != 200 {
+        return Err(refusal_of(PATH, response).await);
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    let Some(report) = serde_json::from_slice::<Value>(&body).ok().filter(is_probe_facts) else {
+        return Err(refusal(PATH, status, None, &body));
     };
     let mut sent = vec![MARKER.0, "origin"];
     sent.extend(options.headers.iter().map(|(name, _)| name.as_str()));
-    EchoFacts {
+    Ok(EchoFacts {
         available: true,
         status,
         lost: lost(&sent, &report),
-        arrived: interesting(&report_headers(&report)),
+        arrived: hop_headers(&report),
         http_version: report["http_version"].as_str().map(str::to_string),
         error: None,
-    }
+    })
 }
 
 async fn echo_over_ws(stream: Option<WebSocketStream<Box<dyn Io>>>, options: &Options) -> EchoFacts {
     let Some(mut stream) = stream else {
         return EchoFacts {
-            error: Some("the WebSocket handshake to /debug/echo did not succeed".into()),
+            error: Some("the WebSocket handshake to /api/v1/probe/ws did not succeed".into()),
             ..EchoFacts::default()
         };
     };
@@ -240,7 +259,7 @@ async fn echo_over_ws(stream: Option<WebSocketStream<Box<dyn Io>>>, options: &Op
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(&text).ok(),
         _ => None,
     };
-    let Some(report) = report else {
+    let Some(report) = report.filter(is_probe_facts) else {
         return EchoFacts {
             status: 101,
             error: Some("no report arrived over the WebSocket".into()),
@@ -253,7 +272,7 @@ async fn echo_over_ws(stream: Option<WebSocketStream<Box<dyn Io>>>, options: &Op
         available: true,
         status: 101,
         lost: lost(&sent, &report),
-        arrived: interesting(&report_headers(&report)),
+        arrived: hop_headers(&report),
         http_version: report["http_version"].as_str().map(str::to_string),
         error: None,
     }
@@ -338,6 +357,7 @@ async fn raw_handshake(
     facts.status = status;
     facts.elapsed_ms = started.elapsed().as_millis() as u64;
     facts.diagnosis_header = header(&headers, "x-oneoff-diagnosis");
+    facts.location = header(&headers, "location");
     if status == 101 {
         facts.upgraded = true;
         let stream = WebSocketStream::from_partially_read(io, leftover, Role::Client, None).await;
@@ -346,6 +366,7 @@ async fn raw_handshake(
     let body =
         tokio::time::timeout(Duration::from_secs(3), read_body(&mut io, &headers, leftover)).await.unwrap_or_default();
     facts.body = serde_json::from_slice(&body).ok();
+    facts.refusal = Some(refusal(path, status, facts.location.clone(), &body));
     (facts, None)
 }
 
@@ -426,7 +447,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 async fn sse_timing(http: &reqwest::Client, base: &Url, options: &Options) -> SseFacts {
-    let path = format!("/debug/stream?count={SSE_EVENTS}&interval_ms={SSE_INTERVAL_MS}");
+    let path = format!("/api/v1/probe/sse?count={SSE_EVENTS}&interval_ms={SSE_INTERVAL_MS}");
     let mut facts = SseFacts { interval_ms: SSE_INTERVAL_MS, expected_events: SSE_EVENTS, ..SseFacts::default() };
     let started = Instant::now();
     let deadline = Duration::from_millis(SSE_INTERVAL_MS * SSE_EVENTS as u64) + TIMEOUT;
@@ -443,6 +464,10 @@ async fn sse_timing(http: &reqwest::Client, base: &Url, options: &Options) -> Ss
         }
     };
     facts.status = response.status().as_u16();
+    if facts.status != 200 {
+        facts.refusal = Some(refusal_of(&path, response).await);
+        return facts;
+    }
     let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
     facts.content_type = header("content-type");
     facts.content_encoding = header("content-encoding");
@@ -478,15 +503,20 @@ async fn sse_timing(http: &reqwest::Client, base: &Url, options: &Options) -> Ss
     facts
 }
 
-async fn poll(http: &reqwest::Client, base: &Url, path: &str, wait_ms: u64, options: &Options) -> PollFacts {
+async fn poll(http: &reqwest::Client, base: &Url, path: &str, options: &Options) -> PollFacts {
     let started = Instant::now();
-    let request = with_headers(http.get(join(base, path)).timeout(Duration::from_millis(wait_ms) + TIMEOUT), options);
-    let mut facts = PollFacts { path: path.to_string(), wait_ms, ..PollFacts::default() };
+    let wait = Duration::from_millis(POLL_WAIT_MS);
+    let request = with_headers(http.get(join(base, path)).timeout(wait + TIMEOUT), options);
+    let mut facts = PollFacts { path: path.to_string(), wait_ms: POLL_WAIT_MS, ..PollFacts::default() };
     match request.send().await {
+        Ok(response) if response.status().as_u16() == 200 => {
+            facts.status = 200;
+            let json: Option<Value> = response.json().await.ok();
+            facts.ok = json.is_some_and(|json| json["waited_ms"].is_u64());
+        }
         Ok(response) => {
             facts.status = response.status().as_u16();
-            let json: Option<Value> = response.json().await.ok();
-            facts.ok = facts.status == 200 && json.is_some();
+            facts.refusal = Some(refusal_of(path, response).await);
         }
         Err(error) => facts.error = Some(describe(&error)),
     }
@@ -504,23 +534,32 @@ async fn idle(http: &reqwest::Client, base: &Url, options: &Options) -> IdleFact
 }
 
 async fn quiet_websocket(base: &Url, quiet_s: u64, options: &Options) -> QuietProbe {
-    let path = format!("/debug/stream/ws?count=1&quiet_ms={}", quiet_s * 1000);
+    let path = format!("/api/v1/probe/ws?count=1&quiet_ms={}", quiet_s * 1000);
     let (handshake, stream) = raw_handshake(base, &path, None, options).await;
     let Some(mut stream) = stream else {
+        let refused = handshake.error.is_none();
         let detail = handshake.error.unwrap_or_else(|| format!("handshake answered {}", handshake.status));
-        return QuietProbe { quiet_s, survived: false, detail: Some(detail) };
+        return QuietProbe { quiet_s, survived: false, refused, detail: Some(detail) };
     };
-    let mut texts = 0;
+    // The facts come first; then one event, the quiet period, and the last event.
+    let mut events = 0;
     let deadline = Instant::now() + Duration::from_secs(quiet_s) + TIMEOUT;
-    while texts < 2 {
+    while events < 2 {
         match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), stream.next()).await {
-            Ok(Some(Ok(Message::Text(_)))) => texts += 1,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                if serde_json::from_str::<Value>(&text).is_ok_and(|value| value["n"].is_u64()) {
+                    events += 1;
+                }
+            }
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(error))) => return QuietProbe { quiet_s, survived: false, detail: Some(error.to_string()) },
+            Ok(Some(Err(error))) => {
+                return QuietProbe { quiet_s, survived: false, refused: false, detail: Some(error.to_string()) }
+            }
             Ok(None) => {
                 return QuietProbe {
                     quiet_s,
                     survived: false,
+                    refused: false,
                     detail: Some("connection closed during the quiet period".into()),
                 }
             }
@@ -528,34 +567,46 @@ async fn quiet_websocket(base: &Url, quiet_s: u64, options: &Options) -> QuietPr
                 return QuietProbe {
                     quiet_s,
                     survived: false,
+                    refused: false,
                     detail: Some("nothing arrived after the quiet period".into()),
                 }
             }
         }
     }
     let _ = stream.close(None).await;
-    QuietProbe { quiet_s, survived: true, detail: None }
+    QuietProbe { quiet_s, survived: true, refused: false, detail: None }
 }
 
 async fn quiet_sse(http: &reqwest::Client, base: &Url, quiet_s: u64, options: &Options) -> QuietProbe {
-    let path = format!("/debug/stream?count=1&quiet_ms={}", quiet_s * 1000);
+    let path = format!("/api/v1/probe/sse?count=1&quiet_ms={}", quiet_s * 1000);
     let request = with_headers(http.get(join(base, &path)), options).timeout(Duration::from_secs(quiet_s) + TIMEOUT);
     let response = match request.send().await {
         Ok(response) => response,
-        Err(error) => return QuietProbe { quiet_s, survived: false, detail: Some(describe(&error)) },
+        Err(error) => return QuietProbe { quiet_s, survived: false, refused: false, detail: Some(describe(&error)) },
     };
+    if response.status().as_u16() != 200 {
+        let detail = Some(format!("answered {}", response.status()));
+        return QuietProbe { quiet_s, survived: false, refused: true, detail };
+    }
     let mut body = response.bytes_stream();
     let mut text = Vec::new();
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => text.extend_from_slice(&chunk),
-            Err(error) => return QuietProbe { quiet_s, survived: false, detail: Some(describe(&error)) },
+            Err(error) => {
+                return QuietProbe { quiet_s, survived: false, refused: false, detail: Some(describe(&error)) }
+            }
         }
         if text.windows(5).filter(|window| *window == b"data:").count() >= 2 {
-            return QuietProbe { quiet_s, survived: true, detail: None };
+            return QuietProbe { quiet_s, survived: true, refused: false, detail: None };
         }
     }
-    QuietProbe { quiet_s, survived: false, detail: Some("the stream ended during the quiet period".into()) }
+    QuietProbe {
+        quiet_s,
+        survived: false,
+        refused: false,
+        detail: Some("the stream ended during the quiet period".into()),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod cli;
 mod doctor;
+mod doctor_defaults;
 mod executor;
 mod hostile_masking;
 mod hostile_streams;
