@@ -20,6 +20,7 @@ use oneoff_core::auth::{split_groups, token_hash, IdentitySource, Principal, TOK
 use oneoff_core::JobSpec;
 
 use super::error::ApiError;
+use super::handshake::same_authority;
 use super::tickets::{self, PresentedTicket, StreamTickets, TicketAccepted};
 use crate::clock::now_us;
 use crate::state::AppState;
@@ -30,6 +31,9 @@ pub struct Caller {
     pub principal: Principal,
     /// The TCP peer, then the `X-Forwarded-For` chain as received.
     pub client: String,
+    /// The host (and port) the browser sent the request to: what a page of this server has
+    /// as its origin. See `own_authority`.
+    pub own_authority: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -48,7 +52,7 @@ impl FromRequestParts<AppState> for Caller {
             Some(presented) => from_ticket(parts, state, &presented).await?,
             None => identify(state, peer, &parts.headers).await?,
         };
-        Ok(Caller { principal, client })
+        Ok(Caller { principal, client, own_authority: own })
     }
 }
 
@@ -149,29 +153,6 @@ fn own_authority(parts: &Parts, proxy_trusted: bool) -> Option<String> {
         .flatten()
         .or_else(|| first("host"))
         .or_else(|| parts.uri.authority().map(|authority| authority.as_str().to_ascii_lowercase()))
-}
-
-/// Whether `origin` (`scheme://host[:port]`) names `authority` (`host[:port]`). The scheme
-/// is not compared: TLS usually ends at a proxy, so the app cannot know it; a missing port
-/// is the scheme's default.
-fn same_authority(origin: &str, authority: Option<&str>) -> bool {
-    let Some(authority) = authority else { return false };
-    let Some((scheme, origin_authority)) = origin.split_once("://") else { return false };
-    let default_port = match scheme {
-        "https" => "443",
-        "http" => "80",
-        _ => return false,
-    };
-    let split = |authority: &str| -> (String, String) {
-        // `[::1]:8080`, `host:8080`, `host`
-        match authority.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
-                (host.to_string(), port.to_string())
-            }
-            _ => (authority.to_string(), default_port.to_string()),
-        }
-    };
-    split(origin_authority) == split(authority)
 }
 
 async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<Principal, ApiError> {

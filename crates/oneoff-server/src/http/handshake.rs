@@ -123,29 +123,70 @@ pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(
     Ok(())
 }
 
-/// Rejects a browser `Origin` outside the configured public origins (cross-site WebSocket
-/// hijacking). Requests without `Origin` come from non-browser clients and pass.
-pub fn check_origin(headers: &HeaderMap, public_origins: &[String]) -> Result<(), HandshakeProblem> {
-    if public_origins.is_empty() {
-        return Ok(());
-    }
+/// Rejects a browser `Origin` that is not this server's (cross-site WebSocket hijacking: a
+/// WebSocket has no CORS, so a page on any site could otherwise open one with the user's
+/// cookies and read the log). With `public_origins` set, the origin must be one of them;
+/// without, it must name `own_authority`, the host the browser sent the request to (see
+/// `Caller::own_authority`), or the browser must say the request is `same-origin`.
+/// Requests without `Origin` come from non-browser clients and pass.
+pub fn check_origin(
+    headers: &HeaderMap,
+    public_origins: &[String],
+    own_authority: Option<&str>,
+) -> Result<(), HandshakeProblem> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
-    let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
-    if public_origins.contains(&origin) {
-        return Ok(());
-    }
-    Err(HandshakeProblem {
+    let origin = String::from_utf8_lossy(origin.as_bytes()).trim().trim_end_matches('/').to_ascii_lowercase();
+    let refused = |message: String| HandshakeProblem {
         status: StatusCode::FORBIDDEN,
         code: "origin_rejected",
         diagnosis_header: "origin-rejected",
-        message: format!(
-            "Origin `{origin}` is not one of this server's public origins ({}); streams are refused to other sites",
-            public_origins.join(", ")
-        ),
+        message,
         missing: Vec::new(),
         likely_cause:
             "a page on another site tried to open a stream, or public_origins does not list the URL users open".into(),
-    })
+    };
+    if !public_origins.is_empty() {
+        if public_origins.contains(&origin) {
+            return Ok(());
+        }
+        return Err(refused(format!(
+            "Origin `{origin}` is not one of this server's public origins ({}); streams are refused to other sites",
+            public_origins.join(", ")
+        )));
+    }
+    let fetch_site = headers.get("sec-fetch-site").map(|site| site.as_bytes().eq_ignore_ascii_case(b"same-origin"));
+    if fetch_site == Some(true) || same_authority(&origin, own_authority) {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "Origin `{origin}` is not this server ({}); streams are refused to other sites. If this is the URL \
+         users open (a proxy in front changes the Host header), keep the Host at the proxy or list the URL in \
+         [server] public_origins",
+        own_authority.unwrap_or("reached without a Host header")
+    )))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names `authority` (`host[:port]`). The scheme
+/// is not compared: TLS usually ends at a proxy, so the app cannot know it; a missing port
+/// is the scheme's default.
+pub fn same_authority(origin: &str, authority: Option<&str>) -> bool {
+    let Some(authority) = authority else { return false };
+    let Some((scheme, origin_authority)) = origin.split_once("://") else { return false };
+    let default_port = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return false,
+    };
+    let split = |authority: &str| -> (String, String) {
+        // `[::1]:8080`, `host:8080`, `host`
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+                (host.to_string(), port.to_string())
+            }
+            _ => (authority.to_string(), default_port.to_string()),
+        }
+    };
+    split(origin_authority) == split(authority)
 }
 
 /// The facts behind a problem, for the response body and the log.
@@ -232,11 +273,28 @@ mod tests {
     #[test]
     fn origins_are_compared_with_the_configured_list() {
         let allowed = vec!["https://oneoff.example.com".to_string()];
-        assert!(check_origin(&headers(&[("origin", "https://oneoff.example.com")]), &allowed).is_ok());
-        assert!(check_origin(&headers(&[("origin", "HTTPS://ONEOFF.EXAMPLE.COM/")]), &allowed).is_ok());
-        assert!(check_origin(&HeaderMap::new(), &allowed).is_ok(), "non-browser clients send no Origin");
-        let evil = check_origin(&headers(&[("origin", "https://evil.example")]), &allowed).unwrap_err();
+        let own = Some("oneoff.example.com");
+        assert!(check_origin(&headers(&[("origin", "https://oneoff.example.com")]), &allowed, None).is_ok());
+        assert!(check_origin(&headers(&[("origin", "HTTPS://ONEOFF.EXAMPLE.COM/")]), &allowed, None).is_ok());
+        assert!(check_origin(&HeaderMap::new(), &allowed, None).is_ok(), "non-browser clients send no Origin");
+        let evil = check_origin(&headers(&[("origin", "https://evil.example")]), &allowed, own).unwrap_err();
         assert_eq!((evil.status, evil.code), (StatusCode::FORBIDDEN, "origin_rejected"));
-        assert!(check_origin(&headers(&[("origin", "https://evil.example")]), &[]).is_ok(), "no list: any origin");
+    }
+
+    #[test]
+    fn without_a_list_only_the_servers_own_origin_may_open_a_stream() {
+        let own = Some("oneoff.example.com");
+        assert!(check_origin(&headers(&[("origin", "https://oneoff.example.com")]), &[], own).is_ok());
+        assert!(check_origin(&headers(&[("origin", "http://127.0.0.1:8080")]), &[], Some("127.0.0.1:8080")).is_ok());
+        assert!(check_origin(&HeaderMap::new(), &[], own).is_ok(), "non-browser clients send no Origin");
+        let same_origin = headers(&[("origin", "https://ui.example"), ("sec-fetch-site", "same-origin")]);
+        assert!(check_origin(&same_origin, &[], own).is_ok(), "the browser vouches for its own page");
+        let evil = check_origin(&headers(&[("origin", "https://evil.example")]), &[], own).unwrap_err();
+        assert_eq!((evil.status, evil.code), (StatusCode::FORBIDDEN, "origin_rejected"));
+        assert!(evil.message.contains("public_origins"), "{}", evil.message);
+        let cross = headers(&[("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")]);
+        assert!(check_origin(&cross, &[], own).is_err());
+        assert!(check_origin(&headers(&[("origin", "null")]), &[], own).is_err());
+        assert!(check_origin(&headers(&[("origin", "https://oneoff.example.com:8443")]), &[], own).is_err());
     }
 }

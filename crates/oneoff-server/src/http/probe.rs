@@ -300,7 +300,7 @@ pub async fn probe_websocket(
     let (mut parts, _body) = request.into_parts();
     let facts = facts(&state.config, &parts);
     if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
-        .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins))
+        .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins, caller.own_authority.as_deref()))
     {
         return Ok(refuse(&problem, &parts));
     }

@@ -202,6 +202,53 @@ async fn streams_refuse_origins_that_are_not_public() {
     assert_eq!(body["error"]["code"], "origin_rejected");
 }
 
+/// Cross-site WebSocket hijacking with the default config (`public_origins` empty): a page
+/// on another site opens the log stream with the user's cookies. Only the server's own
+/// origin (the host the request was sent to) may.
+#[tokio::test]
+async fn without_public_origins_only_the_servers_own_pages_open_streams() {
+    let server = TestServer::start(JOBS).await;
+    let id = server.start_run("exit4", json!({})).await;
+    server.wait_final(id).await;
+    let url = server.ws_url(&format!("/api/v1/runs/{id}/log/ws"));
+    let with = |pairs: &[(&'static str, &str)]| {
+        let mut request = url.clone().into_client_request().unwrap();
+        for (name, value) in pairs {
+            request.headers_mut().insert(*name, value.parse().unwrap());
+        }
+        request
+    };
+    for attack in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")],
+        vec![("origin", "null")],
+    ] {
+        match tokio_tungstenite::connect_async(with(&attack)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{attack:?}");
+                let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+                assert_eq!(body["error"]["code"], "origin_rejected", "{body}");
+                assert!(body["error"]["message"].as_str().unwrap().contains("public_origins"), "{body}");
+            }
+            other => panic!("a foreign origin opened the stream: {attack:?} {other:?}"),
+        }
+    }
+    let sse = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/log/sse", server.url))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), StatusCode::FORBIDDEN);
+
+    // The server's own page, a browser that says same-origin, and non-browser clients.
+    let own = server.url.clone();
+    assert!(tokio_tungstenite::connect_async(with(&[("origin", own.as_str())])).await.is_ok());
+    let vouched = [("origin", "https://renamed.example"), ("sec-fetch-site", "same-origin")];
+    assert!(tokio_tungstenite::connect_async(with(&vouched)).await.is_ok());
+    assert!(tokio_tungstenite::connect_async(with(&[])).await.is_ok());
+}
+
 #[tokio::test]
 async fn debug_echo_shows_what_arrived_with_secrets_redacted() {
     let server = TestServer::start_with(JOBS, "[debug]\necho = true\nredact_headers = [\"X-Secret\"]").await;
