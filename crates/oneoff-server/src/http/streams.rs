@@ -35,7 +35,7 @@ use crate::hub::{Cursor, Step};
 use crate::state::AppState;
 use crate::viewers::{ViewerLimit, ViewerSlot};
 
-/// Entries read per step (its output is bounded by `max_messages_bytes` too); a step's
+/// Entries read per step (its output is bounded by `max_message_bytes` too); a step's
 /// entries are then encoded into messages one at a time.
 const STEP_ENTRIES: usize = 20_000;
 /// How long an SSE step waits; the keep-alive comments are sent independently.

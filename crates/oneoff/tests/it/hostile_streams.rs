@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{cli_command, config_text, eventually, write_config, ServerProcess, TestServer};
+use crate::support::{cli_command, eventually, ServerProcess, TestServer};
 
 const JOBS: &str = r#"
 [[job]]
@@ -65,38 +65,18 @@ fn get_request(path: &str, extra_headers: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}\r\n")
 }
 
-async fn wait_final(http: &reqwest::Client, url: &str, id: i64) -> Value {
-    eventually(&format!("run {id} to finish"), Duration::from_secs(240), || async {
-        let run: Value = http.get(format!("{url}/api/v1/runs/{id}")).send().await.ok()?.json().await.ok()?;
-        (!matches!(run["status"].as_str(), Some("queued" | "running"))).then_some(run)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn stalled_viewers_of_every_transport_cost_the_server_a_message_each_not_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &config_text(&dir.path().join("data"), "", JOBS));
-    let writer = ServerProcess::start(&config);
+    let mut writer = TestServer::start(JOBS).await;
+    let id = writer.start_run("huge-line", json!({ "bytes": HUGE_LINE_BYTES })).await;
+    assert_eq!(writer.wait_final(id).await["status"], "succeeded");
+    let (_, tail) = writer.get(&format!("/api/v1/runs/{id}/log?after=3000")).await;
+    assert!(tail["next"].as_u64().unwrap() > 3000, "the line is stored as many entries: {}", tail["next"]);
+    writer.stop().await;
+    // The viewers meet a fresh `oneoff serve` on that data: a process of its own, whose
+    // allocator holds nothing from storing the line, so what they cost shows in full.
+    let server = ServerProcess::start(&writer.dir.path().join("oneoff.toml"));
     let http = reqwest::Client::new();
-    let run: Value = http
-        .post(format!("{}/api/v1/runs", writer.url))
-        .json(&json!({ "job": "huge-line", "params": { "bytes": HUGE_LINE_BYTES } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = run["id"].as_i64().expect("run id");
-    assert_eq!(wait_final(&http, &writer.url, id).await["status"], "succeeded");
-    // Viewers meet a fresh server, whose allocator holds nothing from storing the line: what
-    // they cost shows in full.
-    drop(writer);
-    let server = ServerProcess::start(&config);
-    let last: Value =
-        http.get(format!("{}/api/v1/runs/{id}/log?after=3000", server.url)).send().await.unwrap().json().await.unwrap();
-    assert!(last["next"].as_u64().unwrap() > 3000, "the line is stored as many entries: {}", last["next"]);
 
     let baseline_kib = server.memory_kib("VmRSS");
     server.reset_peak_memory();
