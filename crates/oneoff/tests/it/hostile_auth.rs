@@ -20,6 +20,10 @@ use crate::support::{cli_command, stderr, stdout, TestServer};
 /// A request body and its content type.
 type Body<'a> = (&'a str, String);
 
+fn json_body(value: Value) -> Option<Body<'static>> {
+    Some(("application/json", value.to_string()))
+}
+
 /// A request with the given headers (each appended, so a name may repeat).
 async fn send(
     server: &TestServer,
@@ -40,6 +44,11 @@ async fn send(
     let status = response.status();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// `GET /api/v1/whoami` with one header.
+async fn whoami_with(server: &TestServer, header: &str, value: String) -> (StatusCode, Value) {
+    send(server, reqwest::Method::GET, "/api/v1/whoami", &[(header, value.as_bytes())], None).await
 }
 
 fn message(body: &Value) -> &str {
@@ -66,13 +75,7 @@ async fn jwt_assertions_missing_the_configured_audience_or_issuer_are_refused() 
         "[auth]\nadmins = {{ users = [\"admin\"] }}\n[[auth.jwt]]\nkind = \"generic\"\nheader = \"X-Test-Assertion\"\nalgorithms = [\"ES256\"]\njwks_url = \"{url}\"\nissuer = \"https://idp.example.com\"\naudience = \"oneoff\"\n"
     );
     let server = TestServer::start(&config).await;
-    let whoami = |assertion: String| {
-        let server = &server;
-        async move {
-            send(server, reqwest::Method::GET, "/api/v1/whoami", &[("x-test-assertion", assertion.as_bytes())], None)
-                .await
-        }
-    };
+    let whoami = |assertion: String| whoami_with(&server, "x-test-assertion", assertion);
     let good = json!({ "sub": "admin", "iss": "https://idp.example.com", "aud": "oneoff", "exp": now() + 300 });
     let (status, me) = whoami(sign(&key, good.clone())).await;
     assert_eq!(
@@ -135,12 +138,7 @@ async fn alb_assertions_with_malformed_claims_or_critical_headers_are_refused() 
         "[auth]\nadmins = {{ users = [\"alice@example.com\"] }}\n[[auth.jwt]]\nkind = \"alb\"\nsigner_arn = \"{ARN}\"\nkey_url = \"{key_url}\"\nissuer = \"{IDP}\"\n"
     );
     let server = TestServer::start(&config).await;
-    let whoami = |data: String| {
-        let server = &server;
-        async move {
-            send(server, reqwest::Method::GET, "/api/v1/whoami", &[("x-amzn-oidc-data", data.as_bytes())], None).await
-        }
-    };
+    let whoami = |data: String| whoami_with(&server, "x-amzn-oidc-data", data);
     let header = json!({ "typ": "JWT", "kid": key.kid, "alg": "ES256", "iss": IDP, "client": "c", "signer": ARN, "exp": now() + 120 });
     let payload = json!({ "sub": "23d498b2", "email": "alice@example.com", "exp": now() + 120, "iss": IDP });
     let (status, me) = whoami(alb_token(&key, &header, &payload, true)).await;
@@ -234,9 +232,9 @@ async fn cross_site_form_posts_change_nothing_with_the_default_config() {
         send(&server, reqwest::Method::POST, &format!("/api/v1/runs/{id}/log/ticket"), page, None).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let old_browser: &[(&str, &[u8])] = &[("origin", own.as_bytes())];
-    let json_body = Some(("application/json", json!({ "name": "from-the-page" }).to_string()));
+    let page_body = json_body(json!({ "name": "from-the-page" }));
     assert_eq!(
-        send(&server, reqwest::Method::POST, "/api/v1/tokens", old_browser, json_body).await.0,
+        send(&server, reqwest::Method::POST, "/api/v1/tokens", old_browser, page_body).await.0,
         StatusCode::CREATED
     );
     let output = server.cli(&["cancel", &id.to_string()]).await;
@@ -248,7 +246,7 @@ async fn cross_site_form_posts_change_nothing_with_the_default_config() {
 async fn behind_a_trusted_proxy_the_own_origin_is_the_forwarded_host() {
     let auth = "[auth]\nadmins = { users = [\"root\"] }\n[auth.trusted_headers]\ntrusted_cidrs = [\"127.0.0.1/32\"]\n";
     let server = TestServer::start(&format!("{auth}{SLEEPER}")).await;
-    let body = || Some(("application/json", json!({ "job": "sleeper" }).to_string()));
+    let body = || json_body(json!({ "job": "sleeper" }));
     // The proxy rewrote Host to the upstream's address and said what the browser used.
     let forwarded: &[(&str, &[u8])] = &[
         ("x-forwarded-user", b"root"),
@@ -273,14 +271,8 @@ async fn behind_a_trusted_proxy_the_own_origin_is_the_forwarded_host() {
     let untrusted = auth.replace("127.0.0.1/32", "10.0.0.0/8").replace("[auth]\n", "[auth]\nanonymous = true\n");
     let server = TestServer::start(&format!("{untrusted}{SLEEPER}")).await;
     let claimed: &[(&str, &[u8])] = &[("x-forwarded-host", b"evil.example"), ("origin", b"https://evil.example")];
-    let (status, body) = send(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/runs",
-        claimed,
-        Some(("application/json", json!({ "job": "sleeper" }).to_string())),
-    )
-    .await;
+    let (status, body) =
+        send(&server, reqwest::Method::POST, "/api/v1/runs", claimed, json_body(json!({ "job": "sleeper" }))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("cross_site_request")), "{body}");
 }
 
@@ -386,7 +378,7 @@ async fn with_token(
     body: Option<Value>,
 ) -> (StatusCode, Value) {
     let bearer = format!("Bearer {token}");
-    let body = body.map(|body| ("application/json", body.to_string()));
+    let body = body.and_then(json_body);
     send(server, method, path, &[("authorization", bearer.as_bytes())], body).await
 }
 
@@ -394,13 +386,12 @@ async fn with_token(
 async fn tokens_made_with_a_token_expire_and_are_revoked_with_it() {
     let server = TestServer::start(TRUSTED).await;
     let alice: &[(&str, &[u8])] = &[("x-forwarded-user", b"alice")];
-    let body = |value: Value| Some(("application/json", value.to_string()));
     let (status, short) = send(
         &server,
         reqwest::Method::POST,
         "/api/v1/tokens",
         alice,
-        body(json!({ "name": "short", "expires_in": "60s" })),
+        json_body(json!({ "name": "short", "expires_in": "60s" })),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{short}");
@@ -471,14 +462,8 @@ async fn runs_of_hidden_jobs_are_404_and_do_not_name_the_job() {
     let config = format!("{TRUSTED}[[job]]\nname = \"private\"\ncommand = [\"sleep\", \"60\"]\nallow_run = {{ users = [\"alice\"] }}\nallow_view = {{ users = [\"alice\"] }}\n");
     let server = TestServer::start(&config).await;
     let alice: &[(&str, &[u8])] = &[("x-forwarded-user", b"alice")];
-    let (status, run) = send(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/runs",
-        alice,
-        Some(("application/json", json!({ "job": "private" }).to_string())),
-    )
-    .await;
+    let (status, run) =
+        send(&server, reqwest::Method::POST, "/api/v1/runs", alice, json_body(json!({ "job": "private" }))).await;
     assert_eq!(status, StatusCode::CREATED, "{run}");
     let id = run["id"].as_i64().unwrap();
     let mallory: &[(&str, &[u8])] = &[("x-forwarded-user", b"mallory")];
@@ -537,7 +522,7 @@ async fn debug_echo_needs_an_admin_and_never_shows_a_credential() {
         reqwest::Method::POST,
         "/api/v1/tokens",
         &[("x-forwarded-user", b"root")],
-        Some(("application/json", json!({ "name": "echo" }).to_string())),
+        json_body(json!({ "name": "echo" })),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");

@@ -251,11 +251,15 @@ async fn without_public_origins_only_the_servers_own_pages_open_streams() {
 
 #[tokio::test]
 async fn debug_echo_shows_what_arrived_with_secrets_redacted() {
-    let server = TestServer::start_with(JOBS, "[debug]\necho = true\nredact_headers = [\"X-Secret\"]").await;
+    let extra = "[debug]\necho = true\nredact_headers = [\"X-Secret\"]\n[auth]\nadmins = { users = [\"root\"] }";
+    let server = TestServer::start_with(JOBS, extra).await;
+    // The echo answers administrators only: an administrator's real token, which it redacts.
+    let created = server.post("/api/v1/tokens", json!({ "name": "echo", "user": "root" })).await.1;
+    let token = created["token"].as_str().unwrap().to_string();
     let response = reqwest::Client::new()
         .get(format!("{}/debug/echo/some/path?x=1", server.url))
         .header("cookie", "session=abc")
-        .header("authorization", "Bearer t0ken")
+        .header("authorization", format!("Bearer {token}"))
         .header("x-secret", "hidden")
         .header("x-forwarded-for", "198.51.100.1")
         .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
