@@ -154,16 +154,15 @@ impl AuditTrail {
     }
 
     async fn check_at_start(&self) -> Result<(), StoreError> {
-        let stored = self.store.audit_head().await?;
         let Some(key) = &self.key else {
-            if stored.is_some() {
+            if self.store.audit_head().await?.is_some() {
                 tracing::warn!(
                     "the audit trail has a signed head but no audit key is configured ({AUDIT_KEY_ENV} or [audit] key_file): records written now do not move it, and a later check with the key will report them"
                 );
             }
             return Ok(());
         };
-        let chain = self.store.audit_chain().await?;
+        let (chain, stored) = self.store.audit_snapshot().await?;
         let head = match oneoff_core::audit::verify(&chain) {
             Ok(head) => head,
             Err(broken) => {

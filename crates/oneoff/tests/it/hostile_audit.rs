@@ -222,13 +222,12 @@ async fn a_chain_written_without_a_key_is_adopted_once_and_says_so() {
     }
 }
 
+/// alice may run `backfill`, carol only see it, root is the admin; all through the SSO proxy.
 const GUARDED: &str = r#"
 [auth]
 anonymous = false
 admins = { users = ["root"] }
-
-[auth.trusted_headers]
-trusted_cidrs = ["127.0.0.1/32"]
+trusted_headers = { trusted_cidrs = ["127.0.0.1/32"] }
 
 [[job]]
 name = "backfill"
