@@ -375,3 +375,28 @@ async fn actions_are_stable_codes_with_the_message_apart_and_old_prose_still_rea
     assert_eq!(verified["records"][0]["message"], "alice may not verify the audit trail");
     assert_eq!(as_user(&server, get, "/api/v1/audit/verify", "root").await.1["ok"], true, "old and new records chain");
 }
+
+#[tokio::test]
+async fn a_missing_or_short_audit_key_stops_the_start_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "secret\n").unwrap();
+    for (key_file, expected) in [
+        ("missing.key", "cannot read the audit key file"),
+        ("short.key", "has 6 bytes; it needs at least 32 random bytes"),
+    ] {
+        let text = crate::support::config_text(
+            &dir.path().join("data"),
+            "",
+            &format!("[audit]\nkey_file = {key_file:?}\n{OPEN_JOB}"),
+        );
+        let path = crate::support::write_config(dir.path(), &text);
+        let config = oneoff_server::load_config(&path, &Default::default()).unwrap();
+        let error = match oneoff_server::start(config).await {
+            Ok(_) => panic!("started with {key_file}"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(error.contains(expected), "{error}");
+        assert!(!error.contains("secret"), "the key reached the message: {error}");
+    }
+}
