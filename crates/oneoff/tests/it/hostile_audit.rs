@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::support::{stdout, TestServer};
+use crate::support::{cli_command, stdout, TestServer};
 
 const OPEN_JOB: &str = "[[job]]\nname = \"open\"\ncommand = [\"true\"]\n";
 const KEY: [u8; 32] = *b"an audit key of 32 bytes, random";
@@ -213,6 +213,16 @@ async fn a_chain_written_without_a_key_is_adopted_once_and_says_so() {
     server.restart(&keyed, "").await;
     let (_, listing) = server.get("/api/v1/audit?action=audit.anchor").await;
     assert_eq!(listing["records"].as_array().unwrap().len(), 1);
+
+    // A token made on the host from the same config signs its record with the same key.
+    let config = server.dir.path().join("oneoff.toml");
+    let output =
+        cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "ops", "--user", "root"])
+            .output()
+            .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let after_token = verify(&server, "").await;
+    assert_eq!((after_token["ok"].clone(), after_token["records"].clone()), (json!(true), json!(7)), "{after_token}");
 
     // The key is never stored in the database.
     server.stop().await;
