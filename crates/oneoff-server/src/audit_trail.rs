@@ -154,16 +154,15 @@ impl AuditTrail {
     }
 
     async fn check_at_start(&self) -> Result<(), StoreError> {
-        let stored = self.store.audit_head().await?;
         let Some(key) = &self.key else {
-            if stored.is_some() {
+            if self.store.audit_head().await?.is_some() {
                 tracing::warn!(
                     "the audit trail has a signed head but no audit key is configured ({AUDIT_KEY_ENV} or [audit] key_file): records written now do not move it, and a later check with the key will report them"
                 );
             }
             return Ok(());
         };
-        let chain = self.store.audit_chain().await?;
+        let (chain, stored) = self.store.audit_snapshot().await?;
         let head = match oneoff_core::audit::verify(&chain) {
             Ok(head) => head,
             Err(broken) => {
@@ -230,4 +229,74 @@ fn anchor_entry(records: i64) -> AuditEntry {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding it leaves plain data that is still usable.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use oneoff_core::audit::{AuditAction, AuditEntry, AuditKey, ChainHead};
+    use oneoff_core::AuditConfig;
+    use oneoff_store::Store;
+
+    use super::AuditTrail;
+
+    /// Everything the server logs while a test runs on this thread.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn checkpoints_reach_the_log_signed_and_the_key_never_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_bytes = *b"0123456789abcdef0123456789abcdef";
+        let key_file = dir.path().join("audit.key");
+        std::fs::write(&key_file, key_bytes).unwrap();
+        let config = AuditConfig {
+            key_file: Some(key_file),
+            checkpoint_interval: std::time::Duration::from_secs(3600),
+            denial_window: std::time::Duration::from_secs(60),
+        };
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let store = Store::open_sqlite(&dir.path().join("oneoff.db")).await.unwrap();
+        let trail = AuditTrail::open(&config, store.clone()).await.unwrap();
+        let entry = AuditEntry {
+            at_us: 1,
+            actor: "alice".into(),
+            source: "anonymous".into(),
+            client: "::1".into(),
+            action: AuditAction::RunStart,
+            message: "alice started a run".into(),
+            job: None,
+            run_id: None,
+            detail: "{}".into(),
+        };
+        trail.append(entry).await;
+        trail.checkpoint().await;
+        trail.checkpoint().await;
+
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let head = store.audit_tail().await.unwrap();
+        let mac = AuditKey::new(&key_bytes, "test").unwrap().sign_checkpoint(&ChainHead { records: 1, ..head.clone() });
+        let lines: Vec<&str> = log.lines().filter(|line| line.contains("audit checkpoint")).collect();
+        assert_eq!(lines.len(), 2, "one at start (empty chain), one after the append, none when nothing moved: {log}");
+        assert!(lines[1].contains(&format!("records=1 head={} mac={mac}", head.hash)), "{}", lines[1]);
+        assert!(lines[1].contains(&format!("oneoff audit verify --count 1 --head {}", head.hash)), "{}", lines[1]);
+        assert!(!log.contains("0123456789abcdef"), "the key reached the log: {log}");
+    }
 }

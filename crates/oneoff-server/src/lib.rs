@@ -228,6 +228,8 @@ pub async fn create_token_offline(
     expires_in: Option<&str>,
 ) -> anyhow::Result<oneoff_api::v1::CreatedToken> {
     let config = load_config(config_path, &Overrides { listen: None, data_dir })?;
+    // The same key as the server's, so the signed head moves with this record too.
+    let audit_key = audit_trail::load_key(&config.audit)?;
     let database = config.server.data_dir.join(DATABASE_FILE);
     std::fs::create_dir_all(&config.server.data_dir)?;
     let store = Store::open_sqlite(&database)
@@ -255,21 +257,21 @@ pub async fn create_token_offline(
     };
     let stored =
         store.insert_token(&new).await?.ok_or_else(|| anyhow::anyhow!("the database refused the new token"))?;
-    let action = oneoff_core::audit::AuditAction::TokenCreate;
     let entry = oneoff_core::audit::AuditEntry {
         at_us: now,
         actor: "local-admin".into(),
         source: "cli".into(),
         client: "localhost".into(),
+        action: oneoff_core::audit::AuditAction::TokenCreate,
         message: format!("local-admin created API token `{name}` for {user} on the server's host"),
-        action,
         job: None,
         run_id: None,
         detail: serde_json::json!({ "token_id": stored.id, "name": name, "user": user }).to_string(),
     };
-    // The same key as the server's, so the signed head moves with this record too.
-    let key = audit_trail::load_key(&config.audit)?;
-    store.append_audit(&entry, key.as_ref()).await?;
+    let appended = store.append_audit(&entry, audit_key.as_ref()).await?;
+    if let oneoff_store::HeadUpdate::Withheld(reason) = appended.head {
+        tracing::error!(%reason, "AUDIT TRAIL TAMPERED: the signed head no longer matches the chain, so it was not moved");
+    }
     store.close().await;
     Ok(oneoff_api::v1::CreatedToken { token, info: http::tokens::view(&stored) })
 }

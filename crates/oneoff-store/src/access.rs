@@ -256,6 +256,17 @@ impl Store {
         rows.iter().map(audit_from_row).collect()
     }
 
+    /// Every audit record in chain order and the signed head, read in one transaction so an
+    /// append between the two reads cannot look like tampering.
+    pub async fn audit_snapshot(&self) -> Result<(Vec<AuditRecord>, Option<SignedHead>), StoreError> {
+        let mut transaction = self.pool().begin().await?;
+        let rows =
+            sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id")).fetch_all(&mut *transaction).await?;
+        let head = read_head(&mut transaction).await?;
+        transaction.commit().await?;
+        Ok((rows.iter().map(audit_from_row).collect::<Result<_, _>>()?, head))
+    }
+
     /// Every audit record in chain order, for verification.
     pub async fn audit_chain(&self) -> Result<Vec<AuditRecord>, StoreError> {
         let rows =

@@ -203,6 +203,36 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_is_held_only_by_the_record_it_was_taken_at() {
+        use super::super::{chain_hash, AuditAction, AuditEntry, RecordFormat, GENESIS};
+        let mut chain = Vec::new();
+        let mut previous = GENESIS.to_string();
+        for id in 1..=4 {
+            let entry = AuditEntry {
+                at_us: id,
+                actor: "alice".into(),
+                source: "anonymous".into(),
+                client: "::1".into(),
+                action: AuditAction::RunStart,
+                message: String::new(),
+                job: None,
+                run_id: Some(id),
+                detail: "{}".into(),
+            };
+            let hash = chain_hash(id, &entry, &RecordFormat::Coded, &previous);
+            let prev_hash = std::mem::replace(&mut previous, hash.clone());
+            chain.push(AuditRecord { id, entry, format: RecordFormat::Coded, prev_hash, hash });
+        }
+        let third = chain[2].hash.clone();
+        assert_eq!(check_checkpoint(&chain, Some(3), &third), Ok(3));
+        assert_eq!(check_checkpoint(&chain, None, &third.to_ascii_uppercase()), Ok(3));
+        assert!(check_checkpoint(&chain, Some(2), &third).unwrap_err().contains("copied wrong"));
+        assert!(check_checkpoint(&chain[..2], Some(3), &third).unwrap_err().contains("deleted from its end"));
+        assert!(check_checkpoint(&chain, Some(3), "beef").unwrap_err().contains("rewritten at or before record 3"));
+        assert!(check_checkpoint(&chain, None, "beef").unwrap_err().contains("no record has the hash"));
+    }
+
+    #[test]
     fn checkpoint_and_head_macs_are_not_interchangeable() {
         let at = head(7, "abc");
         let checkpoint = key(1).sign_checkpoint(&at);

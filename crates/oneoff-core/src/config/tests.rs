@@ -272,3 +272,25 @@ fn a_line_must_fit_in_one_message_to_viewers() {
     let config = load("[server]\nmax_line_bytes = 4194304\n[streams]\nmax_message_bytes = 4194304\n").unwrap();
     assert_eq!(config.server.max_line_bytes, 4_194_304);
 }
+
+#[test]
+fn audit_settings_load_with_defaults_and_bad_ones_are_named() {
+    let defaults = load("").unwrap().audit;
+    assert_eq!(defaults.key_file, None);
+    assert_eq!(
+        (defaults.checkpoint_interval, defaults.denial_window),
+        (Duration::from_secs(3600), Duration::from_secs(60))
+    );
+    let set = load("[audit]\nkey_file = \"audit.key\"\ncheckpoint_interval = \"10m\"\ndenial_window = \"5s\"\n")
+        .unwrap()
+        .audit;
+    assert_eq!(set.key_file.as_deref(), Some(Path::new("/etc/oneoff/audit.key")), "relative to the file");
+    assert_eq!((set.checkpoint_interval, set.denial_window), (Duration::from_secs(600), Duration::from_secs(5)));
+    assert_eq!(
+        errors("[audit]\ndenial_window = \"10ms\"\ncheckpoint_interval = \"soon\"\n"),
+        vec![
+            "jobs.toml:3:23: `soon` is not a duration like 30s, 10m or 2h (expected number at 0)".to_string(),
+            "jobs.toml:2:17: denial_window must be at least 1s".to_string(),
+        ]
+    );
+}

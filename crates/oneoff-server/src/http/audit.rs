@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use oneoff_api::v1::{AuditList, AuditRecord, AuditVerification, CheckpointCheck};
 use oneoff_core::audit::anchor::{check_checkpoint, check_signed_head};
-use oneoff_core::audit::{AuditAction, ChainHead, Denial};
+use oneoff_core::audit::{AuditAction, AuditKey, ChainHead, Denial};
 use oneoff_store::AuditFilter;
 use serde::Deserialize;
 
@@ -65,7 +65,7 @@ pub async fn verify(
         return Err(ApiError::bad_request("a checkpoint's `mac` signs its `count` and `head`: give `count` too"));
     }
     state.audit.flush_denials().await;
-    let chain = state.store.audit_chain().await?;
+    let (chain, stored_head) = state.store.audit_snapshot().await?;
     let keyed = state.audit.key().is_some();
     let head = match oneoff_core::audit::verify(&chain) {
         Ok(head) => head,
@@ -83,23 +83,12 @@ pub async fn verify(
     };
     let mut problems = Vec::new();
     if let Some(key) = state.audit.key() {
-        let stored = state.store.audit_head().await?;
-        problems.extend(check_signed_head(key, stored.as_ref(), &head).err());
+        problems.extend(check_signed_head(key, stored_head.as_ref(), &head).err());
     }
     let checkpoint = query.head.map(|hash| {
-        let held = check_checkpoint(&chain, query.count, &hash);
-        let signed = match (&query.mac, query.count, state.audit.key()) {
-            (Some(mac), Some(records), Some(key)) => {
-                Some(key.checkpoint_is_signed(&ChainHead { records, hash: hash.trim().to_ascii_lowercase() }, mac))
-            }
-            _ => None,
-        };
-        if signed == Some(false) {
-            problems.push("the checkpoint's MAC was not made by this server's audit key: it is not one of ours".into());
-        }
-        let at_record = held.as_ref().ok().copied();
-        problems.extend(held.err());
-        CheckpointCheck { head: hash, records: query.count, at_record, signed }
+        let (checked, problem) = checkpoint_check(&chain, hash, query.count, query.mac.as_deref(), state.audit.key());
+        problems.extend(problem);
+        checked
     });
     Ok(Json(AuditVerification {
         ok: problems.is_empty(),
@@ -110,4 +99,30 @@ pub async fn verify(
         keyed,
         checkpoint,
     }))
+}
+
+/// Whether a verified chain still holds a checkpoint, and whether its MAC is ours.
+fn checkpoint_check(
+    chain: &[oneoff_core::audit::AuditRecord],
+    hash: String,
+    records: Option<i64>,
+    mac: Option<&str>,
+    key: Option<&AuditKey>,
+) -> (CheckpointCheck, Option<String>) {
+    let held = check_checkpoint(chain, records, &hash);
+    let signed = match (mac, records, key) {
+        (Some(mac), Some(records), Some(key)) => {
+            Some(key.checkpoint_is_signed(&ChainHead { records, hash: hash.trim().to_ascii_lowercase() }, mac))
+        }
+        _ => None,
+    };
+    let at_record = held.as_ref().ok().copied();
+    let problem = match (held, signed) {
+        (Err(reason), _) => Some(reason),
+        (Ok(_), Some(false)) => {
+            Some("the checkpoint's MAC was not made by this server's audit key: it is not one of ours".to_string())
+        }
+        (Ok(_), _) => None,
+    };
+    (CheckpointCheck { head: hash, records, at_record, signed }, problem)
 }

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::support::{stdout, TestServer};
+use crate::support::{cli_command, stdout, TestServer};
 
 const OPEN_JOB: &str = "[[job]]\nname = \"open\"\ncommand = [\"true\"]\n";
 const KEY: [u8; 32] = *b"an audit key of 32 bytes, random";
@@ -214,6 +214,16 @@ async fn a_chain_written_without_a_key_is_adopted_once_and_says_so() {
     let (_, listing) = server.get("/api/v1/audit?action=audit.anchor").await;
     assert_eq!(listing["records"].as_array().unwrap().len(), 1);
 
+    // A token made on the host from the same config signs its record with the same key.
+    let config = server.dir.path().join("oneoff.toml");
+    let output =
+        cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "ops", "--user", "root"])
+            .output()
+            .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let after_token = verify(&server, "").await;
+    assert_eq!((after_token["ok"].clone(), after_token["records"].clone()), (json!(true), json!(7)), "{after_token}");
+
     // The key is never stored in the database.
     server.stop().await;
     for suffix in ["", "-wal"] {
@@ -222,13 +232,12 @@ async fn a_chain_written_without_a_key_is_adopted_once_and_says_so() {
     }
 }
 
+/// alice may run `backfill`, carol only see it, root is the admin; all through the SSO proxy.
 const GUARDED: &str = r#"
 [auth]
 anonymous = false
 admins = { users = ["root"] }
-
-[auth.trusted_headers]
-trusted_cidrs = ["127.0.0.1/32"]
+trusted_headers = { trusted_cidrs = ["127.0.0.1/32"] }
 
 [[job]]
 name = "backfill"
@@ -375,4 +384,29 @@ async fn actions_are_stable_codes_with_the_message_apart_and_old_prose_still_rea
     let (_, verified) = as_user(&server, get.clone(), "/api/v1/audit?action=denied.audit.verify", "root").await;
     assert_eq!(verified["records"][0]["message"], "alice may not verify the audit trail");
     assert_eq!(as_user(&server, get, "/api/v1/audit/verify", "root").await.1["ok"], true, "old and new records chain");
+}
+
+#[tokio::test]
+async fn a_missing_or_short_audit_key_stops_the_start_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "secret\n").unwrap();
+    for (key_file, expected) in [
+        ("missing.key", "cannot read the audit key file"),
+        ("short.key", "has 6 bytes; it needs at least 32 random bytes"),
+    ] {
+        let text = crate::support::config_text(
+            &dir.path().join("data"),
+            "",
+            &format!("[audit]\nkey_file = {key_file:?}\n{OPEN_JOB}"),
+        );
+        let path = crate::support::write_config(dir.path(), &text);
+        let config = oneoff_server::load_config(&path, &Default::default()).unwrap();
+        let error = match oneoff_server::start(config).await {
+            Ok(_) => panic!("started with {key_file}"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(error.contains(expected), "{error}");
+        assert!(!error.contains("secret"), "the key reached the message: {error}");
+    }
 }
