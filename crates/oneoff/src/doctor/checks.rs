@@ -462,9 +462,13 @@ fn origin(handshake: Option<&HandshakeFacts>, hop: usize, credentials_sent: bool
         return fail(
             "origin",
             "403 refused",
-            format!("oneoff refuses browser streams from {origin}: it is not in [server] public_origins"),
             format!(
-                "add \"{origin}\" to public_origins if users open oneoff there, or pass --origin with the URL they use"
+                "oneoff refuses browser streams from {origin}: it is not in [server] public_origins, or (without \
+                 that list) not the host the request reached oneoff with, because a proxy rewrote the Host header"
+            ),
+            format!(
+                "add \"{origin}\" to public_origins if users open oneoff there, or keep the Host at the proxy \
+                 (nginx: `proxy_set_header Host $host;`), or pass --origin with the URL they use"
             ),
         );
     }

@@ -305,6 +305,23 @@ async fn connect(base: &Url) -> Result<Box<dyn Io>, String> {
     Ok(Box::new(tls))
 }
 
+/// The `Sec-Fetch-Site` a browser sends with a handshake from a page at `origin` to `base`:
+/// browsers send it only to trustworthy URLs (HTTPS, or a loopback host), so a plain-HTTP
+/// hop gets the `Origin` alone, as a browser would send it there.
+fn fetch_site(base: &Url, origin: &str) -> Option<&'static str> {
+    let loopback = match base.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if base.scheme() != "https" && !loopback {
+        return None;
+    }
+    let own = base.origin().ascii_serialization();
+    Some(if origin.trim_end_matches('/').eq_ignore_ascii_case(&own) { "same-origin" } else { "cross-site" })
+}
+
 /// Sends the handshake a browser sends and reads the answer; on 101 returns the socket.
 async fn raw_handshake(
     base: &Url,
@@ -334,6 +351,9 @@ async fn raw_handshake(
     );
     if let Some(origin) = origin {
         request.push_str(&format!("Origin: {origin}\r\n"));
+        if let Some(site) = fetch_site(base, origin) {
+            request.push_str(&format!("Sec-Fetch-Site: {site}\r\n"));
+        }
     }
     for (name, value) in &options.headers {
         request.push_str(&format!("{name}: {value}\r\n"));
