@@ -302,3 +302,19 @@ impl SseLog {
             .collect()
     }
 }
+
+/// Polls `check` every 25 ms until it gives `Some`, for at most `within`; panics naming `what`
+/// (what was awaited) when it never does.
+pub async fn eventually<T, F>(what: &str, within: Duration, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
