@@ -17,7 +17,9 @@ pub mod template;
 
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
-pub use config::{CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig};
+pub use config::{
+    CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig,
+};
 pub use lines::LineSplitter;
 pub use log::{LogEntry, LogStream};
 pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};

@@ -134,16 +134,14 @@ impl Store {
     /// (see [`RunProcesses`]). Called before the spawn with the cgroup, after it with the rest.
     pub async fn set_run_processes(&self, id: RunId, processes: &RunProcesses) -> Result<(), StoreError> {
         let ticks = processes.leader_start_ticks.map(|ticks| i64::try_from(ticks).unwrap_or(i64::MAX));
-        sqlx::query(
-            "UPDATE runs SET cgroup = ?, process_group = ?, leader_start_ticks = ?, boot_id = ? WHERE id = ?",
-        )
-        .bind(&processes.cgroup)
-        .bind(processes.process_group)
-        .bind(ticks)
-        .bind(&processes.boot_id)
-        .bind(id.0)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE runs SET cgroup = ?, process_group = ?, leader_start_ticks = ?, boot_id = ? WHERE id = ?")
+            .bind(&processes.cgroup)
+            .bind(processes.process_group)
+            .bind(ticks)
+            .bind(&processes.boot_id)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -254,5 +254,8 @@ fn cgroup_is_auto_off_or_an_absolute_path() {
     assert_eq!(cgroup("/sys/fs/cgroup/oneoff").unwrap(), CgroupSetting::Under("/sys/fs/cgroup/oneoff".into()));
     let shown = errors("[server]\ncgroup = \"oneoff\"\n");
     assert_eq!(shown.len(), 1);
-    assert!(shown[0].starts_with("jobs.toml:2:10: cgroup `oneoff` must be \"auto\", \"off\" or the absolute path"), "{shown:?}");
+    assert!(
+        shown[0].starts_with("jobs.toml:2:10: cgroup `oneoff` must be \"auto\", \"off\" or the absolute path"),
+        "{shown:?}"
+    );
 }

@@ -87,11 +87,7 @@ impl Isolation {
 
     /// One sentence for the start-up log: what is guaranteed about a run's processes here.
     pub fn describe(&self) -> String {
-        let death = if cfg!(target_os = "linux") {
-            "; a run's leader dies with the server"
-        } else {
-            ""
-        };
+        let death = if cfg!(target_os = "linux") { "; a run's leader dies with the server" } else { "" };
         match (&self.cgroups, &self.without_cgroups) {
             (Some(parent), _) => format!(
                 "each run gets a cgroup under {}: nothing a run starts outlives it{death}",
@@ -126,16 +122,19 @@ impl Isolation {
 }
 
 impl CgroupParent {
-    /// Makes and removes a child cgroup, which is what every run will do.
+    /// Makes a child cgroup, moves a process into it and removes it, as every run will.
     fn probe(&self) -> Result<(), String> {
         if !self.dir.join("cgroup.procs").exists() {
             return Err(format!("{} is not a cgroup v2 directory", self.dir.display()));
         }
         let probe = self.dir.join(format!("oneoff-probe.{}", self.instance));
-        std::fs::create_dir(&probe).map_err(|error| format!("cannot create a cgroup in {}: {error}", self.dir.display()))?;
-        let writable = std::fs::OpenOptions::new().write(true).open(probe.join("cgroup.procs"));
-        let _ = std::fs::remove_dir(&probe);
-        writable.map(drop).map_err(|error| format!("cannot move processes into {}: {error}", probe.display()))
+        std::fs::create_dir(&probe)
+            .map_err(|error| format!("cannot create a cgroup in {}: {error}", self.dir.display()))?;
+        let moved = probe_moving_a_process(&probe);
+        if let Err(error) = remove_cgroup(&probe) {
+            tracing::warn!(cgroup = %probe.display(), %error, "cannot remove the probe cgroup");
+        }
+        moved
     }
 }
 
@@ -144,8 +143,8 @@ fn own_cgroup_dir() -> Result<PathBuf, String> {
     if !cfg!(target_os = "linux") {
         return Err("cgroups exist on Linux only".into());
     }
-    let membership =
-        std::fs::read_to_string("/proc/self/cgroup").map_err(|error| format!("cannot read /proc/self/cgroup: {error}"))?;
+    let membership = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|error| format!("cannot read /proc/self/cgroup: {error}"))?;
     let own = unified_cgroup(&membership).ok_or("the server is in no cgroup v2 hierarchy")?;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|error| format!("cannot read /proc/self/mountinfo: {error}"))?;
@@ -333,7 +332,7 @@ static SPAWNER: OnceLock<Option<std_mpsc::Sender<SpawnRequest>>> = OnceLock::new
 /// Spawns the job's leader into its cgroup (if any), dying with the server, from the spawner
 /// thread; the child belongs to the caller's tokio runtime.
 pub async fn spawn(mut command: Command, cgroup: Option<&RunCgroup>) -> io::Result<Child> {
-    enter_cgroup_and_die_with_server(&mut command, cgroup.map(|cgroup| cgroup.procs.clone()));
+    install_pre_exec_hook(command.as_std_mut(), cgroup.map(|cgroup| cgroup.procs.clone()), Hook::Leader);
     let runtime = tokio::runtime::Handle::current();
     let spawner = SPAWNER.get_or_init(|| {
         let (requests, incoming) = std_mpsc::channel::<SpawnRequest>();
@@ -360,15 +359,29 @@ pub async fn spawn(mut command: Command, cgroup: Option<&RunCgroup>) -> io::Resu
     answer.await.map_err(|_| io::Error::other("the spawner thread is gone"))?
 }
 
+/// What the pre-exec hook is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    /// A job's leader: enter the cgroup, die with the server, exec.
+    Leader,
+    /// The start-up probe: enter the cgroup, then stop before exec with `ECANCELED`, which
+    /// tells the parent that the move worked (any other error is why it did not).
+    Probe,
+}
+
 /// Between fork and exec, the child writes itself into the run's `cgroup.procs` (so it is
 /// inside before it can fork) and asks for SIGKILL when its parent thread, the spawner, ends.
 #[allow(unsafe_code)]
-fn enter_cgroup_and_die_with_server(command: &mut Command, cgroup_procs: Option<Arc<OwnedFd>>) {
+fn install_pre_exec_hook(command: &mut std::process::Command, cgroup_procs: Option<Arc<OwnedFd>>, hook: Hook) {
+    use std::os::unix::process::CommandExt;
     let server = rustix::process::getpid();
-    let hook = move || -> io::Result<()> {
+    let run_in_child = move || -> io::Result<()> {
         if let Some(procs) = &cgroup_procs {
             // "0" is the writing process itself.
             rustix::io::write(procs, b"0")?;
+        }
+        if hook == Hook::Probe {
+            return Err(rustix::io::Errno::CANCELED.into());
         }
         #[cfg(target_os = "linux")]
         {
@@ -385,9 +398,27 @@ fn enter_cgroup_and_die_with_server(command: &mut Command, cgroup_procs: Option<
     // calls are allowed. It makes raw syscalls through rustix only (write, prctl, getppid),
     // allocates nothing (its errors are raw OS error codes), takes no lock and reads no state
     // shared with other threads: the fd was opened by the parent and is only borrowed, and
-    // `server` is a plain integer copied before the fork.
+    // `server` and `hook` are plain values copied before the fork.
     unsafe {
-        command.pre_exec(hook);
+        command.pre_exec(run_in_child);
+    }
+}
+
+/// Moves a short-lived child into `dir` the way a job's leader will be, and says why not.
+fn probe_moving_a_process(dir: &Path) -> Result<(), String> {
+    let cannot = |error: io::Error| format!("cannot move a process into {}: {error}", dir.display());
+    let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")).map_err(cannot)?;
+    // Never executed: the hook stops the child before exec.
+    let mut command = std::process::Command::new("/");
+    install_pre_exec_hook(&mut command, Some(Arc::new(procs.into())), Hook::Probe);
+    match command.spawn() {
+        Err(error) if error.raw_os_error() == Some(rustix::io::Errno::CANCELED.raw_os_error()) => Ok(()),
+        Err(error) => Err(cannot(error)),
+        Ok(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err("the probe child was not stopped before exec".into())
+        }
     }
 }
 
@@ -401,6 +432,21 @@ mod tests {
         assert_eq!(parse_stat(stat), Some(Stat { zombie: false, process_group: 4240, start_ticks: 987654 }));
         assert!(parse_stat("12 (sleep) Z 1 12 12 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0").unwrap().zombie);
         assert_eq!(parse_stat("12 (truncated) S 1"), None);
+    }
+
+    #[test]
+    fn an_explicit_cgroup_that_cannot_hold_runs_is_refused_and_off_is_not() {
+        let error = Isolation::from_setting(&CgroupSetting::Under("/nonexistent/oneoff".into())).unwrap_err();
+        assert!(
+            error.starts_with(
+                "cgroup /nonexistent/oneoff cannot hold runs: /nonexistent/oneoff is not a cgroup v2 directory"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("cgroup = \"auto\" or \"off\""), "{error}");
+        let off = Isolation::from_setting(&CgroupSetting::Off).unwrap();
+        assert!(!off.uses_cgroups());
+        assert!(off.describe().contains("a process that calls setsid can outlive its run"), "{}", off.describe());
     }
 
     #[test]

@@ -27,8 +27,8 @@ use tokio::time::Instant;
 use crate::clock::now_us;
 use crate::hub::LogHub;
 
-use log_writer::LogWriter;
 pub use isolation::Isolation;
+use log_writer::LogWriter;
 pub use recovery::recover;
 
 /// Why a run could not be started.

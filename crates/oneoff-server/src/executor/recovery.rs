@@ -236,3 +236,52 @@ async fn fail(executor: &ExecutorHandle, run: &RunRecord, reason: String) -> Res
     executor.hub.finish(run.id);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    use super::*;
+
+    /// A `sleep` leading a process group of its own, as a job's leader would.
+    fn group_leader() -> std::process::Child {
+        std::process::Command::new("sleep").arg("30").process_group(0).spawn().expect("spawn sleep")
+    }
+
+    #[tokio::test]
+    async fn a_process_group_whose_leader_started_at_another_time_is_left_alone() {
+        let mut leader = group_leader();
+        let pid = i32::try_from(leader.id()).unwrap();
+        let ticks = isolation::start_ticks(pid).expect("a start time in /proc");
+        // As if the pid now belonged to a newer process than the recorded leader.
+        let recorded = RunProcesses {
+            process_group: Some(pid),
+            leader_start_ticks: Some(ticks.saturating_sub(1)),
+            boot_id: isolation::boot_id(),
+            cgroup: None,
+        };
+        let report = stop_leftovers(&recorded, Duration::from_millis(100)).await;
+        assert!(report.contains("now belongs to another process"), "{report}");
+        assert!(leader.try_wait().unwrap().is_none(), "a process that is not the run's was signalled");
+
+        let recorded = RunProcesses { leader_start_ticks: Some(ticks), ..recorded };
+        let report = stop_leftovers(&recorded, Duration::from_secs(5)).await;
+        assert!(report.contains("1 of its processes were still running in its process group"), "{report}");
+        assert!(report.ends_with("sent SIGTERM, and they ended."), "{report}");
+        assert!(leader.wait().unwrap().signal().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_run_from_another_boot_or_without_a_record_is_not_signalled() {
+        let other_boot = RunProcesses {
+            process_group: Some(1),
+            leader_start_ticks: Some(1),
+            boot_id: Some("not-this-boot".into()),
+            cgroup: None,
+        };
+        let report = stop_leftovers(&other_boot, Duration::ZERO).await;
+        assert!(report.contains("restarted since"), "{report}");
+        let report = stop_leftovers(&RunProcesses::default(), Duration::ZERO).await;
+        assert!(report.contains("were not recorded"), "{report}");
+    }
+}

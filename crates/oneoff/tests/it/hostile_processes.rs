@@ -18,7 +18,8 @@ use crate::support::{cli_command, config_text, eventually, process_alive, write_
 /// Starts two processes that leave the run's process group: a `setsid` shell's background
 /// `sleep` that ignores SIGTERM, and a `setsid sleep` whose parent shell exits at once (a
 /// double fork). Each prints its pid.
-const ESCAPE: &str = r#"setsid sh -c 'trap "" TERM; sleep 300 & echo "escaped $!"'; sh -c 'setsid sleep 301 & echo "double $!"'"#;
+const ESCAPE: &str =
+    r#"setsid sh -c 'trap "" TERM; sleep 300 & echo "escaped $!"'; sh -c 'setsid sleep 301 & echo "double $!"'"#;
 
 fn jobs() -> String {
     format!(
@@ -131,8 +132,27 @@ async fn stdout_lines(url: &str, id: i64) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn after_kill_9_the_next_start_stops_a_lost_runs_processes_before_the_queue_resumes() {
+/// A server killed with `kill -9` while the first run of a `max_concurrent = 1` job ran and
+/// a second one waited; what is left to look at.
+struct Crashed {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    /// The running run, then the queued one.
+    ids: Vec<i64>,
+    /// The first run's processes: escaped with setsid (ignoring SIGTERM), escaped by a double
+    /// fork, in the group, and the leader.
+    pids: Vec<i32>,
+}
+
+impl Crashed {
+    /// Every pid every run of the job wrote, in order (four per run).
+    fn all_pids(&self) -> Vec<i32> {
+        let text = std::fs::read_to_string(self.dir.path().join("pids")).unwrap();
+        text.lines().map(|pid| pid.trim().parse().unwrap()).collect()
+    }
+}
+
+async fn crash_while_running(server_extra: &str) -> Crashed {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pids");
     // Each run first reports which processes of earlier runs are still alive (not zombies),
@@ -150,7 +170,8 @@ max_concurrent = 1
 grace = "1s"
 "#
     );
-    let config = write_config(dir.path(), &config_text(&dir.path().join("data"), "drain = \"200ms\"", &jobs));
+    let server_extra = format!("drain = \"200ms\"\n{server_extra}");
+    let config = write_config(dir.path(), &config_text(&dir.path().join("data"), &server_extra, &jobs));
     let mut server = serve(&config);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -165,12 +186,12 @@ grace = "1s"
     })
     .await;
     assert_eq!(get(&format!("{url}/api/v1/runs/{}", ids[1])).await["status"], "queued");
-    let pids: Vec<i32> =
-        std::fs::read_to_string(&pidfile).unwrap().lines().map(|pid| pid.trim().parse().unwrap()).collect();
-    assert_eq!(pids.len(), 4, "{pids:?}");
 
     server.child.kill().unwrap(); // SIGKILL: no chance to clean up
     server.child.wait().unwrap();
+    let crashed = Crashed { pids: Vec::new(), dir, config, ids };
+    let pids = crashed.all_pids();
+    assert_eq!(pids.len(), 4, "{pids:?}");
     let leader = pids[3];
     eventually("the run's leader to die with the server", Duration::from_secs(10), || async {
         (!process_alive(leader)).then_some(())
@@ -179,23 +200,39 @@ grace = "1s"
     for pid in &pids[..3] {
         assert!(process_alive(*pid), "process {pid} runs on, unsupervised, while no server is up");
     }
+    Crashed { pids, ..crashed }
+}
 
-    let mut server = serve(&config);
-    let url = server.url.clone();
-    let lost = get(&format!("{url}/api/v1/runs/{}", ids[0])).await;
-    assert_eq!(lost["status"], "lost", "{lost}");
-    assert_all_dead(&pids, "after the next server start");
-    let log = get(&format!("{url}/api/v1/runs/{}/log", ids[0])).await;
+/// The last log entry of the lost run, which says what recovery found and did.
+async fn last_system_line(url: &str, id: i64) -> String {
+    let log = get(&format!("{url}/api/v1/runs/{id}/log")).await;
     let last = log["entries"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["stream"], "system");
-    let said = last["text"].as_str().unwrap();
+    last["text"].as_str().unwrap().to_string()
+}
+
+fn stop_gracefully(mut server: ServeProcess) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn after_kill_9_the_next_start_stops_a_lost_runs_processes_before_the_queue_resumes() {
+    let crashed = crash_while_running("").await;
+    let server = serve(&crashed.config);
+    let url = server.url.clone();
+    let lost = get(&format!("{url}/api/v1/runs/{}", crashed.ids[0])).await;
+    assert_eq!(lost["status"], "lost", "{lost}");
+    assert_all_dead(&crashed.pids, "after the next server start");
+    let said = last_system_line(&url, crashed.ids[0]).await;
     assert!(said.contains("outcome is unknown"), "{said}");
     assert!(said.contains("3 of its processes were still running in its cgroup"), "{said}");
     assert!(said.contains("sent SIGTERM, still running after 1s: sent SIGKILL, and they ended."), "{said}");
 
     // The queued run started after recovery, and found nothing of the lost run alive.
     let second = eventually("the queued run to start and check", Duration::from_secs(20), || async {
-        let lines = stdout_lines(&url, ids[1]).await;
+        let lines = stdout_lines(&url, crashed.ids[1]).await;
         lines.contains(&"checked".to_string()).then_some(lines)
     })
     .await;
@@ -203,11 +240,33 @@ grace = "1s"
     assert!(alive.is_empty(), "the lost run's processes were alive when the queued run started: {alive:?}");
 
     // A graceful stop cancels the second run, and takes its processes with it.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .unwrap();
-    assert!(server.child.wait().unwrap().success());
-    let all: Vec<i32> =
-        std::fs::read_to_string(&pidfile).unwrap().lines().map(|pid| pid.trim().parse().unwrap()).collect();
+    stop_gracefully(server);
+    let all = crashed.all_pids();
     assert_eq!(all.len(), 8, "{all:?}");
     assert_all_dead(&all, "after a graceful stop");
+}
+
+#[tokio::test]
+async fn without_cgroups_the_next_start_still_stops_a_lost_runs_process_group() {
+    let crashed = crash_while_running("cgroup = \"off\"").await;
+    let server = serve(&crashed.config);
+    let url = server.url.clone();
+    let lost = get(&format!("{url}/api/v1/runs/{}", crashed.ids[0])).await;
+    assert_eq!(lost["status"], "lost", "{lost}");
+    let said = last_system_line(&url, crashed.ids[0]).await;
+    assert!(said.contains("1 of its processes were still running in its process group"), "{said}");
+    assert!(said.contains("sent SIGTERM, and they ended."), "{said}");
+    let in_group = crashed.pids[2];
+    assert!(!process_alive(in_group), "the lost run's process {in_group} survived the next start");
+    // What left the group is out of reach without a cgroup, as docs/configuration.md says.
+    for pid in &crashed.pids[..2] {
+        assert!(process_alive(*pid), "process {pid} left the group, so only a cgroup can reach it");
+    }
+    stop_gracefully(server);
+    for pid in crashed.all_pids() {
+        // Only the escaped ones are still alive; the test cleans up after them.
+        if process_alive(pid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
