@@ -152,7 +152,8 @@ fn own_cgroup_dir() -> Result<PathBuf, String> {
     let relative = own
         .strip_prefix(root.as_str())
         .ok_or_else(|| format!("the server's cgroup {own} is outside the mounted cgroup2 root {root}"))?;
-    Ok(Path::new(&mount_point).join(relative.trim_start_matches('/')))
+    let relative = relative.trim_start_matches('/');
+    Ok(if relative.is_empty() { PathBuf::from(mount_point) } else { Path::new(&mount_point).join(relative) })
 }
 
 /// The path of the `0::PATH` line of `/proc/PID/cgroup` (the cgroup v2 membership).
@@ -337,10 +338,20 @@ pub async fn spawn(mut command: Command, cgroup: Option<&RunCgroup>) -> io::Resu
     let spawner = SPAWNER.get_or_init(|| {
         let (requests, incoming) = std_mpsc::channel::<SpawnRequest>();
         let thread = std::thread::Builder::new().name("oneoff-spawner".into()).spawn(move || {
-            for mut request in incoming {
-                let _runtime = request.runtime.enter();
+            for request in incoming {
+                // This thread must outlive every run, so a panic (a runtime shutting down
+                // under the spawn) fails that spawn only.
+                let SpawnRequest { mut command, runtime, reply } = request;
+                let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _runtime = runtime.enter();
+                    command.spawn()
+                }));
+                let spawned = spawned.unwrap_or_else(|_| Err(io::Error::other("the spawn panicked")));
                 // A caller that gave up drops the child, which kills it (`kill_on_drop`).
-                let _ = request.reply.send(request.command.spawn());
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _runtime = runtime.enter();
+                    drop(reply.send(spawned));
+                }));
             }
         });
         match thread {
