@@ -116,8 +116,13 @@ impl Isolation {
             }
             kill_cgroup(&dir);
         }
-        let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
-        Ok(Some(RunCgroup { dir, procs: Arc::new(procs.into()) }))
+        match std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")) {
+            Ok(procs) => Ok(Some(RunCgroup { dir, procs: Arc::new(procs.into()), armed: true })),
+            Err(error) => {
+                let _ = remove_cgroup(&dir);
+                Err(error)
+            }
+        }
     }
 }
 
@@ -197,14 +202,42 @@ fn unescape_mount_field(field: &str) -> String {
 }
 
 /// A run's own cgroup, from before its spawn until it is removed at the run's end.
+///
+/// Dropped without [`RunCgroup::into_dir`] (its supervisor was dropped: a runtime shutting
+/// down under a run), it kills what is inside and removes itself on the spot.
 pub struct RunCgroup {
     dir: PathBuf,
     procs: Arc<OwnedFd>,
+    /// False once the supervisor took over the removal.
+    armed: bool,
 }
 
 impl RunCgroup {
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Closes the cgroup's `cgroup.procs` and hands the removal to the caller.
+    pub fn into_dir(mut self) -> PathBuf {
+        self.armed = false;
+        std::mem::take(&mut self.dir)
+    }
+}
+
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        kill_cgroup(&self.dir);
+        // Killed processes leave the cgroup within moments; do not block long in a drop.
+        for _ in 0..50 {
+            if remove_cgroup(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tracing::warn!(cgroup = %self.dir.display(), "cannot remove the cgroup of a run that was abandoned");
     }
 }
 

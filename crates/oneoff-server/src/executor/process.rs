@@ -174,8 +174,7 @@ async fn start_and_supervise(
 
 /// Empties and removes the run's cgroup once the run is over.
 async fn remove_cgroup(run: RunId, cgroup: RunCgroup, lines: &mpsc::Sender<Lines>) {
-    let dir = cgroup.dir().to_path_buf();
-    drop(cgroup);
+    let dir = cgroup.into_dir();
     isolation::kill_cgroup(&dir);
     if !isolation::until_cgroup_empty(&dir, CGROUP_EMPTY_WAIT).await {
         let left = isolation::cgroup_pids(&dir);
