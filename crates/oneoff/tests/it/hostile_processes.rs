@@ -6,14 +6,13 @@
 //! These tests need what the server needs for the promise: a writable cgroup v2 hierarchy
 //! (Linux, as root or in a delegated cgroup). With `cgroup = "off"` they would fail.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{cli_command, config_text, eventually, process_alive, write_config, TestServer};
+use crate::support::{
+    config_text, eventually, get_json, process_alive, serve_process, write_config, ServeProcess, TestServer,
+};
 
 /// Starts two processes that leave the run's process group: a `setsid` shell's background
 /// `sleep` that ignores SIGTERM, and a `setsid sleep` whose parent shell exits at once (a
@@ -99,30 +98,8 @@ async fn nothing_a_job_started_outlives_a_timeout() {
     assert_all_dead(&pids, "after its run timed out");
 }
 
-struct ServeProcess {
-    child: Child,
-    url: String,
-}
-
-/// The real `oneoff serve`, on a loopback port, with its output (the start-up log) discarded.
-fn serve(config: &Path) -> ServeProcess {
-    let mut child = cli_command(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start oneoff serve");
-    let mut first_line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    let url = first_line.trim().strip_prefix("oneoff listening on ").expect("serve prints its URL").to_string();
-    ServeProcess { child, url }
-}
-
-async fn get(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
 async fn stdout_lines(url: &str, id: i64) -> Vec<String> {
-    let log = get(&format!("{url}/api/v1/runs/{id}/log?limit=1000")).await;
+    let log = get_json(&format!("{url}/api/v1/runs/{id}/log?limit=1000")).await;
     log["entries"]
         .as_array()
         .unwrap()
@@ -172,7 +149,7 @@ grace = "1s"
     );
     let server_extra = format!("drain = \"200ms\"\n{server_extra}");
     let config = write_config(dir.path(), &config_text(&dir.path().join("data"), &server_extra, &jobs));
-    let mut server = serve(&config);
+    let mut server = serve_process(&config);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -185,7 +162,7 @@ grace = "1s"
         stdout_lines(&url, ids[0]).await.contains(&"ready".to_string()).then_some(())
     })
     .await;
-    assert_eq!(get(&format!("{url}/api/v1/runs/{}", ids[1])).await["status"], "queued");
+    assert_eq!(get_json(&format!("{url}/api/v1/runs/{}", ids[1])).await["status"], "queued");
 
     server.child.kill().unwrap(); // SIGKILL: no chance to clean up
     server.child.wait().unwrap();
@@ -203,12 +180,16 @@ grace = "1s"
     Crashed { pids, ..crashed }
 }
 
-/// The last log entry of the lost run, which says what recovery found and did.
-async fn last_system_line(url: &str, id: i64) -> String {
-    let log = get(&format!("{url}/api/v1/runs/{id}/log")).await;
+/// Asserts the run is `lost` and returns its last log line, which says what recovery found and did.
+async fn lost_and_what_recovery_said(url: &str, id: i64) -> String {
+    let lost = get_json(&format!("{url}/api/v1/runs/{id}")).await;
+    assert_eq!(lost["status"], "lost", "{lost}");
+    let log = get_json(&format!("{url}/api/v1/runs/{id}/log")).await;
     let last = log["entries"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["stream"], "system");
-    last["text"].as_str().unwrap().to_string()
+    let said = last["text"].as_str().unwrap().to_string();
+    assert!(said.contains("outcome is unknown"), "{said}");
+    said
 }
 
 fn stop_gracefully(mut server: ServeProcess) {
@@ -220,13 +201,10 @@ fn stop_gracefully(mut server: ServeProcess) {
 #[tokio::test]
 async fn after_kill_9_the_next_start_stops_a_lost_runs_processes_before_the_queue_resumes() {
     let crashed = crash_while_running("").await;
-    let server = serve(&crashed.config);
+    let server = serve_process(&crashed.config);
     let url = server.url.clone();
-    let lost = get(&format!("{url}/api/v1/runs/{}", crashed.ids[0])).await;
-    assert_eq!(lost["status"], "lost", "{lost}");
+    let said = lost_and_what_recovery_said(&url, crashed.ids[0]).await;
     assert_all_dead(&crashed.pids, "after the next server start");
-    let said = last_system_line(&url, crashed.ids[0]).await;
-    assert!(said.contains("outcome is unknown"), "{said}");
     assert!(said.contains("3 of its processes were still running in its cgroup"), "{said}");
     assert!(said.contains("sent SIGTERM, still running after 1s: sent SIGKILL, and they ended."), "{said}");
 
@@ -249,11 +227,9 @@ async fn after_kill_9_the_next_start_stops_a_lost_runs_processes_before_the_queu
 #[tokio::test]
 async fn without_cgroups_the_next_start_still_stops_a_lost_runs_process_group() {
     let crashed = crash_while_running("cgroup = \"off\"").await;
-    let server = serve(&crashed.config);
+    let server = serve_process(&crashed.config);
     let url = server.url.clone();
-    let lost = get(&format!("{url}/api/v1/runs/{}", crashed.ids[0])).await;
-    assert_eq!(lost["status"], "lost", "{lost}");
-    let said = last_system_line(&url, crashed.ids[0]).await;
+    let said = lost_and_what_recovery_said(&url, crashed.ids[0]).await;
     assert!(said.contains("1 of its processes were still running in its process group"), "{said}");
     assert!(said.contains("sent SIGTERM, and they ended."), "{said}");
     let in_group = crashed.pids[2];

@@ -318,3 +318,28 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// The real `oneoff serve` binary as a child process (so a test can `kill -9` it).
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+/// Starts `oneoff serve` on a loopback port and waits until it prints its URL; its log is discarded.
+pub fn serve_process(config: &Path) -> ServeProcess {
+    use std::io::BufRead;
+    let mut child = cli_command(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start oneoff serve");
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let url = first_line.trim().strip_prefix("oneoff listening on ").expect("serve prints its URL").to_string();
+    ServeProcess { child, url }
+}
+
+/// GETs a URL and decodes its JSON body.
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.expect("GET").json().await.expect("a JSON body")
+}
