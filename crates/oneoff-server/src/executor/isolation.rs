@@ -129,7 +129,12 @@ impl Isolation {
 impl CgroupParent {
     /// Makes a child cgroup, moves a process into it and removes it, as every run will.
     fn probe(&self) -> Result<(), String> {
-        if !self.dir.join("cgroup.procs").exists() {
+        let is_cgroup2 = |dir: &Path| dir.join("cgroup.controllers").exists();
+        if !self.dir.exists() && self.dir.parent().is_some_and(is_cgroup2) {
+            std::fs::create_dir(&self.dir)
+                .map_err(|error| format!("cannot create the cgroup {}: {error}", self.dir.display()))?;
+        }
+        if !is_cgroup2(&self.dir) {
             return Err(format!("{} is not a cgroup v2 directory", self.dir.display()));
         }
         let probe = self.dir.join(format!("oneoff-probe.{}", self.instance));
@@ -154,11 +159,11 @@ fn own_cgroup_dir() -> Result<PathBuf, String> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|error| format!("cannot read /proc/self/mountinfo: {error}"))?;
     let (root, mount_point) = cgroup2_mount(&mounts).ok_or("no cgroup2 file system is mounted")?;
-    let relative = own
-        .strip_prefix(root.as_str())
-        .ok_or_else(|| format!("the server's cgroup {own} is outside the mounted cgroup2 root {root}"))?;
-    let relative = relative.trim_start_matches('/');
-    Ok(if relative.is_empty() { PathBuf::from(mount_point) } else { Path::new(&mount_point).join(relative) })
+    let relative = Path::new(own)
+        .strip_prefix(&root)
+        .map_err(|_| format!("the server's cgroup {own} is outside the mounted cgroup2 root {root}"))?;
+    let mount_point = PathBuf::from(mount_point);
+    Ok(if relative.as_os_str().is_empty() { mount_point } else { mount_point.join(relative) })
 }
 
 /// The path of the `0::PATH` line of `/proc/PID/cgroup` (the cgroup v2 membership).
