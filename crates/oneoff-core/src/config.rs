@@ -49,6 +49,20 @@ pub struct ServerConfig {
     /// Browser origins allowed to open WebSocket and SSE streams (`scheme://host[:port]`).
     /// Empty: any origin. Compared with the `Origin` header, never with `Host`.
     pub public_origins: Vec<String>,
+    /// Where each run gets a cgroup of its own, so that nothing it starts outlives it.
+    pub cgroup: CgroupSetting,
+}
+
+/// `[server] cgroup`: how runs are held together beyond their process group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupSetting {
+    /// A cgroup per run under the server's own cgroup where cgroup v2 allows it; otherwise
+    /// the process group only (the server says which at start).
+    Auto,
+    /// The process group only: a process that calls `setsid` can outlive its run.
+    Off,
+    /// A cgroup per run under this cgroup v2 directory; the server refuses to start without it.
+    Under(PathBuf),
 }
 
 /// Live log streams (WebSocket and SSE) and their bounds.
@@ -177,6 +191,7 @@ struct RawServer {
     long_poll_max: Option<Spanned<String>>,
     #[serde(default)]
     public_origins: Vec<Spanned<String>>,
+    cgroup: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -443,6 +458,24 @@ fn validate_server(
                 .at(origin.span(), format!("public origin `{}` must look like https://host[:port]", origin.get_ref()));
         }
     }
+    let cgroup = match raw.cgroup {
+        None => CgroupSetting::Auto,
+        Some(text) => match text.get_ref().as_str() {
+            "auto" => CgroupSetting::Auto,
+            "off" => CgroupSetting::Off,
+            path if Path::new(path).is_absolute() => CgroupSetting::Under(PathBuf::from(path)),
+            other => {
+                problems.at(
+                    text.span(),
+                    format!(
+                        "cgroup `{other}` must be \"auto\", \"off\" or the absolute path of a cgroup v2 \
+                         directory (such as /sys/fs/cgroup/oneoff)"
+                    ),
+                );
+                CgroupSetting::Auto
+            }
+        },
+    };
     Some(ServerConfig {
         listen: listen?,
         data_dir,
@@ -455,6 +488,7 @@ fn validate_server(
         partial_line_flush: partial_line_flush?,
         long_poll_max: long_poll_max?,
         public_origins,
+        cgroup,
     })
 }
 

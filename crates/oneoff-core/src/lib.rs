@@ -18,9 +18,11 @@ pub mod template;
 
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
-pub use config::{AuditConfig, Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig};
+pub use config::{
+    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig,
+};
 pub use lines::LineSplitter;
 pub use log::{LogEntry, LogStream};
 pub use mask::SecretMasker;
 pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};
-pub use run::{ExitKind, RunId, RunRecord, RunStatus, StopReason, StoredParam};
+pub use run::{ExitKind, RunId, RunProcesses, RunRecord, RunStatus, StopReason, StoredParam};

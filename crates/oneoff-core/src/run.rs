@@ -180,3 +180,22 @@ pub struct RunRecord {
     /// Why the run failed without an exit status (spawn failure, lost, secret lost in a restart).
     pub error: Option<String>,
 }
+
+/// What a server needs to find a run's processes again after it died (`kill -9`, a crash),
+/// so that the next start can stop them before it calls the run lost and lets the queue go on.
+///
+/// A pid alone is not enough: after the leader exits its pid can be given to an unrelated
+/// process. The leader's start time (in clock ticks since boot, `/proc/PID/stat` field 22)
+/// and the boot id tell the same process from a newcomer with a reused pid. A cgroup, where
+/// there is one, holds every process of the run, including those that left its process group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunProcesses {
+    /// The run's own cgroup directory (an absolute path in the cgroup v2 file system).
+    pub cgroup: Option<String>,
+    /// The process group of the run; the leader's pid, since the leader starts the group.
+    pub process_group: Option<i32>,
+    /// When the leader started, in clock ticks since boot.
+    pub leader_start_ticks: Option<u64>,
+    /// The kernel's boot id when the run started: start times only compare within one boot.
+    pub boot_id: Option<String>,
+}

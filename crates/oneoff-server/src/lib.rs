@@ -87,7 +87,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot open the database {}", database.display()))?;
     let audit = audit_trail::AuditTrail::open(&config.audit, store.clone()).await?;
     let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
-    let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone());
+    let isolation = executor::Isolation::from_setting(&config.server.cgroup).map_err(anyhow::Error::msg)?;
+    tracing::info!(cgroups = isolation.uses_cgroups(), "process isolation: {}", isolation.describe());
+    // Recovery stops what a dead server's runs left running before the queue resumes.
+    let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone(), Arc::new(isolation));
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
     if recovered.lost + recovered.requeued + recovered.failed > 0 {
         tracing::info!(

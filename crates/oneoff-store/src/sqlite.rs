@@ -5,7 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use oneoff_core::{LogEntry, RunId, RunRecord, RunStatus};
+use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
@@ -130,6 +130,38 @@ impl Store {
             return Err(StoreError::RunNotFound(id));
         }
         Ok(())
+    }
+
+    /// Records where a running run's processes are, so that a later start can find them
+    /// (see [`RunProcesses`]). Called before the spawn with the cgroup, after it with the rest.
+    pub async fn set_run_processes(&self, id: RunId, processes: &RunProcesses) -> Result<(), StoreError> {
+        let ticks = processes.leader_start_ticks.map(|ticks| i64::try_from(ticks).unwrap_or(i64::MAX));
+        sqlx::query("UPDATE runs SET cgroup = ?, process_group = ?, leader_start_ticks = ?, boot_id = ? WHERE id = ?")
+            .bind(&processes.cgroup)
+            .bind(processes.process_group)
+            .bind(ticks)
+            .bind(&processes.boot_id)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Where a run's processes were when it started; all `None` for a run that never started
+    /// (or was started by a version of oneoff that did not record them).
+    pub async fn run_processes(&self, id: RunId) -> Result<RunProcesses, StoreError> {
+        let row = sqlx::query("SELECT cgroup, process_group, leader_start_ticks, boot_id FROM runs WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::RunNotFound(id))?;
+        let ticks: Option<i64> = row.try_get("leader_start_ticks")?;
+        Ok(RunProcesses {
+            cgroup: row.try_get("cgroup")?,
+            process_group: row.try_get("process_group")?,
+            leader_start_ticks: ticks.and_then(|ticks| u64::try_from(ticks).ok()),
+            boot_id: row.try_get("boot_id")?,
+        })
     }
 
     /// Writes a run's final state. A run that is already final keeps its first outcome.

@@ -379,3 +379,24 @@ async fn a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once() {
     }
     assert_eq!((after, pages), (520, 7), "six pages of three long lines (the last with the small ones), no gap");
 }
+
+#[tokio::test]
+async fn a_running_run_keeps_where_its_processes_are_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oneoff.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
+    assert_eq!(store.run_processes(run.id).await.unwrap(), oneoff_core::RunProcesses::default());
+    store.mark_running(run.id, 20).await.unwrap();
+    let processes = oneoff_core::RunProcesses {
+        cgroup: Some("/sys/fs/cgroup/oneoff-run-1".into()),
+        process_group: Some(4242),
+        leader_start_ticks: Some(123_456_789),
+        boot_id: Some("2e6db71c-2c06-4ea0-8ed3-981e6000224f".into()),
+    };
+    store.set_run_processes(run.id, &processes).await.unwrap();
+    store.close().await;
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(store.run_processes(run.id).await.unwrap(), processes);
+    assert!(matches!(store.run_processes(RunId(99)).await, Err(StoreError::RunNotFound(RunId(99)))));
+}

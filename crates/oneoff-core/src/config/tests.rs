@@ -294,3 +294,18 @@ fn audit_settings_load_with_defaults_and_bad_ones_are_named() {
         ]
     );
 }
+
+#[test]
+fn cgroup_is_auto_off_or_an_absolute_path() {
+    let cgroup = |value: &str| load(&format!("[server]\ncgroup = {value:?}\n")).map(|config| config.server.cgroup);
+    assert_eq!(load("").unwrap().server.cgroup, CgroupSetting::Auto);
+    assert_eq!(cgroup("auto").unwrap(), CgroupSetting::Auto);
+    assert_eq!(cgroup("off").unwrap(), CgroupSetting::Off);
+    assert_eq!(cgroup("/sys/fs/cgroup/oneoff").unwrap(), CgroupSetting::Under("/sys/fs/cgroup/oneoff".into()));
+    let shown = errors("[server]\ncgroup = \"oneoff\"\n");
+    assert_eq!(shown.len(), 1);
+    assert!(
+        shown[0].starts_with("jobs.toml:2:10: cgroup `oneoff` must be \"auto\", \"off\" or the absolute path"),
+        "{shown:?}"
+    );
+}

@@ -8,6 +8,7 @@
 //! the log lines of all of them.
 
 mod capture;
+mod isolation;
 mod log_writer;
 mod process;
 mod recovery;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 use crate::clock::now_us;
 use crate::hub::LogHub;
 
+pub use isolation::Isolation;
 use log_writer::LogWriter;
 pub use recovery::recover;
 
@@ -49,7 +51,7 @@ pub enum StartError {
 pub enum CancelOutcome {
     /// The run was queued and is now cancelled.
     CancelledWhileQueued,
-    /// SIGTERM was sent to the run's process group; the run ends after its grace period at most.
+    /// SIGTERM was sent to the run's processes; the run ends after its grace period at most.
     Signalled,
     /// The run had already finished.
     AlreadyFinished,
@@ -90,8 +92,8 @@ pub struct ExecutorHandle {
 }
 
 impl ExecutorHandle {
-    /// Starts the scheduler task.
-    pub fn spawn(config: Arc<Config>, store: Store, hub: LogHub) -> ExecutorHandle {
+    /// Starts the scheduler task; `isolation` is how runs are held (decided once at start).
+    pub fn spawn(config: Arc<Config>, store: Store, hub: LogHub, isolation: Arc<Isolation>) -> ExecutorHandle {
         let (commands, receiver) = mpsc::channel(256);
         let limits = Limits {
             max_concurrent_runs: config.server.max_concurrent_runs,
@@ -105,6 +107,7 @@ impl ExecutorHandle {
             store: store.clone(),
             hub: hub.clone(),
             writer: LogWriter::spawn(store.clone(), hub.clone()),
+            isolation,
             commands: commands.downgrade(),
             queue: VecDeque::new(),
             running: HashMap::new(),
@@ -190,6 +193,7 @@ struct Scheduler {
     store: Store,
     hub: LogHub,
     writer: LogWriter,
+    isolation: Arc<Isolation>,
     /// Weak, so the scheduler ends when every handle is gone.
     commands: mpsc::WeakSender<Command>,
     queue: VecDeque<Pending>,
@@ -276,6 +280,7 @@ impl Scheduler {
             writer: self.writer.clone(),
             max_line_bytes: self.limits.max_line_bytes,
             partial_line_flush: self.limits.partial_line_flush,
+            isolation: self.isolation.clone(),
         };
         let commands = self.commands.clone();
         let (store, hub, run) = (self.store.clone(), self.hub.clone(), pending.run);

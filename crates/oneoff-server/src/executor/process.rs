@@ -2,8 +2,9 @@
 //! stop it on cancel or timeout (SIGTERM to the group, SIGKILL after the grace period),
 //! and record how it ended.
 //!
-//! A run ends when its main process exits; whatever it left behind in its process group
-//! is killed then, so a forked child can neither outlive the run nor hold its pipes open.
+//! A run ends when its main process exits; whatever it left behind is killed then: its
+//! cgroup where it has one (so even a process that left the group with `setsid` goes), its
+//! process group otherwise. See [`isolation`] for what holds on which platform.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use oneoff_core::run::final_status;
-use oneoff_core::{ExitKind, JobSpec, Launch, LogStream, RunId, RunStatus, SecretMasker, StopReason};
+use oneoff_core::{ExitKind, JobSpec, Launch, LogStream, RunId, RunProcesses, RunStatus, SecretMasker, StopReason};
 use oneoff_store::{Finish, Store};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::capture::{self, Lines, PipeWatch, CHANNEL_CHUNKS};
+use super::isolation::{self, Isolation, RunCgroup};
 use super::log_writer::LogWriter;
 use super::sleep_until_some;
 use crate::clock::now_us;
@@ -31,6 +33,10 @@ use crate::hub::LogHub;
 /// waiting for the log writer. Only a process that escaped the group (`setsid`) can hold them
 /// open longer; its output is then dropped.
 const PIPE_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the processes of a run's cgroup may take to die after SIGKILL before the cgroup
+/// is left behind (a process in uninterruptible sleep dies only when its IO ends).
+const CGROUP_EMPTY_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Supervision {
     pub run: RunId,
@@ -42,6 +48,7 @@ pub struct Supervision {
     pub writer: LogWriter,
     pub max_line_bytes: usize,
     pub partial_line_flush: Duration,
+    pub isolation: Arc<Isolation>,
 }
 
 struct Ended {
@@ -94,27 +101,16 @@ async fn run_to_end(
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
     let writer = tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, incoming));
-    let ended = match spawn(&context.launch) {
+    let ended = match context.isolation.create_cgroup(run) {
         Err(error) => {
-            let program = context.launch.argv.first().map_or("", String::as_str);
-            let message = format!("cannot start `{program}`: {error}");
+            let message = format!("cannot create the run's cgroup: {error}");
             let _ = lines.send(Lines::system(message.clone())).await;
             Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) }
         }
-        Ok(mut child) => {
-            tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
-            if let Err(error) = lower_priority(&child, context.job.nice) {
-                tracing::warn!(run = %run, nice = context.job.nice, %error, "cannot lower the run's priority");
-            }
-            let group_gone = CancellationToken::new();
-            let readers = start_readers(&mut child, context, &group_gone, &lines);
-            let ended = wait_or_stop(child, &context.job, stop_requests, &lines).await;
-            group_gone.cancel();
-            for reader in readers {
-                // Each reader ends by itself: at the pipe's end, or when it stays open too long.
-                if let Err(error) = reader.await {
-                    tracing::error!(run = %run, %error, "pipe reader panicked");
-                }
+        Ok(cgroup) => {
+            let ended = start_and_supervise(context, cgroup.as_ref(), stop_requests, &lines).await;
+            if let Some(cgroup) = cgroup {
+                remove_cgroup(run, cgroup, &lines).await;
             }
             ended
         }
@@ -126,12 +122,84 @@ async fn run_to_end(
     Ok(ended)
 }
 
-fn spawn(launch: &Launch) -> std::io::Result<Child> {
+/// Records where the run's processes will be, starts the leader, and supervises it until
+/// everything it started is gone (or, without a cgroup, its process group is).
+async fn start_and_supervise(
+    context: &Supervision,
+    cgroup: Option<&RunCgroup>,
+    stop_requests: mpsc::Receiver<StopReason>,
+    lines: &mpsc::Sender<Lines>,
+) -> Ended {
+    let run = context.run;
+    if let Some(cgroup) = cgroup {
+        // Before the spawn: a server that dies right after it still leaves a trail to follow.
+        let before = RunProcesses { cgroup: Some(cgroup.dir().display().to_string()), ..RunProcesses::default() };
+        if let Err(error) = context.store.set_run_processes(run, &before).await {
+            let message = format!("cannot record the run's cgroup, so the run was not started: {error}");
+            let _ = lines.send(Lines::system(message.clone())).await;
+            return Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) };
+        }
+    }
+    let mut child = match spawn(&context.launch, cgroup).await {
+        Ok(child) => child,
+        Err(error) => {
+            let program = context.launch.argv.first().map_or("", String::as_str);
+            let message = format!("cannot start `{program}`: {error}");
+            let _ = lines.send(Lines::system(message.clone())).await;
+            return Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) };
+        }
+    };
+    tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
+    let processes = isolation::processes_of(child.id(), cgroup);
+    if let Err(error) = context.store.set_run_processes(run, &processes).await {
+        tracing::warn!(run = %run, %error, "cannot record the run's process group; after a crash it cannot be found again");
+    }
+    if let Err(error) = lower_priority(&child, context.job.nice) {
+        tracing::warn!(run = %run, nice = context.job.nice, %error, "cannot lower the run's priority");
+    }
+    let group_gone = CancellationToken::new();
+    let readers = start_readers(&mut child, context, &group_gone, lines);
+    let reach = Reach { group: child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw), cgroup };
+    let ended = wait_or_stop(child, &context.job, &reach, stop_requests, lines).await;
+    group_gone.cancel();
+    for reader in readers {
+        // Each reader ends by itself: at the pipe's end, or when it stays open too long.
+        if let Err(error) = reader.await {
+            tracing::error!(run = %run, %error, "pipe reader panicked");
+        }
+    }
+    ended
+}
+
+/// Empties and removes the run's cgroup once the run is over.
+async fn remove_cgroup(run: RunId, cgroup: RunCgroup, lines: &mpsc::Sender<Lines>) {
+    let dir = cgroup.into_dir();
+    isolation::kill_cgroup(&dir);
+    if !isolation::until_cgroup_empty(&dir, CGROUP_EMPTY_WAIT).await {
+        let left = isolation::cgroup_pids(&dir);
+        let message = format!(
+            "{} processes of this run were still alive {} after SIGKILL (pids {left:?}); they stay in cgroup {}",
+            left.len(),
+            humanize(CGROUP_EMPTY_WAIT),
+            dir.display()
+        );
+        tracing::warn!(run = %run, "{message}");
+        let _ = lines.send(Lines::system(message)).await;
+        return;
+    }
+    if let Err(error) = isolation::remove_cgroup(&dir) {
+        tracing::warn!(run = %run, cgroup = %dir.display(), %error, "cannot remove the run's cgroup");
+    }
+}
+
+async fn spawn(launch: &Launch, cgroup: Option<&RunCgroup>) -> std::io::Result<Child> {
     let (program, args) =
         launch.argv.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"))?;
     let mut command = Command::new(program);
     command
         .args(args)
+        // The server's own secrets are not the job's: it inherits the rest of the environment.
+        .env_remove(crate::audit_trail::AUDIT_KEY_ENV)
         .envs(launch.env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -142,7 +210,7 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
     if let Some(dir) = &launch.workdir {
         command.current_dir(dir);
     }
-    command.spawn()
+    isolation::spawn(command, cgroup).await
 }
 
 /// Lowers the priority of the job's whole process group by `nice` below the server's own, as
@@ -196,13 +264,43 @@ fn start_readers(
     readers
 }
 
+/// What the server can signal: the process group always, the cgroup where there is one.
+struct Reach<'a> {
+    group: Option<Pid>,
+    cgroup: Option<&'a RunCgroup>,
+}
+
+impl Reach<'_> {
+    fn what(&self) -> &'static str {
+        if self.cgroup.is_some() {
+            "every process of the run"
+        } else {
+            "the process group"
+        }
+    }
+
+    fn terminate(&self) {
+        signal_group(self.group, Signal::SIGTERM);
+        if let Some(cgroup) = self.cgroup {
+            isolation::signal_cgroup(cgroup.dir(), Signal::SIGTERM);
+        }
+    }
+
+    fn kill(&self) {
+        signal_group(self.group, Signal::SIGKILL);
+        if let Some(cgroup) = self.cgroup {
+            isolation::kill_cgroup(cgroup.dir());
+        }
+    }
+}
+
 async fn wait_or_stop(
     mut child: Child,
     job: &JobSpec,
+    reach: &Reach<'_>,
     mut stop_requests: mpsc::Receiver<StopReason>,
     lines: &mpsc::Sender<Lines>,
 ) -> Ended {
-    let group = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
     let timeout_at = job.timeout.map(|timeout| Instant::now() + timeout);
     let mut stop: Option<StopReason> = None;
     let mut kill_at: Option<Instant> = None;
@@ -212,30 +310,32 @@ async fn wait_or_stop(
             status = child.wait() => break status,
             Some(reason) = stop_requests.recv(), if stop.is_none() => {
                 let _ = lines.send(Lines::system(format!(
-                    "cancel requested: sending SIGTERM to the process group; SIGKILL in {}",
+                    "cancel requested: sending SIGTERM to {}; SIGKILL in {}",
+                    reach.what(),
                     humanize(job.grace)
                 ))).await;
-                signal_group(group, Signal::SIGTERM);
+                reach.terminate();
                 (stop, kill_at) = (Some(reason), Some(Instant::now() + job.grace));
             }
             () = sleep_until_some(timeout_at), if stop.is_none() => {
                 let _ = lines.send(Lines::system(format!(
-                    "timed out after {}: sending SIGTERM to the process group; SIGKILL in {}",
+                    "timed out after {}: sending SIGTERM to {}; SIGKILL in {}",
                     humanize(job.timeout.unwrap_or_default()),
+                    reach.what(),
                     humanize(job.grace)
                 ))).await;
-                signal_group(group, Signal::SIGTERM);
+                reach.terminate();
                 (stop, kill_at) = (Some(StopReason::TimedOut), Some(Instant::now() + job.grace));
             }
             () = sleep_until_some(kill_at), if !killed => {
                 let _ = lines.send(Lines::system(format!("still running {} after SIGTERM: sending SIGKILL", humanize(job.grace)))).await;
-                signal_group(group, Signal::SIGKILL);
+                reach.kill();
                 killed = true;
             }
         }
     };
-    // Whatever the job left behind in its group goes with it.
-    signal_group(group, Signal::SIGKILL);
+    // Whatever the job left behind goes with it.
+    reach.kill();
     match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => Ended { exit: ExitKind::Code(code), stop, error: None },

@@ -299,9 +299,9 @@ pub async fn probe_websocket(
     let delays = delays(&schedule(&query)?);
     let (mut parts, _body) = request.into_parts();
     let facts = facts(&state.config, &parts);
-    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
-        .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins, caller.own_authority.as_deref()))
-    {
+    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers).and_then(|()| {
+        handshake::check_origin(&parts.headers, &state.config.server.public_origins, caller.own_authority.as_deref())
+    }) {
         return Ok(refuse(&problem, &parts));
     }
     let permit = streams.acquire()?;

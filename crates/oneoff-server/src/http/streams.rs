@@ -58,9 +58,9 @@ pub async fn websocket(
     let run = visible_run(&state, &caller, &id).await?.id;
     let (mut parts, _body) = request.into_parts();
     let fallbacks = vec![format!("/api/v1/runs/{run}/log/sse"), format!("/api/v1/runs/{run}/log")];
-    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
-        .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins, caller.own_authority.as_deref()))
-    {
+    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers).and_then(|()| {
+        handshake::check_origin(&parts.headers, &state.config.server.public_origins, caller.own_authority.as_deref())
+    }) {
         return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
     }
     let slot = acquire(&state, run)?;
@@ -321,7 +321,9 @@ pub async fn sse(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let run = visible_run(&state, &caller, &id).await?.id;
-    if let Err(problem) = handshake::check_origin(&headers, &state.config.server.public_origins, caller.own_authority.as_deref()) {
+    if let Err(problem) =
+        handshake::check_origin(&headers, &state.config.server.public_origins, caller.own_authority.as_deref())
+    {
         return Ok(refuse(&state, &problem, Version::HTTP_11, &headers, peer, vec![]));
     }
     // EventSource sends Last-Event-ID on reconnect while the URL keeps its first `after`.

@@ -209,13 +209,14 @@ async fn wait_until_gone(pid: i32) {
 #[tokio::test]
 async fn a_process_that_escaped_the_group_cannot_hold_the_run_open() {
     // `setsid` puts the sleeper in a session of its own, out of reach of the group's SIGKILL;
-    // it keeps stdout open, so only the pipe deadline can end the run.
+    // it keeps stdout open, so only the pipe deadline can end the run. Without a cgroup per
+    // run (`cgroup = "off"`, or a host without cgroup v2) that is all that holds.
     let jobs = r#"
 [[job]]
 name = "escapee"
 command = ["sh", "-c", 'setsid sleep 600 & echo "escaped $!"; sleep 0.5; echo done']
 "#;
-    let server = TestServer::start(jobs).await;
+    let server = TestServer::start_with(jobs, "cgroup = \"off\"").await;
     let id = server.start_run("escapee", json!({})).await;
     let run = server.wait_final(id).await;
     assert_eq!(run["status"], "succeeded", "{run}");

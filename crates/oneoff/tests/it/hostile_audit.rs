@@ -410,3 +410,43 @@ async fn a_missing_or_short_audit_key_stops_the_start_with_the_fix() {
         assert!(!error.contains("secret"), "the key reached the message: {error}");
     }
 }
+
+/// A job inherits the server's environment, but not the audit key in it: a job that could
+/// print the key could sign a rewritten chain.
+#[tokio::test]
+async fn jobs_never_see_the_audit_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "[[job]]\nname = \"env\"\ncommand = [\"sh\", \"-c\", \"echo key=${ONEOFF_AUDIT_KEY:-none} other=${ONEOFF_TEST_KEPT:-none}\"]\n";
+    let config = crate::support::write_config(dir.path(), &crate::support::config_text(dir.path(), "", job));
+    let key = std::str::from_utf8(&KEY).unwrap();
+    let server = crate::support::ServerProcess::start_with_env(
+        &config,
+        &[("ONEOFF_AUDIT_KEY", key), ("ONEOFF_TEST_KEPT", "yes")],
+    );
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("{}/api/v1/runs", server.url))
+        .json(&json!({ "job": "env" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_i64().expect("a run id");
+    let url = format!("{}/api/v1/runs/{id}/log?after=0&wait=10", server.url);
+    let log = crate::support::eventually("the job's line", std::time::Duration::from_secs(30), || async {
+        let page = crate::support::get_json(&url).await;
+        let texts: Vec<String> = page["entries"]
+            .as_array()?
+            .iter()
+            .filter(|entry| entry["stream"] == "stdout")
+            .filter_map(|entry| entry["text"].as_str().map(str::to_string))
+            .collect();
+        (!texts.is_empty()).then_some(texts)
+    })
+    .await;
+    assert_eq!(log, vec!["key=none other=yes".to_string()], "the rest of the environment is inherited");
+    let keyed: Value = crate::support::get_json(&format!("{}/api/v1/audit/verify", server.url)).await;
+    assert_eq!(keyed["keyed"], true, "the server did take the key: {keyed}");
+}

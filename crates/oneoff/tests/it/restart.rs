@@ -2,13 +2,11 @@
 //! running are marked lost at the next start while queued ones run, and a graceful stop says
 //! goodbye to live viewers.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{cli_command, config_text, write_config};
+use crate::support::{config_text, get_json, serve_process, write_config};
 
 const JOBS: &str = r#"
 [[job]]
@@ -17,32 +15,11 @@ command = ["sh", "-c", "echo sleeping; sleep 600"]
 max_concurrent = 1
 "#;
 
-struct ServeProcess {
-    child: Child,
-    url: String,
-}
-
-fn serve(config: &std::path::Path) -> ServeProcess {
-    let mut child = cli_command(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start oneoff serve");
-    let mut first_line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    let url = first_line.trim().strip_prefix("oneoff listening on ").expect("serve prints its URL").to_string();
-    ServeProcess { child, url }
-}
-
-async fn get(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test]
 async fn after_a_crash_running_runs_are_lost_and_queued_runs_resume() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &config_text(&dir.path().join("data"), "drain = \"300ms\"", JOBS));
-    let mut server = serve(&config);
+    let mut server = serve_process(&config);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -58,7 +35,7 @@ async fn after_a_crash_running_runs_are_lost_and_queued_runs_resume() {
         ids.push(run["id"].as_i64().unwrap());
     }
     for _ in 0..100 {
-        if get(&format!("{}/api/v1/runs/{}", server.url, ids[0])).await["status"] == "running" {
+        if get_json(&format!("{}/api/v1/runs/{}", server.url, ids[0])).await["status"] == "running" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -66,21 +43,21 @@ async fn after_a_crash_running_runs_are_lost_and_queued_runs_resume() {
     server.child.kill().unwrap(); // SIGKILL: no chance to clean up
     server.child.wait().unwrap();
 
-    let mut server = serve(&config);
-    let lost = get(&format!("{}/api/v1/runs/{}", server.url, ids[0])).await;
+    let mut server = serve_process(&config);
+    let lost = get_json(&format!("{}/api/v1/runs/{}", server.url, ids[0])).await;
     assert_eq!(lost["status"], "lost", "{lost}");
-    let log = get(&format!("{}/api/v1/runs/{}/log", server.url, ids[0])).await;
+    let log = get_json(&format!("{}/api/v1/runs/{}/log", server.url, ids[0])).await;
     let last = log["entries"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["stream"], "system");
     assert!(last["text"].as_str().unwrap().contains("outcome is unknown"));
     for _ in 0..100 {
-        if get(&format!("{}/api/v1/runs/{}", server.url, ids[1])).await["status"] == "running" {
+        if get_json(&format!("{}/api/v1/runs/{}", server.url, ids[1])).await["status"] == "running" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        get(&format!("{}/api/v1/runs/{}", server.url, ids[1])).await["status"],
+        get_json(&format!("{}/api/v1/runs/{}", server.url, ids[1])).await["status"],
         "running",
         "the queued run resumed"
     );
@@ -90,8 +67,8 @@ async fn after_a_crash_running_runs_are_lost_and_queued_runs_resume() {
         .unwrap();
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let mut again = serve(&config);
-    let resumed = get(&format!("{}/api/v1/runs/{}", again.url, ids[1])).await;
+    let mut again = serve_process(&config);
+    let resumed = get_json(&format!("{}/api/v1/runs/{}", again.url, ids[1])).await;
     assert!(resumed["status"] == "cancelled", "{resumed}");
     again.child.kill().unwrap();
     again.child.wait().unwrap();
@@ -105,7 +82,7 @@ async fn a_graceful_stop_closes_live_viewers_with_going_away_and_where_to_resume
 
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &config_text(&dir.path().join("data"), "drain = \"200ms\"", JOBS));
-    let mut server = serve(&config);
+    let mut server = serve_process(&config);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for _ in 0..2 {

@@ -321,18 +321,24 @@ where
 }
 
 /// The real `oneoff serve` binary as a child process, killed on drop: for what only a
-/// process of its own shows, such as the server's memory.
+/// process of its own shows, such as the server's memory, or a `kill -9`.
 pub struct ServerProcess {
-    child: std::process::Child,
+    pub child: std::process::Child,
     pub url: String,
 }
 
 impl ServerProcess {
     /// Starts `oneoff serve --config CONFIG` on a free loopback port and waits for its URL.
     pub fn start(config: &Path) -> ServerProcess {
+        ServerProcess::start_with_env(config, &[])
+    }
+
+    /// As `start`, with variables added to the server's environment.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
         let config = config.to_str().expect("a UTF-8 config path");
         let mut child = cli_command(&["serve", "--config", config, "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -366,4 +372,14 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `oneoff serve` on a loopback port and waits until it prints its URL; its log is discarded.
+pub fn serve_process(config: &Path) -> ServerProcess {
+    ServerProcess::start(config)
+}
+
+/// GETs a URL and decodes its JSON body.
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.expect("GET").json().await.expect("a JSON body")
 }
