@@ -1,5 +1,6 @@
 //! Tokens and the audit trail in SQLite.
 
+use futures_util::TryFutureExt;
 use oneoff_core::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -48,18 +49,22 @@ const AUDIT_COLUMNS: &str = "id, at_us, actor, source, client, action, job, run_
 impl Store {
     pub async fn insert_token(&self, new: &NewToken) -> Result<TokenRecord, StoreError> {
         let groups = serde_json::Value::from(new.groups.clone()).to_string();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&new.name)
-        .bind(&new.user)
-        .bind(groups)
-        .bind(&new.hash)
-        .bind(&new.created_by)
-        .bind(new.created_at_us)
-        .bind(new.expires_at_us)
-        .fetch_one(self.pool())
-        .await?;
+        let id: i64 = self
+            .write(
+                sqlx::query_scalar(
+                    "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(&new.name)
+                .bind(&new.user)
+                .bind(groups)
+                .bind(&new.hash)
+                .bind(&new.created_by)
+                .bind(new.created_at_us)
+                .bind(new.expires_at_us)
+                .fetch_one(self.pool())
+                .err_into(),
+            )
+            .await?;
         self.token(id).await?.ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))
     }
 
@@ -71,18 +76,31 @@ impl Store {
         row.map(|row| token_from_row(&row)).transpose()
     }
 
-    /// The token with this hash, and marks it used now.
+    /// The token with this hash, and marks it used now. On a disk that cannot be written (full,
+    /// read-only) the token still works and its last use is not updated: reading logs must
+    /// not need space.
     pub async fn use_token(&self, hash: &str, now_us: i64) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?"))
             .bind(hash)
             .fetch_optional(self.pool())
             .await?;
         let Some(token) = row.map(|row| token_from_row(&row)).transpose()? else { return Ok(None) };
-        sqlx::query("UPDATE tokens SET last_used_us = ? WHERE id = ?")
-            .bind(now_us)
-            .bind(token.id)
-            .execute(self.pool())
-            .await?;
+        let marked = self
+            .write(
+                sqlx::query("UPDATE tokens SET last_used_us = ? WHERE id = ?")
+                    .bind(now_us)
+                    .bind(token.id)
+                    .execute(self.pool())
+                    .err_into::<StoreError>(),
+            )
+            .await;
+        match marked {
+            Ok(_) => {}
+            Err(error) if error.is_storage_fault() => {
+                tracing::warn!(token = token.id, %error, "cannot record the token's last use");
+            }
+            Err(error) => return Err(error),
+        }
         Ok(Some(token))
     }
 
@@ -104,16 +122,24 @@ impl Store {
 
     /// Revokes a token; false when it does not exist or was already revoked.
     pub async fn revoke_token(&self, id: i64, now_us: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE tokens SET revoked_at_us = ? WHERE id = ? AND revoked_at_us IS NULL")
-            .bind(now_us)
-            .bind(id)
-            .execute(self.pool())
+        let done = self
+            .write(
+                sqlx::query("UPDATE tokens SET revoked_at_us = ? WHERE id = ? AND revoked_at_us IS NULL")
+                    .bind(now_us)
+                    .bind(id)
+                    .execute(self.pool())
+                    .err_into(),
+            )
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Appends a record to the audit chain, atomically with reading the chain's head.
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.write(self.chain_audit(entry)).await
+    }
+
+    async fn chain_audit(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
         // BEGIN IMMEDIATE takes the write lock first, so two appends cannot fork the chain;
         // the transaction rolls back when dropped on an error.
         let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await?;
