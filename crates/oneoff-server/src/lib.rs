@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use oneoff_core::{Config, Overrides};
-use oneoff_store::Store;
+use oneoff_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -80,10 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let database = data_dir.join(DATABASE_FILE);
-    let store = Store::open_sqlite(&database)
-        .await
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let store = open_store(&data_dir.join(DATABASE_FILE)).await?;
     let hub = LogHub::new(config.streams.live_cache_bytes);
     let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone());
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
@@ -141,6 +138,31 @@ async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) 
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the database, or says what is wrong with it and what to do about it.
+async fn open_store(database: &Path) -> anyhow::Result<Store> {
+    let error = match Store::open_sqlite(database).await {
+        Ok(store) => return Ok(store),
+        Err(error) => error,
+    };
+    let file = database.display();
+    let dir = database.parent().unwrap_or(Path::new(".")).display();
+    Err(match error {
+        StoreError::Damaged(_) => anyhow::anyhow!(
+            "the database {file} is damaged: {error}. Stop every oneoff that uses it, then restore it from a \
+             backup, or move it aside (with its -wal and -shm files) to start with an empty database; \
+             `sqlite3 {file} .recover` may save what it holds"
+        ),
+        StoreError::ReadOnly(_) => anyhow::anyhow!(
+            "the database {file} cannot be written: {error}. oneoff writes to its data directory {dir}: \
+             mount it read-write, and make it and the files in it writable by the user oneoff runs as"
+        ),
+        StoreError::Full(_) => {
+            anyhow::anyhow!("cannot open the database {file}: {error}. Free space in {dir}, then start oneoff again")
+        }
+        error => anyhow::Error::new(error).context(format!("cannot open the database {file}")),
+    })
 }
 
 /// Reads and validates a config file; `overrides` come from flags and environment variables.
@@ -222,9 +244,7 @@ pub async fn create_token_offline(
     let config = load_config(config_path, &Overrides::default())?;
     let database = config.server.data_dir.join(DATABASE_FILE);
     std::fs::create_dir_all(&config.server.data_dir)?;
-    let store = Store::open_sqlite(&database)
-        .await
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let store = open_store(&database).await?;
     let now = clock::now_us();
     let expires_at_us = match expires_in {
         None => None,

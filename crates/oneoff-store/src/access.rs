@@ -49,10 +49,12 @@ const AUDIT_COLUMNS: &str = "id, at_us, actor, source, client, action, job, run_
 impl Store {
     pub async fn insert_token(&self, new: &NewToken) -> Result<TokenRecord, StoreError> {
         let groups = serde_json::Value::from(new.groups.clone()).to_string();
-        let id: i64 = self
+        // Not `RETURNING id` with `fetch_one`: that stops stepping at the row, so the error of
+        // the implicit COMMIT (a full disk) is never seen and an id that was rolled back is used.
+        let id = self
             .write(
-                sqlx::query_scalar(
-                    "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                sqlx::query(
+                    "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&new.name)
                 .bind(&new.user)
@@ -61,10 +63,11 @@ impl Store {
                 .bind(&new.created_by)
                 .bind(new.created_at_us)
                 .bind(new.expires_at_us)
-                .fetch_one(self.pool())
+                .execute(self.pool())
                 .err_into(),
             )
-            .await?;
+            .await?
+            .last_insert_rowid();
         self.token(id).await?.ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))
     }
 

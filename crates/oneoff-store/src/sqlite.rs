@@ -110,11 +110,13 @@ impl Store {
 
     /// Records a new run in `queued` state and returns it with its id.
     pub async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
-        let id: i64 = self
+        // Not `RETURNING id` with `fetch_one`: that stops stepping at the row, so the error of
+        // the implicit COMMIT (a full disk) is never seen and an id that was rolled back is used.
+        let id = self
             .write(
-                sqlx::query_scalar(
+                sqlx::query(
                     "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
-                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                     VALUES (?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&new.job)
                 .bind(RunStatus::Queued.as_str())
@@ -122,10 +124,11 @@ impl Store {
                 .bind(encode_argv(&new.argv))
                 .bind(&new.requested_by)
                 .bind(new.created_at_us)
-                .fetch_one(&self.pool)
+                .execute(&self.pool)
                 .err_into(),
             )
-            .await?;
+            .await?
+            .last_insert_rowid();
         self.run(RunId(id)).await?.ok_or(StoreError::RunNotFound(RunId(id)))
     }
 
@@ -361,7 +364,7 @@ fn no_transaction_left(
         connection.ping().await?;
         let left_open = connection.is_in_transaction();
         if left_open {
-            tracing::warn!("closing a database connection left inside a failed transaction");
+            tracing::debug!("closing a database connection left inside a failed transaction");
         }
         Ok(!left_open)
     })

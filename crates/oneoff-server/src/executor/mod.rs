@@ -104,7 +104,7 @@ impl ExecutorHandle {
             limits,
             store: store.clone(),
             hub: hub.clone(),
-            writer: LogWriter::spawn(store.clone(), hub.clone()),
+            writer: LogWriter::spawn(store.clone(), hub.clone(), config.server.store_wait),
             commands: commands.downgrade(),
             queue: VecDeque::new(),
             running: HashMap::new(),

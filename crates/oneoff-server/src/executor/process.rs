@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::capture::{self, Lines, PipeWatch, CHANNEL_CHUNKS};
-use super::log_writer::LogWriter;
+use super::log_writer::{with_store_retries, LogWriter, Unstored};
 use super::sleep_until_some;
 use crate::clock::now_us;
 use crate::hub::LogHub;
@@ -31,6 +31,9 @@ use crate::hub::LogHub;
 /// waiting for the log writer. Only a process that escaped the group (`setsid`) can hold them
 /// open longer; its output is then dropped.
 const PIPE_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long each background attempt to record a run's end retries before it starts over.
+const FINISH_RETRY_PERIOD: Duration = Duration::from_secs(60);
 
 pub struct Supervision {
     pub run: RunId,
@@ -48,6 +51,8 @@ struct Ended {
     exit: ExitKind,
     stop: Option<StopReason>,
     error: Option<String>,
+    /// Output that could not be stored, and whether the log says so: the run then fails.
+    unstored: Option<Unstored>,
 }
 
 pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopReason>) {
@@ -59,13 +64,15 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
                 ExitKind::Signal(signal) => (None, Some(signal)),
                 ExitKind::SpawnFailed => (None, None),
             };
-            Finish {
-                status: final_status(ended.exit, ended.stop),
-                finished_at_us: now_us(),
-                exit_code,
-                signal,
-                error: ended.error,
-            }
+            // Never `succeeded` with lines missing; the error field says what the log could not.
+            let (status, error) = match ended.unstored {
+                None => (final_status(ended.exit, ended.stop), ended.error),
+                Some(unstored) => {
+                    let lost = unstored.error();
+                    (RunStatus::Failed, Some(ended.error.map_or(lost.clone(), |error| format!("{error}; {lost}"))))
+                }
+            };
+            Finish { status, finished_at_us: now_us(), exit_code, signal, error }
         }
         Err(error) => {
             tracing::error!(run = %run, %error, "run could not be supervised");
@@ -79,8 +86,25 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
         }
     };
     tracing::info!(run = %run, job = %context.job.name, status = %finish.status, exit_code = ?finish.exit_code, signal = ?finish.signal, "run finished");
-    if let Err(error) = context.store.finish_run(run, &finish).await {
-        tracing::error!(run = %run, %error, "cannot record how the run ended");
+    // A store that refuses writes (a full disk) gets the same wait as the run's lines, then
+    // is tried again in the background until it takes the outcome or closes.
+    let store = context.store.clone();
+    match with_store_retries(context.writer.store_wait(), || store.finish_run(run, &finish)).await {
+        Ok(()) => {}
+        Err(error) if error.is_storage_fault() => {
+            tracing::error!(run = %run, %error, "cannot record how the run ended yet; trying again until the store can write");
+            tokio::spawn(async move {
+                while let Err(error) = with_store_retries(FINISH_RETRY_PERIOD, || store.finish_run(run, &finish)).await
+                {
+                    if !error.is_storage_fault() {
+                        tracing::error!(run = %run, %error, "cannot record how the run ended");
+                        return;
+                    }
+                }
+                tracing::info!(run = %run, "recorded how the run ended, once the store could write again");
+            });
+        }
+        Err(error) => tracing::error!(run = %run, %error, "cannot record how the run ended"),
     }
     context.hub.finish(run);
 }
@@ -93,14 +117,21 @@ async fn run_to_end(
     context.store.mark_running(run, now_us()).await?;
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
-    let writer =
-        tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, context.secrets.clone(), incoming));
-    let ended = match spawn(&context.launch) {
+    let store_refused = CancellationToken::new();
+    let writer = tokio::spawn(capture::write_log(
+        run,
+        context.writer.clone(),
+        first_seq,
+        context.secrets.clone(),
+        incoming,
+        store_refused.clone(),
+    ));
+    let mut ended = match spawn(&context.launch) {
         Err(error) => {
             let program = context.launch.argv.first().map_or("", String::as_str);
             let message = format!("cannot start `{program}`: {error}");
             let _ = lines.send(Lines::system(message.clone())).await;
-            Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) }
+            Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message), unstored: None }
         }
         Ok(mut child) => {
             tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
@@ -109,7 +140,7 @@ async fn run_to_end(
             }
             let group_gone = CancellationToken::new();
             let readers = start_readers(&mut child, context, &group_gone, &lines);
-            let ended = wait_or_stop(child, &context.job, stop_requests, &lines).await;
+            let ended = wait_or_stop(child, &context.job, stop_requests, &lines, &store_refused).await;
             group_gone.cancel();
             for reader in readers {
                 // Each reader ends by itself: at the pipe's end, or when it stays open too long.
@@ -121,8 +152,9 @@ async fn run_to_end(
         }
     };
     drop(lines);
-    if writer.await.is_err() {
-        tracing::error!(run = %run, "log writer panicked");
+    match writer.await {
+        Ok(unstored) => ended.unstored = unstored,
+        Err(_) => tracing::error!(run = %run, "log writer panicked"),
     }
     Ok(ended)
 }
@@ -184,6 +216,7 @@ async fn wait_or_stop(
     job: &JobSpec,
     mut stop_requests: mpsc::Receiver<StopReason>,
     lines: &mpsc::Sender<Lines>,
+    store_refused: &CancellationToken,
 ) -> Ended {
     let group = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
     let timeout_at = job.timeout.map(|timeout| Instant::now() + timeout);
@@ -210,6 +243,11 @@ async fn wait_or_stop(
                 signal_group(group, Signal::SIGTERM);
                 (stop, kill_at) = (Some(StopReason::TimedOut), Some(Instant::now() + job.grace));
             }
+            // Its output can no longer be stored: stop it as on a timeout (the log says why).
+            () = store_refused.cancelled(), if kill_at.is_none() => {
+                signal_group(group, Signal::SIGTERM);
+                kill_at = Some(Instant::now() + job.grace);
+            }
             () = sleep_until_some(kill_at), if !killed => {
                 let _ = lines.send(Lines::system(format!("still running {} after SIGTERM: sending SIGKILL", humanize(job.grace)))).await;
                 signal_group(group, Signal::SIGKILL);
@@ -221,13 +259,18 @@ async fn wait_or_stop(
     signal_group(group, Signal::SIGKILL);
     match status {
         Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => Ended { exit: ExitKind::Code(code), stop, error: None },
-            (None, Some(signal)) => Ended { exit: ExitKind::Signal(signal), stop, error: None },
-            (None, None) => Ended { exit: ExitKind::Code(-1), stop, error: Some("unknown exit status".into()) },
+            (Some(code), _) => Ended { exit: ExitKind::Code(code), stop, error: None, unstored: None },
+            (None, Some(signal)) => Ended { exit: ExitKind::Signal(signal), stop, error: None, unstored: None },
+            (None, None) => {
+                Ended { exit: ExitKind::Code(-1), stop, error: Some("unknown exit status".into()), unstored: None }
+            }
         },
-        Err(error) => {
-            Ended { exit: ExitKind::SpawnFailed, stop, error: Some(format!("cannot wait for the process: {error}")) }
-        }
+        Err(error) => Ended {
+            exit: ExitKind::SpawnFailed,
+            stop,
+            error: Some(format!("cannot wait for the process: {error}")),
+            unstored: None,
+        },
     }
 }
 
