@@ -149,18 +149,18 @@ async fn open_store(database: &Path) -> anyhow::Result<Store> {
     let file = database.display();
     let dir = database.parent().unwrap_or(Path::new(".")).display();
     Err(match error {
-        StoreError::Damaged(_) => anyhow::anyhow!(
-            "the database {file} is damaged: {error}. Stop every oneoff that uses it, then restore it from a \
-             backup, or move it aside (with its -wal and -shm files) to start with an empty database; \
-             `sqlite3 {file} .recover` may save what it holds"
+        StoreError::Damaged(detail) => anyhow::anyhow!(
+            "the database {file} is damaged ({detail}). Stop every oneoff that uses it, then restore it \
+             from a backup, or move it aside (with its -wal and -shm files) to start with an empty \
+             database; `sqlite3 {file} .recover` may save what it holds"
         ),
-        StoreError::ReadOnly(_) => anyhow::anyhow!(
-            "the database {file} cannot be written: {error}. oneoff writes to its data directory {dir}: \
+        StoreError::ReadOnly(detail) => anyhow::anyhow!(
+            "the database {file} is read-only ({detail}). oneoff writes to its data directory {dir}: \
              mount it read-write, and make it and the files in it writable by the user oneoff runs as"
         ),
-        StoreError::Full(_) => {
-            anyhow::anyhow!("cannot open the database {file}: {error}. Free space in {dir}, then start oneoff again")
-        }
+        StoreError::Full(detail) => anyhow::anyhow!(
+            "cannot open the database {file}: storage full ({detail}). Free space in {dir}, then start oneoff again"
+        ),
         error => anyhow::Error::new(error).context(format!("cannot open the database {file}")),
     })
 }

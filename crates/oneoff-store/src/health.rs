@@ -37,7 +37,7 @@ impl WriteHealth {
                 }
             }
             Err(error) => {
-                if let Some(error) = error.storage_fault_copy() {
+                if let Some(error) = error.storage_fault() {
                     let mut fault = self.lock();
                     if fault.is_none() {
                         tracing::error!(%error, "the database cannot be written");
@@ -52,7 +52,7 @@ impl WriteHealth {
     pub(crate) fn fault(&self) -> Option<(StoreError, Duration)> {
         let fault = self.lock();
         let fault = fault.as_ref()?;
-        Some((fault.error.storage_fault_copy()?, fault.seen_at.elapsed()))
+        Some((fault.error.storage_fault()?, fault.seen_at.elapsed()))
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Fault>> {

@@ -56,8 +56,8 @@ impl StoreError {
         matches!(self, StoreError::Full(_) | StoreError::ReadOnly(_) | StoreError::Damaged(_) | StoreError::Io(_))
     }
 
-    /// The same fault again, for a second reader (a storage fault holds only text).
-    fn storage_fault_copy(&self) -> Option<StoreError> {
+    /// A copy of this error if it is a storage fault (which holds only text), for a second reader.
+    pub fn storage_fault(&self) -> Option<StoreError> {
         Some(match self {
             StoreError::Full(detail) => StoreError::Full(detail.clone()),
             StoreError::ReadOnly(detail) => StoreError::ReadOnly(detail.clone()),
@@ -72,26 +72,32 @@ impl From<sqlx::Error> for StoreError {
     /// Faults of the disk or the file get their own variants (SQLite's primary result codes),
     /// so callers can say "storage full" or "read-only" instead of "database error".
     fn from(error: sqlx::Error) -> StoreError {
-        const SQLITE_READONLY: i64 = 8;
-        const SQLITE_IOERR: i64 = 10;
-        const SQLITE_CORRUPT: i64 = 11;
-        const SQLITE_FULL: i64 = 13;
-        const SQLITE_NOTADB: i64 = 26;
-        let code = match &error {
-            sqlx::Error::Database(database) => database.code().and_then(|code| code.parse::<i64>().ok()),
-            _ => None,
-        };
         let detail = || match &error {
             sqlx::Error::Database(database) => database.message().to_string(),
             other => other.to_string(),
         };
-        match code.map(|code| code & 0xff) {
+        match sqlite_code(&error) {
             Some(SQLITE_FULL) => StoreError::Full(detail()),
             Some(SQLITE_READONLY) => StoreError::ReadOnly(detail()),
             Some(SQLITE_CORRUPT | SQLITE_NOTADB) => StoreError::Damaged(detail()),
             Some(SQLITE_IOERR) => StoreError::Io(detail()),
             _ => StoreError::Database(error),
         }
+    }
+}
+
+const SQLITE_READONLY: i64 = 8;
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
+const SQLITE_CANTOPEN: i64 = 14;
+const SQLITE_NOTADB: i64 = 26;
+
+/// SQLite's primary result code in an error, if it is one of SQLite's.
+fn sqlite_code(error: &sqlx::Error) -> Option<i64> {
+    match error {
+        sqlx::Error::Database(database) => database.code()?.parse::<i64>().ok().map(|code| code & 0xff),
+        _ => None,
     }
 }
 

@@ -16,7 +16,7 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::codec::{decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params};
 use crate::health::{WriteHealth, PROBE_PERIOD};
-use crate::{Finish, NewRun, RunFilter, StoreError};
+use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_CANTOPEN};
 use futures_util::{TryFutureExt, TryStreamExt};
 
 /// A handle to the store; cheap to clone, safe to share between tasks.
@@ -33,7 +33,12 @@ impl Store {
     /// Opens (creating if needed) the database file, checks it (damaged pages, a file that
     /// cannot be written) and brings its schema up to date.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(connect_options(path)).await
+        match Store::open_with(connect_options(path)).await {
+            Err(StoreError::Database(error)) if sqlite_code(&error) == Some(SQLITE_CANTOPEN) => {
+                Err(unwritable(path).unwrap_or(StoreError::Database(error)))
+            }
+            opened => opened,
+        }
     }
 
     pub(crate) async fn open_with(options: SqliteConnectOptions) -> Result<Store, StoreError> {
@@ -89,7 +94,10 @@ impl Store {
         let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)").fetch_all(&self.pool).await?;
         match problems.as_slice() {
             [ok] if ok == "ok" => Ok(()),
-            _ => Err(StoreError::Damaged(format!("quick_check found: {}", problems.join("; ")))),
+            _ => {
+                let found = problems.join("\n").lines().map(str::trim).collect::<Vec<_>>().join("; ");
+                Err(StoreError::Damaged(format!("SQLite's quick_check found: {found}")))
+            }
         }
     }
 
@@ -344,6 +352,31 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
         .foreign_keys(true)
         // After a WAL reset, the file shrinks back to this; without it, it keeps its peak size.
         .pragma("journal_size_limit", "67108864")
+}
+
+/// Why SQLite cannot open the database for writing, when the file or its directory refuses
+/// writes: SQLite only says "unable to open database file". The directory is tried with a
+/// file of our own (created and removed at once), as it must take the `-wal` and `-shm` files.
+fn unwritable(path: &Path) -> Option<StoreError> {
+    let refused = |error: &std::io::Error| {
+        matches!(error.kind(), std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied)
+    };
+    if path.exists() {
+        if let Err(error) = std::fs::OpenOptions::new().write(true).open(path) {
+            return refused(&error).then(|| StoreError::ReadOnly(format!("cannot write {}: {error}", path.display())));
+        }
+    }
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = dir.join(".oneoff-write-check");
+    match std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(error) => {
+            refused(&error).then(|| StoreError::ReadOnly(format!("cannot create files in {}: {error}", dir.display())))
+        }
+    }
 }
 
 /// A connection goes back to the pool only with no transaction left open on it.

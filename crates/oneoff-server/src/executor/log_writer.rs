@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -65,14 +65,43 @@ struct Append {
 pub struct LogWriter {
     appends: mpsc::Sender<Append>,
     store_wait: Duration,
+    refusal: Refusal,
+}
+
+/// The storage fault (a full disk) for which the writer is holding runs' lines back, if any.
+///
+/// A small write can still fit where a group of lines does not, so this, not the outcome of
+/// the last write, says whether the store is taking runs' output.
+#[derive(Clone, Default)]
+pub struct Refusal(Arc<Mutex<Option<StoreError>>>);
+
+impl Refusal {
+    pub fn current(&self) -> Option<StoreError> {
+        self.lock().as_ref().and_then(StoreError::storage_fault)
+    }
+
+    fn set(&self, fault: Option<StoreError>) {
+        *self.lock() = fault;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<StoreError>> {
+        // Replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl LogWriter {
     /// Starts the writer task. An append the store refuses is retried for up to `store_wait`.
     pub fn spawn(store: Store, hub: LogHub, store_wait: Duration) -> LogWriter {
         let (appends, receiver) = mpsc::channel(QUEUED_APPENDS);
-        tokio::spawn(write_groups(store, hub, receiver));
-        LogWriter { appends, store_wait }
+        let refusal = Refusal::default();
+        tokio::spawn(write_groups(store, hub, receiver, refusal.clone()));
+        LogWriter { appends, store_wait, refusal }
+    }
+
+    /// Whether runs' lines are being held back by a fault of the store, and which.
+    pub fn refusal(&self) -> Refusal {
+        self.refusal.clone()
     }
 
     /// How long an append may wait for a store that refuses it.
@@ -150,7 +179,7 @@ impl Unstored {
     }
 }
 
-async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Append>) {
+async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Append>, refusal: Refusal) {
     let mut group: Vec<Append> = Vec::new();
     let mut delay = FIRST_RETRY_DELAY;
     // Since when the store refuses groups, and when that was last logged.
@@ -182,6 +211,7 @@ async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Ap
                 }
                 let reason = error.to_string();
                 give_up_overdue(&mut group, &reason);
+                refusal.set(if group.is_empty() { None } else { error.storage_fault() });
                 if let Some(earliest) = group.iter().map(|append| append.give_up_at).min() {
                     tokio::time::sleep_until(earliest.min(Instant::now() + delay)).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
@@ -195,6 +225,7 @@ async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Ap
             }
         };
         logged_at = None;
+        refusal.set(None);
         if let Some(since) = failing_since.take() {
             let waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
             tracing::info!(waited_ms, "log lines are stored again");

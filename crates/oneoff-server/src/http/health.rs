@@ -20,7 +20,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" })));
     }
-    match state.store.check_writable().await {
+    let writable = match state.executor.store_refusal() {
+        Some(fault) => Err(fault),
+        None => state.store.check_writable().await,
+    };
+    match writable {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "live_runs": state.hub.live_runs() }))),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");

@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod doctor;
 mod executor;
+mod hostile_disk;
 mod jwt;
 mod logs;
 mod proxy;

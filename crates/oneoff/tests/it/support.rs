@@ -302,3 +302,30 @@ impl SseLog {
             .collect()
     }
 }
+
+impl TestServer {
+    /// The same helpers for a server running in another process (the `oneoff` binary), with
+    /// `dir` as its directory; [`TestServer::stop`] and `restart` do nothing for it.
+    pub fn remote(url: String, dir: tempfile::TempDir) -> TestServer {
+        TestServer { server: None, url, dir, http: reqwest::Client::new() }
+    }
+}
+
+/// Polls `check` every 50 ms until it gives `Ok`, for at most `within`; then panics, naming
+/// `what` and the last `Err` it gave (what it saw instead).
+pub async fn eventually<T, Check, Checked>(what: &str, within: Duration, mut check: Check) -> T
+where
+    Check: FnMut() -> Checked,
+    Checked: std::future::Future<Output = Result<T, String>>,
+{
+    let give_up_at = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if std::time::Instant::now() >= give_up_at => {
+                panic!("waited {within:?} for {what}; last saw: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
