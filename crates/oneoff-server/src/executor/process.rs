@@ -51,21 +51,19 @@ struct Ended {
     exit: ExitKind,
     stop: Option<StopReason>,
     error: Option<String>,
-    /// Output that could not be stored, and whether the log says so: the run then fails.
-    unstored: Option<Unstored>,
 }
 
 pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopReason>) {
     let run = context.run;
     let finish = match run_to_end(&context, stop_requests).await {
-        Ok(ended) => {
+        Ok((ended, unstored)) => {
             let (exit_code, signal) = match ended.exit {
                 ExitKind::Code(code) => (Some(code), None),
                 ExitKind::Signal(signal) => (None, Some(signal)),
                 ExitKind::SpawnFailed => (None, None),
             };
             // Never `succeeded` with lines missing; the error field says what the log could not.
-            let (status, error) = match ended.unstored {
+            let (status, error) = match unstored {
                 None => (final_status(ended.exit, ended.stop), ended.error),
                 Some(unstored) => {
                     let lost = unstored.error();
@@ -112,7 +110,7 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
 async fn run_to_end(
     context: &Supervision,
     stop_requests: mpsc::Receiver<StopReason>,
-) -> Result<Ended, oneoff_store::StoreError> {
+) -> Result<(Ended, Option<Unstored>), oneoff_store::StoreError> {
     let run = context.run;
     context.store.mark_running(run, now_us()).await?;
     let first_seq = context.store.last_seq(run).await?;
@@ -126,12 +124,12 @@ async fn run_to_end(
         incoming,
         store_refused.clone(),
     ));
-    let mut ended = match spawn(&context.launch) {
+    let ended = match spawn(&context.launch) {
         Err(error) => {
             let program = context.launch.argv.first().map_or("", String::as_str);
             let message = format!("cannot start `{program}`: {error}");
             let _ = lines.send(Lines::system(message.clone())).await;
-            Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message), unstored: None }
+            Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) }
         }
         Ok(mut child) => {
             tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
@@ -152,11 +150,12 @@ async fn run_to_end(
         }
     };
     drop(lines);
-    match writer.await {
-        Ok(unstored) => ended.unstored = unstored,
-        Err(_) => tracing::error!(run = %run, "log writer panicked"),
-    }
-    Ok(ended)
+    // Output that could not be stored (the log says so, if it could): the run then fails.
+    let unstored = writer.await.unwrap_or_else(|_| {
+        tracing::error!(run = %run, "log writer panicked");
+        None
+    });
+    Ok((ended, unstored))
 }
 
 fn spawn(launch: &Launch) -> std::io::Result<Child> {
@@ -259,18 +258,13 @@ async fn wait_or_stop(
     signal_group(group, Signal::SIGKILL);
     match status {
         Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => Ended { exit: ExitKind::Code(code), stop, error: None, unstored: None },
-            (None, Some(signal)) => Ended { exit: ExitKind::Signal(signal), stop, error: None, unstored: None },
-            (None, None) => {
-                Ended { exit: ExitKind::Code(-1), stop, error: Some("unknown exit status".into()), unstored: None }
-            }
+            (Some(code), _) => Ended { exit: ExitKind::Code(code), stop, error: None },
+            (None, Some(signal)) => Ended { exit: ExitKind::Signal(signal), stop, error: None },
+            (None, None) => Ended { exit: ExitKind::Code(-1), stop, error: Some("unknown exit status".into()) },
         },
-        Err(error) => Ended {
-            exit: ExitKind::SpawnFailed,
-            stop,
-            error: Some(format!("cannot wait for the process: {error}")),
-            unstored: None,
-        },
+        Err(error) => {
+            Ended { exit: ExitKind::SpawnFailed, stop, error: Some(format!("cannot wait for the process: {error}")) }
+        }
     }
 }
 

@@ -134,3 +134,31 @@ pub fn code_for(status: StatusCode) -> &'static str {
         _ => "error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_faults_are_503s_in_our_words_and_other_store_errors_stay_internal() {
+        let faults: [(fn(String) -> StoreError, &str, &str); 4] = [
+            (StoreError::Full, "storage_full", "storage full"),
+            (StoreError::ReadOnly, "storage_read_only", "the server's database is read-only"),
+            (StoreError::Damaged, "storage_damaged", "the server's database file is damaged"),
+            (StoreError::Io, "storage_io_error", "the server cannot read or write"),
+        ];
+        for (fault, expected_code, opening) in faults {
+            let sqlite_words = "SQLite's own words";
+            match ApiError::from(fault(sqlite_words.into())) {
+                ApiError::Client { status, code, message } => {
+                    assert_eq!((status, code), (StatusCode::SERVICE_UNAVAILABLE, expected_code));
+                    assert!(message.starts_with(opening), "{message}");
+                    assert!(!message.contains(sqlite_words), "they stay in the server log: {message}");
+                }
+                other => panic!("{expected_code}: {other:?}"),
+            }
+        }
+        let bug = StoreError::Sequence { run: oneoff_core::RunId(1), expected: 2, found: 5 };
+        assert!(matches!(ApiError::from(bug), ApiError::Internal(_)));
+    }
+}
