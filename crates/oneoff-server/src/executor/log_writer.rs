@@ -9,6 +9,11 @@
 //! load the transactions grow instead of the queue, and a quiet server commits a lone batch
 //! at once. Each run has at most one append in flight, so the channel never holds more
 //! appends than there are live runs.
+//!
+//! When the store refuses a group (a full disk), the group is kept, with its sequence numbers,
+//! and tried again with back-off, taking in the appends that arrive meanwhile; each run waits
+//! for its answer, so its pipes fill and its job blocks on its writes. An append is given up
+//! only after its run's `store_wait`; [`Refusal`] tells readiness and new runs meanwhile.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -123,7 +128,7 @@ impl LogWriter {
         }
         let gone = || AppendError::Unstored { reason: "the log writer stopped".into() };
         let (stored, answer) = oneshot::channel();
-        let append = Append { run, entries: Arc::from(entries), give_up_at: Instant::now() + wait, stored };
+        let append = Append { run, entries: Arc::from(entries), give_up_at: deadline(wait), stored };
         if self.appends.send(append).await.is_err() {
             tracing::error!(run = %run, "log lines dropped: the log writer is gone");
             return Err(gone());
@@ -244,7 +249,7 @@ where
     Write: FnMut() -> Written,
     Written: Future<Output = Result<T, StoreError>>,
 {
-    let give_up_at = Instant::now() + wait;
+    let give_up_at = deadline(wait);
     let mut delay = FIRST_RETRY_DELAY;
     loop {
         match write().await {
@@ -255,6 +260,12 @@ where
             outcome => return outcome,
         }
     }
+}
+
+/// `wait` from now; a wait too long to represent (`store_wait = "1000000y"`) is a year.
+fn deadline(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait).unwrap_or(now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Answers the appends whose wait is over: their lines are not stored.

@@ -79,7 +79,12 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
                 finished_at_us: now_us(),
                 exit_code: None,
                 signal: None,
-                error: Some(format!("internal error: {error}")),
+                // A full or read-only disk is no bug: say which.
+                error: Some(if error.is_storage_fault() {
+                    error.to_string()
+                } else {
+                    format!("internal error: {error}")
+                }),
             }
         }
     };
