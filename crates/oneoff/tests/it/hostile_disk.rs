@@ -221,11 +221,16 @@ fn assert_lines_are_the_jobs_own(entries: &[Value]) -> u64 {
     stdout
 }
 
-/// The count at the start of "N lines of output from here on could not be stored…".
-fn unstored_count(text: &str) -> u64 {
+/// Checks "N lines of output from here on could not be stored, so the run was stopped: storage
+/// full…": N lines after the `stored` ones, at most what the job would have printed.
+fn assert_counts_the_unstored_lines(text: &str, stored: u64) {
     let (count, rest) = text.split_once(' ').unwrap_or_default();
-    assert!(rest.starts_with("lines of output from here on could not be stored"), "{text}");
-    count.parse().unwrap_or_else(|_| panic!("no count in {text:?}"))
+    assert!(
+        rest.starts_with("lines of output from here on could not be stored, so the run was stopped: storage full"),
+        "{text}"
+    );
+    let unstored: u64 = count.parse().unwrap_or_else(|_| panic!("no count in {text:?}"));
+    assert!(unstored > 0 && stored + unstored <= LINES, "{stored} stored, {unstored} not");
 }
 
 #[tokio::test]
@@ -290,9 +295,7 @@ async fn a_disk_that_stays_full_fails_the_run_with_a_system_line_counting_the_li
     let [.., last] = entries.as_slice() else { panic!("an empty log") };
     assert_eq!((last["seq"].as_u64(), &last["stream"]), (Some(stored + 1), &json!("system")), "{last}");
     let note = last["text"].as_str().unwrap_or_default();
-    assert!(note.contains("so the run was stopped: storage full"), "{note}");
-    let unstored = unstored_count(note);
-    assert!(unstored > 0 && stored + unstored <= LINES, "{stored} stored, {unstored} not");
+    assert_counts_the_unstored_lines(note, stored);
     assert_eq!(finished["error"].as_str(), Some(note), "the error field says the same");
     disk.readiness(StatusCode::OK).await;
     disk.stop().await;
@@ -314,14 +317,12 @@ async fn when_even_the_system_line_cannot_be_stored_the_run_error_says_how_many_
     disk.grow("64m").await;
     let finished = disk.api.wait_final(run).await;
     assert_eq!(finished["status"], "failed", "{finished}");
-    let error = finished["error"].as_str().unwrap_or_default();
-    assert!(error.contains("so the run was stopped: storage full"), "{error}");
-    assert!(error.ends_with("(the log could not say so either)"), "{error}");
     let entries = disk.api.entries(run).await;
     let stored = assert_lines_are_the_jobs_own(&entries);
     assert_eq!(entries.len() as u64, stored, "no system line: {:?}", entries.last());
-    let unstored = unstored_count(error);
-    assert!(unstored > 0 && stored + unstored <= LINES, "{stored} stored, {unstored} not");
+    let error = finished["error"].as_str().unwrap_or_default();
+    assert_counts_the_unstored_lines(error, stored);
+    assert!(error.ends_with("(the log could not say so either)"), "{error}");
     disk.readiness(StatusCode::OK).await;
     disk.stop().await;
 }
