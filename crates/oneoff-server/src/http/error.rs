@@ -141,7 +141,8 @@ mod tests {
 
     #[test]
     fn storage_faults_are_503s_in_our_words_and_other_store_errors_stay_internal() {
-        let faults: [(fn(String) -> StoreError, &str, &str); 4] = [
+        type Fault = fn(String) -> StoreError;
+        let faults: [(Fault, &str, &str); 4] = [
             (StoreError::Full, "storage_full", "storage full"),
             (StoreError::ReadOnly, "storage_read_only", "the server's database is read-only"),
             (StoreError::Damaged, "storage_damaged", "the server's database file is damaged"),
