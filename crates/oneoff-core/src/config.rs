@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub max_line_bytes: usize,
     /// An unfinished line (a progress bar) is stored after this much quiet.
     pub partial_line_flush: Duration,
+    /// How long a run's lines may wait for a store that refuses them (a full disk): the job
+    /// blocks on its writes meanwhile; after this, the run is stopped and fails.
+    pub store_wait: Duration,
     /// Upper bound of `wait` on the long-poll log endpoint.
     pub long_poll_max: Duration,
     /// Browser origins allowed to open WebSocket and SSE streams (`scheme://host[:port]`).
@@ -188,6 +191,7 @@ struct RawServer {
     max_body_bytes: Option<Spanned<usize>>,
     max_line_bytes: Option<Spanned<usize>>,
     partial_line_flush: Option<Spanned<String>>,
+    store_wait: Option<Spanned<String>>,
     long_poll_max: Option<Spanned<String>>,
     #[serde(default)]
     public_origins: Vec<Spanned<String>>,
@@ -436,6 +440,7 @@ fn validate_server(
     let retention = duration(&raw.retention, None, problems);
     let partial_line_flush = duration(&raw.partial_line_flush, Some(Duration::from_millis(200)), problems);
     let long_poll_max = duration(&raw.long_poll_max, Some(Duration::from_secs(30)), problems);
+    let store_wait = duration(&raw.store_wait, Some(Duration::from_secs(60)), problems);
     let positive = |value: Option<Spanned<usize>>, default: usize, what: &str, problems: &mut Problems| match value {
         Some(value) if *value.get_ref() < 1024 => {
             problems.at(value.span(), format!("{what} must be at least 1024"));
@@ -486,6 +491,7 @@ fn validate_server(
         max_body_bytes,
         max_line_bytes,
         partial_line_flush: partial_line_flush?,
+        store_wait: store_wait?,
         long_poll_max: long_poll_max?,
         public_origins,
         cgroup,

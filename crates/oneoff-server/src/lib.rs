@@ -27,7 +27,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use oneoff_core::{Config, Overrides};
-use oneoff_store::Store;
+use oneoff_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -81,10 +81,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let database = data_dir.join(DATABASE_FILE);
-    let store = Store::open_sqlite(&database)
-        .await
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let store = open_store(&data_dir.join(DATABASE_FILE)).await?;
     let audit = audit_trail::AuditTrail::open(&config.audit, store.clone()).await?;
     let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
     let isolation = executor::Isolation::from_setting(&config.server.cgroup).map_err(anyhow::Error::msg)?;
@@ -149,6 +146,31 @@ async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) 
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the database, or says what is wrong with it and what to do about it.
+async fn open_store(database: &Path) -> anyhow::Result<Store> {
+    let error = match Store::open_sqlite(database).await {
+        Ok(store) => return Ok(store),
+        Err(error) => error,
+    };
+    let file = database.display();
+    let dir = database.parent().unwrap_or(Path::new(".")).display();
+    Err(match error {
+        StoreError::Damaged(detail) => anyhow::anyhow!(
+            "the database {file} is damaged ({detail}). Stop every oneoff that uses it, then restore it \
+             from a backup, or move it aside (with its -wal and -shm files) to start with an empty \
+             database; `sqlite3 {file} .recover` may save what it holds"
+        ),
+        StoreError::ReadOnly(detail) => anyhow::anyhow!(
+            "the database {file} is read-only ({detail}). oneoff writes to its data directory {dir}: \
+             mount it read-write, and make it and the files in it writable by the user oneoff runs as"
+        ),
+        StoreError::Full(detail) => anyhow::anyhow!(
+            "cannot open the database {file}: storage full ({detail}). Free space in {dir}, then start oneoff again"
+        ),
+        error => anyhow::Error::new(error).context(format!("cannot open the database {file}")),
+    })
 }
 
 /// Reads and validates a config file; `overrides` come from flags and environment variables.
@@ -235,9 +257,7 @@ pub async fn create_token_offline(
     let audit_key = audit_trail::load_key(&config.audit)?;
     let database = config.server.data_dir.join(DATABASE_FILE);
     std::fs::create_dir_all(&config.server.data_dir)?;
-    let store = Store::open_sqlite(&database)
-        .await
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let store = open_store(&database).await?;
     let now = clock::now_us();
     let expires_at_us = match expires_in {
         None => None,

@@ -1,5 +1,6 @@
 //! Tokens and the audit trail in SQLite.
 
+use futures_util::TryFutureExt;
 use oneoff_core::audit::anchor::check_signed_head;
 use oneoff_core::audit::{
     chain_hash, AuditAction, AuditEntry, AuditKey, AuditRecord, ChainHead, RecordFormat, SignedHead, GENESIS,
@@ -79,24 +80,30 @@ impl Store {
     /// child and revokes it too).
     pub async fn insert_token(&self, new: &NewToken) -> Result<Option<TokenRecord>, StoreError> {
         let groups = serde_json::Value::from(new.groups.clone()).to_string();
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us, parent_id) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
-             WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE id = ?8 AND revoked_at_us IS NULL \
-                                         AND (expires_at_us IS NULL OR expires_at_us > ?6)) \
-             RETURNING id",
-        )
-        .bind(&new.name)
-        .bind(&new.user)
-        .bind(groups)
-        .bind(&new.hash)
-        .bind(&new.created_by)
-        .bind(new.created_at_us)
-        .bind(new.expires_at_us)
-        .bind(new.parent_id)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(id) = id else { return Ok(None) };
+        // `fetch_all`, not `fetch_optional`: stepping stops at the first row otherwise, so the
+        // error of the implicit COMMIT (a full disk) is never seen and a rolled-back id is used.
+        let ids: Vec<i64> = self
+            .write(
+                sqlx::query_scalar(
+                    "INSERT INTO tokens (name, user, groups, hash, created_by, created_at_us, expires_at_us, parent_id) \
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+                     WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE id = ?8 AND revoked_at_us IS NULL \
+                                                 AND (expires_at_us IS NULL OR expires_at_us > ?6)) \
+                     RETURNING id",
+                )
+                .bind(&new.name)
+                .bind(&new.user)
+                .bind(groups)
+                .bind(&new.hash)
+                .bind(&new.created_by)
+                .bind(new.created_at_us)
+                .bind(new.expires_at_us)
+                .bind(new.parent_id)
+                .fetch_all(self.pool())
+                .err_into(),
+            )
+            .await?;
+        let Some(&id) = ids.first() else { return Ok(None) };
         let token = self.token(id).await?.ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished")))?;
         Ok(Some(token))
     }
@@ -109,18 +116,31 @@ impl Store {
         row.map(|row| token_from_row(&row)).transpose()
     }
 
-    /// The token with this hash, and marks it used now.
+    /// The token with this hash, and marks it used now. On a disk that cannot be written (full,
+    /// read-only) the token still works and its last use is not updated: reading logs must
+    /// not need space.
     pub async fn use_token(&self, hash: &str, now_us: i64) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?"))
             .bind(hash)
             .fetch_optional(self.pool())
             .await?;
         let Some(token) = row.map(|row| token_from_row(&row)).transpose()? else { return Ok(None) };
-        sqlx::query("UPDATE tokens SET last_used_us = ? WHERE id = ?")
-            .bind(now_us)
-            .bind(token.id)
-            .execute(self.pool())
-            .await?;
+        let marked = self
+            .write(
+                sqlx::query("UPDATE tokens SET last_used_us = ? WHERE id = ?")
+                    .bind(now_us)
+                    .bind(token.id)
+                    .execute(self.pool())
+                    .err_into::<StoreError>(),
+            )
+            .await;
+        match marked {
+            Ok(_) => {}
+            Err(error) if error.is_storage_fault() => {
+                tracing::warn!(token = token.id, %error, "cannot record the token's last use");
+            }
+            Err(error) => return Err(error),
+        }
         Ok(Some(token))
     }
 
@@ -144,17 +164,22 @@ impl Store {
     /// Returns the ids revoked, the token's first; empty when it does not exist or was
     /// already revoked (its descendants were revoked with it then).
     pub async fn revoke_token(&self, id: i64, now_us: i64) -> Result<Vec<i64>, StoreError> {
-        let mut revoked: Vec<i64> = sqlx::query_scalar(
-            "WITH RECURSIVE family(id) AS ( \
-                 SELECT id FROM tokens WHERE id = ?1 AND revoked_at_us IS NULL \
-                 UNION SELECT tokens.id FROM tokens JOIN family ON tokens.parent_id = family.id) \
-             UPDATE tokens SET revoked_at_us = ?2 \
-             WHERE id IN (SELECT id FROM family) AND revoked_at_us IS NULL RETURNING id",
-        )
-        .bind(id)
-        .bind(now_us)
-        .fetch_all(self.pool())
-        .await?;
+        // `fetch_all` steps the statement to its end, so a failed COMMIT is an error here.
+        let mut revoked: Vec<i64> = self
+            .write(
+                sqlx::query_scalar(
+                    "WITH RECURSIVE family(id) AS ( \
+                         SELECT id FROM tokens WHERE id = ?1 AND revoked_at_us IS NULL \
+                         UNION SELECT tokens.id FROM tokens JOIN family ON tokens.parent_id = family.id) \
+                     UPDATE tokens SET revoked_at_us = ?2 \
+                     WHERE id IN (SELECT id FROM family) AND revoked_at_us IS NULL RETURNING id",
+                )
+                .bind(id)
+                .bind(now_us)
+                .fetch_all(self.pool())
+                .err_into(),
+            )
+            .await?;
         revoked.sort_by_key(|revoked| (*revoked != id, *revoked));
         Ok(revoked)
     }
@@ -164,6 +189,10 @@ impl Store {
     /// a head that signs the chain as found, or from none when the chain is empty or the
     /// record is the `audit.anchor` that adopts a chain written without a key.
     pub async fn append_audit(&self, entry: &AuditEntry, key: Option<&AuditKey>) -> Result<Appended, StoreError> {
+        self.write(self.chain_audit(entry, key)).await
+    }
+
+    async fn chain_audit(&self, entry: &AuditEntry, key: Option<&AuditKey>) -> Result<Appended, StoreError> {
         let entry = entry.clone().bounded();
         // BEGIN IMMEDIATE takes the write lock first, so two appends cannot fork the chain;
         // the transaction rolls back when dropped on an error.

@@ -1,52 +1,113 @@
 //! The SQLite backend: one database file in the data directory, WAL mode, runtime queries.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::codec::{
     chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
 };
-use crate::{Finish, NewRun, RunFilter, StoreError};
-use futures_util::TryStreamExt;
+use crate::health::{WriteHealth, PROBE_PERIOD};
+use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_CANTOPEN};
+use futures_util::{TryFutureExt, TryStreamExt};
 
 /// A handle to the store; cheap to clone, safe to share between tasks.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    health: WriteHealth,
 }
 
 const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
      finished_at_us, exit_code, signal, error";
 
 impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the database file, checks it (damaged pages, a file that
+    /// cannot be written) and brings its schema up to date.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // With WAL, NORMAL loses at most the last transactions on power loss, never corrupts.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // After a WAL reset, the file shrinks back to this; without it, it keeps its peak size.
-            .pragma("journal_size_limit", "67108864");
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        tokio::spawn(checkpoint_in_background(pool.clone()));
-        Ok(Store { pool })
+        match Store::open_with(connect_options(path)).await {
+            Err(StoreError::Database(error)) if sqlite_code(&error) == Some(SQLITE_CANTOPEN) => {
+                Err(unwritable(path).unwrap_or(StoreError::Database(error)))
+            }
+            opened => opened,
+        }
+    }
+
+    pub(crate) async fn open_with(options: SqliteConnectOptions) -> Result<Store, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .after_release(|connection, metadata| no_transaction_left(connection, metadata))
+            .connect_with(options)
+            .await?;
+        let store = Store { pool, health: WriteHealth::default() };
+        // Before the migrations, which would otherwise be the first to trip over a bad page.
+        store.quick_check().await?;
+        sqlx::migrate!("./migrations/sqlite").run(&store.pool).await?;
+        // A read-only file reads fine; the first run would be the first to find out.
+        store.probe_write().await?;
+        tokio::spawn(checkpoint_in_background(store.pool.clone()));
+        Ok(store)
     }
 
     /// Succeeds when the database answers a query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Succeeds when the database answers and accepts writes. After a write failed for a fault
+    /// of the disk or the file (full, read-only, damaged), this is that fault until a write
+    /// succeeds; at most every [`PROBE_PERIOD`] it tries a one-page write itself, so an idle
+    /// store is seen to recover once space is freed.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.ping().await?;
+        match self.health.fault() {
+            None => Ok(()),
+            Some((fault, age)) if age < PROBE_PERIOD => Err(fault),
+            Some(_) => self.probe_write().await,
+        }
+    }
+
+    /// Rewrites the schema's user version with its own value: a real one-page commit.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.write(async {
+            let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *transaction).await?;
+            sqlx::query(&format!("PRAGMA user_version = {version}")).execute(&mut *transaction).await?;
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// SQLite's `quick_check`: every page readable and well-formed (indexes are not compared
+    /// with their tables). It reads the whole file once.
+    async fn quick_check(&self) -> Result<(), StoreError> {
+        let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)").fetch_all(&self.pool).await?;
+        match problems.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            _ => {
+                let found = problems.join("\n").lines().map(str::trim).collect::<Vec<_>>().join("; ");
+                Err(StoreError::Damaged(format!("SQLite's quick_check found: {found}")))
+            }
+        }
+    }
+
+    /// Runs a write and keeps its outcome for [`Store::check_writable`].
+    pub(crate) async fn write<T>(&self, write: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let result = write.await;
+        self.health.record(&result);
+        result
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -59,18 +120,25 @@ impl Store {
 
     /// Records a new run in `queued` state and returns it with its id.
     pub async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&new.job)
-        .bind(RunStatus::Queued.as_str())
-        .bind(encode_params(&new.params))
-        .bind(encode_argv(&new.argv))
-        .bind(&new.requested_by)
-        .bind(new.created_at_us)
-        .fetch_one(&self.pool)
-        .await?;
+        // Not `RETURNING id` with `fetch_one`: that stops stepping at the row, so the error of
+        // the implicit COMMIT (a full disk) is never seen and an id that was rolled back is used.
+        let id = self
+            .write(
+                sqlx::query(
+                    "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&new.job)
+                .bind(RunStatus::Queued.as_str())
+                .bind(encode_params(&new.params))
+                .bind(encode_argv(&new.argv))
+                .bind(&new.requested_by)
+                .bind(new.created_at_us)
+                .execute(&self.pool)
+                .err_into(),
+            )
+            .await?
+            .last_insert_rowid();
         self.run(RunId(id)).await?.ok_or(StoreError::RunNotFound(RunId(id)))
     }
 
@@ -119,12 +187,16 @@ impl Store {
 
     /// Moves a queued run to running.
     pub async fn mark_running(&self, id: RunId, started_at_us: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE runs SET status = ?, started_at_us = ? WHERE id = ? AND status = ?")
-            .bind(RunStatus::Running.as_str())
-            .bind(started_at_us)
-            .bind(id.0)
-            .bind(RunStatus::Queued.as_str())
-            .execute(&self.pool)
+        let done = self
+            .write(
+                sqlx::query("UPDATE runs SET status = ?, started_at_us = ? WHERE id = ? AND status = ?")
+                    .bind(RunStatus::Running.as_str())
+                    .bind(started_at_us)
+                    .bind(id.0)
+                    .bind(RunStatus::Queued.as_str())
+                    .execute(&self.pool)
+                    .err_into(),
+            )
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::RunNotFound(id));
@@ -167,17 +239,20 @@ impl Store {
     /// Writes a run's final state. A run that is already final keeps its first outcome.
     pub async fn finish_run(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
         debug_assert!(finish.status.is_final(), "finish_run needs a final status");
-        sqlx::query(
-            "UPDATE runs SET status = ?, finished_at_us = ?, exit_code = ?, signal = ?, error = ? \
-             WHERE id = ? AND status IN ('queued', 'running')",
+        self.write(
+            sqlx::query(
+                "UPDATE runs SET status = ?, finished_at_us = ?, exit_code = ?, signal = ?, error = ? \
+                 WHERE id = ? AND status IN ('queued', 'running')",
+            )
+            .bind(finish.status.as_str())
+            .bind(finish.finished_at_us)
+            .bind(finish.exit_code)
+            .bind(finish.signal)
+            .bind(&finish.error)
+            .bind(id.0)
+            .execute(&self.pool)
+            .err_into(),
         )
-        .bind(finish.status.as_str())
-        .bind(finish.finished_at_us)
-        .bind(finish.exit_code)
-        .bind(finish.signal)
-        .bind(&finish.error)
-        .bind(id.0)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -196,6 +271,10 @@ impl Store {
         &self,
         appends: &[(RunId, &[LogEntry])],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.write(self.store_chunks(appends)).await
+    }
+
+    async fn store_chunks(&self, appends: &[(RunId, &[LogEntry])]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(appends.len());
         // IMMEDIATE takes the write lock before the reads: a deferred transaction that reads first
         // cannot wait for the lock in WAL mode and would fail with SQLITE_BUSY under load.
@@ -308,6 +387,10 @@ impl Store {
 
     /// Deletes runs that finished before `cutoff_us`, with their logs; returns how many runs.
     pub async fn delete_finished_before(&self, cutoff_us: i64) -> Result<u64, StoreError> {
+        self.write(self.delete_finished(cutoff_us)).await
+    }
+
+    async fn delete_finished(&self, cutoff_us: i64) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "DELETE FROM log_chunks WHERE run_id IN (SELECT id FROM runs WHERE finished_at_us IS NOT NULL AND finished_at_us < ?)",
@@ -323,6 +406,69 @@ impl Store {
         transaction.commit().await?;
         Ok(deleted)
     }
+}
+
+/// The connection settings of the database file at `path`.
+pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL loses at most the last transactions on power loss, never corrupts.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        // After a WAL reset, the file shrinks back to this; without it, it keeps its peak size.
+        .pragma("journal_size_limit", "67108864")
+}
+
+/// Why SQLite cannot open the database for writing, when the file or its directory refuses
+/// writes: SQLite only says "unable to open database file". The directory is tried with a
+/// file of our own (created and removed at once), as it must take the `-wal` and `-shm` files.
+fn unwritable(path: &Path) -> Option<StoreError> {
+    let refused = |error: &std::io::Error| {
+        matches!(error.kind(), std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied)
+    };
+    if path.exists() {
+        if let Err(error) = std::fs::OpenOptions::new().write(true).open(path) {
+            return refused(&error).then(|| StoreError::ReadOnly(format!("cannot write {}: {error}", path.display())));
+        }
+    }
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = dir.join(".oneoff-write-check");
+    match std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(error) => {
+            refused(&error).then(|| StoreError::ReadOnly(format!("cannot create files in {}: {error}", dir.display())))
+        }
+    }
+}
+
+/// A connection goes back to the pool only with no transaction left open on it.
+///
+/// When a statement or a COMMIT fails with SQLITE_FULL or SQLITE_IOERR, SQLite rolls the whole
+/// transaction back by itself. sqlx does not see that: the ROLLBACK it sends when the
+/// `Transaction` is dropped then fails ("no transaction is active"), so it still counts one
+/// transaction open on the connection, and every later `begin_with` there fails with
+/// "attempted to call begin_with at non-zero transaction depth" for as long as the pool keeps
+/// the connection, long after the disk has space again. Such a connection is closed here
+/// instead (the pool opens a fresh one when it needs it).
+fn no_transaction_left(
+    connection: &mut SqliteConnection,
+    _: PoolConnectionMetadata,
+) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        // The rollback queued by a dropped transaction is done once this ping is answered.
+        connection.ping().await?;
+        let left_open = connection.is_in_transaction();
+        if left_open {
+            tracing::debug!("closing a database connection left inside a failed transaction");
+        }
+        Ok(!left_open)
+    })
 }
 
 /// How often the write-ahead log is copied into the database file.

@@ -400,3 +400,47 @@ async fn a_running_run_keeps_where_its_processes_are_across_a_reopen() {
     assert_eq!(store.run_processes(run.id).await.unwrap(), processes);
     assert!(matches!(store.run_processes(RunId(99)).await, Err(StoreError::RunNotFound(RunId(99)))));
 }
+
+/// A store whose file may not grow past `pages` pages: SQLite then fails writes with
+/// SQLITE_FULL exactly as on a full disk (and rolls their transaction back by itself).
+async fn capped(pages: u32) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::connect_options(&dir.path().join("oneoff.db")).pragma("max_page_count", pages.to_string());
+    let store = Store::open_with(options).await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_every_write_as_full_and_leaves_no_connection_inside_a_transaction() {
+    let (_dir, store) = capped(64).await;
+    let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
+    let line = [b'x'; 3000];
+    let mut seq = 1;
+    let first_refusal = loop {
+        match store.append_log(run.id, &[entry(seq, &line)]).await {
+            Ok(()) => seq += 1,
+            Err(error) => break error,
+        }
+        assert!(seq < 1000, "the page cap never filled the file");
+    };
+    assert!(matches!(first_refusal, StoreError::Full(_)), "{first_refusal:?}");
+    assert!(first_refusal.to_string().starts_with("storage full"), "{first_refusal}");
+    // Each failed append leaves its connection in the pool; before the fix, a connection whose
+    // transaction SQLite had rolled back refused every later one with "attempted to call
+    // begin_with at non-zero transaction depth", long after space came back.
+    for _ in 0..40 {
+        match store.append_log(run.id, &[entry(seq, &line)]).await {
+            Err(StoreError::Full(_)) => {}
+            other => panic!("expected storage full, got {other:?}"),
+        }
+        match store.insert_run(&new_run("backfill", 20)).await {
+            Err(StoreError::Full(_)) | Ok(_) => {}
+            Err(other) => panic!("expected storage full, got {other:?}"),
+        }
+    }
+    assert!(matches!(store.check_writable().await, Err(StoreError::Full(_))));
+    // Reads go on, and find every line that was stored, gapless.
+    let stored = store.read_log(run.id, 0, 10_000, usize::MAX).await.unwrap();
+    assert_eq!(stored.len() as u64, seq - 1);
+    assert!(stored.iter().zip(1..).all(|(entry, seq)| entry.seq == seq));
+}

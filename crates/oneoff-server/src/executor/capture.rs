@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::log_writer::{AppendError, LogWriter};
+use super::log_writer::{AppendError, LogWriter, Unstored};
 use super::sleep_until_some;
 use crate::clock::now_us;
 
@@ -153,8 +153,21 @@ async fn send_lines(sink: &mpsc::Sender<Lines>, lines: Lines, deadline: &mut Pip
     sent
 }
 
-/// Numbers and stores lines until every sender is gone; returns the last sequence number.
-pub async fn write_log(run: RunId, writer: LogWriter, mut last_seq: u64, mut incoming: mpsc::Receiver<Lines>) -> u64 {
+/// Numbers and stores lines until every sender is gone.
+///
+/// Once a batch could not be stored (the store refused it for the whole store wait), no later
+/// line is stored either: that would leave a gap, or give the later lines the numbers of the
+/// lost ones. `store_refused` is cancelled then, so the job is stopped; the lines still
+/// arriving are counted, and the log ends with a system line that says how many were lost.
+/// Returns those lines, if any.
+pub async fn write_log(
+    run: RunId,
+    writer: LogWriter,
+    mut last_seq: u64,
+    mut incoming: mpsc::Receiver<Lines>,
+    store_refused: CancellationToken,
+) -> Option<Unstored> {
+    let mut unstored: Option<Unstored> = None;
     let mut batch: Vec<LogEntry> = Vec::new();
     while let Some(first) = incoming.recv().await {
         push_lines(&mut batch, &mut last_seq, first);
@@ -170,15 +183,25 @@ pub async fn write_log(run: RunId, writer: LogWriter, mut last_seq: u64, mut inc
             }
         }
         let entries = batch.len() as u64;
+        if let Some(unstored) = &mut unstored {
+            unstored.lines += entries;
+            batch.clear();
+            continue;
+        }
         match writer.append(run, std::mem::take(&mut batch)).await {
             Ok(()) => {}
-            // Keep the stored sequence gapless: the next lines reuse the lost numbers.
-            Err(AppendError::Lost) => last_seq -= entries,
+            Err(AppendError::Unstored { reason }) => {
+                unstored = Some(Unstored { first_seq: last_seq + 1 - entries, lines: entries, reason, noted: false });
+                store_refused.cancel();
+            }
             // The store holds another sequence than this task thinks: continue from the store's.
             Err(AppendError::Sequence { expected }) => last_seq = expected.saturating_sub(1),
         }
     }
-    last_seq
+    if let Some(unstored) = &mut unstored {
+        unstored.noted = writer.note_unstored(run, unstored).await;
+    }
+    unstored
 }
 
 fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines) {

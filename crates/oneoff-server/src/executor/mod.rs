@@ -28,7 +28,7 @@ use crate::clock::now_us;
 use crate::hub::LogHub;
 
 pub use isolation::Isolation;
-use log_writer::LogWriter;
+use log_writer::{LogWriter, Refusal};
 pub use recovery::recover;
 
 /// Why a run could not be started.
@@ -89,6 +89,7 @@ pub struct ExecutorHandle {
     config: Arc<Config>,
     store: Store,
     hub: LogHub,
+    refusal: Refusal,
 }
 
 impl ExecutorHandle {
@@ -102,11 +103,13 @@ impl ExecutorHandle {
             max_line_bytes: config.server.max_line_bytes,
             partial_line_flush: config.server.partial_line_flush,
         };
+        let writer = LogWriter::spawn(store.clone(), hub.clone(), config.server.store_wait);
+        let refusal = writer.refusal();
         let scheduler = Scheduler {
             limits,
             store: store.clone(),
             hub: hub.clone(),
-            writer: LogWriter::spawn(store.clone(), hub.clone()),
+            writer,
             isolation,
             commands: commands.downgrade(),
             queue: VecDeque::new(),
@@ -116,7 +119,13 @@ impl ExecutorHandle {
             drain: None,
         };
         tokio::spawn(scheduler.run(receiver));
-        ExecutorHandle { commands, config, store, hub }
+        ExecutorHandle { commands, config, store, hub, refusal }
+    }
+
+    /// The storage fault (a full disk) for which running runs' lines wait, if any: new runs
+    /// are refused meanwhile, as their lines would only wait too.
+    pub fn store_refusal(&self) -> Option<StoreError> {
+        self.refusal.current()
     }
 
     /// Validates parameters, records the run as queued and hands it to the scheduler.
@@ -128,6 +137,9 @@ impl ExecutorHandle {
     ) -> Result<RunRecord, StartError> {
         let job = self.config.catalog.get(job_name).ok_or_else(|| StartError::UnknownJob(job_name.to_string()))?;
         let resolved = params::resolve(&job.params, inputs).map_err(StartError::InvalidParams)?;
+        if let Some(fault) = self.store_refusal() {
+            return Err(StartError::Store(fault));
+        }
         let stored_params =
             resolved.iter().map(|(name, value)| (name.to_string(), StoredParam::from_value(value))).collect();
         // The argv does not depend on the run id, so it can be computed before the id exists.

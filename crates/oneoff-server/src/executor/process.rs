@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::capture::{self, Lines, PipeWatch, CHANNEL_CHUNKS};
 use super::isolation::{self, Isolation, RunCgroup};
-use super::log_writer::LogWriter;
+use super::log_writer::{with_store_retries, LogWriter, Unstored};
 use super::sleep_until_some;
 use crate::clock::now_us;
 use crate::hub::LogHub;
@@ -37,6 +37,9 @@ const PIPE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long the processes of a run's cgroup may take to die after SIGKILL before the cgroup
 /// is left behind (a process in uninterruptible sleep dies only when its IO ends).
 const CGROUP_EMPTY_WAIT: Duration = Duration::from_secs(5);
+
+/// How long each background attempt to record a run's end retries before it starts over.
+const FINISH_RETRY_PERIOD: Duration = Duration::from_secs(60);
 
 pub struct Supervision {
     pub run: RunId,
@@ -60,19 +63,21 @@ struct Ended {
 pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopReason>) {
     let run = context.run;
     let finish = match run_to_end(&context, stop_requests).await {
-        Ok(ended) => {
+        Ok((ended, unstored)) => {
             let (exit_code, signal) = match ended.exit {
                 ExitKind::Code(code) => (Some(code), None),
                 ExitKind::Signal(signal) => (None, Some(signal)),
                 ExitKind::SpawnFailed => (None, None),
             };
-            Finish {
-                status: final_status(ended.exit, ended.stop),
-                finished_at_us: now_us(),
-                exit_code,
-                signal,
-                error: ended.error,
-            }
+            // Never `succeeded` with lines missing; the error field says what the log could not.
+            let (status, error) = match unstored {
+                None => (final_status(ended.exit, ended.stop), ended.error),
+                Some(unstored) => {
+                    let lost = unstored.error();
+                    (RunStatus::Failed, Some(ended.error.map_or(lost.clone(), |error| format!("{error}; {lost}"))))
+                }
+            };
+            Finish { status, finished_at_us: now_us(), exit_code, signal, error }
         }
         Err(error) => {
             tracing::error!(run = %run, %error, "run could not be supervised");
@@ -81,13 +86,35 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
                 finished_at_us: now_us(),
                 exit_code: None,
                 signal: None,
-                error: Some(format!("internal error: {error}")),
+                // A full or read-only disk is no bug: say which.
+                error: Some(if error.is_storage_fault() {
+                    error.to_string()
+                } else {
+                    format!("internal error: {error}")
+                }),
             }
         }
     };
     tracing::info!(run = %run, job = %context.job.name, status = %finish.status, exit_code = ?finish.exit_code, signal = ?finish.signal, "run finished");
-    if let Err(error) = context.store.finish_run(run, &finish).await {
-        tracing::error!(run = %run, %error, "cannot record how the run ended");
+    // A store that refuses writes (a full disk) gets the same wait as the run's lines, then
+    // is tried again in the background until it takes the outcome or closes.
+    let store = context.store.clone();
+    match with_store_retries(context.writer.store_wait(), || store.finish_run(run, &finish)).await {
+        Ok(()) => {}
+        Err(error) if error.is_storage_fault() => {
+            tracing::error!(run = %run, %error, "cannot record how the run ended yet; trying again until the store can write");
+            tokio::spawn(async move {
+                while let Err(error) = with_store_retries(FINISH_RETRY_PERIOD, || store.finish_run(run, &finish)).await
+                {
+                    if !error.is_storage_fault() {
+                        tracing::error!(run = %run, %error, "cannot record how the run ended");
+                        return;
+                    }
+                }
+                tracing::info!(run = %run, "recorded how the run ended, once the store could write again");
+            });
+        }
+        Err(error) => tracing::error!(run = %run, %error, "cannot record how the run ended"),
     }
     context.hub.finish(run);
 }
@@ -95,12 +122,14 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
 async fn run_to_end(
     context: &Supervision,
     stop_requests: mpsc::Receiver<StopReason>,
-) -> Result<Ended, oneoff_store::StoreError> {
+) -> Result<(Ended, Option<Unstored>), oneoff_store::StoreError> {
     let run = context.run;
     context.store.mark_running(run, now_us()).await?;
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
-    let writer = tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, incoming));
+    let store_refused = CancellationToken::new();
+    let writer =
+        tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, incoming, store_refused.clone()));
     let ended = match context.isolation.create_cgroup(run) {
         Err(error) => {
             let message = format!("cannot create the run's cgroup: {error}");
@@ -108,7 +137,7 @@ async fn run_to_end(
             Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) }
         }
         Ok(cgroup) => {
-            let ended = start_and_supervise(context, cgroup.as_ref(), stop_requests, &lines).await;
+            let ended = start_and_supervise(context, cgroup.as_ref(), stop_requests, &lines, &store_refused).await;
             if let Some(cgroup) = cgroup {
                 remove_cgroup(run, cgroup, &lines).await;
             }
@@ -116,10 +145,12 @@ async fn run_to_end(
         }
     };
     drop(lines);
-    if writer.await.is_err() {
+    // Output that could not be stored (the log says so, if it could): the run then fails.
+    let unstored = writer.await.unwrap_or_else(|_| {
         tracing::error!(run = %run, "log writer panicked");
-    }
-    Ok(ended)
+        None
+    });
+    Ok((ended, unstored))
 }
 
 /// Records where the run's processes will be, starts the leader, and supervises it until
@@ -129,6 +160,7 @@ async fn start_and_supervise(
     cgroup: Option<&RunCgroup>,
     stop_requests: mpsc::Receiver<StopReason>,
     lines: &mpsc::Sender<Lines>,
+    store_refused: &CancellationToken,
 ) -> Ended {
     let run = context.run;
     if let Some(cgroup) = cgroup {
@@ -160,7 +192,7 @@ async fn start_and_supervise(
     let group_gone = CancellationToken::new();
     let readers = start_readers(&mut child, context, &group_gone, lines);
     let reach = Reach { group: child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw), cgroup };
-    let ended = wait_or_stop(child, &context.job, &reach, stop_requests, lines).await;
+    let ended = wait_or_stop(child, &context.job, &reach, stop_requests, lines, store_refused).await;
     group_gone.cancel();
     for reader in readers {
         // Each reader ends by itself: at the pipe's end, or when it stays open too long.
@@ -300,6 +332,7 @@ async fn wait_or_stop(
     reach: &Reach<'_>,
     mut stop_requests: mpsc::Receiver<StopReason>,
     lines: &mpsc::Sender<Lines>,
+    store_refused: &CancellationToken,
 ) -> Ended {
     let timeout_at = job.timeout.map(|timeout| Instant::now() + timeout);
     let mut stop: Option<StopReason> = None;
@@ -326,6 +359,11 @@ async fn wait_or_stop(
                 ))).await;
                 reach.terminate();
                 (stop, kill_at) = (Some(StopReason::TimedOut), Some(Instant::now() + job.grace));
+            }
+            // Its output can no longer be stored: stop it as on a timeout (the log says why).
+            () = store_refused.cancelled(), if kill_at.is_none() => {
+                reach.terminate();
+                kill_at = Some(Instant::now() + job.grace);
             }
             () = sleep_until_some(kill_at), if !killed => {
                 let _ = lines.send(Lines::system(format!("still running {} after SIGTERM: sending SIGKILL", humanize(job.grace)))).await;

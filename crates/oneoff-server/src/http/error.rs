@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use oneoff_api::v1::{ErrorBody, ErrorDetail, FieldMessage};
 use oneoff_core::params::FieldError;
+use oneoff_store::StoreError;
 
 use crate::executor::StartError;
 
@@ -41,10 +42,42 @@ impl ApiError {
     }
 }
 
-impl From<oneoff_store::StoreError> for ApiError {
-    fn from(error: oneoff_store::StoreError) -> ApiError {
-        ApiError::Internal(error.to_string())
+impl From<StoreError> for ApiError {
+    /// A store that cannot write (full, read-only, damaged) is a 503 that says so: the request
+    /// was fine and can be repeated once an operator has fixed the disk.
+    fn from(error: StoreError) -> ApiError {
+        match storage_fault(&error) {
+            Some((code, advice)) => {
+                tracing::warn!(%error, "refused a request: the store cannot write");
+                ApiError::Client { status: StatusCode::SERVICE_UNAVAILABLE, code, message: advice.to_string() }
+            }
+            None => ApiError::Internal(error.to_string()),
+        }
     }
+}
+
+/// For a fault of the disk or the database file: a stable code and what an operator must do.
+pub fn storage_fault(error: &StoreError) -> Option<(&'static str, &'static str)> {
+    Some(match error {
+        StoreError::Full(_) => (
+            "storage_full",
+            "storage full: the server has no disk space left for its database; free space in its data \
+             directory (`data_dir`). Runs waiting for the store go on by themselves once there is space.",
+        ),
+        StoreError::ReadOnly(_) => (
+            "storage_read_only",
+            "the server's database is read-only: make its data directory (`data_dir`) and the \
+             database file in it writable for the server",
+        ),
+        StoreError::Damaged(_) => (
+            "storage_damaged",
+            "the server's database file is damaged; an operator must restore it (see the server log)",
+        ),
+        StoreError::Io(_) => {
+            ("storage_io_error", "the server cannot read or write its database (disk I/O error; see the server log)")
+        }
+        _ => return None,
+    })
 }
 
 impl From<StartError> for ApiError {
@@ -99,5 +132,34 @@ pub fn code_for(status: StatusCode) -> &'static str {
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         _ if status.is_server_error() => "internal",
         _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_faults_are_503s_in_our_words_and_other_store_errors_stay_internal() {
+        type Fault = fn(String) -> StoreError;
+        let faults: [(Fault, &str, &str); 4] = [
+            (StoreError::Full, "storage_full", "storage full"),
+            (StoreError::ReadOnly, "storage_read_only", "the server's database is read-only"),
+            (StoreError::Damaged, "storage_damaged", "the server's database file is damaged"),
+            (StoreError::Io, "storage_io_error", "the server cannot read or write"),
+        ];
+        for (fault, expected_code, opening) in faults {
+            let sqlite_words = "SQLite's own words";
+            match ApiError::from(fault(sqlite_words.into())) {
+                ApiError::Client { status, code, message } => {
+                    assert_eq!((status, code), (StatusCode::SERVICE_UNAVAILABLE, expected_code));
+                    assert!(message.starts_with(opening), "{message}");
+                    assert!(!message.contains(sqlite_words), "they stay in the server log: {message}");
+                }
+                other => panic!("{expected_code}: {other:?}"),
+            }
+        }
+        let bug = StoreError::Sequence { run: oneoff_core::RunId(1), expected: 2, found: 5 };
+        assert!(matches!(ApiError::from(bug), ApiError::Internal(_)));
     }
 }

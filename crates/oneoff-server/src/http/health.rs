@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::error::storage_fault;
 use crate::state::AppState;
 
 /// The process is up and serving HTTP.
@@ -12,16 +13,29 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The store answers; the server can take runs.
+/// The store answers and accepts writes; the server can take runs. A full disk, a read-only
+/// or a damaged database is a 503 whose `status` names it and whose `reason` says what to fix;
+/// it turns ready by itself once the store can write again.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" })));
     }
-    match state.store.ping().await {
+    let writable = match state.executor.store_refusal() {
+        Some(fault) => Err(fault),
+        None => state.store.check_writable().await,
+    };
+    match writable {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "live_runs": state.hub.live_runs() }))),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "store_unreachable" })))
+            let (status, reason) = match storage_fault(&error) {
+                Some((code, _)) => {
+                    let data_dir = state.config.server.data_dir.display();
+                    (code, format!("{error}; the data directory is {data_dir}"))
+                }
+                None => ("store_unreachable", error.to_string()),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": status, "reason": reason })))
         }
     }
 }

@@ -9,6 +9,7 @@ mod doctor_defaults;
 mod executor;
 mod hostile_audit;
 mod hostile_auth;
+mod hostile_disk;
 mod hostile_masking;
 mod hostile_processes;
 mod hostile_streams;

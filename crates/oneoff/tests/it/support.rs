@@ -303,20 +303,42 @@ impl SseLog {
     }
 }
 
-/// Polls `check` every 20 ms until it gives a value, for at most `timeout`; panics naming
-/// `what` when it never does, so a broken promise fails loudly instead of hanging.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// What a probe of [`eventually`] gives: `Some`/`Ok` when the awaited thing happened; an
+/// `Err` says what was seen instead, for the message when it never happens.
+pub trait Awaited<T> {
+    fn into_result(self) -> Result<T, String>;
+}
+
+impl<T> Awaited<T> for Option<T> {
+    fn into_result(self) -> Result<T, String> {
+        self.ok_or_else(|| "not yet".to_string())
+    }
+}
+
+impl<T> Awaited<T> for Result<T, String> {
+    fn into_result(self) -> Result<T, String> {
+        self
+    }
+}
+
+/// Polls `check` every 20 ms until it gives `Some` or `Ok`, for at most `within`; then
+/// panics naming `what` and the last thing seen, so a broken promise fails loudly instead
+/// of hanging.
+pub async fn eventually<T, R, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
+    R: Awaited<T>,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = R>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Some(value) = check().await {
-            return value;
+        match check().await.into_result() {
+            Ok(value) => return value,
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                panic!("gave up after {within:?} waiting for {what}; last saw: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        assert!(tokio::time::Instant::now() < deadline, "gave up after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -382,4 +404,12 @@ pub fn serve_process(config: &Path) -> ServerProcess {
 /// GETs a URL and decodes its JSON body.
 pub async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.expect("GET").json().await.expect("a JSON body")
+}
+
+impl TestServer {
+    /// The same helpers for a server running in another process (the `oneoff` binary), with
+    /// `dir` as its directory; [`TestServer::stop`] and `restart` do nothing for it.
+    pub fn remote(url: String, dir: tempfile::TempDir) -> TestServer {
+        TestServer { server: None, url, dir, http: reqwest::Client::new() }
+    }
 }
