@@ -155,6 +155,32 @@ fn own_authority(parts: &Parts, proxy_trusted: bool) -> Option<String> {
         .or_else(|| parts.uri.authority().map(|authority| authority.as_str().to_ascii_lowercase()))
 }
 
+/// Headers whose values never leave the server in a report (`/debug/echo`, the probe
+/// facts): credentials, and the signed identity assertions and access tokens that SSO
+/// proxies and load balancers add (replayable).
+const CREDENTIAL_HEADERS: [&str; 10] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "cf-access-jwt-assertion",
+    "x-pomerium-jwt-assertion",
+    "x-jwt-assertion",
+    "x-forwarded-access-token",
+    "x-auth-request-access-token",
+];
+
+/// True for a credential header (lower-cased name): the fixed list, AWS ALB's
+/// `x-amzn-oidc-*` (data, access token, identity), every configured assertion header, and
+/// `[debug] redact_headers`.
+pub(super) fn is_credential_header(config: &oneoff_core::Config, name: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&name)
+        || name.starts_with("x-amzn-oidc-")
+        || config.auth.jwt.iter().any(|provider| provider.header.eq_ignore_ascii_case(name))
+        || config.debug.redact_headers.iter().any(|header| header.eq_ignore_ascii_case(name))
+}
+
 async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let auth = &state.config.auth;
     // A signed assertion, when present, decides: a bad one is refused, never ignored.

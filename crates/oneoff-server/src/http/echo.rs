@@ -17,26 +17,9 @@ use futures_util::{SinkExt, StreamExt};
 use oneoff_api::v1::{EchoReport, EchoWebSocket};
 use oneoff_core::audit::Denial;
 
-use super::auth::{deny, Caller};
+use super::auth::{deny, is_credential_header, Caller};
 use super::handshake;
 use crate::state::AppState;
-
-/// Headers whose values never appear in a report: credentials, and the signed identity
-/// assertions and access tokens that SSO proxies and load balancers add (replayable).
-const ALWAYS_REDACTED: [&str; 10] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "cf-access-jwt-assertion",
-    "x-pomerium-jwt-assertion",
-    "x-jwt-assertion",
-    "x-forwarded-access-token",
-    "x-auth-request-access-token",
-];
-/// AWS ALB's `x-amzn-oidc-data`, `-accesstoken`, `-identity`: all of them.
-const REDACTED_PREFIXES: [&str; 1] = ["x-amzn-oidc-"];
 
 pub async fn echo(
     State(state): State<AppState>,
@@ -63,12 +46,7 @@ pub async fn echo(
 
 fn report(state: &AppState, parts: &Parts, peer: SocketAddr) -> EchoReport {
     // Header names arrive lower-cased.
-    let redacted = |name: &str| {
-        ALWAYS_REDACTED.contains(&name)
-            || REDACTED_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
-            || state.jwt.providers().any(|(_, provider)| provider.header.eq_ignore_ascii_case(name))
-            || state.config.debug.redact_headers.iter().any(|secret| secret.eq_ignore_ascii_case(name))
-    };
+    let redacted = |name: &str| is_credential_header(&state.config, name);
     let headers = parts
         .headers
         .iter()

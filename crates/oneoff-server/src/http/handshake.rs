@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{header, HeaderMap, Method, StatusCode, Version};
-use oneoff_api::v1::HandshakeDiagnosis;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use oneoff_api::v1::{ErrorDetail, HandshakeDiagnosis, HandshakeRefusal};
 
 /// A refused handshake: status, stable code, message, and the facts behind it.
 #[derive(Debug, Clone)]
@@ -187,6 +189,24 @@ pub fn same_authority(origin: &str, authority: Option<&str>) -> bool {
         }
     };
     split(origin_authority) == split(authority)
+}
+
+/// The answer to a refused handshake: the problem's status, the diagnosis as JSON, the
+/// `X-Oneoff-Diagnosis` header, and on a 426 the headers that say what to upgrade to.
+pub fn refusal_response(problem: &HandshakeProblem, diagnosis: HandshakeDiagnosis) -> Response {
+    let body = HandshakeRefusal {
+        error: ErrorDetail { code: problem.code.into(), message: problem.message.clone(), fields: Vec::new() },
+        diagnosis,
+    };
+    let mut response = (problem.status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-oneoff-diagnosis", HeaderValue::from_static(problem.diagnosis_header));
+    if problem.status == StatusCode::UPGRADE_REQUIRED {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    response
 }
 
 /// The facts behind a problem, for the response body and the log.

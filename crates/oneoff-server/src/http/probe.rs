@@ -32,13 +32,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use oneoff_api::v1::{EchoWebSocket, ErrorDetail, HandshakeRefusal, ProbeFacts};
+use oneoff_api::v1::{EchoWebSocket, ProbeFacts};
 use oneoff_core::Config;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::auth::Caller;
+use super::auth::{is_credential_header, Caller};
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::handshake::{self, HandshakeProblem};
@@ -69,19 +69,6 @@ const SHOWN_HEADERS: [&str; 14] = [
     "x-real-ip",
     "cf-ray",
     "x-amzn-trace-id",
-];
-
-/// Credentials and identity assertions, whatever a configuration says: never a value.
-const NEVER_SHOWN: [&str; 9] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "cf-access-jwt-assertion",
-    "x-pomerium-jwt-assertion",
-    "x-jwt-assertion",
-    "x-amzn-oidc-data",
 ];
 
 /// The places for probe streams and polls; a permit is held until the stream ends.
@@ -117,19 +104,15 @@ fn may_probe(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     })
 }
 
-/// True for a header whose value must never leave the server: the fixed list, the
-/// configured assertion headers, the trusted identity headers, and anything `x-amzn-oidc-*`.
+/// True for a header whose value must never leave the server in the probe facts: every
+/// credential header, and the trusted identity headers too (the probe is not for admins).
 fn is_secret(config: &Config, name: &str) -> bool {
-    let auth = &config.auth;
-    NEVER_SHOWN.contains(&name)
-        || name.starts_with("x-amzn-oidc-")
-        || auth.jwt.iter().any(|provider| provider.header.eq_ignore_ascii_case(name))
-        || auth.trusted_headers.as_ref().is_some_and(|trusted| {
+    is_credential_header(config, name)
+        || config.auth.trusted_headers.as_ref().is_some_and(|trusted| {
             [&trusted.user_header, &trusted.email_header, &trusted.groups_header]
                 .iter()
                 .any(|header| header.eq_ignore_ascii_case(name))
         })
-        || config.debug.redact_headers.iter().any(|header| header.eq_ignore_ascii_case(name))
 }
 
 fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -335,19 +318,7 @@ fn refuse(problem: &HandshakeProblem, parts: &Parts) -> Response {
     let fallbacks = vec!["/api/v1/probe/sse".to_string(), "/api/v1/probe/poll".to_string()];
     let diagnosis = handshake::diagnosis(problem, parts.version, &parts.headers, fallbacks);
     tracing::debug!(code = problem.code, missing = ?diagnosis.missing, "probe handshake refused");
-    let body = HandshakeRefusal {
-        error: ErrorDetail { code: problem.code.into(), message: problem.message.clone(), fields: Vec::new() },
-        diagnosis,
-    };
-    let mut response = (problem.status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert("x-oneoff-diagnosis", HeaderValue::from_static(problem.diagnosis_header));
-    if problem.status == StatusCode::UPGRADE_REQUIRED {
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-    }
-    response
+    handshake::refusal_response(problem, diagnosis)
 }
 
 /// `/debug/stream/ws`, only with `[debug] echo = true`.

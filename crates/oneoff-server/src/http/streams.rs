@@ -19,9 +19,8 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures_util::{SinkExt, StreamExt};
-use oneoff_api::v1::{timestamp, ErrorBody, ErrorDetail, HandshakeRefusal, StreamDone};
+use oneoff_api::v1::{timestamp, ErrorBody, ErrorDetail, StreamDone};
 use oneoff_core::{LogEntry, RunId, RunRecord};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -128,19 +127,7 @@ fn refuse(
             "WebSocket handshake refused"
         );
     }
-    let body = HandshakeRefusal {
-        error: ErrorDetail { code: problem.code.into(), message: problem.message.clone(), fields: Vec::new() },
-        diagnosis,
-    };
-    let mut response = (problem.status, Json(body)).into_response();
-    let response_headers = response.headers_mut();
-    response_headers.insert("x-oneoff-diagnosis", HeaderValue::from_static(problem.diagnosis_header));
-    if problem.status == StatusCode::UPGRADE_REQUIRED {
-        response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        response_headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-    }
-    response
+    handshake::refusal_response(problem, diagnosis)
 }
 
 async fn ws_session(socket: WebSocket, state: AppState, run: RunId, after: u64, _slot: ViewerSlot) {

@@ -423,30 +423,12 @@ async fn jobs_never_see_the_audit_key() {
         &config,
         &[("ONEOFF_AUDIT_KEY", key), ("ONEOFF_TEST_KEPT", "yes")],
     );
-    let http = reqwest::Client::new();
-    let started: Value = http
-        .post(format!("{}/api/v1/runs", server.url))
-        .json(&json!({ "job": "env" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = started["id"].as_i64().expect("a run id");
-    let url = format!("{}/api/v1/runs/{id}/log?after=0&wait=10", server.url);
-    let log = crate::support::eventually("the job's line", std::time::Duration::from_secs(30), || async {
-        let page = crate::support::get_json(&url).await;
-        let texts: Vec<String> = page["entries"]
-            .as_array()?
-            .iter()
-            .filter(|entry| entry["stream"] == "stdout")
-            .filter_map(|entry| entry["text"].as_str().map(str::to_string))
-            .collect();
-        (!texts.is_empty()).then_some(texts)
-    })
-    .await;
+    let api = TestServer::remote(server.url.clone(), dir);
+    let id = api.start_run("env", json!({})).await;
+    assert_eq!(api.wait_final(id).await["status"], "succeeded");
+    let log = api.lines(id, "stdout").await;
     assert_eq!(log, vec!["key=none other=yes".to_string()], "the rest of the environment is inherited");
-    let keyed: Value = crate::support::get_json(&format!("{}/api/v1/audit/verify", server.url)).await;
+    let (_, keyed) = api.get("/api/v1/audit/verify").await;
     assert_eq!(keyed["keyed"], true, "the server did take the key: {keyed}");
+    drop(server); // before its data directory goes with `api`
 }
