@@ -324,10 +324,8 @@ mod tests {
             headers(&[("upgrade", "websocket"), ("connection", "upgrade"), KEY, ("sec-websocket-version", "8")]),
             HeaderMap::new(),
         ];
-        let mut codes: Vec<&str> = requests
-            .iter()
-            .map(|request| check(&Method::GET, Version::HTTP_11, request).unwrap_err().code)
-            .collect();
+        let mut codes: Vec<&str> =
+            requests.iter().map(|request| check(&Method::GET, Version::HTTP_11, request).unwrap_err().code).collect();
         codes.push(check(&Method::GET, Version::HTTP_10, &requests[0]).unwrap_err().code);
         codes.push(check_origin(&headers(&[("origin", "https://evil.example")]), &[], None).unwrap_err().code);
         for code in codes {

@@ -20,10 +20,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
-    let refusals: Vec<(String, u64)> = REFUSAL_CODES
-        .iter()
-        .map(|code| (format!("{{reason=\"{code}\"}}"), counters.refused(code)))
-        .collect();
+    let refusals: Vec<(String, u64)> =
+        REFUSAL_CODES.iter().map(|code| (format!("{{reason=\"{code}\"}}"), counters.refused(code))).collect();
     let refusals: Vec<(&str, u64)> = refusals.iter().map(|(label, value)| (label.as_str(), *value)).collect();
     counter(
         "oneoff_websocket_handshakes_refused_total",

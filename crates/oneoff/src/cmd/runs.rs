@@ -129,6 +129,9 @@ mod tests {
             before: None,
             client: crate::cli::ClientOpts { server: crate::cli::DEFAULT_SERVER.into(), json: false },
         };
-        assert_eq!(next_page_command(&args, 7), "oneoff runs --before 7 --job backup --status failed --user 'ann smith'");
+        assert_eq!(
+            next_page_command(&args, 7),
+            "oneoff runs --before 7 --job backup --status failed --user 'ann smith'"
+        );
     }
 }
