@@ -187,6 +187,63 @@ async fn a_refused_plain_request_is_counted_under_its_api_code() {
     assert!(!metrics.contains("not_websocket"), "{metrics}");
 }
 
+/// The nginx fix for a proxy that strips upgrades is one recommendation: the 426 body, the
+/// doctor's guide and the deployment guide all say `Connection $connection_upgrade`, which
+/// needs the `map` of docs/deployment.md; none gives the other form, `Connection "upgrade"`.
+#[tokio::test]
+async fn the_426_body_and_the_guides_give_the_same_nginx_fix() {
+    const FIX: &str = "proxy_set_header Connection $connection_upgrade;";
+    let server = TestServer::start(EXAMPLE_CATALOG).await;
+    let id = server.start_run("greet", json!({"name": "bob"})).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/log/ws", server.url))
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+    let body: Value = response.json().await.expect("JSON");
+    let cause = body["diagnosis"]["likely_cause"].as_str().expect("likely_cause");
+    assert!(cause.contains(FIX) && cause.contains("map $http_upgrade $connection_upgrade"), "{cause}");
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    for guide in ["deployment.md", "doctor.md", "API.md"] {
+        let text = std::fs::read_to_string(format!("{docs}/{guide}")).expect("guide");
+        assert!(text.contains(FIX), "docs/{guide} does not give `{FIX}`");
+        assert!(!text.contains("Connection \"upgrade\""), "docs/{guide} gives another nginx fix");
+    }
+}
+
+/// docs/configuration.md: `listen` and `data_dir` (and the config file) come from the
+/// environment, over the file.
+#[test]
+fn the_environment_sets_the_config_file_listen_and_data_dir() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file_data = dir.path().join("file-data");
+    let env_data = dir.path().join("env-data");
+    let text = format!("[server]\nlisten = \"127.0.0.2:0\"\ndata_dir = {:?}\n", file_data.display().to_string());
+    let config = crate::support::write_config(dir.path(), &text);
+    let child = crate::support::cli_command(&["serve"])
+        .env("ONEOFF_CONFIG", &config)
+        .env("ONEOFF_LISTEN", "127.0.0.1:0")
+        .env("ONEOFF_DATA_DIR", &env_data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start oneoff serve");
+    let mut server = crate::support::ServerProcess { child, url: String::new() };
+    let mut announced = String::new();
+    let stdout = server.child.stdout.take().expect("piped stdout");
+    std::io::BufReader::new(stdout).read_line(&mut announced).expect("read the server's first line");
+    assert!(
+        announced.starts_with("oneoff listening on http://127.0.0.1:"),
+        "ONEOFF_LISTEN wins over the file: {announced}"
+    );
+    assert!(env_data.join("oneoff.db").exists(), "ONEOFF_DATA_DIR wins over the file");
+    assert!(!file_data.exists(), "the file's data_dir is not used");
+}
+
 #[test]
 fn a_shape_difference_names_the_key_and_the_types() {
     let example = json!({"run": {"requested_by": null, "argv": ["echo"], "id": 1}, "next": 1});
