@@ -68,6 +68,13 @@ async fn every_example_in_api_md_has_the_shape_of_the_real_answer() {
     ] {
         assert_eq!(server.wait_final(id).await["status"], "succeeded");
     }
+    // A token to list, made as the first administrator token is (anonymous callers may not).
+    let config = server.dir.path().join("oneoff.toml");
+    let config = config.to_str().expect("a UTF-8 path");
+    let made = server
+        .cli(&["token", "create", "--config", config, "--name", "ci", "--user", "ci-bot", "--group", "eng"])
+        .await;
+    assert!(made.status.success(), "{made:?}");
 
     let http = reqwest::Client::new();
     let mut failures = Vec::new();
