@@ -26,6 +26,8 @@ pub enum ClientError {
 pub struct RunQuery {
     pub job: Option<String>,
     pub status: Option<String>,
+    /// Only runs this user requested.
+    pub requested_by: Option<String>,
     pub limit: Option<u32>,
     pub before: Option<i64>,
 }
@@ -86,6 +88,9 @@ impl Client {
         }
         if let Some(status) = &query.status {
             pairs.push(("status", status.clone()));
+        }
+        if let Some(user) = &query.requested_by {
+            pairs.push(("requested_by", user.clone()));
         }
         if let Some(limit) = query.limit {
             pairs.push(("limit", limit.to_string()));

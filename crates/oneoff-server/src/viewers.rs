@@ -1,8 +1,8 @@
 //! Counting live-log viewers against the configured bounds, and the server's counters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use oneoff_core::RunId;
 use tokio::sync::Notify;
@@ -95,11 +95,10 @@ impl Drop for ViewerSlot {
 /// Counters exposed at `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub handshakes_upgrade_stripped: AtomicU64,
-    pub handshakes_http10: AtomicU64,
-    pub handshakes_bad_version: AtomicU64,
-    pub handshakes_not_websocket: AtomicU64,
-    pub origins_rejected: AtomicU64,
+    /// Refused WebSocket handshakes by the code of their answer (`websocket_required`, …), so
+    /// the metric's `reason` label and the API's `error.code` are one name. The codes are
+    /// `&'static str`s of the program, so the map has at most as many entries as there are codes.
+    handshakes_refused: Mutex<BTreeMap<&'static str, u64>>,
     pub viewers_refused: AtomicU64,
     pub viewers_too_slow: AtomicU64,
     pub ws_sessions: AtomicU64,
@@ -108,14 +107,18 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn count_problem(&self, code: &str) {
-        let counter = match code {
-            "websocket_upgrade_stripped" => &self.handshakes_upgrade_stripped,
-            "websocket_upgrade_impossible_http10" => &self.handshakes_http10,
-            "websocket_version_unsupported" => &self.handshakes_bad_version,
-            "origin_rejected" => &self.origins_rejected,
-            _ => &self.handshakes_not_websocket,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Counts one refused handshake under the code it was answered with.
+    pub fn count_refusal(&self, code: &'static str) {
+        *self.refusals().entry(code).or_insert(0) += 1;
+    }
+
+    /// How many handshakes were refused with `code`.
+    pub fn refused(&self, code: &str) -> u64 {
+        self.refusals().get(code).copied().unwrap_or(0)
+    }
+
+    fn refusals(&self) -> MutexGuard<'_, BTreeMap<&'static str, u64>> {
+        // A panic while counting cannot leave a count half-written: the map stays usable.
+        self.handshakes_refused.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

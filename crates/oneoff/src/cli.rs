@@ -124,6 +124,9 @@ pub struct RunsArgs {
     /// Only runs in this state (queued, running, succeeded, failed, cancelled, timed_out, lost).
     #[arg(long, value_name = "STATUS")]
     pub status: Option<RunStatus>,
+    /// Only runs this user requested (as the `by` column shows it, e.g. `anonymous`).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// At most this many runs.
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::auth::{deny, Caller};
 use super::error::ApiError;
 use super::extract::ApiQuery;
+use super::paging;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -36,8 +37,8 @@ pub async fn list(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let action = query.action.as_deref().map(AuditAction::decode);
     let filter = AuditFilter { actor: query.actor, action, job: query.job, before: query.before, limit };
-    let records = state.store.list_audit(&filter).await?;
-    let next_before = (records.len() == limit as usize).then(|| records.last().map(|record| record.id)).flatten();
+    let records = state.store.list_audit(&AuditFilter { limit: paging::rows_to_fetch(limit), ..filter }).await?;
+    let (records, next_before) = paging::page(records, limit, |record| record.id);
     Ok(Json(AuditList { records: records.iter().map(AuditRecord::from).collect(), next_before }))
 }
 

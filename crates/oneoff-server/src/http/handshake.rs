@@ -24,6 +24,25 @@ pub struct HandshakeProblem {
     pub likely_cause: String,
 }
 
+/// The code (`error.code`, and the `reason` label of `/metrics`) of each refused handshake.
+pub const UPGRADE_STRIPPED: &str = "websocket_upgrade_stripped";
+pub const UPGRADE_IMPOSSIBLE_HTTP10: &str = "websocket_upgrade_impossible_http10";
+pub const VERSION_UNSUPPORTED: &str = "websocket_version_unsupported";
+pub const WEBSOCKET_REQUIRED: &str = "websocket_required";
+/// Our checks passed, but the connection itself cannot be upgraded (HTTP/2 without extended CONNECT).
+pub const UPGRADE_UNAVAILABLE: &str = "websocket_upgrade_unavailable";
+pub const ORIGIN_REJECTED: &str = "origin_rejected";
+
+/// Every refusal code, in the order `/metrics` lists them.
+pub const REFUSAL_CODES: [&str; 6] = [
+    UPGRADE_STRIPPED,
+    UPGRADE_IMPOSSIBLE_HTTP10,
+    VERSION_UNSUPPORTED,
+    WEBSOCKET_REQUIRED,
+    UPGRADE_UNAVAILABLE,
+    ORIGIN_REJECTED,
+];
+
 /// Proxy headers reported as hops, in the order shown.
 const HOP_HEADERS: [&str; 8] = [
     "x-forwarded-for",
@@ -76,7 +95,7 @@ pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(
         missing.insert(0, "HTTP/1.1".to_string());
         return Err(HandshakeProblem {
             status: StatusCode::UPGRADE_REQUIRED,
-            code: "websocket_upgrade_impossible_http10",
+            code: UPGRADE_IMPOSSIBLE_HTTP10,
             diagnosis_header: "websocket-http10",
             message: "this WebSocket handshake arrived as HTTP/1.0, which cannot upgrade; use the SSE or long-poll log endpoints, or fix the proxy".into(),
             missing,
@@ -87,7 +106,7 @@ pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(
     if has_key && !missing.is_empty() {
         return Err(HandshakeProblem {
             status: StatusCode::UPGRADE_REQUIRED,
-            code: "websocket_upgrade_stripped",
+            code: UPGRADE_STRIPPED,
             diagnosis_header: "websocket-upgrade-stripped",
             message: format!(
                 "this WebSocket handshake lost its upgrade headers on the way ({} missing); a proxy does not forward upgrades. Fall back to SSE or long-poll",
@@ -100,7 +119,7 @@ pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(
     if !missing.is_empty() || method != Method::GET {
         return Err(HandshakeProblem {
             status: StatusCode::UPGRADE_REQUIRED,
-            code: "websocket_required",
+            code: WEBSOCKET_REQUIRED,
             diagnosis_header: "websocket-required",
             message: "this endpoint speaks WebSocket only (GET with an upgrade); use /log/sse or /log for plain HTTP"
                 .into(),
@@ -113,7 +132,7 @@ pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(
         let found = headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|value| value.to_str().ok()).unwrap_or("none");
         return Err(HandshakeProblem {
             status: StatusCode::UPGRADE_REQUIRED,
-            code: "websocket_version_unsupported",
+            code: VERSION_UNSUPPORTED,
             diagnosis_header: "websocket-version-unsupported",
             message: format!(
                 "Sec-WebSocket-Version {found} is not supported; this server speaks version 13 (RFC 6455)"
@@ -140,7 +159,7 @@ pub fn check_origin(
     let origin = String::from_utf8_lossy(origin.as_bytes()).trim().trim_end_matches('/').to_ascii_lowercase();
     let refused = |message: String| HandshakeProblem {
         status: StatusCode::FORBIDDEN,
-        code: "origin_rejected",
+        code: ORIGIN_REJECTED,
         diagnosis_header: "origin-rejected",
         message,
         missing: Vec::new(),
@@ -316,5 +335,21 @@ mod tests {
         assert!(check_origin(&cross, &[], own).is_err());
         assert!(check_origin(&headers(&[("origin", "null")]), &[], own).is_err());
         assert!(check_origin(&headers(&[("origin", "https://oneoff.example.com:8443")]), &[], own).is_err());
+    }
+
+    #[test]
+    fn every_refusal_is_counted_under_its_own_code() {
+        let requests = [
+            headers(&[KEY, VERSION]),
+            headers(&[("upgrade", "websocket"), ("connection", "upgrade"), KEY, ("sec-websocket-version", "8")]),
+            HeaderMap::new(),
+        ];
+        let mut codes: Vec<&str> =
+            requests.iter().map(|request| check(&Method::GET, Version::HTTP_11, request).unwrap_err().code).collect();
+        codes.push(check(&Method::GET, Version::HTTP_10, &requests[0]).unwrap_err().code);
+        codes.push(check_origin(&headers(&[("origin", "https://evil.example")]), &[], None).unwrap_err().code);
+        for code in codes {
+            assert!(REFUSAL_CODES.contains(&code), "`{code}` is not in REFUSAL_CODES, so /metrics would not show it");
+        }
     }
 }

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use super::handshake::REFUSAL_CODES;
 use crate::state::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -19,16 +20,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
+    let refusals: Vec<(String, u64)> =
+        REFUSAL_CODES.iter().map(|code| (format!("{{reason=\"{code}\"}}"), counters.refused(code))).collect();
+    let refusals: Vec<(&str, u64)> = refusals.iter().map(|(label, value)| (label.as_str(), *value)).collect();
     counter(
         "oneoff_websocket_handshakes_refused_total",
-        "WebSocket handshakes refused, by reason.",
-        &[
-            ("{reason=\"upgrade_stripped\"}", load(&counters.handshakes_upgrade_stripped)),
-            ("{reason=\"http10\"}", load(&counters.handshakes_http10)),
-            ("{reason=\"version_unsupported\"}", load(&counters.handshakes_bad_version)),
-            ("{reason=\"not_websocket\"}", load(&counters.handshakes_not_websocket)),
-            ("{reason=\"origin_rejected\"}", load(&counters.origins_rejected)),
-        ],
+        "WebSocket handshakes refused, by reason: the error code of the answer.",
+        &refusals,
     );
     counter(
         "oneoff_log_streams_total",

@@ -13,6 +13,7 @@ mod health;
 mod jobs;
 mod logs;
 mod metrics;
+mod paging;
 mod probe;
 mod runs;
 mod streams;

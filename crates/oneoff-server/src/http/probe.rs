@@ -293,7 +293,7 @@ pub async fn probe_websocket(
         Err(rejection) => {
             let problem = HandshakeProblem {
                 status: StatusCode::UPGRADE_REQUIRED,
-                code: "websocket_upgrade_unavailable",
+                code: handshake::UPGRADE_UNAVAILABLE,
                 diagnosis_header: "websocket-upgrade-unavailable",
                 message: format!("the connection cannot be upgraded to a WebSocket: {}", rejection.body_text()),
                 missing: Vec::new(),

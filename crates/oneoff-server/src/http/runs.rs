@@ -17,6 +17,7 @@ use serde_json::json;
 use super::auth::{deny, record as record_audit, Caller};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::paging;
 use crate::clock::now_us;
 use crate::executor::CancelOutcome;
 use crate::state::AppState;
@@ -74,9 +75,9 @@ pub async fn list(
         before: query.before.map(RunId),
         limit,
     };
-    let records = state.store.list_runs(&filter).await?;
+    let records = state.store.list_runs(&RunFilter { limit: paging::rows_to_fetch(limit), ..filter }).await?;
+    let (records, next_before) = paging::page(records, limit, |run| run.id.0);
     let now = now_us();
-    let next_before = (records.len() == limit as usize).then(|| records.last().map(|run| run.id.0)).flatten();
     Ok(Json(RunList { runs: records.iter().map(|record| Run::from_record(record, now)).collect(), next_before }))
 }
 

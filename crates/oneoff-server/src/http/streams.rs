@@ -70,7 +70,7 @@ pub async fn websocket(
             // extended CONNECT): still answer with a diagnosis, never a bare status.
             let problem = HandshakeProblem {
                 status: StatusCode::UPGRADE_REQUIRED,
-                code: "websocket_upgrade_unavailable",
+                code: handshake::UPGRADE_UNAVAILABLE,
                 diagnosis_header: "websocket-upgrade-unavailable",
                 message: format!("the connection cannot be upgraded to a WebSocket: {}", rejection.body_text()),
                 missing: Vec::new(),
@@ -114,9 +114,9 @@ fn refuse(
     let diagnosis = handshake::diagnosis(problem, version, headers, fallbacks);
     // The web UI asks on purpose (`X-Oneoff-Probe`) after a failed handshake: answer, but
     // do not count or log its question as another refusal.
-    let probe = headers.contains_key("x-oneoff-probe") && problem.code == "websocket_required";
+    let probe = headers.contains_key("x-oneoff-probe") && problem.code == handshake::WEBSOCKET_REQUIRED;
     if !probe {
-        state.counters.count_problem(problem.code);
+        state.counters.count_refusal(problem.code);
         tracing::warn!(
             code = problem.code,
             %peer,

@@ -13,6 +13,7 @@ pub async fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let query = RunQuery {
         job: args.job.clone(),
         status: args.status.map(|status| status.to_string()),
+        requested_by: args.user.clone(),
         limit: args.limit,
         before: args.before.map(|id| id.0),
     };
@@ -69,6 +70,9 @@ fn next_page_command(args: &RunsArgs, before: i64) -> String {
     if let Some(status) = args.status {
         command.push_str(&format!(" --status {status}"));
     }
+    if let Some(user) = &args.user {
+        command.push_str(&format!(" --user {}", output::shell_quote(user)));
+    }
     if let Some(limit) = args.limit {
         command.push_str(&format!(" --limit {limit}"));
     }
@@ -120,10 +124,14 @@ mod tests {
         let args = RunsArgs {
             job: Some("backup".into()),
             status: Some(oneoff_core::RunStatus::Failed),
+            user: Some("ann smith".into()),
             limit: None,
             before: None,
             client: crate::cli::ClientOpts { server: crate::cli::DEFAULT_SERVER.into(), json: false },
         };
-        assert_eq!(next_page_command(&args, 7), "oneoff runs --before 7 --job backup --status failed");
+        assert_eq!(
+            next_page_command(&args, 7),
+            "oneoff runs --before 7 --job backup --status failed --user 'ann smith'"
+        );
     }
 }

@@ -65,7 +65,8 @@ pub const CHECK_NAMES: [&str; 7] = ["reach", "websocket", "headers", "sse", "lon
 const UPGRADE_REMEDY: &str =
     "an HTTP/1.1 proxy that does not forward upgrades, such as an AWS Classic Load Balancer HTTP \
 listener: use a TCP listener, an NLB or an ALB; for nginx add `proxy_http_version 1.1; proxy_set_header Upgrade \
-$http_upgrade; proxy_set_header Connection $connection_upgrade;`";
+$http_upgrade; proxy_set_header Connection $connection_upgrade;` (with the `map $http_upgrade $connection_upgrade` \
+of docs/deployment.md)";
 
 /// What to do when a probe needs an identity.
 pub const SIGN_IN_REMEDY: &str = "pass -H or a token: `ONEOFF_TOKEN=oneoff_...` (sent as `Authorization: Bearer`), \

@@ -2,6 +2,7 @@
 //! processes, real HTTP on a loopback port) and drives it through the API and the CLI.
 
 mod api;
+mod api_doc;
 mod auth;
 mod cli;
 mod doctor;

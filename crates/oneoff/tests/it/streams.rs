@@ -159,7 +159,10 @@ async fn a_stripped_upgrade_gets_426_with_a_diagnosis() {
 
     let (_, metrics) = server.get_text("/metrics").await;
     let metrics = String::from_utf8(metrics).unwrap();
-    assert!(metrics.contains("oneoff_websocket_handshakes_refused_total{reason=\"upgrade_stripped\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("oneoff_websocket_handshakes_refused_total{reason=\"websocket_upgrade_stripped\"} 1"),
+        "{metrics}"
+    );
 
     let wrong_version = reqwest::Client::new()
         .get(format!("{}/api/v1/runs/{id}/log/ws", server.url))
