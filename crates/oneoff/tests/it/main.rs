@@ -19,3 +19,4 @@ mod proxy;
 mod restart;
 mod streams;
 mod support;
+mod ui_api;
