@@ -936,7 +936,7 @@ async function historyPage(ctx) {
         ? 'No run matches these filters.'
         : q.get('before') ? 'No older runs.' : 'No runs yet. Launch one from the job catalog.'));
     } else {
-      tableSlot.replaceChildren(h('table', { class: 'runs-table' },
+      tableSlot.replaceChildren(h('table', { class: 'runs-table data-table' },
         h('thead', {}, h('tr', {}, ['Run', 'Job', 'Status', 'Requested by', 'Created', 'Duration', 'Result']
           .map((title) => h('th', { scope: 'col' }, title)))),
         h('tbody', {}, runs.map(runRow))));
@@ -998,13 +998,13 @@ function rememberUserFilterUnsupported() {
 function runRow(run) {
   const duration = run.status === 'queued' ? '—' : formatDuration(run.duration_ms);
   return h('tr', {},
-    h('td', {}, h('a', { href: `/runs/${run.id}` }, `#${run.id}`)),
-    h('td', {}, run.job),
-    h('td', {}, badge(run.status)),
-    h('td', {}, run.requested_by || h('span', { class: 'muted' }, '—')),
-    h('td', {}, timeElement(run.created_at)),
-    h('td', { class: 'num' }, duration),
-    h('td', {}, isFinal(run.status) ? describeOutcome(run) : ''));
+    h('td', { 'data-label': 'Run' }, h('a', { href: `/runs/${run.id}` }, `#${run.id}`)),
+    h('td', { 'data-label': 'Job' }, run.job),
+    h('td', { 'data-label': 'Status' }, badge(run.status)),
+    h('td', { 'data-label': 'Requested by' }, run.requested_by || h('span', { class: 'muted' }, '—')),
+    h('td', { 'data-label': 'Created' }, timeElement(run.created_at)),
+    h('td', { 'data-label': 'Duration', class: 'num' }, duration),
+    h('td', { 'data-label': 'Result' }, isFinal(run.status) ? describeOutcome(run) : ''));
 }
 
 // ---------------------------------------------------------------------------------------
