@@ -1150,8 +1150,18 @@ async function auditPage(ctx) {
     }
     verdict.hidden = false;
   });
+  const windowError = h('p', { class: 'notice error', role: 'alert', hidden: true });
+  form.after(windowError);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
+    const [from, to] = [windowBound(since.value), windowBound(until.value, { end: true })];
+    windowError.hidden = !(from && to && from >= to);
+    if (!windowError.hidden) {
+      windowError.textContent = '“From” must be before “To”: no record can be in this window.';
+      since.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    since.removeAttribute('aria-invalid');
     const params = new URLSearchParams();
     if (actor.value.trim()) params.set('actor', actor.value.trim());
     if (action.value) params.set('action', action.value);

@@ -182,6 +182,11 @@ test('the audit trail is a table with one-line dates, filters by actor, action, 
   const until = new URL(page.url()).searchParams.get('until');
   assert.match(until, /^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$/, `until is RFC 3339 in the URL: ${until}`);
   assert.equal(await page.getByLabel('To', { exact: true }).inputValue(), local(Date.now() - 10 * 60_000), 'the form shows the minute picked');
+  // A From after the To is refused on the page, naming the fields.
+  await page.getByLabel('From', { exact: true }).fill(local(Date.now()));
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await waitForText(page.locator('main .notice.error'), '“From” must be before “To”');
+  assert.equal(new URL(page.url()).searchParams.get('since'), null, 'not applied');
   await page.getByLabel('To', { exact: true }).fill('');
   await page.getByLabel('From', { exact: true }).fill(local(Date.now() - 10 * 60_000));
   await page.getByRole('button', { name: 'Apply' }).click();
