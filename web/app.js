@@ -15,6 +15,7 @@ import { checkParam, paramsSummary, rerunQuery, initialValue, compilePattern } f
 import {
   formatDuration, formatDateTime, formatAgo, describeOutcome, isFinal, parseTimestamp, STATUSES, auditVerdict,
 } from './format.js';
+import { AUDIT_ACTIONS, activeChildren, formatIn, localInputValue, prettyDetail, tokenState, windowBound } from './admin.js';
 
 const main = document.getElementById('main');
 
@@ -935,7 +936,7 @@ async function historyPage(ctx) {
         ? 'No run matches these filters.'
         : q.get('before') ? 'No older runs.' : 'No runs yet. Launch one from the job catalog.'));
     } else {
-      tableSlot.replaceChildren(h('table', { class: 'runs-table' },
+      tableSlot.replaceChildren(h('table', { class: 'runs-table data-table' },
         h('thead', {}, h('tr', {}, ['Run', 'Job', 'Status', 'Requested by', 'Created', 'Duration', 'Result']
           .map((title) => h('th', { scope: 'col' }, title)))),
         h('tbody', {}, runs.map(runRow))));
@@ -997,17 +998,26 @@ function rememberUserFilterUnsupported() {
 function runRow(run) {
   const duration = run.status === 'queued' ? '—' : formatDuration(run.duration_ms);
   return h('tr', {},
-    h('td', {}, h('a', { href: `/runs/${run.id}` }, `#${run.id}`)),
-    h('td', {}, run.job),
-    h('td', {}, badge(run.status)),
-    h('td', {}, run.requested_by || h('span', { class: 'muted' }, '—')),
-    h('td', {}, timeElement(run.created_at)),
-    h('td', { class: 'num' }, duration),
-    h('td', {}, isFinal(run.status) ? describeOutcome(run) : ''));
+    h('td', { 'data-label': 'Run' }, h('a', { href: `/runs/${run.id}` }, `#${run.id}`)),
+    h('td', { 'data-label': 'Job' }, run.job),
+    h('td', { 'data-label': 'Status' }, badge(run.status)),
+    h('td', { 'data-label': 'Requested by' }, run.requested_by || h('span', { class: 'muted' }, '—')),
+    h('td', { 'data-label': 'Created' }, timeElement(run.created_at)),
+    h('td', { 'data-label': 'Duration', class: 'num' }, duration),
+    h('td', { 'data-label': 'Result' }, isFinal(run.status) ? describeOutcome(run) : ''));
 }
 
 // ---------------------------------------------------------------------------------------
 // `/tokens`: your API tokens (all of them for an administrator)
+
+/** A date on one line, and under it how long ago or how far ahead it is. */
+function whenCell(text, { future = false, none = '—' } = {}) {
+  if (!text) return h('span', { class: 'muted' }, none);
+  const ms = parseTimestamp(text);
+  const now = Date.now();
+  const relative = future && ms > now ? formatIn(ms, now) : formatAgo(ms, now);
+  return [timeElement(text), h('span', { class: 'when-relative' }, relative)];
+}
 
 async function tokensPage(ctx) {
   setTitle('API tokens');
@@ -1019,22 +1029,49 @@ async function tokensPage(ctx) {
   const form = h('form', { class: 'filters', 'aria-label': 'Create a token' },
     h('div', { class: 'filter' }, h('label', { for: 'token-name' }, 'Name'), name),
     h('div', { class: 'filter' }, h('label', { for: 'token-expires' }, 'Expires in'), expires),
-    h('button', { type: 'submit' }, 'Create token'));
-  const tableSlot = h('div', { class: 'runs-table-wrap' });
+    h('button', { type: 'submit', class: 'primary' }, 'Create token'));
+  const tableSlot = h('div', { class: 'data-table-wrap' });
   main.append(h('div', { class: 'page-head' }, h('h1', {}, 'API tokens')),
-    h('p', { class: 'muted' }, 'Tokens let the CLI and scripts act as you: ONEOFF_TOKEN=… oneoff run …'),
+    h('p', { class: 'muted' }, 'Tokens let the CLI and scripts act as you: ', h('code', {}, 'ONEOFF_TOKEN=… oneoff run …'),
+      '. A token made with another token is its child: it expires no later and is revoked with it.'),
     form, shown, failure, tableSlot);
 
   const draw = async () => {
     const { data } = await api('/api/v1/tokens', { signal: ctx.signal });
-    const rows = data.tokens.map((token) => h('tr', {},
-      h('td', {}, String(token.id)), h('td', {}, token.name), h('td', {}, token.user),
-      h('td', {}, token.revoked_at ? 'revoked' : 'active'),
-      h('td', {}, token.expires_at ? timeElement(token.expires_at) : 'never'),
-      h('td', {}, token.last_used_at ? timeElement(token.last_used_at) : '—'),
-      h('td', {}, token.revoked_at ? '' : h('button', { type: 'button', class: 'secondary', onclick: () => revoke(token) }, 'Revoke'))));
-    tableSlot.replaceChildren(h('table', { class: 'runs' },
-      h('thead', {}, h('tr', {}, ['ID', 'Name', 'User', 'State', 'Expires', 'Last used', ''].map((title) => h('th', { scope: 'col' }, title)))),
+    const tokens = data.tokens || [];
+    if (tokens.length === 0) {
+      tableSlot.replaceChildren(h('p', { class: 'muted empty' }, 'No tokens yet. Create one above.'));
+      return;
+    }
+    const now = Date.now();
+    const byId = new Map(tokens.map((token) => [token.id, token]));
+    const rows = tokens.map((token) => {
+      const { state, label } = tokenState(token, now);
+      const parent = token.parent_id === null || token.parent_id === undefined ? null : byId.get(token.parent_id);
+      const children = activeChildren(token, tokens, now);
+      const revokeTitle = children.length
+        ? `Revoke ${token.name} and the ${children.length} token${children.length === 1 ? '' : 's'} made with it`
+        : `Revoke ${token.name}`;
+      return h('tr', { class: `token-${state}`, 'data-token': String(token.id) },
+        h('td', { 'data-label': 'Name' }, h('strong', {}, token.name), ' ', h('span', { class: 'muted' }, `#${token.id}`)),
+        h('td', { 'data-label': 'User' }, token.user,
+          token.groups?.length ? h('span', { class: 'when-relative' }, token.groups.join(', ')) : null),
+        h('td', { 'data-label': 'State' }, h('span', { class: `badge token-state state-${state}` }, label),
+          state === 'revoked' ? h('span', { class: 'when-relative' }, formatDateTime(token.revoked_at)) : null),
+        h('td', { 'data-label': 'Expires' }, whenCell(token.expires_at, { future: true, none: 'never' })),
+        h('td', { 'data-label': 'Last used' }, whenCell(token.last_used_at, { none: 'never used' })),
+        h('td', { 'data-label': 'Created' }, whenCell(token.created_at),
+          token.created_by && token.created_by !== token.user ? h('span', { class: 'when-relative' }, `by ${token.created_by}`) : null),
+        h('td', { 'data-label': 'Made with' }, token.parent_id === null || token.parent_id === undefined
+          ? h('span', { class: 'muted' }, '—')
+          : h('span', { class: 'token-parent' }, parent ? `${parent.name} ` : 'token ', h('span', { class: 'muted' }, `#${token.parent_id}`))),
+        h('td', { class: 'actions' }, state === 'revoked' ? '' : h('button', {
+          type: 'button', class: 'danger', title: revokeTitle, 'aria-label': revokeTitle, onclick: () => revoke(token),
+        }, 'Revoke')));
+    });
+    tableSlot.replaceChildren(h('table', { class: 'data-table tokens-table' },
+      h('thead', {}, h('tr', {}, ['Name', 'User', 'State', 'Expires', 'Last used', 'Created', 'Made with', '']
+        .map((title) => h('th', { scope: 'col' }, title || h('span', { class: 'visually-hidden' }, 'Actions'))))),
       h('tbody', {}, rows)));
   };
   const revoke = async (token) => {
@@ -1052,7 +1089,8 @@ async function tokensPage(ctx) {
     try {
       const body = { name: name.value.trim(), ...(expires.value ? { expires_in: expires.value } : {}) };
       const { data } = await api('/api/v1/tokens', { method: 'POST', body, signal: ctx.signal });
-      shown.replaceChildren('Your new token (shown only now; copy it): ', h('code', {}, data.token));
+      shown.replaceChildren(h('p', {}, h('strong', {}, `Your new token “${data.info.name}”`), ' (shown only now; copy it):'),
+        h('code', { class: 'token-secret' }, data.token));
       shown.hidden = false;
       name.value = '';
       await draw();
@@ -1074,13 +1112,35 @@ async function tokensPage(ctx) {
 // ---------------------------------------------------------------------------------------
 // `/audit`: the audit trail (administrators)
 
+const AUDIT_FILTERS = ['actor', 'action', 'job', 'since', 'until'];
+
 async function auditPage(ctx) {
   setTitle('Audit trail');
+  const q = ctx.query;
   const verdict = h('p', { class: 'notice', role: 'status', hidden: true });
   const verify = h('button', { type: 'button' }, 'Verify the chain');
-  const tableSlot = h('div', { class: 'runs-table-wrap' });
+  const actor = h('input', { type: 'search', id: 'audit-actor', name: 'actor', value: q.get('actor') || '', autocomplete: 'off', placeholder: 'e.g. alice' });
+  const action = h('select', { id: 'audit-action', name: 'action' }, h('option', { value: '' }, 'Any action'),
+    AUDIT_ACTIONS.map(({ code, label }) => h('option', { value: code, title: label }, code)));
+  const wantedAction = q.get('action') || '';
+  if (wantedAction && !AUDIT_ACTIONS.some(({ code }) => code === wantedAction)) action.append(h('option', { value: wantedAction }, wantedAction));
+  action.value = wantedAction;
+  const jobs = h('datalist', { id: 'audit-jobs' });
+  const job = h('input', { type: 'search', id: 'audit-job', name: 'job', value: q.get('job') || '', autocomplete: 'off', list: 'audit-jobs', placeholder: 'any job' });
+  const since = h('input', { type: 'datetime-local', id: 'audit-since', name: 'since', value: localInputValue(q.get('since')) });
+  const until = h('input', { type: 'datetime-local', id: 'audit-until', name: 'until', value: localInputValue(q.get('until'), { end: true }) });
+  const filtered = AUDIT_FILTERS.some((key) => q.get(key));
+  const form = h('form', { class: 'filters audit-filters', role: 'search', 'aria-label': 'Filter the audit trail' },
+    h('div', { class: 'filter' }, h('label', { for: 'audit-actor' }, 'Actor'), actor),
+    h('div', { class: 'filter' }, h('label', { for: 'audit-action' }, 'Action'), action),
+    h('div', { class: 'filter' }, h('label', { for: 'audit-job' }, 'Job'), job, jobs),
+    h('div', { class: 'filter' }, h('label', { for: 'audit-since' }, 'From'), since),
+    h('div', { class: 'filter' }, h('label', { for: 'audit-until' }, 'To'), until),
+    h('div', { class: 'filter-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Apply'),
+      filtered ? h('a', { href: '/audit', class: 'button-link' }, 'Clear') : null));
+  const tableSlot = h('div', { class: 'data-table-wrap' });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
-  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Audit trail'), verify), verdict, tableSlot, pager);
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Audit trail'), verify), verdict, form, tableSlot, pager);
   verify.addEventListener('click', async () => {
     try {
       const { data } = await api('/api/v1/audit/verify', { signal: ctx.signal });
@@ -1090,7 +1150,33 @@ async function auditPage(ctx) {
     }
     verdict.hidden = false;
   });
-  const params = new URLSearchParams(ctx.query);
+  const windowError = h('p', { class: 'notice error', role: 'alert', hidden: true });
+  form.after(windowError);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const [from, to] = [windowBound(since.value), windowBound(until.value, { end: true })];
+    windowError.hidden = !(from && to && from >= to);
+    if (!windowError.hidden) {
+      windowError.textContent = '“From” must be before “To”: no record can be in this window.';
+      since.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    since.removeAttribute('aria-invalid');
+    const params = new URLSearchParams();
+    if (actor.value.trim()) params.set('actor', actor.value.trim());
+    if (action.value) params.set('action', action.value);
+    if (job.value.trim()) params.set('job', job.value.trim());
+    if (windowBound(since.value)) params.set('since', windowBound(since.value));
+    if (windowBound(until.value, { end: true })) params.set('until', windowBound(until.value, { end: true }));
+    navigate(`/audit${params.toString() ? `?${params}` : ''}`);
+  });
+  action.addEventListener('change', () => form.requestSubmit());
+  api('/api/v1/jobs', { signal: ctx.signal }).then(({ data }) => {
+    jobs.append(...(data.jobs || []).map((entry) => h('option', { value: entry.name })));
+  }).catch(() => {});
+
+  const params = new URLSearchParams();
+  for (const key of [...AUDIT_FILTERS, 'before']) if (q.get(key)) params.set(key, q.get(key));
   params.set('limit', '100');
   let data;
   try {
@@ -1098,22 +1184,63 @@ async function auditPage(ctx) {
   } catch (error) {
     if (isAbort(error)) return;
     tableSlot.replaceChildren(h('p', { class: 'notice error', role: 'alert' }, error.message));
-    verify.hidden = true;
+    if (error.status === 403) verify.hidden = true;
     return;
   }
-  const rows = data.records.map((record) => h('tr', {},
-    h('td', {}, String(record.id)), h('td', {}, timeElement(record.at)), h('td', {}, record.actor),
-    h('td', {}, h('code', {}, record.action)), h('td', {}, record.message || ''), h('td', {}, record.job || '—'),
-    h('td', {}, record.run_id ? h('a', { href: `/runs/${record.run_id}` }, `#${record.run_id}`) : '—'),
-    h('td', {}, record.client), h('td', {}, h('code', {}, JSON.stringify(record.detail)))));
-  tableSlot.replaceChildren(h('table', { class: 'runs' },
-    h('thead', {}, h('tr', {}, ['ID', 'At', 'Actor', 'Action', 'Message', 'Job', 'Run', 'Client', 'Detail'].map((title) => h('th', { scope: 'col' }, title)))),
-    h('tbody', {}, rows)));
-  if (data.next_before) {
-    const older = new URLSearchParams(ctx.query);
-    older.set('before', String(data.next_before));
-    pager.replaceChildren(h('a', { href: `/audit?${older}`, rel: 'next' }, 'Older records →'));
+  const records = data.records || [];
+  if (records.length === 0) {
+    tableSlot.replaceChildren(h('p', { class: 'muted empty' }, filtered
+      ? 'No record matches these filters.' : q.get('before') ? 'No older records.' : 'The audit trail is empty.'));
+  } else {
+    const columns = ['When', 'Actor', 'Action', 'What happened', 'Job', 'Run', ''];
+    const rows = records.flatMap((record) => auditRows(record, columns.length));
+    tableSlot.replaceChildren(h('table', { class: 'data-table audit-table' },
+      h('thead', {}, h('tr', {}, columns.map((title) => h('th', { scope: 'col' }, title || h('span', { class: 'visually-hidden' }, 'Details'))))),
+      h('tbody', {}, rows)));
   }
+  const links = [];
+  if (q.get('before')) {
+    const newest = new URLSearchParams(q);
+    newest.delete('before');
+    links.push(h('a', { href: `/audit${newest.toString() ? `?${newest}` : ''}` }, '← Newest records'));
+  }
+  if (data.next_before) {
+    const older = new URLSearchParams(q);
+    older.set('before', String(data.next_before));
+    links.push(h('a', { href: `/audit?${older}`, rel: 'next' }, 'Older records →'));
+  }
+  pager.replaceChildren(...links);
+}
+
+/** One audit record: its row, and the hidden row under it with every field and the detail. */
+function auditRows(record, span) {
+  const detailId = `audit-detail-${record.id}`;
+  const toggle = h('button', { type: 'button', class: 'icon details-toggle', 'aria-expanded': 'false', 'aria-controls': detailId, title: 'Show every field of this record' }, 'Details');
+  const denied = String(record.action).startsWith('denied.');
+  const row = h('tr', { class: denied ? 'audit-denied' : null },
+    h('td', { 'data-label': 'When', class: 'nowrap' }, timeElement(record.at)),
+    h('td', { 'data-label': 'Actor' }, record.actor),
+    h('td', { 'data-label': 'Action' }, h('code', { class: `action${denied ? ' action-denied' : ''}` }, record.action)),
+    h('td', { 'data-label': 'What', class: 'audit-message' }, record.message || h('span', { class: 'muted' }, '—')),
+    h('td', { 'data-label': 'Job' }, record.job || h('span', { class: 'muted' }, '—')),
+    h('td', { 'data-label': 'Run' }, record.run_id ? h('a', { href: `/runs/${record.run_id}` }, `#${record.run_id}`) : h('span', { class: 'muted' }, '—')),
+    h('td', { class: 'actions' }, toggle));
+  const pretty = prettyDetail(record.detail);
+  const fields = [
+    ['Record', `#${record.id}`], ['At', record.at], ['Actor', record.actor], ['Identity from', record.source],
+    ['Client', record.client], ['Action', record.action], ['Hash', record.hash],
+  ];
+  const detail = h('tr', { class: 'audit-detail', id: detailId, hidden: true },
+    h('td', { colspan: String(span) },
+      h('dl', { class: 'record-fields' }, fields.map(([term, value]) => [h('dt', {}, term), h('dd', {}, h('code', {}, String(value ?? '—')))])),
+      pretty ? h('pre', { class: 'record-detail', 'aria-label': 'Detail (JSON)' }, pretty) : h('p', { class: 'muted' }, 'No further detail.')));
+  toggle.addEventListener('click', () => {
+    const open = detail.hidden;
+    detail.hidden = !open;
+    toggle.setAttribute('aria-expanded', String(open));
+    toggle.textContent = open ? 'Hide' : 'Details';
+  });
+  return [row, detail];
 }
 
 render();

@@ -636,8 +636,14 @@ export class LogView {
 
   stepMatch(direction) {
     if (!this.search) return;
+    const search = this.search;
+    if (search.rows.length === 0 && search.scanned < this.store.end && !search.capped) {
+      // Enter before the scan found anything (a long log takes many slices): leave the
+      // first jump to the scan's end, which reveals the first match from the top row.
+      return;
+    }
     this.firstJumpDone = true;
-    if (this.search.step(direction) >= 0) this.revealCurrent();
+    if (search.step(direction) >= 0) this.revealCurrent();
     this.updateCount();
   }
 
@@ -761,7 +767,7 @@ export class LogView {
     const digits = String(Math.max(1, store.lastSeq)).length;
     if (digits !== this.noWidth) {
       this.noWidth = digits;
-      this.root.style.setProperty('--no-width', `${digits + 1}ch`);
+      this.root.style.setProperty('--no-width', `${digits}ch`);
     }
     if (this.wrap) this.renderWrap();
     else this.renderVirtual();
@@ -779,6 +785,12 @@ export class LogView {
         const gutter = this.scroller.querySelector('.log-no')?.getBoundingClientRect().width || 0;
         if (box.right > frame.right - 24) this.scroller.scrollLeft += box.right - frame.right + 80;
         else if (box.left < frame.left + gutter) this.scroller.scrollLeft -= frame.left + gutter - box.left + 80;
+        // The log may reach below the window (a short one, or the page scrolled): scroll
+        // the page just enough that the match itself is on screen.
+        const row = mark.closest('.log-row')?.getBoundingClientRect() || box;
+        const margin = 2 * ROW_HEIGHT;
+        if (row.bottom > this.win.innerHeight) this.win.scrollBy(0, row.bottom - this.win.innerHeight + margin);
+        else if (row.top < 0) this.win.scrollBy(0, row.top - margin);
       }
     }
   }

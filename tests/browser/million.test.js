@@ -1,5 +1,6 @@
 // A 1,000,000-line log in a real Chromium: the page opens, stays responsive while the log
-// loads, keeps the DOM small (virtualised rows), and the first and last lines are reachable.
+// loads, keeps the DOM small (virtualised rows), and the first and last lines are reachable;
+// a search brings its match on screen, and 7-digit line numbers fit their column.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -8,6 +9,26 @@ import { logLine, openPage, transportBadge, useServerAndBrowser, waitFor, waitFo
 
 const fixture = useServerAndBrowser({ before, after });
 
+/** The one `seq 1 1000000` run the tests of this file share (made by the first that asks). */
+let millionRun = null;
+function million() {
+  millionRun ??= (async () => {
+    const id = await fixture.server.createRun('million');
+    return fixture.server.waitForStatus(id, 'succeeded', 120000);
+  })();
+  return millionRun;
+}
+
+/** Opens the run page and waits until the whole log is shown (the last line, a complete stream). */
+async function openMillion(browser, url, id, options) {
+  const opened = await openPage(browser, options);
+  await opened.page.goto(`${url}/runs/${id}`);
+  await waitFor(async () => (await logLine(opened.page, '1000000').count()) > 0
+    && (await transportBadge(opened.page).textContent()).includes('complete'),
+  { timeout: MAX_LOAD_MS, interval: 100, message: 'the last line (1000000) and a complete stream' });
+  return opened;
+}
+
 /** Longest a `page.evaluate` round trip may take while the log loads (the tab must not freeze). */
 const MAX_ROUND_TRIP_MS = 3000;
 /** The whole log must be loaded and shown within this. */
@@ -15,8 +36,8 @@ const MAX_LOAD_MS = 60000;
 
 test('a 1,000,000-line log opens without freezing the page', async (t) => {
   const { server, browser } = fixture;
-  const id = await server.createRun('million');
-  const run = await server.waitForStatus(id, 'succeeded', 120000);
+  const run = await million();
+  const { id } = run;
   t.diagnostic(`seq 1 1000000 took ${run.duration_ms} ms in the server`);
 
   const { page, close } = await openPage(browser);
@@ -99,5 +120,88 @@ test('a 1,000,000-line log opens without freezing the page', async (t) => {
   await page.goto(`${server.url}/runs/${id}#L654321`);
   await logLine(page, '654321').waitFor({ timeout: MAX_LOAD_MS });
   await waitForText(page.locator('.log-row.target .log-text'), /^654321$/, { timeout: MAX_LOAD_MS });
+  await close();
+});
+
+/** Where the current match is, against the log's scroller and the window. */
+function currentMatchBox(page) {
+  return page.evaluate(() => {
+    const mark = document.querySelector('.log-row:not([hidden]) mark.current');
+    if (!mark) return null;
+    const box = mark.getBoundingClientRect();
+    const frame = document.querySelector('.log-scroller').getBoundingClientRect();
+    return {
+      text: mark.textContent,
+      row: mark.closest('.log-row').querySelector('.log-no').textContent,
+      inScroller: box.top >= frame.top && box.bottom <= frame.bottom && box.left >= frame.left && box.right <= frame.right,
+      inWindow: box.top >= 0 && box.bottom <= window.innerHeight && box.left >= 0 && box.right <= window.innerWidth,
+      box: { top: Math.round(box.top), bottom: Math.round(box.bottom) },
+      frame: { top: Math.round(frame.top), bottom: Math.round(frame.bottom) },
+      windowHeight: window.innerHeight,
+    };
+  });
+}
+
+for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+  test(`${viewport.width}x${viewport.height}: Enter right after typing a search scrolls its one match into view`, async () => {
+    const { server, browser } = fixture;
+    const { id } = await million();
+    const { page, close } = await openMillion(browser, server.url, id, { viewport });
+    // The search scans a million rows in slices; Enter comes before it found anything.
+    const input = page.getByRole('searchbox', { name: 'Search the log' });
+    await input.fill('654321');
+    await input.press('Enter');
+    await waitForText(page.locator('.log-count'), /^1 of 1$/, { timeout: 20000, message: 'the count to say "1 of 1"' });
+    const where = await waitFor(async () => {
+      const box = await currentMatchBox(page);
+      return box?.inScroller && box.inWindow ? box : null;
+    }, { timeout: 5000, message: 'the match to be inside the log and the window' }).catch(async (error) => {
+      throw new Error(`${error.message}; last: ${JSON.stringify(await currentMatchBox(page))}`);
+    });
+    assert.equal(where.text, '654321');
+    assert.equal(where.row, '654321', 'the highlighted match is on line 654321');
+
+    // The next search, typed without Enter, jumps as well, and Enter then wraps to the same match.
+    await input.fill('123456');
+    await waitForText(page.locator('.log-count'), /^1 of 1$/, { timeout: 20000 });
+    await waitFor(async () => {
+      const box = await currentMatchBox(page);
+      return box?.row === '123456' && box.inScroller && box.inWindow;
+    }, { timeout: 5000, message: 'the second match (line 123456) in view' });
+    await close();
+  });
+}
+
+test('7-digit line numbers fit their column, right-aligned with the 6-digit ones', async () => {
+  const { server, browser } = fixture;
+  const { id } = await million();
+  const { page, close } = await openMillion(browser, server.url, id);
+  // At the end of the log, rows 999,9xx and 1,000,000 are on screen together.
+  const numbers = await page.evaluate(() => [...document.querySelectorAll('.log-row:not([hidden])')].map((row) => {
+    const number = row.querySelector('.log-no');
+    const text = row.querySelector('.log-text');
+    const range = document.createRange();
+    range.selectNodeContents(number);
+    const digits = range.getBoundingClientRect();
+    const column = number.getBoundingClientRect();
+    const style = getComputedStyle(number);
+    const contentLeft = column.left + parseFloat(style.paddingLeft);
+    const contentRight = column.right - parseFloat(style.paddingRight);
+    return {
+      seq: number.textContent,
+      fits: digits.left >= contentLeft - 0.5 && digits.right <= contentRight + 0.5,
+      digitsRight: Math.round(digits.right * 10) / 10,
+      clearOfText: digits.right < text.getBoundingClientRect().left,
+    };
+  }));
+  const seven = numbers.filter((row) => row.seq.length === 7);
+  const six = numbers.filter((row) => row.seq.length === 6);
+  assert.ok(seven.length >= 1 && six.length >= 1, `6- and 7-digit numbers on screen: ${JSON.stringify(numbers.map((row) => row.seq))}`);
+  for (const row of numbers) {
+    assert.ok(row.fits, `line number ${row.seq} fits inside its column: ${JSON.stringify(row)}`);
+    assert.ok(row.clearOfText, `line number ${row.seq} ends before the line's text: ${JSON.stringify(row)}`);
+  }
+  const rights = new Set(numbers.map((row) => row.digitsRight));
+  assert.equal(rights.size, 1, `every number ends at the same x (right-aligned): ${JSON.stringify(numbers)}`);
   await close();
 });

@@ -1,7 +1,10 @@
-// Writes the README's screenshots to docs/screenshots/ (1280x800, light theme):
+// Writes the README's screenshots to docs/screenshots/ (1280x800 unless named, light theme):
 //   catalog.png      the job catalog of examples/oneoff.toml
 //   launch-form.png  the launch form of its `backfill` job, with a per-field error
 //   run-live.png     a run page with a coloured log, taken while the run is live
+//   tokens.png       the API tokens page of an administrator: states, expiry, last use, parents
+//   audit.png        the audit trail, with one record's details open
+//   audit-phone.png  the audit trail at 390x844 (one card per record)
 //
 // Run: tests/browser/run.sh --screenshots   (or `node tests/browser/screenshots.js` once
 // the binary is built and tests/browser/node_modules is installed). Not part of the suite:
@@ -66,11 +69,40 @@ async function exampleJobs() {
   return text.slice(start);
 }
 
+/** A server where `root` administers and `alice` works, with a little history to show. */
+async function adminServer() {
+  const server = await startServer({
+    jobs: await exampleJobs(),
+    auth: 'anonymous = false\nadmins = { users = ["root"] }',
+    tokens: [{ name: 'root-cli', user: 'root' }, { name: 'alice-laptop', user: 'alice', groups: ['eng'] }],
+  });
+  const as = async (who, method, pathname, body) => {
+    const response = await fetch(server.url + pathname, {
+      method,
+      headers: { authorization: `Bearer ${server.tokens[who]}`, 'content-type': 'application/json' },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return response.json().catch(() => null);
+  };
+  await as('root-cli', 'POST', '/api/v1/runs', { job: 'greet', params: { name: 'world' } });
+  await as('root-cli', 'POST', '/api/v1/runs', { job: 'rotate-key', params: { service: 'billing', token: 'hunter2-hunter2' } });
+  const countdown = await as('alice-laptop', 'POST', '/api/v1/runs', { job: 'countdown', params: { seconds: 3 } });
+  await as('alice-laptop', 'GET', '/api/v1/audit');
+  if (countdown?.id) await as('root-cli', 'POST', `/api/v1/runs/${countdown.id}/cancel`);
+  const bot = await as('root-cli', 'POST', '/api/v1/tokens', { name: 'deploy-bot', user: 'deploy', groups: ['ops'], expires_in: '90d' });
+  server.tokens['deploy-bot'] = bot.token;
+  await as('deploy-bot', 'POST', '/api/v1/tokens', { name: 'deploy-ci', expires_in: '30d' });
+  const old = await as('root-cli', 'POST', '/api/v1/tokens', { name: 'old-script', expires_in: '30d' });
+  await as('root-cli', 'DELETE', `/api/v1/tokens/${old.info.id}`);
+  return server;
+}
+
 async function main() {
   await mkdir(OUT, { recursive: true });
-  const [catalogServer, demoServer, browser] = await Promise.all([
+  const [catalogServer, demoServer, admin, browser] = await Promise.all([
     startServer({ jobs: await exampleJobs() }),
     startServer({ jobs: DEMO_JOBS }),
+    adminServer(),
     launchBrowser(),
   ]);
   const written = [];
@@ -115,9 +147,40 @@ async function main() {
       written.push(await shoot(page, 'run-live.png'));
       await close();
     }
+
+    // 4. The tokens page, 5. the audit trail with one record's details, 6. the same on a phone.
+    const asRoot = async (options) => {
+      const opened = await openPage(browser, options);
+      await opened.context.addInitScript((secret) => sessionStorage.setItem('oneoff.token', secret), admin.tokens['root-cli']);
+      return opened;
+    };
+    {
+      const { page, close } = await asRoot();
+      await page.goto(`${admin.url}/tokens`);
+      await page.locator('.tokens-table tbody tr').first().waitFor();
+      await page.mouse.move(0, 0);
+      written.push(await shoot(page, 'tokens.png'));
+      await close();
+    }
+    const shots = [
+      ['audit.png', undefined, 'deploy created an API token'],
+      ['audit-phone.png', { width: 390, height: 844 }, 'rotate-key'],
+    ];
+    for (const [name, viewport, record] of shots) {
+      const { page, close } = await asRoot({ viewport });
+      await page.goto(`${admin.url}/audit`);
+      const start = page.locator('.audit-table tbody tr', { hasText: record }).first();
+      await start.waitFor();
+      await start.getByRole('button', { name: 'Details' }).click();
+      await page.locator('.audit-detail:not([hidden]) pre').waitFor();
+      if (viewport) await start.scrollIntoViewIfNeeded();
+      await page.mouse.move(0, 0);
+      written.push(await shoot(page, name));
+      await close();
+    }
   } finally {
     await browser.close();
-    await Promise.all([catalogServer.stop(), demoServer.stop()]);
+    await Promise.all([catalogServer.stop(), demoServer.stop(), admin.stop()]);
   }
   for (const file of written) console.log(`wrote ${path.relative(ROOT, file)}`);
 }

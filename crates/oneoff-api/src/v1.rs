@@ -157,6 +157,13 @@ pub fn timestamp(micros: i64) -> String {
         .unwrap_or_else(|| micros.to_string())
 }
 
+/// The inverse of [`timestamp`]: an RFC 3339 time with any offset (`2026-12-01T10:00:00Z`,
+/// `…+01:00`, fractions of a second) as µs since the epoch; `None` when it is not one.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let moment = time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(moment.unix_timestamp_nanos() / 1000).ok()
+}
+
 fn param_value_json(value: &ParamValue) -> Value {
     match value {
         ParamValue::Text(text) => Value::String(text.clone()),
@@ -304,6 +311,15 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(timestamp(1_767_225_600_123_456), "2026-01-01T00:00:00.123456Z");
+    }
+
+    #[test]
+    fn timestamps_parse_back_with_any_offset() {
+        assert_eq!(parse_timestamp("2026-01-01T00:00:00.123456Z"), Some(1_767_225_600_123_456));
+        assert_eq!(parse_timestamp(&timestamp(42)), Some(42));
+        assert_eq!(parse_timestamp("2026-01-01T01:00:00+01:00"), Some(1_767_225_600_000_000));
+        assert_eq!(parse_timestamp("2026-01-01"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
     }
 
     #[test]

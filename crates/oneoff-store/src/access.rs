@@ -47,6 +47,10 @@ pub struct AuditFilter {
     pub action: Option<AuditAction>,
     pub job: Option<String>,
     pub before: Option<i64>,
+    /// Records at or after this time (µs since the epoch).
+    pub since_us: Option<i64>,
+    /// Records before this time (µs since the epoch), so consecutive windows do not overlap.
+    pub until_us: Option<i64>,
     pub limit: u32,
 }
 
@@ -279,6 +283,12 @@ impl Store {
         }
         if let Some(before) = filter.before {
             query.push(" AND id < ").push_bind(before);
+        }
+        if let Some(since_us) = filter.since_us {
+            query.push(" AND at_us >= ").push_bind(since_us);
+        }
+        if let Some(until_us) = filter.until_us {
+            query.push(" AND at_us < ").push_bind(until_us);
         }
         query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
         let rows = query.build().fetch_all(self.pool()).await?;

@@ -261,6 +261,11 @@ async fn the_audit_chain_verifies_and_breaks_on_tampering() {
     assert_eq!(oneoff_core::audit::verify(&chain).map(|head| head.records), Ok(5));
     let page = store.list_audit(&crate::AuditFilter { limit: 2, ..crate::AuditFilter::default() }).await.unwrap();
     assert_eq!(page.iter().map(|record| record.id).collect::<Vec<_>>(), vec![5, 4]);
+    // A time window: from `since_us` (inclusive) to `until_us` (exclusive); record N is at N µs.
+    let window =
+        crate::AuditFilter { since_us: Some(1), until_us: Some(3), limit: 10, ..crate::AuditFilter::default() };
+    let ids: Vec<i64> = store.list_audit(&window).await.unwrap().iter().map(|record| record.id).collect();
+    assert_eq!(ids, vec![3, 2], "records at 1 and 2 µs (ids 2 and 3), not the one at 3 µs");
 
     // Someone with the database file edits a record.
     let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("oneoff.db").display())).await.unwrap();

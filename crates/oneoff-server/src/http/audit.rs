@@ -22,6 +22,10 @@ pub struct AuditQuery {
     action: Option<String>,
     job: Option<String>,
     before: Option<i64>,
+    /// RFC 3339: records at or after this time.
+    since: Option<String>,
+    /// RFC 3339: records before this time.
+    until: Option<String>,
     limit: Option<u32>,
 }
 
@@ -36,10 +40,33 @@ pub async fn list(
     state.audit.flush_denials().await;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let action = query.action.as_deref().map(AuditAction::decode);
-    let filter = AuditFilter { actor: query.actor, action, job: query.job, before: query.before, limit };
+    let since_us = query.since.as_deref().map(|text| time_bound("since", text)).transpose()?;
+    let until_us = query.until.as_deref().map(|text| time_bound("until", text)).transpose()?;
+    if let (Some(since), Some(until), Some(since_us), Some(until_us)) = (&query.since, &query.until, since_us, until_us)
+    {
+        if since_us >= until_us {
+            return Err(ApiError::bad_request(format!(
+                "`since` ({since}) is not before `until` ({until}): no record can match; swap them or widen the window"
+            )));
+        }
+    }
+    let filter =
+        AuditFilter { actor: query.actor, action, job: query.job, before: query.before, since_us, until_us, limit };
     let records = state.store.list_audit(&AuditFilter { limit: paging::rows_to_fetch(limit), ..filter }).await?;
     let (records, next_before) = paging::page(records, limit, |record| record.id);
     Ok(Json(AuditList { records: records.iter().map(AuditRecord::from).collect(), next_before }))
+}
+
+/// `?since=` or `?until=` as µs since the epoch, or a 400 that shows the form wanted.
+fn time_bound(name: &str, text: &str) -> Result<i64, ApiError> {
+    oneoff_api::v1::parse_timestamp(text).ok_or_else(|| {
+        // A `+01:00` typed into a URL arrives as " 01:00": a query string decodes `+` as a space.
+        let plus = if text.contains(' ') { "; in a URL, write the `+` of an offset as %2B" } else { "" };
+        ApiError::bad_request(format!(
+            "`{name}` must be an RFC 3339 time with a zone, such as 2026-12-01T09:30:00Z or \
+             2026-12-01T10:30:00+01:00 (got `{text}`){plus}"
+        ))
+    })
 }
 
 /// `?head=HASH[&count=N][&mac=MAC]`: a checkpoint from the server log to check.

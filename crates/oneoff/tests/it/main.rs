@@ -20,3 +20,4 @@ mod proxy;
 mod restart;
 mod streams;
 mod support;
+mod ui_api;
