@@ -266,21 +266,15 @@ fn transport_error(url: &str, source: reqwest::Error) -> ClientError {
 
 /// True when the TLS library read something that is not TLS: an HTTP answer to its hello.
 fn met_plain_http(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        // An io::Error's `source` skips the error it wraps, so look inside it by hand.
-        let wrapped = current
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        for candidate in [Some(current), wrapped].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidMessage(_)) = candidate.downcast_ref::<rustls::Error>() {
-                return true;
-            }
-        }
-        cause = current.source();
+    if let Some(rustls::Error::InvalidMessage(_)) = error.downcast_ref::<rustls::Error>() {
+        return true;
     }
-    false
+    // An io::Error's `source` skips the error it wraps (and they nest), so look inside by hand.
+    let wrapped = error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+    if wrapped.is_some_and(|inner| met_plain_http(inner)) {
+        return true;
+    }
+    error.source().is_some_and(met_plain_http)
 }
 
 #[cfg(test)]
@@ -301,6 +295,22 @@ mod tests {
         );
         assert_eq!(server_url_problem("http://127.0.0.1:8080/"), None);
         assert_eq!(server_url_problem("https://oneoff.example.com/base"), None);
+    }
+
+    #[tokio::test]
+    async fn https_to_a_plain_http_server_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.read(&mut [0; 1024]);
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        let error = Client::new(&format!("https://{addr}")).jobs().await.unwrap_err();
+        assert!(matches!(error, ClientError::NotTls { .. }), "{error}");
+        assert!(error.to_string().ends_with("the server does not speak TLS there (it answered in plain HTTP); try http:// instead of https://"));
     }
 
     #[tokio::test]

@@ -49,6 +49,7 @@ const ASSETS: &[Asset] = &[
     Asset { name: "transport.js", content_type: JS, body: include_bytes!("../../../../web/transport.js") },
     Asset { name: "params.js", content_type: JS, body: include_bytes!("../../../../web/params.js") },
     Asset { name: "format.js", content_type: JS, body: include_bytes!("../../../../web/format.js") },
+    Asset { name: "shell.js", content_type: JS, body: include_bytes!("../../../../web/shell.js") },
     Asset {
         name: "style.css",
         content_type: "text/css; charset=utf-8",
