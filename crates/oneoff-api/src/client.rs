@@ -56,16 +56,20 @@ impl Client {
         let mut headers = reqwest::header::HeaderMap::new();
         let mut unusable = server_url_problem(base);
         if let Some(token) = token {
-            match reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
-                Ok(value) => {
+            // Tokens (ours, and signed assertions) are printable ASCII; anything else is a
+            // paste gone wrong, and sending no token instead would hide it.
+            let value = Some(token)
+                .filter(|token| token.bytes().all(|byte| byte.is_ascii_graphic()))
+                .and_then(|token| reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).ok());
+            match value {
+                Some(value) => {
                     headers.insert(reqwest::header::AUTHORIZATION, value);
                 }
-                // Sending no token instead would make the server answer as if none were set.
-                Err(_) => {
+                None => {
                     unusable = unusable.or_else(|| {
                         Some(
-                            "the API token holds characters no HTTP header can carry (a line break or a \
-                              non-ASCII character); API tokens are `oneoff_` followed by 64 hex digits"
+                            "the API token holds characters no token has (a space, a line break or a \
+                             non-ASCII character); API tokens are `oneoff_` followed by 64 hex digits"
                                 .to_string(),
                         )
                     })
@@ -310,7 +314,9 @@ mod tests {
         });
         let error = Client::new(&format!("https://{addr}")).jobs().await.unwrap_err();
         assert!(matches!(error, ClientError::NotTls { .. }), "{error}");
-        assert!(error.to_string().ends_with("the server does not speak TLS there (it answered in plain HTTP); try http:// instead of https://"));
+        assert!(error.to_string().ends_with(
+            "the server does not speak TLS there (it answered in plain HTTP); try http:// instead of https://"
+        ));
     }
 
     #[tokio::test]
@@ -318,6 +324,6 @@ mod tests {
         let error = Client::new("127.0.0.1:8080").jobs().await.unwrap_err();
         assert!(matches!(&error, ClientError::Usage(message) if message.contains("needs a scheme")), "{error}");
         let error = Client::with_token("http://127.0.0.1:9", Some("tök\n")).jobs().await.unwrap_err();
-        assert!(error.to_string().starts_with("the API token holds characters no HTTP header can carry"), "{error}");
+        assert!(error.to_string().starts_with("the API token holds characters no token has"), "{error}");
     }
 }
