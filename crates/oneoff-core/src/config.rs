@@ -869,14 +869,17 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
         let template = Template::parse(arg.get_ref());
         for placeholder in template.placeholders() {
             match known.iter().find(|param| param.name == placeholder) {
-                None => problems.at(
-                    arg.span(),
-                    format!(
-                        "unknown placeholder `{{{placeholder}}}`: no parameter of that name{} (write `{{{{` for a literal brace)",
-                        suggest::hint(placeholder, &known.iter().map(|param| param.name.as_str()).collect::<Vec<_>>(), &[])
-                            .replace(": did you mean", "; did you mean")
-                    ),
-                ),
+                None => {
+                    let names: Vec<&str> = known.iter().map(|param| param.name.as_str()).collect();
+                    let meant = suggest::did_you_mean(placeholder, &names, &[])
+                        .map_or_else(String::new, |name| format!("; did you mean `{{{name}}}`?"));
+                    problems.at(
+                        arg.span(),
+                        format!(
+                            "unknown placeholder `{{{placeholder}}}`: no parameter of that name{meant} (write `{{{{` for a literal brace)"
+                        ),
+                    )
+                }
                 Some(param) if param.secret => problems.at(
                     arg.span(),
                     format!(

@@ -387,7 +387,7 @@ fn typos_in_closed_vocabularies_get_a_suggestion() {
     let shown =
         errors("[[job]]\nname = \"a\"\ncommand = [\"echo\", \"{batchsize}\"]\n[[job.param]]\nname = \"batch_size\"\n");
     assert!(
-        shown[0].contains("unknown placeholder `{batchsize}`: no parameter of that name; did you mean `batch_size`?"),
+        shown[0].contains("unknown placeholder `{batchsize}`: no parameter of that name; did you mean `{batch_size}`?"),
         "{shown:?}"
     );
     let shown = errors("[[job]]\nname = \"a\"\ncommand = [\"true\"]\n[[job.param]]\nname = \"b\"\ntype = \"boolen\"\n");
