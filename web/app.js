@@ -12,6 +12,7 @@
 import { LogView } from './logview.js';
 import { LogStream, LABELS } from './transport.js';
 import { checkParam, paramsSummary, rerunQuery, initialValue, compilePattern } from './params.js';
+import { commandLine } from './shell.js';
 import {
   formatDuration, formatDateTime, formatAgo, describeOutcome, isFinal, parseTimestamp, STATUSES, auditVerdict,
 } from './format.js';
@@ -675,7 +676,7 @@ async function runPage(ctx, idText) {
             h('th', { scope: 'row' }, h('code', {}, name)),
             h('td', {}, h('code', {}, run.params[name] === null ? '—' : String(run.params[name]))))))),
       run.argv?.length ? h('details', { class: 'command' }, h('summary', {}, 'Command line'),
-        h('code', { class: 'argv' }, run.argv.map(shellWord).join(' '))) : null,
+        h('code', { class: 'argv' }, commandLine(run.argv))) : null,
     );
     if (!confirming) renderActions();
   };

@@ -19,6 +19,12 @@ pub enum ClientError {
     Unexpected { url: String, status: StatusCode, snippet: String },
     #[error("cannot reach {url}: {source}")]
     Transport { url: String, source: reqwest::Error },
+    /// A mistake in what the client was given (the server URL, the token), found before sending.
+    #[error("{0}")]
+    Usage(String),
+    /// An `https://` URL whose server answered in plain HTTP.
+    #[error("cannot reach {url}: the server does not speak TLS there (it answered in plain HTTP); try http:// instead of https://")]
+    NotTls { url: String },
 }
 
 /// Filters of `GET /api/v1/runs`.
@@ -36,6 +42,9 @@ pub struct RunQuery {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Why no request can be sent (a server URL without a scheme, a token no header can carry):
+    /// every request fails with it, in our words rather than the HTTP library's.
+    unusable: Option<String>,
 }
 
 impl Client {
@@ -47,10 +56,27 @@ impl Client {
     /// A client that sends `Authorization: Bearer TOKEN` with every request.
     pub fn with_token(base: &str, token: Option<&str>) -> Client {
         let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(value) =
-            token.and_then(|token| reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).ok())
-        {
-            headers.insert(reqwest::header::AUTHORIZATION, value);
+        let mut unusable = server_url_problem(base);
+        if let Some(token) = token {
+            // Tokens (ours, and signed assertions) are printable ASCII; anything else is a
+            // paste gone wrong, and sending no token instead would hide it.
+            let value = Some(token)
+                .filter(|token| token.bytes().all(|byte| byte.is_ascii_graphic()))
+                .and_then(|token| reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).ok());
+            match value {
+                Some(value) => {
+                    headers.insert(reqwest::header::AUTHORIZATION, value);
+                }
+                None => {
+                    unusable = unusable.or_else(|| {
+                        Some(
+                            "the API token holds characters no token has (a space, a line break or a \
+                             non-ASCII character); API tokens are `oneoff_` followed by 64 hex digits"
+                                .to_string(),
+                        )
+                    })
+                }
+            }
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
@@ -58,7 +84,7 @@ impl Client {
             .user_agent(concat!("oneoff-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("invariant: a client with default TLS settings always builds");
-        Client { base: base.trim_end_matches('/').to_string(), http }
+        Client { base: base.trim_end_matches('/').to_string(), http, unusable }
     }
 
     pub fn base(&self) -> &str {
@@ -75,7 +101,7 @@ impl Client {
     }
 
     pub async fn create_run(&self, job: &str, params: BTreeMap<String, Value>) -> Result<Run, ClientError> {
-        let url = self.url("/api/v1/runs");
+        let url = self.url("/api/v1/runs")?;
         let body = CreateRun { job: job.to_string(), params };
         let response = self.http.post(&url).json(&body).send().await;
         decode(&url, response).await
@@ -106,7 +132,7 @@ impl Client {
     }
 
     pub async fn cancel(&self, id: i64) -> Result<Run, ClientError> {
-        let url = self.url(&format!("/api/v1/runs/{id}/cancel"));
+        let url = self.url(&format!("/api/v1/runs/{id}/cancel"))?;
         let response = self.http.post(&url).send().await;
         decode(&url, response).await
     }
@@ -132,7 +158,7 @@ impl Client {
     /// A single-use ticket for one log connection to run `id` (what the web UI does before it
     /// opens a WebSocket or EventSource with a token as its identity).
     pub async fn stream_ticket(&self, id: i64) -> Result<crate::v1::StreamTicket, ClientError> {
-        let url = self.url(&format!("/api/v1/runs/{id}/log/ticket"));
+        let url = self.url(&format!("/api/v1/runs/{id}/log/ticket"))?;
         let response = self.http.post(&url).send().await;
         decode(&url, response).await
     }
@@ -142,7 +168,7 @@ impl Client {
     }
 
     pub async fn create_token(&self, body: &crate::v1::CreateToken) -> Result<crate::v1::CreatedToken, ClientError> {
-        let url = self.url("/api/v1/tokens");
+        let url = self.url("/api/v1/tokens")?;
         let response = self.http.post(&url).json(body).send().await;
         decode(&url, response).await
     }
@@ -152,7 +178,7 @@ impl Client {
     }
 
     pub async fn revoke_token(&self, id: i64) -> Result<crate::v1::Token, ClientError> {
-        let url = self.url(&format!("/api/v1/tokens/{id}"));
+        let url = self.url(&format!("/api/v1/tokens/{id}"))?;
         let response = self.http.delete(&url).send().await;
         decode(&url, response).await
     }
@@ -168,18 +194,21 @@ impl Client {
 
     /// A raw GET for callers that need the status and body themselves.
     pub async fn get_raw(&self, path: &str) -> Result<Response, ClientError> {
-        let url = self.url(path);
-        self.http.get(&url).send().await.map_err(|source| ClientError::Transport { url, source })
+        let url = self.url(path)?;
+        self.http.get(&url).send().await.map_err(|source| transport_error(&url, source))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
-        let url = self.url(path);
+        let url = self.url(path)?;
         let response = self.http.get(&url).query(query).send().await;
         decode(&url, response).await
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    fn url(&self, path: &str) -> Result<String, ClientError> {
+        match &self.unusable {
+            Some(problem) => Err(ClientError::Usage(problem.clone())),
+            None => Ok(format!("{}{path}", self.base)),
+        }
     }
 }
 
@@ -194,7 +223,7 @@ fn encode(segment: &str) -> String {
 }
 
 async fn decode<T: DeserializeOwned>(url: &str, response: Result<Response, reqwest::Error>) -> Result<T, ClientError> {
-    let transport = |source| ClientError::Transport { url: url.to_string(), source };
+    let transport = |source| transport_error(url, source);
     let response = response.map_err(transport)?;
     let status = response.status();
     let body = response.bytes().await.map_err(transport)?;
@@ -213,4 +242,93 @@ async fn decode<T: DeserializeOwned>(url: &str, response: Result<Response, reqwe
     let text = String::from_utf8_lossy(&body);
     let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(120).collect();
     Err(ClientError::Unexpected { url: url.to_string(), status, snippet })
+}
+
+/// Why `base` cannot be a server URL, in words that say what to write instead.
+fn server_url_problem(base: &str) -> Option<String> {
+    let base = base.trim();
+    if !base.contains("://") {
+        // `127.0.0.1:8080` is a relative URL to the parser, `localhost:8080` a URL of scheme `localhost`.
+        return Some(format!(
+            "the server URL `{base}` needs a scheme: write http://{base} (or https:// where TLS is set up)"
+        ));
+    }
+    match reqwest::Url::parse(base) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            Some(format!("the server URL `{base}` must start with http:// or https://"))
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+            Some(format!("the server URL `{base}` names no host, e.g. http://127.0.0.1:8080"))
+        }
+        Ok(_) => None,
+        Err(error) => Some(format!("the server URL `{base}` is not a URL ({error}), e.g. http://127.0.0.1:8080")),
+    }
+}
+
+/// A failed request, recognising the mistakes a user can fix: https:// to a plain HTTP server.
+fn transport_error(url: &str, source: reqwest::Error) -> ClientError {
+    if url.starts_with("https://") && met_plain_http(&source) {
+        return ClientError::NotTls { url: url.to_string() };
+    }
+    ClientError::Transport { url: url.to_string(), source }
+}
+
+/// True when the TLS library read something that is not TLS: an HTTP answer to its hello.
+fn met_plain_http(error: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(rustls::Error::InvalidMessage(_)) = error.downcast_ref::<rustls::Error>() {
+        return true;
+    }
+    // An io::Error's `source` skips the error it wraps (and they nest), so look inside by hand.
+    let wrapped = error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+    if wrapped.is_some_and(|inner| met_plain_http(inner)) {
+        return true;
+    }
+    error.source().is_some_and(met_plain_http)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_url_without_a_scheme_is_named_with_the_fix() {
+        assert_eq!(
+            server_url_problem("127.0.0.1:8080").unwrap(),
+            "the server URL `127.0.0.1:8080` needs a scheme: write http://127.0.0.1:8080 (or https:// where TLS is set up)"
+        );
+        assert!(server_url_problem("localhost:8080").unwrap().contains("write http://localhost:8080"));
+        assert!(server_url_problem("ftp://host").unwrap().contains("must start with http:// or https://"));
+        assert!(
+            server_url_problem("http://").unwrap().contains("is not a URL")
+                || server_url_problem("http://").unwrap().contains("names no host")
+        );
+        assert_eq!(server_url_problem("http://127.0.0.1:8080/"), None);
+        assert_eq!(server_url_problem("https://oneoff.example.com/base"), None);
+    }
+
+    #[tokio::test]
+    async fn https_to_a_plain_http_server_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.read(&mut [0; 1024]);
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        let error = Client::new(&format!("https://{addr}")).jobs().await.unwrap_err();
+        assert!(matches!(error, ClientError::NotTls { .. }), "{error}");
+        assert!(error.to_string().ends_with(
+            "the server does not speak TLS there (it answered in plain HTTP); try http:// instead of https://"
+        ));
+    }
+
+    #[tokio::test]
+    async fn requests_of_an_unusable_client_fail_in_our_words() {
+        let error = Client::new("127.0.0.1:8080").jobs().await.unwrap_err();
+        assert!(matches!(&error, ClientError::Usage(message) if message.contains("needs a scheme")), "{error}");
+        let error = Client::with_token("http://127.0.0.1:9", Some("tök\n")).jobs().await.unwrap_err();
+        assert!(error.to_string().starts_with("the API token holds characters no token has"), "{error}");
+    }
 }

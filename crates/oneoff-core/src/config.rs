@@ -24,6 +24,7 @@ use crate::auth::{
 use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
 use crate::mask::MIN_SECRET_CHARS;
 use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
+use crate::suggest;
 use crate::template::{is_identifier, Template};
 
 /// Server settings with every default applied.
@@ -117,6 +118,36 @@ pub struct Config {
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub catalog: Catalog,
+    /// What the jobs need from the host (programs, directories), for the IO side to check.
+    pub host_needs: Vec<HostNeed>,
+}
+
+/// Something a job needs from the host that runs it. Core does no IO: `oneoff check-config`
+/// and the server at start check these and report each at the place it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNeed {
+    pub job: String,
+    pub file: String,
+    /// 1-based line and column of the value in the file.
+    pub position: (usize, usize),
+    pub need: Need,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// The command's program: a path (it holds a `/`, and a relative one is taken from the
+    /// job's workdir), or a name looked up in `search_path`, the job's own `PATH` when its
+    /// `env` sets one (`None`: the server's).
+    Program { program: String, search_path: Option<String>, workdir: Option<PathBuf> },
+    /// The job's `workdir`.
+    Directory(PathBuf),
+}
+
+impl HostNeed {
+    /// `message` about this need, placed where the file states it.
+    pub fn problem(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.file.clone(), position: Some(self.position), message: message.into() }
+    }
 }
 
 /// Values from flags or environment variables, which win over the file.
@@ -292,7 +323,7 @@ struct RawJob {
     command: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     env: BTreeMap<String, Spanned<String>>,
-    workdir: Option<String>,
+    workdir: Option<Spanned<String>>,
     #[serde(default, rename = "param", alias = "params")]
     params: Vec<RawParam>,
     timeout: Option<Spanned<String>>,
@@ -326,12 +357,18 @@ struct Problems<'a> {
     file: &'a str,
     text: &'a str,
     errors: Vec<ConfigError>,
+    host_needs: Vec<HostNeed>,
 }
 
 impl Problems<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let position = Some(line_column(self.text, span.start));
         self.errors.push(ConfigError { file: self.file.to_string(), position, message: message.into() });
+    }
+
+    fn need(&mut self, job: &str, span: Range<usize>, need: Need) {
+        let position = line_column(self.text, span.start);
+        self.host_needs.push(HostNeed { job: job.to_string(), file: self.file.to_string(), position, need });
     }
 
     fn nowhere(&mut self, message: impl Into<String>) {
@@ -350,11 +387,11 @@ impl Config {
     /// Validates config text. `file` names it in errors; relative paths in it are resolved
     /// against `base_dir` (the file's directory); `overrides` win over the file.
     pub fn from_toml(file: &str, text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
-        let mut problems = Problems { file, text, errors: Vec::new() };
+        let mut problems = Problems { file, text, errors: Vec::new(), host_needs: Vec::new() };
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(error) => {
-                let message = error.message().trim().replace('\n', "; ");
+                let message = with_key_suggestion(&error.message().trim().replace('\n', "; "));
                 match error.span() {
                     Some(span) => problems.at(span, message),
                     None => problems.nowhere(message),
@@ -384,10 +421,55 @@ impl Config {
         }
         match (server, streams, problems.errors.is_empty()) {
             (Some(server), Some(streams), true) => {
-                Ok(Config { server, streams, debug, auth, audit, catalog: Catalog::new(jobs) })
+                let host_needs = problems.host_needs;
+                Ok(Config { server, streams, debug, auth, audit, catalog: Catalog::new(jobs), host_needs })
             }
             _ => Err(ConfigErrors(problems.errors)),
         }
+    }
+}
+
+const JWT_KINDS: &[&str] = &["cloudflare", "pomerium", "generic", "alb"];
+const JWT_KIND_ALIASES: &[(&str, &str)] = &[
+    ("aws", "alb"),
+    ("elb", "alb"),
+    ("cf", "cloudflare"),
+    ("cloudflare-access", "cloudflare"),
+    ("access", "cloudflare"),
+    ("oidc", "generic"),
+    ("jwks", "generic"),
+    ("jwt", "generic"),
+];
+const CGROUP_ALIASES: &[(&str, &str)] =
+    &[("on", "auto"), ("true", "auto"), ("yes", "auto"), ("none", "off"), ("false", "off"), ("no", "off")];
+/// Names of keys people reach for, mapped to ours (only suggested where ours is expected).
+const KEY_ALIASES: &[(&str, &str)] = &[
+    ("parameter", "param"),
+    ("parameters", "param"),
+    ("args", "command"),
+    ("argv", "command"),
+    ("cmd", "command"),
+    ("cwd", "workdir"),
+    ("dir", "workdir"),
+    ("working_dir", "workdir"),
+    ("working_directory", "workdir"),
+    ("environment", "env"),
+    ("jobs", "job"),
+    ("regex", "pattern"),
+    ("options", "choices"),
+    ("values", "choices"),
+    ("kind", "type"),
+];
+
+/// serde's "unknown field `timout`, expected one of `name`, `timeout`, …" with the key it
+/// most likely meant in front: "unknown field `timout`: did you mean `timeout`?".
+fn with_key_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_string() };
+    let Some((unknown, expected)) = rest.split_once("`, expected ") else { return message.to_string() };
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match suggest::did_you_mean(unknown, &known, KEY_ALIASES) {
+        Some(found) => format!("unknown field `{unknown}`: did you mean `{found}`? (expected {expected})"),
+        None => message.to_string(),
     }
 }
 
@@ -470,11 +552,12 @@ fn validate_server(
             "off" => CgroupSetting::Off,
             path if Path::new(path).is_absolute() => CgroupSetting::Under(PathBuf::from(path)),
             other => {
+                let hint = suggest::hint(other, &["auto", "off"], CGROUP_ALIASES);
                 problems.at(
                     text.span(),
                     format!(
                         "cgroup `{other}` must be \"auto\", \"off\" or the absolute path of a cgroup v2 \
-                         directory (such as /sys/fs/cgroup/oneoff)"
+                         directory (such as /sys/fs/cgroup/oneoff){hint}"
                     ),
                 );
                 CgroupSetting::Auto
@@ -582,7 +665,11 @@ fn validate_jwt(raw: RawJwt, problems: &mut Problems) -> Option<JwtProvider> {
         "generic" => (JwtKind::Generic, "Authorization", vec!["RS256", "ES256"], "sub"),
         "alb" => (JwtKind::Alb, "X-Amzn-Oidc-Data", vec!["ES256"], "email"),
         other => {
-            problems.at(raw.kind.span(), format!("unknown jwt kind `{other}` (cloudflare, pomerium, generic or alb)"));
+            let hint = suggest::hint(other, JWT_KINDS, JWT_KIND_ALIASES);
+            problems.at(
+                raw.kind.span(),
+                format!("unknown jwt kind `{other}`{hint} (cloudflare, pomerium, generic or alb)"),
+            );
             return None;
         }
     };
@@ -729,21 +816,27 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
     let name = JobName::parse(raw.name.get_ref()).map_err(|message| problems.at(raw.name.span(), message)).ok();
 
     let mut params: Vec<ParamSpec> = Vec::new();
+    // Every parameter with a name, valid or not: a placeholder naming a broken parameter is
+    // not a second mistake, and reporting it as unknown would point away from the first.
+    let mut known: Vec<CheckedParam> = Vec::new();
     let mut env_names = HashSet::new();
     for raw_param in raw.params {
         let span = raw_param.name.span();
-        if let Some(param) = validate_param(raw_param, problems) {
-            if params.iter().any(|existing| existing.name == param.name) {
-                problems.at(span, format!("duplicate parameter `{}`", param.name));
-            } else if !env_names.insert(param_env_name(&param.name)) {
-                problems.at(
-                    span,
-                    format!("parameter `{}` clashes with another one in {}", param.name, param_env_name(&param.name)),
-                );
-            } else {
-                params.push(param);
-            }
+        let checked = validate_param(raw_param, problems);
+        if known.iter().any(|existing| existing.name == checked.name) {
+            problems.at(span, format!("duplicate parameter `{}`", checked.name));
+            continue;
         }
+        if !env_names.insert(param_env_name(&checked.name)) {
+            problems.at(
+                span,
+                format!("parameter `{}` clashes with another one in {}", checked.name, param_env_name(&checked.name)),
+            );
+        }
+        if let Some(spec) = &checked.spec {
+            params.push(spec.clone());
+        }
+        known.push(checked);
     }
 
     let command_span = raw.command.span();
@@ -754,16 +847,40 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
             "command must be a non-empty array whose first element is the program, e.g. [\"echo\", \"hello\"]",
         );
     }
+    // A PATH set with a placeholder is only known at run time.
+    let job_search_path = raw.env.get("PATH").map(|value| value.get_ref().clone());
+    let program_is_checkable = raw.command.get_ref().first().is_some_and(|program| {
+        Template::parse(program.get_ref()).placeholders().next().is_none()
+            && !program.get_ref().trim().is_empty()
+            && job_search_path.as_ref().is_none_or(|path| Template::parse(path).placeholders().next().is_none())
+    });
+    let program_span = raw.command.get_ref().first().map(Spanned::span);
     let mut command = Vec::new();
-    for arg in raw.command.into_inner() {
+    for (index, arg) in raw.command.into_inner().into_iter().enumerate() {
+        if arg.get_ref().contains('\0') {
+            problems.at(
+                arg.span(),
+                format!(
+                    "argument {} of command contains a NUL character, which no program can receive (an argument ends at NUL)",
+                    index + 1
+                ),
+            );
+        }
         let template = Template::parse(arg.get_ref());
         for placeholder in template.placeholders() {
-            match params.iter().find(|param| param.name == placeholder) {
-                None => problems.at(
-                    arg.span(),
-                    format!("unknown placeholder `{{{placeholder}}}`: no parameter of that name (write `{{{{` for a literal brace)"),
-                ),
-                Some(param) if matches!(param.kind, ParamKind::Secret { .. }) => problems.at(
+            match known.iter().find(|param| param.name == placeholder) {
+                None => {
+                    let names: Vec<&str> = known.iter().map(|param| param.name.as_str()).collect();
+                    let meant = suggest::did_you_mean(placeholder, &names, &[])
+                        .map_or_else(String::new, |name| format!("; did you mean `{{{name}}}`?"));
+                    problems.at(
+                        arg.span(),
+                        format!(
+                            "unknown placeholder `{{{placeholder}}}`: no parameter of that name{meant} (write `{{{{` for a literal brace)"
+                        ),
+                    )
+                }
+                Some(param) if param.secret => problems.at(
                     arg.span(),
                     format!(
                         "secret parameter `{placeholder}` cannot appear in command (argv is visible to every local user); the job receives it as {}",
@@ -786,9 +903,12 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
                 format!("environment variable `{key}`: names starting with ONEOFF_ are set by oneoff"),
             );
         }
+        if value.get_ref().contains('\0') {
+            problems.at(value.span(), format!("env `{key}` contains a NUL character, which no environment can hold"));
+        }
         let template = Template::parse(value.get_ref());
         for placeholder in template.placeholders() {
-            if !params.iter().any(|param| param.name == placeholder) {
+            if !known.iter().any(|param| param.name == placeholder) {
                 problems.at(value.span(), format!("unknown placeholder `{{{placeholder}}}` in env `{key}`"));
             }
         }
@@ -819,8 +939,20 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
         },
     };
 
+    let workdir = raw.workdir.as_ref().map(|dir| base_dir.join(dir.get_ref()));
+    if let Some(dir) = raw.workdir.as_ref().filter(|dir| dir.get_ref().contains('\0')) {
+        problems.at(dir.span(), "workdir contains a NUL character, which no path can hold");
+    }
     if problems.errors.len() > errors_before {
         return None;
+    }
+    let job_name = raw.name.get_ref().as_str();
+    if let (true, Some(span), Some(program)) = (program_is_checkable, program_span, command_text.first()) {
+        let need = Need::Program { program: program.clone(), search_path: job_search_path, workdir: workdir.clone() };
+        problems.need(job_name, span, need);
+    }
+    if let (Some(dir), Some(raw_dir)) = (&workdir, &raw.workdir) {
+        problems.need(job_name, raw_dir.span(), Need::Directory(dir.clone()));
     }
     let access = Access { run: raw.allow_run.map(AccessList::from), view: raw.allow_view.map(AccessList::from) };
     Some(JobSpec {
@@ -830,7 +962,7 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
         command_text,
         command,
         env,
-        workdir: raw.workdir.map(|dir| base_dir.join(dir)),
+        workdir,
         params,
         timeout,
         max_concurrent,
@@ -839,7 +971,35 @@ fn validate_job(raw: RawJob, base_dir: &Path, problems: &mut Problems) -> Option
     })
 }
 
-fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
+/// A parameter as the rest of its job sees it: known by name even when it is broken, so that
+/// only its own first mistake is reported, not the placeholders that use it.
+struct CheckedParam {
+    name: String,
+    /// Declared `type = "secret"`, valid or not: it still must not appear in argv.
+    secret: bool,
+    /// `None` when the parameter has a problem (already reported).
+    spec: Option<ParamSpec>,
+}
+
+const PARAM_TYPES: &[&str] = &["string", "integer", "boolean", "choice", "secret"];
+/// What people coming from other languages and schemas write for our types.
+const PARAM_TYPE_ALIASES: &[(&str, &str)] = &[
+    ("int", "integer"),
+    ("i64", "integer"),
+    ("number", "integer"),
+    ("num", "integer"),
+    ("str", "string"),
+    ("text", "string"),
+    ("bool", "boolean"),
+    ("flag", "boolean"),
+    ("enum", "choice"),
+    ("select", "choice"),
+    ("choices", "choice"),
+    ("password", "secret"),
+    ("token", "secret"),
+];
+
+fn validate_param(raw: RawParam, problems: &mut Problems) -> CheckedParam {
     let errors_before = problems.errors.len();
     let name = raw.name.get_ref().clone();
     if !is_identifier(&name) || name.len() > 64 {
@@ -847,6 +1007,20 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
     }
     let type_name = raw.kind.as_ref().map_or("string", |kind| kind.get_ref().as_str());
     let type_span = raw.kind.as_ref().map_or(raw.name.span(), Spanned::span);
+    let secret = type_name == "secret";
+    let broken = || CheckedParam { name: name.clone(), secret, spec: None };
+    if !PARAM_TYPES.contains(&type_name) {
+        // The keys that apply and the default depend on the type: with no type, any further
+        // message would be a guess.
+        problems.at(
+            type_span,
+            format!(
+                "unknown parameter type `{type_name}`{} (the types are string, integer, boolean, choice and secret)",
+                suggest::hint(type_name, PARAM_TYPES, PARAM_TYPE_ALIASES)
+            ),
+        );
+        return broken();
+    }
     let max_length = raw.max_length.as_ref().map_or(DEFAULT_MAX_LENGTH, |value| *value.get_ref());
     let kind = match type_name {
         "string" => {
@@ -886,7 +1060,7 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
                 None
             }
         },
-        "secret" => {
+        _ => {
             if let Some(default) = &raw.default {
                 problems.at(
                     default.span(),
@@ -905,13 +1079,6 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
             }
             Some(ParamKind::Secret { max_length })
         }
-        other => {
-            problems.at(
-                type_span,
-                format!("unknown parameter type `{other}` (string, integer, boolean, choice or secret)"),
-            );
-            None
-        }
     };
     let misplaced = [
         ("pattern", raw.pattern.as_ref().map(Spanned::span), type_name == "string"),
@@ -925,9 +1092,11 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
             problems.at(span, format!("`{key}` does not apply to a {type_name} parameter"));
         }
     }
-    let kind = kind?;
-    let mut spec = ParamSpec { name, kind, required: raw.required, default: None, description: raw.description };
-    if let Some(default) = raw.default {
+    let Some(kind) = kind else { return broken() };
+    let mut spec =
+        ParamSpec { name: name.clone(), kind, required: raw.required, default: None, description: raw.description };
+    // A secret's default is refused above; checking it as a value would say the same twice.
+    if let Some(default) = raw.default.filter(|_| !secret) {
         let input = match default.get_ref() {
             toml::Value::String(text) => ParamInput::Text(text.clone()),
             toml::Value::Integer(number) => ParamInput::Integer(*number),
@@ -942,7 +1111,8 @@ fn validate_param(raw: RawParam, problems: &mut Problems) -> Option<ParamSpec> {
             Err(message) => problems.at(default.span(), format!("default {message}")),
         }
     }
-    (problems.errors.len() == errors_before).then_some(spec)
+    let valid = problems.errors.len() == errors_before;
+    CheckedParam { name, secret, spec: valid.then_some(spec) }
 }
 
 fn first_line(text: &str) -> String {

@@ -14,12 +14,15 @@ pub mod log;
 pub mod mask;
 pub mod params;
 pub mod run;
+pub mod shell;
+pub mod suggest;
 pub mod template;
 
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
-    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig,
+    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, HostNeed, Need, Overrides,
+    ServerConfig, StreamConfig,
 };
 pub use lines::LineSplitter;
 pub use log::{LogEntry, LogStream};

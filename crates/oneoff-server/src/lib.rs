@@ -11,6 +11,7 @@
 mod audit_trail;
 mod clock;
 pub mod executor;
+pub mod host;
 mod http;
 mod hub;
 mod jwt;
@@ -77,6 +78,9 @@ impl RunningServer {
 
 /// Opens the store, recovers runs left by a previous process, binds the listener and serves.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    for warning in host_warnings(&config) {
+        tracing::warn!("{warning}");
+    }
     let config = Arc::new(config);
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -171,6 +175,15 @@ async fn open_store(database: &Path) -> anyhow::Result<Store> {
         ),
         error => anyhow::Error::new(error).context(format!("cannot open the database {file}")),
     })
+}
+
+/// What this process's host lacks for the catalog's jobs (see [`host`]), as this process
+/// would start them: its `PATH`, its working directory.
+pub fn host_warnings(config: &Config) -> Vec<oneoff_core::ConfigError> {
+    // Unset, exec searches the C library's default path.
+    let search_path = std::env::var("PATH").unwrap_or_else(|_| "/bin:/usr/bin".to_string());
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    host::host_warnings(config, Some(&search_path), &cwd)
 }
 
 /// Reads and validates a config file; `overrides` come from flags and environment variables.

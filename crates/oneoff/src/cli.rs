@@ -174,6 +174,10 @@ pub struct CancelArgs {
 pub struct CheckConfigArgs {
     /// The config file to validate.
     pub file: PathBuf,
+    /// Fail (exit 1) on warnings about this host too (a program or workdir that is missing
+    /// here): for a check run on the host that runs the jobs, as the user that runs them.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -160,6 +160,8 @@ pub fn is_transient(error: &ClientError) -> bool {
         ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => {
             is_transient_status(status.as_u16())
         }
+        // A bad URL or token, or https:// to a plain HTTP server: only the user can fix it.
+        ClientError::Usage(_) | ClientError::NotTls { .. } => false,
     }
 }
 

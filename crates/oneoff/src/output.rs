@@ -83,17 +83,15 @@ pub fn short_time(timestamp: &str) -> String {
     format!("{} {}", &timestamp[..10], &timestamp[11..19])
 }
 
-/// A word as a POSIX shell would need it, so shown commands can be pasted back.
+/// A word as a shell would need it, so shown commands can be pasted back (see
+/// `oneoff_core::shell`: control characters become `$'…'` escapes, never raw bytes).
 pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '@' | '%')
-        });
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    oneoff_core::shell::quote(word, false)
+}
+
+/// An argv as a command line that runs the same argv when pasted into a shell.
+pub fn command_line(argv: &[String]) -> String {
+    oneoff_core::shell::command_line(argv)
 }
 
 /// Writes `text` to stdout as is.
@@ -190,5 +188,6 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(shell_quote("a\nb"), "$'a\\nb'");
     }
 }

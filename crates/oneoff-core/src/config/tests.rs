@@ -309,3 +309,156 @@ fn cgroup_is_auto_off_or_an_absolute_path() {
         "{shown:?}"
     );
 }
+
+/// The job of issue 11: each broken parameter is used by the command.
+const BROKEN_PARAMS: &str = r#"[[job]]
+name = "backfill"
+command = ["sh", "-c", "echo {batch_size} {since} {count}"]
+
+[[job.param]]
+name = "batch_size"
+type = "int"
+min = 1
+default = 100
+
+[[job.param]]
+name = "since"
+pattern = "[0-9"
+default = "2026"
+
+[[job.param]]
+name = "count"
+type = "integer"
+default = "many"
+"#;
+
+#[test]
+fn a_broken_parameter_reports_its_own_mistake_and_stays_known() {
+    assert_eq!(
+        errors(BROKEN_PARAMS),
+        vec![
+            "jobs.toml:7:8: unknown parameter type `int`: did you mean `integer`? (the types are string, integer, boolean, choice and secret)",
+            "jobs.toml:13:11: bad regex: error: unclosed character class",
+            "jobs.toml:19:11: default must be an integer, not \"many\"",
+        ]
+    );
+}
+
+#[test]
+fn a_broken_secret_still_may_not_appear_in_argv() {
+    let shown = errors(
+        "[[job]]\nname = \"a\"\ncommand = [\"login\", \"{token}\"]\n[[job.param]]\nname = \"token\"\ntype = \"secret\"\nmax_length = 2\n",
+    );
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(shown[0].starts_with("jobs.toml:7:14: max_length 2 leaves no valid secret"), "{shown:#?}");
+    assert!(shown[1].starts_with("jobs.toml:3:21: secret parameter `token` cannot appear in command"), "{shown:#?}");
+}
+
+#[test]
+fn a_duplicate_parameter_is_reported_once_even_when_broken() {
+    let shown = errors(
+        "[[job]]\nname = \"a\"\ncommand = [\"echo\", \"{n}\"]\n[[job.param]]\nname = \"n\"\ntype = \"int\"\n[[job.param]]\nname = \"n\"\n",
+    );
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(shown[0].starts_with("jobs.toml:6:8: unknown parameter type `int`: did you mean `integer`?"), "{shown:#?}");
+    assert!(shown[1].starts_with("jobs.toml:8:8: duplicate parameter `n`"), "{shown:#?}");
+}
+
+#[test]
+fn typos_in_closed_vocabularies_get_a_suggestion() {
+    let shown = errors("[[job]]\nname = \"a\"\ncommand = [\"true\"]\ntimout = \"1m\"\n");
+    assert!(
+        shown[0].starts_with("jobs.toml:4:1: unknown field `timout`: did you mean `timeout`? (expected one of"),
+        "{shown:?}"
+    );
+    let shown = errors("[[job]]\nname = \"a\"\ncommand = [\"true\"]\ncwd = \"/tmp\"\n");
+    assert!(shown[0].contains("unknown field `cwd`: did you mean `workdir`?"), "{shown:?}");
+    let shown = errors("[servr]\nlisten = \"127.0.0.1:1\"\n");
+    assert!(shown[0].contains("unknown field `servr`: did you mean `server`?"), "{shown:?}");
+    let shown = errors("[[job]]\nname = \"a\"\ncommand = [\"true\"]\nzzzz = 1\n");
+    assert!(shown[0].starts_with("jobs.toml:4:1: unknown field `zzzz`, expected one of"), "no guess: {shown:?}");
+    let shown = errors("[[auth.jwt]]\nkind = \"aws\"\n");
+    assert_eq!(
+        shown,
+        vec!["jobs.toml:2:8: unknown jwt kind `aws`: did you mean `alb`? (cloudflare, pomerium, generic or alb)"]
+    );
+    let shown = errors("[server]\ncgroup = \"of\"\n");
+    assert!(shown[0].ends_with("(such as /sys/fs/cgroup/oneoff): did you mean `off`?"), "{shown:?}");
+    let shown =
+        errors("[[job]]\nname = \"a\"\ncommand = [\"echo\", \"{batchsize}\"]\n[[job.param]]\nname = \"batch_size\"\n");
+    assert!(
+        shown[0].contains("unknown placeholder `{batchsize}`: no parameter of that name; did you mean `{batch_size}`?"),
+        "{shown:?}"
+    );
+    let shown = errors("[[job]]\nname = \"a\"\ncommand = [\"true\"]\n[[job.param]]\nname = \"b\"\ntype = \"boolen\"\n");
+    assert!(shown[0].contains("unknown parameter type `boolen`: did you mean `boolean`?"), "{shown:?}");
+}
+
+#[test]
+fn a_nul_in_an_argument_env_or_workdir_is_an_error() {
+    let shown = errors(
+        "[[job]]\nname = \"a\"\ncommand = [\"echo\", \"a\\u0000b\"]\nenv = { X = \"1\\u0000\" }\nworkdir = \"/tmp\\u0000x\"\n",
+    );
+    assert_eq!(
+        shown,
+        vec![
+            "jobs.toml:3:20: argument 2 of command contains a NUL character, which no program can receive (an argument ends at NUL)",
+            "jobs.toml:4:13: env `X` contains a NUL character, which no environment can hold",
+            "jobs.toml:5:11: workdir contains a NUL character, which no path can hold",
+        ]
+    );
+}
+
+#[test]
+fn host_needs_name_the_program_and_workdir_where_they_are_written() {
+    let config = load(
+        r#"[[job]]
+name = "a"
+command = ["/nonexistent/prog", "x"]
+workdir = "work"
+[[job]]
+name = "b"
+command = ["backup-tool"]
+env = { PATH = "/opt/tools/bin" }
+[[job]]
+name = "c"
+command = ["{tool}"]
+[[job.param]]
+name = "tool"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.host_needs,
+        vec![
+            HostNeed {
+                job: "a".into(),
+                file: "jobs.toml".into(),
+                position: (3, 12),
+                need: Need::Program {
+                    program: "/nonexistent/prog".into(),
+                    search_path: None,
+                    workdir: Some("/etc/oneoff/work".into())
+                },
+            },
+            HostNeed {
+                job: "a".into(),
+                file: "jobs.toml".into(),
+                position: (4, 11),
+                need: Need::Directory("/etc/oneoff/work".into()),
+            },
+            HostNeed {
+                job: "b".into(),
+                file: "jobs.toml".into(),
+                position: (7, 12),
+                need: Need::Program {
+                    program: "backup-tool".into(),
+                    search_path: Some("/opt/tools/bin".into()),
+                    workdir: None
+                },
+            },
+        ],
+        "a program chosen by a parameter is known only at run time"
+    );
+    assert_eq!(config.host_needs[1].problem("gone").to_string(), "jobs.toml:4:11: gone");
+}

@@ -176,7 +176,14 @@ async fn start_and_supervise(
         Ok(child) => child,
         Err(error) => {
             let program = context.launch.argv.first().map_or("", String::as_str);
-            let message = format!("cannot start `{program}`: {error}");
+            // exec reports a missing working directory as ENOENT too, which reads as if the
+            // program were missing: name the directory.
+            let message = match context.launch.workdir.as_ref().filter(|dir| !dir.is_dir()) {
+                Some(dir) => {
+                    format!("cannot start `{program}`: its workdir {} is not a directory: {error}", dir.display())
+                }
+                None => format!("cannot start `{program}`: {error}"),
+            };
             let _ = lines.send(Lines::system(message.clone())).await;
             return Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) };
         }

@@ -285,7 +285,12 @@ fn identity_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiE
 async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError> {
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
     let Some(token) = token.filter(|token| token.starts_with(TOKEN_PREFIX)) else {
-        return Err(unauthorized("the Authorization header must be `Bearer oneoff_...`"));
+        // The value is not echoed: whatever it is, it may be somebody's credential.
+        return Err(unauthorized(format!(
+            "the Authorization header does not hold an API token: send `Authorization: Bearer {TOKEN_PREFIX}` \
+             followed by 64 hex digits; create a token on the web UI's Tokens page (once signed in) or \
+             with `oneoff token create`"
+        )));
     };
     let now = now_us();
     let record = state.store.use_token(&token_hash(token), now).await?;

@@ -1,6 +1,6 @@
 //! Extractors whose rejections speak the API's JSON error format instead of plain text.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -36,22 +36,55 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::Client { status, code: code_for(status), message }
 }
 
-/// `Query<T>` with a 400 JSON error naming the bad parameter.
+/// `Query<T>` with a 400 JSON error naming the bad parameter, what it must be and what came.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(query_rejection(rejection)),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
 }
 
-fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request(rejection.body_text())
+/// Decodes a query string as axum's `Query` does, keeping the name of the key that failed.
+fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = error.path().to_string();
+        let reason = error.inner().to_string();
+        ApiError::bad_request(query_problem(query, &key, &reason))
+    })
+}
+
+/// A sentence for one bad query parameter, in place of serde's words.
+fn query_problem(query: &str, key: &str, reason: &str) -> String {
+    let values: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| name == key)
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    let value = values.first().map(String::as_str).unwrap_or_default();
+    let shown: String = value.chars().take(40).collect();
+    if let Some(field) = reason.strip_prefix("duplicate field `").and_then(|rest| rest.split('`').next()) {
+        return format!("query parameter `{field}` is given more than once; give it once");
+    }
+    if reason == "invalid digit found in string" || reason == "cannot parse integer from empty string" {
+        // Digits with a minus sign fail only for a type without negative numbers.
+        if value.parse::<i64>().is_ok() {
+            return format!("query parameter `{key}` must be a whole number of 0 or more, not `{shown}`");
+        }
+        return format!("query parameter `{key}` must be a whole number, not `{shown}`");
+    }
+    if reason == "number too large to fit in target type" || reason == "number too small to fit in target type" {
+        return format!("query parameter `{key}` is out of range: `{shown}`");
+    }
+    if reason.starts_with("provided string was not `true` or `false`") {
+        return format!("query parameter `{key}` must be true or false, not `{shown}`");
+    }
+    if key.is_empty() || key == "." {
+        return format!("bad query string: {reason}");
+    }
+    format!("query parameter `{key}`: {reason}")
 }
 
 /// `Path<T>` with a JSON error.
@@ -70,4 +103,39 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 
 fn path_rejection(rejection: PathRejection) -> ApiError {
     ApiError::bad_request(rejection.body_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Query {
+        limit: Option<u32>,
+        before: Option<i64>,
+        follow: Option<bool>,
+    }
+
+    fn message(query: &str) -> String {
+        match parse_query::<Query>(query) {
+            Ok(parsed) => panic!("{query} parsed as {parsed:?}"),
+            Err(ApiError::Client { message, .. }) => message,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_query_parameter_is_named_with_what_it_must_be() {
+        assert_eq!(message("limit=abc"), "query parameter `limit` must be a whole number, not `abc`");
+        assert_eq!(message("limit=-1"), "query parameter `limit` must be a whole number of 0 or more, not `-1`");
+        assert_eq!(message("limit="), "query parameter `limit` must be a whole number, not ``");
+        assert_eq!(
+            message("before=99999999999999999999"),
+            "query parameter `before` is out of range: `99999999999999999999`"
+        );
+        assert_eq!(message("follow=maybe"), "query parameter `follow` must be true or false, not `maybe`");
+        assert_eq!(message("limit=1&limit=2"), "query parameter `limit` is given more than once; give it once");
+        assert!(parse_query::<Query>("limit=5&before=-3&other=x").is_ok());
+    }
 }

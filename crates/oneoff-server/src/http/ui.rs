@@ -50,6 +50,7 @@ const ASSETS: &[Asset] = &[
     Asset { name: "params.js", content_type: JS, body: include_bytes!("../../../../web/params.js") },
     Asset { name: "format.js", content_type: JS, body: include_bytes!("../../../../web/format.js") },
     Asset { name: "admin.js", content_type: JS, body: include_bytes!("../../../../web/admin.js") },
+    Asset { name: "shell.js", content_type: JS, body: include_bytes!("../../../../web/shell.js") },
     Asset {
         name: "style.css",
         content_type: "text/css; charset=utf-8",

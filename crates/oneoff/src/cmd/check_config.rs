@@ -1,10 +1,12 @@
 //! `oneoff check-config FILE`: validates a config file offline, with the same code the
-//! server uses at startup, and reports every problem as `file:line:col: message`.
+//! server uses at startup, and reports every problem as `file:line:col: message`; then,
+//! as the server does at start, warns about what this host lacks (a program, a workdir)
+//! as `file:line:col: warning: message`, which fails the check only with `--strict`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use oneoff_core::{Config, Overrides};
+use oneoff_core::{Config, ConfigError, Overrides};
 
 use crate::cli::CheckConfigArgs;
 use crate::output::{self, stderr_line};
@@ -18,21 +20,43 @@ pub fn run(args: &CheckConfigArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match Config::from_toml(&shown, &text, base_dir(&args.file), &Overrides::default()) {
-        Ok(config) => {
-            let count = config.catalog.jobs().len();
-            let noun = if count == 1 { "job" } else { "jobs" };
-            // A closed stdout cannot change the verdict, which the exit code carries.
-            let _ = output::stdout_line(&format!("{shown}: ok ({count} {noun})"));
-            ExitCode::SUCCESS
-        }
+    let config = match Config::from_toml(&shown, &text, base_dir(&args.file), &Overrides::default()) {
+        Ok(config) => config,
         Err(errors) => {
             for error in &errors.0 {
                 stderr_line(&error.to_string());
             }
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    // The host's facts, as the server checks them at start: this process's PATH and
+    // directory stand in for the server's.
+    let warnings = oneoff_server::host_warnings(&config);
+    for warning in &warnings {
+        stderr_line(&warning_line(warning));
     }
+    let count = config.catalog.jobs().len();
+    let noun = if count == 1 { "job" } else { "jobs" };
+    let verdict = match warnings.len() {
+        0 => format!("{shown}: ok ({count} {noun})"),
+        1 => format!("{shown}: ok ({count} {noun}), 1 warning about this host"),
+        many => format!("{shown}: ok ({count} {noun}), {many} warnings about this host"),
+    };
+    // A closed stdout cannot change the verdict, which the exit code carries.
+    let _ = output::stdout_line(&verdict);
+    if args.strict && !warnings.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// `file:line:col: warning: message`, so an editor jumps to it and a reader tells it from an error.
+fn warning_line(warning: &ConfigError) -> String {
+    let place = match warning.position {
+        Some((line, column)) => format!("{}:{line}:{column}", warning.file),
+        None => warning.file.clone(),
+    };
+    format!("{place}: warning: {}", warning.message)
 }
 
 /// Relative paths in the file are relative to its directory, as when the server loads it.

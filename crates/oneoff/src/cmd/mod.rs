@@ -76,6 +76,12 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
         }
         _ => stderr_line(&format!("oneoff: {}", describe(error))),
     }
+    if let Some(ClientError::Api { status, .. }) = client_error {
+        if status.as_u16() == 401 {
+            // The server cannot know where the CLI looks for a token; we can.
+            stderr_line(&token::sign_in_hint(&token::origin()));
+        }
+    }
     ExitCode::from(exit_code(error))
 }
 
@@ -91,6 +97,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
     match error.chain().find_map(|cause| cause.downcast_ref::<ClientError>()) {
         Some(ClientError::Api { status, .. }) => api_exit_code(status.as_u16()),
+        Some(ClientError::Usage(_)) => EXIT_USAGE,
         _ => EXIT_FAILURE,
     }
 }

@@ -26,7 +26,7 @@ fn details(run: &Run) -> Vec<(&'static str, String)> {
         ("job", run.job.clone()),
         ("status", run.status.clone()),
         ("params", params_text(run)),
-        ("argv", run.argv.iter().map(|arg| shell_quote(arg)).collect::<Vec<_>>().join(" ")),
+        ("argv", output::command_line(&run.argv)),
         ("requested by", run.requested_by.clone().unwrap_or_else(dash)),
         ("created", short_time(&run.created_at)),
         ("started", run.started_at.as_deref().map_or_else(dash, short_time)),
@@ -108,5 +108,29 @@ mod tests {
              signal:       SIGKILL (9)\n\
              error:        killed\n"
         );
+    }
+
+    #[test]
+    fn a_multi_line_script_is_shown_as_it_runs() {
+        let params = BTreeMap::from([("note".to_string(), Value::String("a\nb".into()))]);
+        let run = Run {
+            id: 1,
+            job: "backfill".into(),
+            status: "running".into(),
+            params,
+            argv: vec!["sh".into(), "-c".into(), "since=\"$1\"\necho \"$since\"".into(), "sh".into(), "".into()],
+            requested_by: None,
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            exit_code: None,
+            signal: None,
+            signal_name: None,
+            error: None,
+        };
+        let shown = output::key_values(&details(&run));
+        assert!(shown.contains("argv:         sh -c $'since=\"$1\"\\necho \"$since\"' sh ''\n"), "{shown}");
+        assert!(shown.contains("params:       note=$'a\\nb'\n"), "{shown}");
     }
 }

@@ -27,6 +27,42 @@ pub fn load() -> Option<String> {
     (!token.is_empty()).then_some(token)
 }
 
+/// Where the token [`load`] finds comes from, for messages about a refused one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOrigin {
+    Environment,
+    File(PathBuf),
+    Nowhere,
+}
+
+pub fn origin() -> TokenOrigin {
+    if std::env::var("ONEOFF_TOKEN").is_ok_and(|token| !token.trim().is_empty()) {
+        return TokenOrigin::Environment;
+    }
+    match token_file() {
+        Some(path) if load().is_some() => TokenOrigin::File(path),
+        _ => TokenOrigin::Nowhere,
+    }
+}
+
+/// What to do about a 401, given where the token sent (if any) came from.
+pub fn sign_in_hint(origin: &TokenOrigin) -> String {
+    const MAKE_ONE: &str = "make one on the web UI's Tokens page, or with `oneoff token create` (on the \
+         server's host, the first one with `oneoff token create --config FILE`)";
+    match origin {
+        TokenOrigin::Nowhere => format!(
+            "hint: oneoff sent no API token; set ONEOFF_TOKEN, or put the token in ~/.config/oneoff/token \
+             (chmod 600); {MAKE_ONE}"
+        ),
+        TokenOrigin::Environment => {
+            format!("hint: the token sent is ONEOFF_TOKEN's; replace it with a valid one, or unset it; {MAKE_ONE}")
+        }
+        TokenOrigin::File(path) => {
+            format!("hint: the token sent is the one in {}; replace it with a valid one; {MAKE_ONE}", path.display())
+        }
+    }
+}
+
 fn token_file() -> Option<PathBuf> {
     let config = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)

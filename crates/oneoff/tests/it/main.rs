@@ -16,6 +16,7 @@ mod hostile_processes;
 mod hostile_streams;
 mod jwt;
 mod logs;
+mod messages;
 mod proxy;
 mod restart;
 mod streams;
