@@ -12,7 +12,7 @@
 import { LogView } from './logview.js';
 import { LogStream, LABELS } from './transport.js';
 import { checkParam, paramsSummary, rerunQuery, initialValue, compilePattern } from './params.js';
-import { commandLine } from './shell.js';
+import { commandLine, shellQuote } from './shell.js';
 import {
   formatDuration, formatDateTime, formatAgo, describeOutcome, isFinal, parseTimestamp, STATUSES, auditVerdict,
 } from './format.js';
@@ -498,8 +498,10 @@ async function launchPage(ctx, name) {
   });
 }
 
-function shellWord(word) {
-  return /^[A-Za-z0-9_./:=@%+,{}-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+/** A command template's word: `{param}` placeholders stay readable, the rest is quoted as
+ * the run page quotes argv (control characters as `$'…'`, never raw). */
+function shellWord(word, index) {
+  return /^[A-Za-z0-9_./:=@%+,{}-]+$/.test(word) ? word : shellQuote(word, index === 0);
 }
 
 /** One labelled input for a parameter, with its hint and error slot. */
