@@ -120,6 +120,11 @@ pub struct Entry {
     pub stream: String,
     /// The line as UTF-8; invalid bytes are shown as U+FFFD (the raw log keeps the bytes).
     pub text: String,
+    /// This entry continues the line of the previous entry of the same stream: a partial
+    /// line stored before its newline (a progress bar), or a line cut at `max_line_bytes`.
+    /// Join the two (no newline between). Sent only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -277,6 +282,7 @@ impl From<&LogEntry> for Entry {
             ts: timestamp(entry.ts_us),
             stream: entry.stream.as_str().to_string(),
             text: entry.text().into_owned(),
+            continues: entry.continues,
         }
     }
 }

@@ -21,7 +21,7 @@ pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
     AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Overrides, ServerConfig, StreamConfig,
 };
-pub use lines::LineSplitter;
+pub use lines::{LineSplitter, Piece};
 pub use log::{LogEntry, LogStream};
 pub use mask::SecretMasker;
 pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};

@@ -200,7 +200,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, stream: &str, text: &str) -> Entry {
-        Entry { seq, ts: "2026-01-01T00:00:00Z".into(), stream: stream.into(), text: text.into() }
+        Entry { seq, ts: "2026-01-01T00:00:00Z".into(), stream: stream.into(), text: text.into(), continues: false }
     }
 
     fn printed(format: Format, entries: &[Entry]) -> (String, String) {
