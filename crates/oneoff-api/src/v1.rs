@@ -125,6 +125,10 @@ pub struct Entry {
     /// Join the two (no newline between). Sent only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub continues: bool,
+    /// The line does not end with this entry: the next entry of the same stream continues
+    /// it, unless the output ended without a newline. Sent only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -283,6 +287,7 @@ impl From<&LogEntry> for Entry {
             stream: entry.stream.as_str().to_string(),
             text: entry.text().into_owned(),
             continues: entry.continues,
+            partial: entry.partial,
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct Piece {
     /// True when this piece continues the line of the previous piece of the same pipe
     /// (which was cut at `max_line_bytes` or taken out as a partial line).
     pub continues: bool,
+    /// True when the line does not end with this piece: it was cut at `max_line_bytes`, or
+    /// taken out before its newline (a later piece continues it, unless the output ends).
+    pub partial: bool,
 }
 
 /// Turns chunks of bytes into lines. Pure: the caller decides when to flush a partial line.
@@ -83,13 +86,13 @@ impl LineSplitter {
         }
         let bytes = std::mem::take(&mut self.pending);
         self.pending_since = None;
-        let piece = Piece { bytes, continues: self.open };
+        let piece = Piece { bytes, continues: self.open, partial: true };
         self.open = true;
         Some(piece)
     }
 
     fn emit(&mut self, bytes: Vec<u8>, ends_line: bool, emit: &mut impl FnMut(Piece)) {
-        emit(Piece { bytes, continues: self.open });
+        emit(Piece { bytes, continues: self.open, partial: !ends_line });
         self.open = !ends_line;
     }
 
@@ -151,11 +154,11 @@ mod tests {
         (lines, splitter.take_partial().map(|piece| piece.bytes))
     }
 
-    /// Every piece as (text, continues), with a partial flush after each chunk marked `|`.
-    fn pieces(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool)> {
+    /// Every piece as (text, continues, partial); a chunk `|` stands for a partial-line flush.
+    fn pieces(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool, bool)> {
         let mut splitter = LineSplitter::new(max);
         let mut out = Vec::new();
-        let mut note = |piece: Piece| out.push((String::from_utf8(piece.bytes).unwrap(), piece.continues));
+        let mut note = |piece: Piece| out.push((String::from_utf8(piece.bytes).unwrap(), piece.continues, piece.partial));
         for chunk in chunks {
             if *chunk == b"|" {
                 if let Some(piece) = splitter.take_partial() {
@@ -168,14 +171,25 @@ mod tests {
         out
     }
 
+    fn owned(pieces: &[(&str, bool, bool)]) -> Vec<(String, bool, bool)> {
+        pieces.iter().map(|&(text, continues, partial)| (text.to_string(), continues, partial)).collect()
+    }
+
     #[test]
     fn pieces_after_a_flush_or_a_cut_continue_the_line() {
-        let got = pieces(100, &[b"\r1", b"|", b"\r2\r3", b"|", b"\r4\nnext\n", b"a", b"|", b"\n"]);
-        let want = [("\r1", false), ("\r2\r3", true), ("\r4", true), ("next", false), ("a", false), ("", true)];
-        assert_eq!(got, want.map(|(text, continues)| (text.to_string(), continues)));
+        let got = pieces(100, &[b"\r1", b"|", b"\r2\r3", b"|", b"\r4\nnext\n", b"a", b"|", b"\n", b"end", b"|"]);
+        let want = [
+            ("\r1", false, true),
+            ("\r2\r3", true, true),
+            ("\r4", true, false),
+            ("next", false, false),
+            ("a", false, true),
+            ("", true, false),
+            ("end", false, true),
+        ];
+        assert_eq!(got, owned(&want));
         let cut = pieces(4, &[b"abcdefghij\nk\n"]);
-        let want = [("abcd", false), ("efgh", true), ("ij", true), ("k", false)];
-        assert_eq!(cut, want.map(|(text, continues)| (text.to_string(), continues)));
+        assert_eq!(cut, owned(&[("abcd", false, true), ("efgh", true, true), ("ij", true, false), ("k", false, false)]));
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct LogEntry {
     pub bytes: Vec<u8>,
     /// This entry continues the line of the previous entry of the same stream.
     pub continues: bool,
+    /// This entry does not end its line: the next entry of the same stream continues it
+    /// (unless the output ended without a newline).
+    pub partial: bool,
 }
 
 impl LogEntry {

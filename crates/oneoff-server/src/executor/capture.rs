@@ -32,7 +32,7 @@ pub struct Lines {
 
 impl Lines {
     pub fn system(text: impl Into<String>) -> Lines {
-        let line = Piece { bytes: text.into().into_bytes(), continues: false };
+        let line = Piece { bytes: text.into().into_bytes(), continues: false, partial: false };
         Lines { stream: LogStream::System, ts_us: now_us(), lines: vec![line] }
     }
 }
@@ -221,7 +221,7 @@ pub async fn write_log(
 fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines) {
     for piece in lines.lines {
         *last_seq += 1;
-        let Piece { bytes, continues } = piece;
-        batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes, continues });
+        let Piece { bytes, continues, partial } = piece;
+        batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes, continues, partial });
     }
 }

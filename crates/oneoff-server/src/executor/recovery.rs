@@ -63,6 +63,7 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
             stream: LogStream::System,
             bytes: message.as_bytes().to_vec(),
             continues: false,
+            partial: false,
         };
         store.append_log(run.id, &[entry]).await?;
         let finish = Finish {

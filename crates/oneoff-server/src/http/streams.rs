@@ -251,6 +251,7 @@ impl Batches {
             stream: entry.stream.as_str(),
             text: entry.text(),
             continues: entry.continues,
+            partial: entry.partial,
         };
         serde_json::to_writer(out, &json)
     }
@@ -299,6 +300,8 @@ struct EntryJson<'a> {
     text: Cow<'a, str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     continues: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    partial: bool,
 }
 
 fn finish_message(mut message: Vec<u8>, last_seq: u64) -> Batch {
@@ -420,6 +423,7 @@ mod tests {
             stream: if seq.is_multiple_of(2) { LogStream::Stderr } else { LogStream::Stdout },
             bytes: bytes.to_vec(),
             continues: seq == 3,
+            partial: seq == 2,
         }
     }
 
