@@ -15,6 +15,7 @@ mod hostile_processes;
 mod hostile_streams;
 mod jwt;
 mod logs;
+mod progress;
 mod proxy;
 mod restart;
 mod streams;
