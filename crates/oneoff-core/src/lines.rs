@@ -158,7 +158,8 @@ mod tests {
     fn pieces(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool, bool)> {
         let mut splitter = LineSplitter::new(max);
         let mut out = Vec::new();
-        let mut note = |piece: Piece| out.push((String::from_utf8(piece.bytes).unwrap(), piece.continues, piece.partial));
+        let mut note =
+            |piece: Piece| out.push((String::from_utf8(piece.bytes).unwrap(), piece.continues, piece.partial));
         for chunk in chunks {
             if *chunk == b"|" {
                 if let Some(piece) = splitter.take_partial() {
@@ -189,7 +190,10 @@ mod tests {
         ];
         assert_eq!(got, owned(&want));
         let cut = pieces(4, &[b"abcdefghij\nk\n"]);
-        assert_eq!(cut, owned(&[("abcd", false, true), ("efgh", true, true), ("ij", true, false), ("k", false, false)]));
+        assert_eq!(
+            cut,
+            owned(&[("abcd", false, true), ("efgh", true, true), ("ij", true, false), ("k", false, false)])
+        );
     }
 
     #[test]

@@ -223,7 +223,14 @@ mod tests {
 
     #[test]
     fn a_truncated_chunk_is_an_error_not_a_panic() {
-        let entry = LogEntry { seq: 1, ts_us: 5, stream: LogStream::Stdout, bytes: b"hello".to_vec(), continues: true, partial: true };
+        let entry = LogEntry {
+            seq: 1,
+            ts_us: 5,
+            stream: LogStream::Stdout,
+            bytes: b"hello".to_vec(),
+            continues: true,
+            partial: true,
+        };
         let chunk = encode_chunk(&[entry]);
         for cut in 0..chunk.len() {
             let mut page = Page::new(10, usize::MAX);
@@ -233,7 +240,14 @@ mod tests {
     }
 
     fn line(seq: u64, bytes: usize) -> LogEntry {
-        LogEntry { seq, ts_us: 0, stream: LogStream::Stdout, bytes: vec![b'x'; bytes], continues: false, partial: false }
+        LogEntry {
+            seq,
+            ts_us: 0,
+            stream: LogStream::Stdout,
+            bytes: vec![b'x'; bytes],
+            continues: false,
+            partial: false,
+        }
     }
 
     #[test]
@@ -243,8 +257,22 @@ mod tests {
         let old = [20u8, 2, 2, b'h', b'i', 10, 1, 0];
         let mut page = Page::new(10, usize::MAX);
         decode_chunk(4, &old, 0, &mut page).unwrap();
-        let stderr = LogEntry { seq: 4, ts_us: 10, stream: LogStream::Stderr, bytes: b"hi".to_vec(), continues: false, partial: false };
-        let stdout = LogEntry { seq: 5, ts_us: 15, stream: LogStream::Stdout, bytes: Vec::new(), continues: false, partial: false };
+        let stderr = LogEntry {
+            seq: 4,
+            ts_us: 10,
+            stream: LogStream::Stderr,
+            bytes: b"hi".to_vec(),
+            continues: false,
+            partial: false,
+        };
+        let stdout = LogEntry {
+            seq: 5,
+            ts_us: 15,
+            stream: LogStream::Stdout,
+            bytes: Vec::new(),
+            continues: false,
+            partial: false,
+        };
         assert_eq!(page.into_entries(), vec![stderr, stdout]);
         assert!(decode_chunk(1, &[0, 0x84, 0], 0, &mut Page::new(10, usize::MAX)).is_err(), "no stream 4");
     }

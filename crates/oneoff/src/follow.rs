@@ -224,7 +224,14 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, stream: &str, text: &str) -> Entry {
-        Entry { seq, ts: "2026-01-01T00:00:00Z".into(), stream: stream.into(), text: text.into(), continues: false, partial: false }
+        Entry {
+            seq,
+            ts: "2026-01-01T00:00:00Z".into(),
+            stream: stream.into(),
+            text: text.into(),
+            continues: false,
+            partial: false,
+        }
     }
 
     fn printed(format: Format, entries: &[Entry]) -> (String, String) {

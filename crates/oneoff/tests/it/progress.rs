@@ -123,7 +123,8 @@ async fn sse_viewer(url: String, id: i64, connected: tokio::sync::oneshot::Sende
             let block: String = buffer.drain(..end + 2).collect();
             for data in block.lines().filter_map(|line| line.strip_prefix("data: ")) {
                 let value: Value = serde_json::from_str(data).expect("JSON data");
-                if let Some(first) = first_of_entries("SSE", value["entries"].as_array().map_or(&[][..], Vec::as_slice)) {
+                if let Some(first) = first_of_entries("SSE", value["entries"].as_array().map_or(&[][..], Vec::as_slice))
+                {
                     return first;
                 }
             }
@@ -140,7 +141,9 @@ async fn websocket_viewer(url: String, id: i64, connected: tokio::sync::oneshot:
     while let Some(message) = socket.next().await {
         if let Message::Text(text) = message.expect("WebSocket message") {
             let value: Value = serde_json::from_str(&text).expect("JSON message");
-            if let Some(first) = first_of_entries("WebSocket", value["entries"].as_array().map_or(&[][..], Vec::as_slice)) {
+            if let Some(first) =
+                first_of_entries("WebSocket", value["entries"].as_array().map_or(&[][..], Vec::as_slice))
+            {
                 return first;
             }
         }
@@ -233,12 +236,7 @@ async fn a_bar_shows_while_it_runs(states_total: u32, pause: &str) {
     for sight in &sights {
         let seen = states(sight.text.trim_end_matches('\n'));
         assert_eq!(seen.first(), Some(&drawn[0]), "{} saw {:?} first", sight.viewer, sight.text);
-        assert!(
-            !seen.contains(last_state),
-            "{} saw the bar only when it was finished: {:?}",
-            sight.viewer,
-            sight.text
-        );
+        assert!(!seen.contains(last_state), "{} saw the bar only when it was finished: {:?}", sight.viewer, sight.text);
         let latency = sight.at - first_at;
         assert!(
             latency <= VISIBLE_WITHIN_SECONDS,
