@@ -285,3 +285,35 @@ async fn cut_lines_and_a_last_line_without_newline_download_exactly() {
     printed.push(b'\n');
     assert_eq!(output.stdout, printed, "the CLI joins the pieces and ends the last line for the terminal");
 }
+
+const SECRET: &str = "S3cr3tT0ken-abcdefXYZ";
+
+const SECRET_BAR_JOBS: &str = r#"
+[[job]]
+name = "typing"
+command = ["bash", "-c", 'printf "\rkey: "; t="$ONEOFF_PARAM_TOKEN"; for ((i = 0; i < ${#t}; i++)); do printf "%s" "${t:i:1}"; sleep 0.05; done; printf " ok\n"']
+[[job.param]]
+name = "token"
+type = "secret"
+required = true
+"#;
+
+/// A bar that is never quiet is stored in pieces while it runs, but a secret it writes one
+/// character at a time is still masked whole: the flush takes only what the masker let
+/// through, never the bytes it holds back.
+#[tokio::test]
+async fn a_secret_written_into_a_bar_that_is_never_quiet_is_masked_whole() {
+    let server = TestServer::start_with(SECRET_BAR_JOBS, "partial_line_flush = \"100ms\"").await;
+    let id = server.start_run("typing", json!({ "token": SECRET })).await;
+    assert_eq!(server.wait_final(id).await["status"], "succeeded");
+    let entries = server.entries(id).await;
+    assert!(entries.len() >= 2, "the line was stored in pieces while the secret was typed: {entries:?}");
+    assert_eq!(entries[0]["text"], "\rkey: ", "what came before the secret was stored on the timer");
+    let joined: String = entries.iter().map(|entry| entry["text"].as_str().expect("text")).collect();
+    assert_eq!(joined, "\rkey: ******** ok");
+    let (_, raw) = server.get_text(&format!("/api/v1/runs/{id}/log.txt")).await;
+    assert_eq!(raw, b"\rkey: ******** ok\n");
+    for window in SECRET.as_bytes().windows(4) {
+        assert!(!raw.windows(4).any(|stored| stored == window), "a piece of the secret was stored: {window:?}");
+    }
+}
