@@ -2,9 +2,10 @@
 //
 // Storage (`LogStore`, pure): one row per displayed line, as parallel arrays — the text (a
 // JS string), the first sequence number and timestamp (Float64Array) and the stream
-// (Uint8Array) — so a million lines cost little more than their text. A line written in
-// pieces (a `\r` progress bar flushed by the server after a quiet moment arrives as several
-// entries) is merged into one row, so it shows its final state like a terminal would. The
+// (Uint8Array) — so a million lines cost little more than their text. A line stored in
+// pieces (a `\r` progress bar the server stores while it runs, a line cut at
+// `max_line_bytes`: each piece after the first is marked `continues`) is merged into one row,
+// so it shows one line updating, like a terminal would. The
 // store keeps at most `maxRows` rows; beyond, the oldest tenth is dropped at a time (with a
 // notice pointing at the raw download).
 //
@@ -30,16 +31,17 @@ const STREAM_CODES = { stdout: 0, stderr: 1, system: 2 };
 const STREAM_NAMES = ['stdout', 'stderr', 'system'];
 
 /**
- * Whether entry `text` continues `prev`, the last row of the same stream (the server splits
- * each pipe into lines separately), instead of starting a new row: the previous piece ended
- * in `\r`, or this piece starts with `\r` and the previous row is itself a `\r` line. An
- * empty piece after a `\r` line is the newline that ended the progress bar, not a blank line.
- * A plain line followed by "\rx" stays two lines, as in a terminal.
+ * Whether `entry` joins `prev`, the text of the last row of the same stream (the server
+ * splits each pipe into lines separately), instead of starting a new row: the server marks
+ * every piece after the first of a line with `continues: true`. An empty piece is the
+ * newline that ended a line stored in pieces, not a blank line. A row stays within about
+ * MAX_MERGED_CHARS: a `\r` line is cut back to its latest states, and a long plain line
+ * (cut at `max_line_bytes`) goes on in a new row rather than lose its start.
  */
-export function continuesLine(prev, text) {
-  if (prev === undefined) return false;
-  if (prev.endsWith('\r')) return true;
-  return (text === '' || text.startsWith('\r')) && prev.includes('\r');
+export function continuesLine(prev, entry) {
+  if (prev === undefined || entry?.continues !== true) return false;
+  const text = typeof entry.text === 'string' ? entry.text : '';
+  return prev.length + text.length <= MAX_MERGED_CHARS || prev.includes('\r') || text.includes('\r');
 }
 
 function trimMerged(text) {
@@ -100,7 +102,7 @@ export class LogStore {
       const stream = STREAM_CODES[entry.stream] ?? 0;
       const text = typeof entry.text === 'string' ? entry.text : '';
       const previous = this.lastRowOf[stream];
-      if (previous >= 0 && continuesLine(this.texts[previous], text)) {
+      if (previous >= 0 && continuesLine(this.texts[previous], entry)) {
         if (text !== '') this.texts[previous] = trimMerged(this.texts[previous] + text);
         from = Math.min(from, this.base + previous);
       } else {

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { LogStore, LogSearch, continuesLine, findAll, searchMode } from '../logview.js';
 
 const entry = (seq, text, stream = 'stdout') => ({ seq, ts: '2026-11-26T09:00:00.000000Z', stream, text });
+/** A piece that continues the previous line of its stream, as the server marks it. */
+const piece = (seq, text, stream = 'stdout') => ({ ...entry(seq, text, stream), continues: true });
 
 test('rows keep seq, stream, timestamp and text', () => {
   const store = new LogStore();
@@ -16,28 +18,41 @@ test('rows keep seq, stream, timestamp and text', () => {
   assert.equal(store.lastSeq, 3);
 });
 
-test('a progress bar flushed in pieces becomes one row', () => {
+test('a progress bar stored in pieces becomes one row', () => {
   const store = new LogStore();
   store.append([entry(1, 'starting')]);
   const first = store.append([entry(2, '\rprogress   5%')]);
-  assert.equal(first.from, 1, 'a \\r piece after a plain line is a new line');
-  const merged = store.append([entry(3, '\rprogress  50%'), entry(4, '\rprogress 100%')]);
+  assert.equal(first.from, 1, 'a piece that does not continue is a new line');
+  const merged = store.append([piece(3, '\rprogress  50%'), piece(4, '\rprogress 100%')]);
   assert.equal(merged.from, 1, 'the progress row changed');
   assert.equal(store.length, 2);
   assert.equal(store.text(1), '\rprogress   5%\rprogress  50%\rprogress 100%');
   assert.equal(store.row(1).seq, 2, 'the row is numbered by its first entry');
   assert.equal(store.rowOfSeq(4), 1);
-  // Pieces ending in \r continue too; another stream never does.
-  store.append([entry(5, 'downloading 1/3\r'), entry(6, 'downloading 3/3\r')]);
-  assert.equal(store.length, 3);
-  store.append([entry(7, '\rerr', 'stderr')]);
+  // Only the server's mark joins: a `\r` line that does not continue is a line of its own.
+  store.append([entry(5, 'downloading 1/3\r'), piece(6, 'downloading 3/3\r'), entry(7, '\rnext')]);
   assert.equal(store.length, 4);
+  assert.equal(store.text(2), 'downloading 1/3\rdownloading 3/3\r');
+  store.append([piece(8, '\rerr', 'stderr')]);
+  assert.equal(store.length, 5, 'a stream with no row yet starts one');
+});
+
+test('a long line cut at max_line_bytes joins, but a row never grows past its bound', () => {
+  const store = new LogStore();
+  const big = 'x'.repeat(40000);
+  store.append([entry(1, big), piece(2, big)]);
+  assert.equal(store.length, 2, 'two 40,000-character pieces would pass the bound: the second is a row');
+  store.append([piece(3, 'y')]);
+  assert.equal(store.text(1), `${big}y`);
+  store.append([entry(4, 'a'), piece(5, 'b'), piece(6, '')]);
+  assert.equal(store.text(2), 'ab', 'the empty last piece is the newline, not a blank row');
+  assert.equal(store.length, 3);
 });
 
 test('a progress line continues across lines of the other stream, and its newline adds no blank row', () => {
   const store = new LogStore();
   store.append([entry(1, 'starting'), entry(2, '\rprogress  20%')]);
-  const { from } = store.append([entry(3, 'a warning', 'stderr'), entry(4, '\rprogress 100%'), entry(5, ''), entry(6, 'after')]);
+  const { from } = store.append([entry(3, 'a warning', 'stderr'), piece(4, '\rprogress 100%'), piece(5, ''), entry(6, 'after')]);
   assert.equal(from, 1, 'the progress row changed');
   assert.deepEqual([0, 1, 2, 3].map((abs) => store.text(abs)), ['starting', '\rprogress  20%\rprogress 100%', 'a warning', 'after']);
   assert.equal(store.rowOfSeq(5), 2, 'sequence numbers still find a row');
@@ -47,13 +62,14 @@ test('a progress line continues across lines of the other stream, and its newlin
 });
 
 test('continuation rule', () => {
-  assert.equal(continuesLine(undefined, '\rx'), false);
-  assert.equal(continuesLine('10%\r', '20%'), true);
-  assert.equal(continuesLine('\r10%', '\r20%'), true);
-  assert.equal(continuesLine('foo', '\rbar'), false);
-  assert.equal(continuesLine('foo', 'bar'), false);
-  assert.equal(continuesLine('\r50%', ''), true);
-  assert.equal(continuesLine('foo', ''), false);
+  assert.equal(continuesLine(undefined, piece(1, '\rx')), false);
+  assert.equal(continuesLine('10%\r', entry(2, '20%')), false, 'no mark, no join');
+  assert.equal(continuesLine('\r10%', entry(2, '\r20%')), false);
+  assert.equal(continuesLine('\r10%', piece(2, '\r20%')), true);
+  assert.equal(continuesLine('foo', piece(2, 'bar')), true);
+  assert.equal(continuesLine('\r50%', piece(2, '')), true);
+  assert.equal(continuesLine('x'.repeat(65536), piece(2, 'y')), false, 'past the bound');
+  assert.equal(continuesLine(`\r${'x'.repeat(65536)}`, piece(2, '\ry')), true, 'a \\r row is cut back instead');
 });
 
 test('rowOfSeq finds rows by binary search', () => {
@@ -129,7 +145,7 @@ test('search follows appended and rewritten rows', () => {
   const search = new LogSearch('100%');
   search.scan(store, store.end);
   assert.equal(search.rows.length, 0);
-  const { from } = store.append([entry(3, '\rloading 100%'), entry(4, 'done 100%')]);
+  const { from } = store.append([piece(3, '\rloading 100%'), entry(4, 'done 100%')]);
   search.invalidate(from, store.base);
   search.scan(store, store.end);
   assert.deepEqual(search.rows, [1, 2]);

@@ -120,6 +120,15 @@ pub struct Entry {
     pub stream: String,
     /// The line as UTF-8; invalid bytes are shown as U+FFFD (the raw log keeps the bytes).
     pub text: String,
+    /// This entry continues the line of the previous entry of the same stream: a partial
+    /// line stored before its newline (a progress bar), or a line cut at `max_line_bytes`.
+    /// Join the two (no newline between). Sent only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
+    /// The line does not end with this entry: the next entry of the same stream continues
+    /// it, unless the output ended without a newline. Sent only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -284,6 +293,8 @@ impl From<&LogEntry> for Entry {
             ts: timestamp(entry.ts_us),
             stream: entry.stream.as_str().to_string(),
             text: entry.text().into_owned(),
+            continues: entry.continues,
+            partial: entry.partial,
         }
     }
 }

@@ -24,7 +24,7 @@ pub use config::{
     AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, HostNeed, Need, Overrides,
     ServerConfig, StreamConfig,
 };
-pub use lines::LineSplitter;
+pub use lines::{LineSplitter, Piece};
 pub use log::{LogEntry, LogStream};
 pub use mask::SecretMasker;
 pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};

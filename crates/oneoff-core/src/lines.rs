@@ -2,35 +2,59 @@
 //!
 //! A job may write a `\r` progress bar that never ends a line, or 100 MB without a newline.
 //! The splitter never holds more than `max_line_bytes` of a line: longer lines are cut
-//! into several entries, and the caller flushes a pending partial line after a short quiet
-//! delay so a line without newline still shows up promptly.
+//! into several pieces, and the caller takes a pending partial line out on a timer
+//! (`partial_line_flush` after its oldest byte arrived, see [`LineSplitter::partial_since`])
+//! so a line that is never quiet still shows up promptly. Every piece after the first of a
+//! line is marked [`Piece::continues`], so readers can join the pieces into the line the job
+//! wrote.
+
+/// A line, or a piece of one, as it is stored: one log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The bytes, without the line terminator (`\n`, or `\r\n`).
+    pub bytes: Vec<u8>,
+    /// True when this piece continues the line of the previous piece of the same pipe
+    /// (which was cut at `max_line_bytes` or taken out as a partial line).
+    pub continues: bool,
+    /// True when the line does not end with this piece: it was cut at `max_line_bytes`, or
+    /// taken out before its newline (a later piece continues it, unless the output ends).
+    pub partial: bool,
+}
 
 /// Turns chunks of bytes into lines. Pure: the caller decides when to flush a partial line.
 #[derive(Debug)]
 pub struct LineSplitter {
     pending: Vec<u8>,
     max_line_bytes: usize,
+    /// The last piece emitted did not end its line, so the next one continues it.
+    open: bool,
+    /// How many times [`LineSplitter::push`] was called.
+    pushes: u64,
+    /// The push that brought the oldest byte of `pending` (None when it is empty).
+    pending_since: Option<u64>,
 }
 
 impl LineSplitter {
     pub fn new(max_line_bytes: usize) -> LineSplitter {
         // A cut needs room for at least one whole UTF-8 character.
         let max_line_bytes = max_line_bytes.max(4);
-        LineSplitter { pending: Vec::new(), max_line_bytes }
+        LineSplitter { pending: Vec::new(), max_line_bytes, open: false, pushes: 0, pending_since: None }
     }
 
     /// Feeds bytes; calls `emit` for every complete line (terminator removed) and for every
     /// `max_line_bytes` piece of an over-long line.
-    pub fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Vec<u8>)) {
+    pub fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Piece)) {
+        self.pushes += 1;
         while !data.is_empty() {
             match data.iter().position(|&byte| byte == b'\n') {
                 Some(newline) => {
                     self.append_bounded(&data[..newline], &mut emit);
                     let mut line = std::mem::take(&mut self.pending);
+                    self.pending_since = None;
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
-                    emit(line);
+                    self.emit(line, true, &mut emit);
                     data = &data[newline + 1..];
                 }
                 None => {
@@ -46,25 +70,53 @@ impl LineSplitter {
         !self.pending.is_empty()
     }
 
-    /// Takes the unfinished line, if any (after a quiet delay, or at end of stream).
-    pub fn take_partial(&mut self) -> Option<Vec<u8>> {
-        if self.pending.is_empty() {
-            None
-        } else {
-            Some(std::mem::take(&mut self.pending))
-        }
+    /// Which call of [`LineSplitter::push`] (counted from 1) brought the oldest byte of the
+    /// partial line waiting now, if one is. The caller keeps the time of each push it makes
+    /// and flushes the partial line a fixed delay after that push, however many bytes
+    /// follow without a newline: a `\r` progress bar is never quiet, but must still show.
+    pub fn partial_since(&self) -> Option<u64> {
+        self.pending_since
     }
 
-    fn append_bounded(&mut self, mut data: &[u8], emit: &mut impl FnMut(Vec<u8>)) {
+    /// Takes the unfinished line, if any (on the flush timer, or at end of stream). The
+    /// next piece continues it.
+    pub fn take_partial(&mut self) -> Option<Piece> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let bytes = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        let piece = Piece { bytes, continues: self.open, partial: true };
+        self.open = true;
+        Some(piece)
+    }
+
+    fn emit(&mut self, bytes: Vec<u8>, ends_line: bool, emit: &mut impl FnMut(Piece)) {
+        emit(Piece { bytes, continues: self.open, partial: !ends_line });
+        self.open = !ends_line;
+    }
+
+    fn append_bounded(&mut self, mut data: &[u8], emit: &mut impl FnMut(Piece)) {
         while self.pending.len() + data.len() > self.max_line_bytes {
             let room = self.max_line_bytes - self.pending.len();
             self.pending.extend_from_slice(&data[..room]);
             data = &data[room..];
             let cut = utf8_safe_cut(&self.pending);
             let carry = self.pending.split_off(cut);
-            emit(std::mem::replace(&mut self.pending, carry));
+            let piece = std::mem::replace(&mut self.pending, carry);
+            // A carried byte may be older than this push: keeping the older mark only
+            // flushes earlier, never later.
+            if self.pending.is_empty() {
+                self.pending_since = None;
+            }
+            self.emit(piece, false, emit);
         }
         self.pending.extend_from_slice(data);
+        if self.pending.is_empty() {
+            self.pending_since = None;
+        } else if self.pending_since.is_none() {
+            self.pending_since = Some(self.pushes);
+        }
     }
 }
 
@@ -97,9 +149,70 @@ mod tests {
         let mut splitter = LineSplitter::new(max);
         let mut lines = Vec::new();
         for chunk in chunks {
-            splitter.push(chunk, |line| lines.push(line));
+            splitter.push(chunk, |piece| lines.push(piece.bytes));
         }
-        (lines, splitter.take_partial())
+        (lines, splitter.take_partial().map(|piece| piece.bytes))
+    }
+
+    /// Every piece as (text, continues, partial); a chunk `|` stands for a partial-line flush.
+    fn pieces(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool, bool)> {
+        let mut splitter = LineSplitter::new(max);
+        let mut out = Vec::new();
+        let mut note =
+            |piece: Piece| out.push((String::from_utf8(piece.bytes).unwrap(), piece.continues, piece.partial));
+        for chunk in chunks {
+            if *chunk == b"|" {
+                if let Some(piece) = splitter.take_partial() {
+                    note(piece);
+                }
+            } else {
+                splitter.push(chunk, &mut note);
+            }
+        }
+        out
+    }
+
+    fn owned(pieces: &[(&str, bool, bool)]) -> Vec<(String, bool, bool)> {
+        pieces.iter().map(|&(text, continues, partial)| (text.to_string(), continues, partial)).collect()
+    }
+
+    #[test]
+    fn pieces_after_a_flush_or_a_cut_continue_the_line() {
+        let got = pieces(100, &[b"\r1", b"|", b"\r2\r3", b"|", b"\r4\nnext\n", b"a", b"|", b"\n", b"end", b"|"]);
+        let want = [
+            ("\r1", false, true),
+            ("\r2\r3", true, true),
+            ("\r4", true, false),
+            ("next", false, false),
+            ("a", false, true),
+            ("", true, false),
+            ("end", false, true),
+        ];
+        assert_eq!(got, owned(&want));
+        let cut = pieces(4, &[b"abcdefghij\nk\n"]);
+        assert_eq!(
+            cut,
+            owned(&[("abcd", false, true), ("efgh", true, true), ("ij", true, false), ("k", false, false)])
+        );
+    }
+
+    #[test]
+    fn the_partial_line_is_dated_by_its_oldest_byte() {
+        let mut splitter = LineSplitter::new(100);
+        let mut ignore = |_: Piece| {};
+        splitter.push(b"\r1", &mut ignore);
+        assert_eq!(splitter.partial_since(), Some(1));
+        splitter.push(b"\r2", &mut ignore);
+        assert_eq!(splitter.partial_since(), Some(1), "more bytes without a newline do not make the line younger");
+        splitter.push(b"\n\r3", &mut ignore);
+        assert_eq!(splitter.partial_since(), Some(3), "a new line starts with this push");
+        splitter.take_partial();
+        assert_eq!(splitter.partial_since(), None);
+        splitter.push(b"x\n", &mut ignore);
+        assert_eq!(splitter.partial_since(), None);
+        let mut long = LineSplitter::new(4);
+        long.push(b"abcdef", &mut ignore);
+        assert_eq!(long.partial_since(), Some(1), "the tail after a cut waits too");
     }
 
     #[test]
@@ -135,13 +248,13 @@ mod tests {
         let mut splitter = LineSplitter::new(8);
         let mut emitted = 0;
         for _ in 0..1000 {
-            splitter.push(b"abc", |line| {
-                assert!(line.len() <= 8);
-                emitted += line.len();
+            splitter.push(b"abc", |piece| {
+                assert!(piece.bytes.len() <= 8);
+                emitted += piece.bytes.len();
             });
             assert!(splitter.pending.len() <= 8);
         }
-        assert_eq!(emitted + splitter.take_partial().map_or(0, |p| p.len()), 3000);
+        assert_eq!(emitted + splitter.take_partial().map_or(0, |p| p.bytes.len()), 3000);
     }
 
     #[test]

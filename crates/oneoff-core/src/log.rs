@@ -41,6 +41,12 @@ impl LogStream {
 /// `bytes` are exactly what the job wrote, without the line terminator, so binary or
 /// invalid UTF-8 output is stored without loss; [`LogEntry::text`] is the lossy view
 /// shown to people. `seq` starts at 1 for every run and has no gaps.
+///
+/// A line the job wrote may be stored as several entries: a partial line is stored
+/// `partial_line_flush` after its oldest byte arrived, newline or not (so a `\r` progress
+/// bar shows while it runs), and a line longer than `max_line_bytes` is cut. Every entry
+/// after the first of such a line has `continues` set: it continues the previous entry of
+/// the same stream, and readers join them into one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     pub seq: u64,
@@ -48,6 +54,11 @@ pub struct LogEntry {
     pub ts_us: i64,
     pub stream: LogStream,
     pub bytes: Vec<u8>,
+    /// This entry continues the line of the previous entry of the same stream.
+    pub continues: bool,
+    /// This entry does not end its line: the next entry of the same stream continues it
+    /// (unless the output ended without a newline).
+    pub partial: bool,
 }
 
 impl LogEntry {

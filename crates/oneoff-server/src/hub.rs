@@ -286,7 +286,15 @@ mod tests {
     use super::*;
 
     fn batch(seqs: std::ops::RangeInclusive<u64>, bytes: usize) -> Arc<[LogEntry]> {
-        seqs.map(|seq| LogEntry { seq, ts_us: 0, stream: LogStream::Stdout, bytes: vec![b'x'; bytes] }).collect()
+        seqs.map(|seq| LogEntry {
+            seq,
+            ts_us: 0,
+            stream: LogStream::Stdout,
+            bytes: vec![b'x'; bytes],
+            continues: false,
+            partial: false,
+        })
+        .collect()
     }
 
     fn seqs(cached: Cached) -> Option<Vec<u64>> {

@@ -49,9 +49,19 @@ pub fn decode_argv(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|_| StoreError::Corrupt(format!("argv column: {text}")))
 }
 
+/// Set in an entry's stream byte when the entry continues the previous line of its stream.
+///
+/// The chunk format's second version: the first had only the stream code (1 to 3) in that
+/// byte, so its chunks decode unchanged, with no entry continuing another. A server older
+/// than this flag reads a chunk that uses it as damaged rather than misreading it.
+const CONTINUES_FLAG: u8 = 0x80;
+/// Set in an entry's stream byte when its line does not end with it (same versioning).
+const PARTIAL_FLAG: u8 = 0x40;
+
 /// Encodes consecutive entries as one chunk: per entry, the timestamp as a zigzag varint
-/// delta from the previous one, the stream code as one byte, the length as a varint, then
-/// the bytes. Sequence numbers are implicit (`first_seq + index`).
+/// delta from the previous one, the stream code as one byte (with [`CONTINUES_FLAG`] and
+/// [`PARTIAL_FLAG`] for the pieces of a line), the length as a varint, then the bytes.
+/// Sequence numbers are implicit (`first_seq + index`).
 pub fn encode_chunk(entries: &[LogEntry]) -> Vec<u8> {
     let payload: usize = entries.iter().map(|entry| entry.bytes.len()).sum();
     let mut out = Vec::with_capacity(payload + entries.len() * 6);
@@ -59,7 +69,8 @@ pub fn encode_chunk(entries: &[LogEntry]) -> Vec<u8> {
     for entry in entries {
         put_varint(&mut out, zigzag(entry.ts_us.wrapping_sub(previous_ts)));
         previous_ts = entry.ts_us;
-        out.push(entry.stream.code() as u8);
+        let flags = if entry.continues { CONTINUES_FLAG } else { 0 } | if entry.partial { PARTIAL_FLAG } else { 0 };
+        out.push(entry.stream.code() as u8 | flags);
         put_varint(&mut out, entry.bytes.len() as u64);
         out.extend_from_slice(&entry.bytes);
     }
@@ -140,7 +151,8 @@ pub fn decode_chunk(first_seq: u64, mut data: &[u8], after: u64, page: &mut Page
         ts_us = ts_us.wrapping_add(unzigzag(take_varint(&mut data).ok_or_else(corrupt)?));
         let (&code, rest) = data.split_first().ok_or_else(corrupt)?;
         data = rest;
-        let stream = LogStream::from_code(i64::from(code)).ok_or_else(corrupt)?;
+        let (continues, partial) = (code & CONTINUES_FLAG != 0, code & PARTIAL_FLAG != 0);
+        let stream = LogStream::from_code(i64::from(code & !(CONTINUES_FLAG | PARTIAL_FLAG))).ok_or_else(corrupt)?;
         let length = usize::try_from(take_varint(&mut data).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
         if length > data.len() {
             return Err(corrupt());
@@ -148,7 +160,7 @@ pub fn decode_chunk(first_seq: u64, mut data: &[u8], after: u64, page: &mut Page
         let (bytes, rest) = data.split_at(length);
         data = rest;
         if seq > after && page.offer(bytes.len()) {
-            page.push(LogEntry { seq, ts_us, stream, bytes: bytes.to_vec() });
+            page.push(LogEntry { seq, ts_us, stream, bytes: bytes.to_vec(), continues, partial });
         }
         seq += 1;
     }
@@ -195,6 +207,8 @@ mod tests {
                 ts_us: 1_767_225_600_000_000 + (index as i64) * 37 - if index == 5 { 1000 } else { 0 },
                 stream: if index % 3 == 0 { LogStream::Stderr } else { LogStream::Stdout },
                 bytes: vec![index as u8; (index as usize) % 200],
+                continues: index % 7 == 1,
+                partial: index % 5 == 0,
             })
             .collect();
         let chunk = encode_chunk(&entries);
@@ -209,7 +223,14 @@ mod tests {
 
     #[test]
     fn a_truncated_chunk_is_an_error_not_a_panic() {
-        let entry = LogEntry { seq: 1, ts_us: 5, stream: LogStream::Stdout, bytes: b"hello".to_vec() };
+        let entry = LogEntry {
+            seq: 1,
+            ts_us: 5,
+            stream: LogStream::Stdout,
+            bytes: b"hello".to_vec(),
+            continues: true,
+            partial: true,
+        };
         let chunk = encode_chunk(&[entry]);
         for cut in 0..chunk.len() {
             let mut page = Page::new(10, usize::MAX);
@@ -219,7 +240,41 @@ mod tests {
     }
 
     fn line(seq: u64, bytes: usize) -> LogEntry {
-        LogEntry { seq, ts_us: 0, stream: LogStream::Stdout, bytes: vec![b'x'; bytes] }
+        LogEntry {
+            seq,
+            ts_us: 0,
+            stream: LogStream::Stdout,
+            bytes: vec![b'x'; bytes],
+            continues: false,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn chunks_of_the_first_format_still_decode() {
+        // Written before entries could continue one another: ts delta 10, stderr, "hi";
+        // ts delta 5, stdout, "".
+        let old = [20u8, 2, 2, b'h', b'i', 10, 1, 0];
+        let mut page = Page::new(10, usize::MAX);
+        decode_chunk(4, &old, 0, &mut page).unwrap();
+        let stderr = LogEntry {
+            seq: 4,
+            ts_us: 10,
+            stream: LogStream::Stderr,
+            bytes: b"hi".to_vec(),
+            continues: false,
+            partial: false,
+        };
+        let stdout = LogEntry {
+            seq: 5,
+            ts_us: 15,
+            stream: LogStream::Stdout,
+            bytes: Vec::new(),
+            continues: false,
+            partial: false,
+        };
+        assert_eq!(page.into_entries(), vec![stderr, stdout]);
+        assert!(decode_chunk(1, &[0, 0x84, 0], 0, &mut Page::new(10, usize::MAX)).is_err(), "no stream 4");
     }
 
     #[test]

@@ -26,7 +26,14 @@ fn new_run(job: &str, created_at_us: i64) -> NewRun {
 }
 
 fn entry(seq: u64, bytes: &[u8]) -> LogEntry {
-    LogEntry { seq, ts_us: 1_000 + seq as i64, stream: LogStream::Stdout, bytes: bytes.to_vec() }
+    LogEntry {
+        seq,
+        ts_us: 1_000 + seq as i64,
+        stream: LogStream::Stdout,
+        bytes: bytes.to_vec(),
+        continues: false,
+        partial: false,
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! Reading a run's log from the server: paging through `GET /api/v1/runs/{id}/log`, or
 //! long-polling it until the run ends, and printing each entry exactly once, in order.
 //!
-//! Shared by `oneoff logs` and `oneoff run --follow`. While following, a short outage of
+//! Shared by `oneoff logs` and `oneoff run --follow`. The pieces of a line (a `\r` progress
+//! bar stored while it runs, a line cut at `max_line_bytes`) are printed as one line: a
+//! partial entry gets no newline, and the piece that continues it none of its own prefix,
+//! so a terminal shows one line updating. While following, a short outage of
 //! the server or the network (a restart, a proxy's 502) is ridden out with backoff, and
 //! reading resumes from the last `next` the server gave, so nothing is lost or repeated.
 
@@ -36,6 +39,8 @@ pub struct Printer<O: Write, E: Write> {
     out: BufWriter<O>,
     err: E,
     format: Format,
+    /// The stream of the last entry printed as text when its line did not end with it.
+    open_line: Option<String>,
 }
 
 impl Printer<io::Stdout, io::Stderr> {
@@ -46,7 +51,7 @@ impl Printer<io::Stdout, io::Stderr> {
 
 impl<O: Write, E: Write> Printer<O, E> {
     pub fn new(out: O, err: E, format: Format) -> Self {
-        Printer { out: BufWriter::new(out), err, format }
+        Printer { out: BufWriter::new(out), err, format, open_line: None }
     }
 
     pub fn print(&mut self, entry: &Entry) -> io::Result<()> {
@@ -57,16 +62,33 @@ impl<O: Write, E: Write> Printer<O, E> {
             }
             Format::Text { timestamps } => timestamps,
         };
-        let prefix = if timestamps { format!("{} ", entry.ts) } else { String::new() };
+        let continues = entry.continues && self.open_line.as_deref() == Some(entry.stream.as_str());
+        if !continues {
+            // A line left open by another stream (or cut off by a resumed read) ends here.
+            self.end_line()?;
+        }
+        let prefix = if timestamps && !continues { format!("{} ", entry.ts) } else { String::new() };
+        let newline = if entry.partial { "" } else { "\n" };
         match entry.stream.as_str() {
-            "stdout" => writeln!(self.out, "{prefix}{}", entry.text),
+            "stdout" => write!(self.out, "{prefix}{}{newline}", entry.text)?,
             stream => {
                 // stdout is buffered and stderr is not: flush first so a terminal that
                 // shows both keeps the order the job wrote them in.
                 self.out.flush()?;
-                let tag = if stream == "system" { "oneoff: " } else { "" };
-                writeln!(self.err, "{prefix}{tag}{}", entry.text)
+                let tag = if stream == "system" && !continues { "oneoff: " } else { "" };
+                write!(self.err, "{prefix}{tag}{}{newline}", entry.text)?;
             }
+        }
+        self.open_line = entry.partial.then(|| entry.stream.clone());
+        Ok(())
+    }
+
+    /// Ends a line left open by a partial entry (at the end of the log, or before another).
+    pub fn end_line(&mut self) -> io::Result<()> {
+        match self.open_line.take().as_deref() {
+            None => Ok(()),
+            Some("stdout") => writeln!(self.out),
+            Some(_) => writeln!(self.err),
         }
     }
 
@@ -100,6 +122,8 @@ pub async fn print_log<O: Write, E: Write>(
         printer.flush()?;
         after = after.max(page.next);
         if page.done || (!follow && page.entries.is_empty()) {
+            printer.end_line()?;
+            printer.flush()?;
             return Ok(after);
         }
         if page.entries.is_empty() {
@@ -202,7 +226,14 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, stream: &str, text: &str) -> Entry {
-        Entry { seq, ts: "2026-01-01T00:00:00Z".into(), stream: stream.into(), text: text.into() }
+        Entry {
+            seq,
+            ts: "2026-01-01T00:00:00Z".into(),
+            stream: stream.into(),
+            text: text.into(),
+            continues: false,
+            partial: false,
+        }
     }
 
     fn printed(format: Format, entries: &[Entry]) -> (String, String) {
@@ -212,6 +243,7 @@ mod tests {
             for entry in entries {
                 printer.print(entry).expect("writing to memory");
             }
+            printer.end_line().expect("writing to memory");
             printer.flush().expect("writing to memory");
         }
         (String::from_utf8(out).expect("utf-8"), String::from_utf8(err).expect("utf-8"))
@@ -223,6 +255,29 @@ mod tests {
         let (out, err) = printed(Format::Text { timestamps: false }, &entries);
         assert_eq!(out, "out\n");
         assert_eq!(err, "err\noneoff: cancelled\n");
+    }
+
+    fn piece(seq: u64, stream: &str, text: &str, continues: bool, partial: bool) -> Entry {
+        Entry { continues, partial, ..entry(seq, stream, text) }
+    }
+
+    #[test]
+    fn the_pieces_of_a_line_print_as_one_line() {
+        let entries = [
+            piece(1, "stdout", "\rprogress 0\rprogress 1", false, true),
+            piece(2, "stdout", "\rprogress 2", true, true),
+            piece(3, "stdout", "\rprogress 3", true, false),
+            entry(4, "stdout", "done"),
+            piece(5, "stdout", "\rstuck at 5", false, true),
+            entry(6, "system", "cancelled"),
+        ];
+        let (out, err) = printed(Format::Text { timestamps: false }, &entries);
+        assert_eq!(out, "\rprogress 0\rprogress 1\rprogress 2\rprogress 3\ndone\n\rstuck at 5\n");
+        assert_eq!(err, "oneoff: cancelled\n");
+        let (out, _) = printed(Format::Text { timestamps: true }, &entries[..3]);
+        assert_eq!(out, "2026-01-01T00:00:00Z \rprogress 0\rprogress 1\rprogress 2\rprogress 3\n");
+        let (out, _) = printed(Format::Text { timestamps: false }, &entries[4..5]);
+        assert_eq!(out, "\rstuck at 5\n", "the end of the log ends an open line");
     }
 
     #[test]

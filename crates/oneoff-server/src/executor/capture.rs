@@ -3,14 +3,16 @@
 //! One capture task per pipe reads as fast as the pipe delivers, whatever the viewers do,
 //! masks secret values on the byte stream with [`SecretMasker`] (so a secret written in
 //! pieces, cut by `max_line_bytes` or spanning lines is still caught) and only then cuts
-//! lines with [`LineSplitter`]; one task per run numbers the lines and hands them in
+//! lines with [`LineSplitter`]. A partial line is stored `partial_flush` after its oldest
+//! byte arrived, whatever follows (a `\r` progress bar is never quiet); the pieces after the
+//! first are marked as continuing it. One task per run numbers the lines and hands them in
 //! batches to the shared [`LogWriter`], which stores and publishes them. A run has one
 //! batch in flight; the lines read meanwhile wait in a bounded channel, so memory stays
 //! bounded even when the disk is slower than the job.
 
 use std::time::Duration;
 
-use oneoff_core::{LineSplitter, LogEntry, LogStream, RunId, SecretMasker};
+use oneoff_core::{LineSplitter, LogEntry, LogStream, Piece, RunId, SecretMasker};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -25,12 +27,13 @@ use crate::clock::now_us;
 pub struct Lines {
     pub stream: LogStream,
     pub ts_us: i64,
-    pub lines: Vec<Vec<u8>>,
+    pub lines: Vec<Piece>,
 }
 
 impl Lines {
     pub fn system(text: impl Into<String>) -> Lines {
-        Lines { stream: LogStream::System, ts_us: now_us(), lines: vec![text.into().into_bytes()] }
+        let line = Piece { bytes: text.into().into_bytes(), continues: false, partial: false };
+        Lines { stream: LogStream::System, ts_us: now_us(), lines: vec![line] }
     }
 }
 
@@ -50,7 +53,9 @@ pub struct PipeWatch {
     pub close_wait: Duration,
 }
 
-/// Reads one pipe to its end. A partial line is sent after `partial_flush` of quiet.
+/// Reads one pipe to its end. A partial line is sent `partial_flush` after the read that
+/// brought its oldest unsent byte, however much follows without a newline: waiting for quiet
+/// would show a 10 Hz progress bar only when it ends.
 ///
 /// Bytes go through `masker` before the splitter sees them: what it holds back (the start of
 /// a possible secret) waits for the next read, or for the end of the pipe, never for a timer,
@@ -71,10 +76,13 @@ pub async fn capture(
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut masked = Vec::with_capacity(READ_BUFFER_BYTES);
     let mut give_up_at = PipeDeadline::default();
+    // When the partial line waiting in the splitter is due, and the push that dated it.
+    let mut flush_at: Option<(u64, Instant)> = None;
     loop {
         let read = tokio::select! {
             read = pipe.read(&mut buffer) => read,
-            () = tokio::time::sleep(partial_flush), if splitter.has_partial() => {
+            () = sleep_until_some(flush_at.map(|(_, at)| at)) => {
+                flush_at = None;
                 if let Some(partial) = splitter.take_partial() {
                     if !send_lines(&sink, Lines { stream, ts_us: now_us(), lines: vec![partial] }, &mut give_up_at).await {
                         return;
@@ -101,10 +109,16 @@ pub async fn capture(
                 break;
             }
         };
+        let read_at = Instant::now();
         masked.clear();
         masker.push(&buffer[..count], &mut masked);
         let mut lines = Vec::new();
         splitter.push(&masked, |line| lines.push(line));
+        flush_at = match (splitter.partial_since(), flush_at) {
+            (None, _) => None,
+            (Some(push), Some((dated_by, at))) if push == dated_by => Some((dated_by, at)),
+            (Some(push), _) => Some((push, read_at + partial_flush)),
+        };
         if !lines.is_empty() && !send_lines(&sink, Lines { stream, ts_us: now_us(), lines }, &mut give_up_at).await {
             return;
         }
@@ -205,8 +219,9 @@ pub async fn write_log(
 }
 
 fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines) {
-    for bytes in lines.lines {
+    for piece in lines.lines {
         *last_seq += 1;
-        batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes });
+        let Piece { bytes, continues, partial } = piece;
+        batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes, continues, partial });
     }
 }

@@ -144,8 +144,14 @@ impl LogWriter {
     /// were never readable, so no reader ever saw another entry under that number). Returns
     /// whether it was stored.
     pub async fn note_unstored(&self, run: RunId, unstored: &Unstored) -> bool {
-        let line =
-            |seq| LogEntry { seq, ts_us: now_us(), stream: LogStream::System, bytes: unstored.describe().into_bytes() };
+        let line = |seq| LogEntry {
+            seq,
+            ts_us: now_us(),
+            stream: LogStream::System,
+            bytes: unstored.describe().into_bytes(),
+            continues: false,
+            partial: false,
+        };
         match self.append_within(run, vec![line(unstored.first_seq)], NOTE_WAIT).await {
             Ok(()) => true,
             // A commit reported as failed had landed after all: the note goes after it.
@@ -325,7 +331,16 @@ mod tests {
     use super::*;
 
     fn entries(first: u64, last: u64) -> Vec<LogEntry> {
-        (first..=last).map(|seq| LogEntry { seq, ts_us: 0, stream: LogStream::Stdout, bytes: vec![b'x'] }).collect()
+        (first..=last)
+            .map(|seq| LogEntry {
+                seq,
+                ts_us: 0,
+                stream: LogStream::Stdout,
+                bytes: vec![b'x'],
+                continues: false,
+                partial: false,
+            })
+            .collect()
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
             ts_us: now_us(),
             stream: LogStream::System,
             bytes: message.as_bytes().to_vec(),
+            continues: false,
+            partial: false,
         };
         store.append_log(run.id, &[entry]).await?;
         let finish = Finish {

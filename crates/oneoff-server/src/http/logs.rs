@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::{BufMut, Bytes, BytesMut};
 use oneoff_api::v1::{Entry, LogPage};
-use oneoff_core::RunId;
+use oneoff_core::{LogEntry, LogStream, RunId};
 use serde::Deserialize;
 
 use super::auth::Caller;
@@ -72,8 +72,9 @@ pub struct TextQuery {
     after: Option<u64>,
 }
 
-/// The raw log: each entry's exact bytes and a newline. With `follow=true`, a chunked
-/// stream that ends when the run does.
+/// The raw log: each entry's exact bytes, and a newline where its line ends (a partial entry,
+/// the piece of a progress bar or of a cut line, gets none), so the pieces of a line join
+/// as the job wrote them. With `follow=true`, a chunked stream that ends when the run does.
 pub async fn text(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,7 +83,8 @@ pub async fn text(
 ) -> Result<Response, ApiError> {
     let run = visible_run(&state, &caller, &id).await?.id;
     let follow = query.follow;
-    let start = TextStream { state, run, after: query.after.unwrap_or(0), follow, finished: false };
+    let after = query.after.unwrap_or(0);
+    let start = TextStream { state, run, after, follow, finished: false, line_open: false };
     let stream = futures_util::stream::unfold(start, next_text_chunk);
     let disposition = format!("inline; filename=\"oneoff-run-{run}.log\"");
     Ok((
@@ -103,6 +105,24 @@ struct TextStream {
     after: u64,
     follow: bool,
     finished: bool,
+    /// The last entry sent did not end its line.
+    line_open: bool,
+}
+
+impl TextStream {
+    /// Appends `entry` as the job wrote it. Pieces of stdout and stderr follow each other as
+    /// they were read (as `2>&1` into a file would have them); a line of oneoff's own starts
+    /// on a line of its own.
+    fn put(&mut self, chunk: &mut BytesMut, entry: &LogEntry) {
+        if self.line_open && entry.stream == LogStream::System {
+            chunk.put_u8(b'\n');
+        }
+        chunk.put_slice(&entry.bytes);
+        if !entry.partial {
+            chunk.put_u8(b'\n');
+        }
+        self.line_open = entry.partial;
+    }
 }
 
 async fn next_text_chunk(mut stream: TextStream) -> Option<(Result<Bytes, std::io::Error>, TextStream)> {
@@ -139,8 +159,7 @@ async fn next_text_chunk(mut stream: TextStream) -> Option<(Result<Bytes, std::i
         }
         let mut chunk = BytesMut::new();
         for entry in &read.entries {
-            chunk.put_slice(&entry.bytes);
-            chunk.put_u8(b'\n');
+            stream.put(&mut chunk, entry);
         }
         stream.after = read.entries.last().map_or(stream.after, |entry| entry.seq);
         stream.finished = done;

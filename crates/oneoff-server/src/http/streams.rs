@@ -232,7 +232,14 @@ impl Batches {
             Some((ts_us, text)) if *ts_us == entry.ts_us => text.as_str(),
             _ => &self.formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
         };
-        let json = EntryJson { seq: entry.seq, ts, stream: entry.stream.as_str(), text: entry.text() };
+        let json = EntryJson {
+            seq: entry.seq,
+            ts,
+            stream: entry.stream.as_str(),
+            text: entry.text(),
+            continues: entry.continues,
+            partial: entry.partial,
+        };
         serde_json::to_writer(out, &json)
     }
 }
@@ -278,6 +285,10 @@ struct EntryJson<'a> {
     ts: &'a str,
     stream: &'a str,
     text: Cow<'a, str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    continues: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    partial: bool,
 }
 
 fn finish_message(mut message: Vec<u8>, last_seq: u64) -> Batch {
@@ -398,6 +409,8 @@ mod tests {
             ts_us,
             stream: if seq.is_multiple_of(2) { LogStream::Stderr } else { LogStream::Stdout },
             bytes: bytes.to_vec(),
+            continues: seq == 3,
+            partial: seq == 2,
         }
     }
 

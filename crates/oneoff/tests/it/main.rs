@@ -17,6 +17,7 @@ mod hostile_streams;
 mod jwt;
 mod logs;
 mod messages;
+mod progress;
 mod proxy;
 mod restart;
 mod streams;
