@@ -158,7 +158,7 @@ fn own_authority(parts: &Parts, proxy_trusted: bool) -> Option<String> {
 /// Headers whose values never leave the server in a report (`/debug/echo`, the probe
 /// facts): credentials, and the signed identity assertions and access tokens that SSO
 /// proxies and load balancers add (replayable).
-const CREDENTIAL_HEADERS: [&str; 10] = [
+const CREDENTIAL_HEADERS: [&str; 17] = [
     "authorization",
     "proxy-authorization",
     "cookie",
@@ -169,28 +169,42 @@ const CREDENTIAL_HEADERS: [&str; 10] = [
     "x-jwt-assertion",
     "x-forwarded-access-token",
     "x-auth-request-access-token",
+    "x-goog-iap-jwt-assertion",
+    "x-auth-token",
+    "x-amz-security-token",
+    "x-vouch-idp-accesstoken",
+    "x-vouch-idp-idtoken",
+    "cf-access-token",
+    "sec-websocket-protocol",
 ];
 
-/// True for a credential header (lower-cased name): the fixed list, AWS ALB's
-/// `x-amzn-oidc-*` (data, access token, identity), every configured assertion header, and
-/// `[debug] redact_headers`.
+/// Families of credential headers: AWS ALB's `x-amzn-oidc-*` (data, access token, identity)
+/// and Azure App Service's `x-ms-token-*` and `x-ms-client-principal*`.
+const CREDENTIAL_PREFIXES: [&str; 3] = ["x-amzn-oidc-", "x-ms-token-", "x-ms-client-principal"];
+
+/// True for a credential header (lower-cased name): the fixed lists, every configured
+/// assertion header, and `[debug] redact_headers`.
 pub(super) fn is_credential_header(config: &oneoff_core::Config, name: &str) -> bool {
     CREDENTIAL_HEADERS.contains(&name)
-        || name.starts_with("x-amzn-oidc-")
+        || CREDENTIAL_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
         || config.auth.jwt.iter().any(|provider| provider.header.eq_ignore_ascii_case(name))
         || config.debug.redact_headers.iter().any(|header| header.eq_ignore_ascii_case(name))
 }
 
 async fn identify(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let auth = &state.config.auth;
-    // A signed assertion, when present, decides: a bad one is refused, never ignored.
+    // An API token comes first: a bad one is refused, never ignored for another identity.
+    if let Some(value) = single_header(headers, "Authorization")? {
+        let value = credential_text("Authorization", value)?;
+        if value.strip_prefix("Bearer ").unwrap_or(value).trim().starts_with(TOKEN_PREFIX) {
+            return from_token(state, value).await;
+        }
+    }
+    // Then a signed assertion, when present, decides: a bad one is refused, never ignored.
     for (index, provider) in state.jwt.providers() {
         let Some(value) = single_header(headers, &provider.header)? else { continue };
         let value = credential_text(&provider.header, value)?;
         let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
-        if provider.header.eq_ignore_ascii_case("authorization") && token.starts_with(TOKEN_PREFIX) {
-            continue; // an API token, handled below
-        }
         return match state.jwt.verify(index, token).await {
             Ok(claims) => Ok(auth.principal(
                 claims.user,

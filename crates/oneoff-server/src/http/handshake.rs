@@ -187,6 +187,42 @@ pub fn check_origin(
     )))
 }
 
+/// DNS rebinding: a page on another site makes its own name resolve to 127.0.0.1, and the
+/// browser then treats this server as that site, so the own-origin rule passes and the page
+/// reads every answer. A server that listens only on loopback therefore answers only to a
+/// `Host` that is an IP address, `localhost` (or a `*.localhost` name), or a host of
+/// `public_origins`. A server on another address is reached under names it cannot know.
+pub fn check_host(host: Option<&str>, listen: std::net::SocketAddr, public_origins: &[String]) -> Result<(), String> {
+    let Some(host) = host.filter(|_| listen.ip().is_loopback()) else { return Ok(()) };
+    let name = host_name(host);
+    let local = name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || name.ends_with(".localhost");
+    let public = public_origins
+        .iter()
+        .any(|origin| origin.split_once("://").is_some_and(|(_, authority)| host_name(authority) == name));
+    if local || public {
+        return Ok(());
+    }
+    Err(format!(
+        "this server listens on {listen} and was reached as `{host}`, a name it does not know: a page on \
+         another site may be rebinding its name to this machine. If you open oneoff under this name, list \
+         its URL in [server] public_origins (e.g. \"http://{host}\")"
+    ))
+}
+
+/// The host of `host[:port]` (or `[v6]:port`), lower-cased, without a trailing dot.
+fn host_name(authority: &str) -> String {
+    let authority = authority.trim();
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => host,
+            _ => authority,
+        }
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// Whether `origin` (`scheme://host[:port]`) names `authority` (`host[:port]`). The scheme
 /// is not compared: TLS usually ends at a proxy, so the app cannot know it; a missing port
 /// is the scheme's default.
@@ -318,6 +354,25 @@ mod tests {
         assert!(check_origin(&HeaderMap::new(), &allowed, None).is_ok(), "non-browser clients send no Origin");
         let evil = check_origin(&headers(&[("origin", "https://evil.example")]), &allowed, own).unwrap_err();
         assert_eq!((evil.status, evil.code), (StatusCode::FORBIDDEN, "origin_rejected"));
+    }
+
+    #[test]
+    fn a_loopback_server_answers_only_to_names_it_knows() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let public = vec!["https://oneoff.example.com".to_string()];
+        for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST.", "app.localhost:8080", "[::1]:8080", "10.0.0.5"] {
+            assert!(check_host(Some(host), loopback, &[]).is_ok(), "{host}");
+        }
+        assert!(check_host(Some("oneoff.example.com:443"), loopback, &public).is_ok());
+        assert!(check_host(None, loopback, &[]).is_ok(), "HTTP/1.0 without Host is no browser");
+        let rebound = check_host(Some("rebind.evil.example:8080"), loopback, &public).unwrap_err();
+        assert!(rebound.contains("public_origins") && rebound.contains("rebind.evil.example"), "{rebound}");
+        assert!(check_host(Some("localhost.evil.example"), loopback, &[]).is_err());
+        let anywhere: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(
+            check_host(Some("oneoff.internal"), anywhere, &[]).is_ok(),
+            "names of a server on the network are unknowable"
+        );
     }
 
     #[test]

@@ -82,10 +82,33 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(Extension(stream_tickets))
         .layer(Extension(probe::ProbeStreams::new(probe::MAX_PROBE_STREAMS)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), known_host))
         .layer(TraceLayer::new_for_http())
         // Outermost, so not even the request trace sees a ticket in a URL.
         .layer(axum::middleware::from_fn(tickets::take_from_query))
         .with_state(state)
+}
+
+/// Refuses a request whose `Host` a loopback server does not know (DNS rebinding; see
+/// `handshake::check_host`), before any handler or identity source sees it.
+async fn known_host(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .or_else(|| request.uri().authority().map(|authority| authority.to_string()));
+    let server = &state.config.server;
+    match handshake::check_host(host.as_deref(), server.listen, &server.public_origins) {
+        Ok(()) => next.run(request).await,
+        Err(message) => {
+            tracing::warn!(host = host.as_deref().unwrap_or(""), "request for a host this server does not know");
+            ApiError::Client { status: StatusCode::FORBIDDEN, code: "unknown_host", message }.into_response()
+        }
+    }
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -230,9 +230,16 @@ pub async fn probe_sse(
     State(state): State<AppState>,
     Extension(streams): Extension<ProbeStreams>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     query: ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
     may_probe(&state, &caller)?;
+    // As for a log stream: a page on another site may not take the probe places.
+    let own = caller.own_authority.as_deref();
+    if let Err(problem) = handshake::check_origin(&headers, &state.config.server.public_origins, own) {
+        let diagnosis = handshake::diagnosis(&problem, axum::http::Version::HTTP_11, &headers, Vec::new());
+        return Ok(handshake::refusal_response(&problem, diagnosis));
+    }
     let permit = streams.acquire()?;
     sse_stream(state, query, Some(permit))
 }

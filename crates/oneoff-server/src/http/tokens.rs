@@ -163,7 +163,9 @@ pub async fn revoke(
 ) -> Result<Json<Token>, ApiError> {
     let token = state.store.token(id).await?.ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
     if !caller.principal.admin && token.user != caller.principal.user {
-        return Err(deny(&state, &caller, Denial::TokenRevoke, None, None).await);
+        // Recorded, but answered as a token that does not exist: whose ids exist is not theirs to know.
+        let _recorded = deny(&state, &caller, Denial::TokenRevoke, None, None).await;
+        return Err(ApiError::not_found(format!("no token {id}")));
     }
     let revoked = state.store.revoke_token(id, now_us()).await?;
     if revoked.is_empty() {

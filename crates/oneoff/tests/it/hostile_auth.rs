@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::jwt::{alb_key_server, alb_token, base64url, jwks_server, new_alb_key, new_key, now, sign, Key, ARN, IDP};
 use crate::support::{cli_command, stderr, stdout, TestServer};
@@ -242,6 +243,51 @@ async fn cross_site_form_posts_change_nothing_with_the_default_config() {
     assert_eq!(server.wait_final(id).await["status"], "cancelled");
 }
 
+/// DNS rebinding: a page on another site resolves its own name to this machine, so the
+/// browser sends `Host` and `Origin` of that name and the request looks same-origin. A
+/// server listening on loopback answers only to names it knows.
+#[tokio::test]
+async fn a_loopback_server_refuses_a_rebound_host_name() {
+    let server = TestServer::start(SLEEPER).await;
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let host = format!("rebind.evil.example:{port}");
+    let origin = format!("http://{host}");
+    let rebound: &[(&str, &[u8])] =
+        &[("host", host.as_bytes()), ("origin", origin.as_bytes()), ("sec-fetch-site", b"same-origin")];
+    let start = json_body(json!({ "job": "sleeper" }));
+    for (method, path, body) in [
+        (reqwest::Method::POST, "/api/v1/runs", start),
+        (reqwest::Method::GET, "/api/v1/runs", None),
+        (reqwest::Method::GET, "/api/v1/whoami", None),
+        (reqwest::Method::GET, "/", None),
+    ] {
+        let (status, answer) = send(&server, method.clone(), path, rebound, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], "unknown_host", "{answer}");
+        assert!(message(&answer).contains("public_origins"), "the message names the fix: {answer}");
+    }
+    let (_, runs) = server.get("/api/v1/runs").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0, "no run was started: {runs}");
+
+    let mut socket = server.ws_url("/api/v1/probe/ws").into_client_request().unwrap();
+    socket.headers_mut().insert("host", host.parse().unwrap());
+    socket.headers_mut().insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(socket).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a rebound page opened a WebSocket: {other:?}"),
+    }
+
+    // Names it knows: loopback addresses, localhost, and the hosts of public_origins.
+    for known in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let (status, _) =
+            send(&server, reqwest::Method::GET, "/api/v1/whoami", &[("host", known.as_bytes())], None).await;
+        assert_eq!(status, StatusCode::OK, "{known}");
+    }
+    let listed = TestServer::start_with(SLEEPER, &format!("public_origins = [\"{origin}\"]")).await;
+    let (status, _) = send(&listed, reqwest::Method::GET, "/api/v1/whoami", &[("host", host.as_bytes())], None).await;
+    assert_eq!(status, StatusCode::OK, "a name listed in public_origins is this server's");
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_own_origin_is_the_forwarded_host() {
     let auth = "[auth]\nadmins = { users = [\"root\"] }\n[auth.trusted_headers]\ntrusted_cidrs = [\"127.0.0.1/32\"]\n";
@@ -452,6 +498,49 @@ async fn tokens_made_with_a_token_expire_and_are_revoked_with_it() {
     let root: &[(&str, &[u8])] = &[("x-forwarded-user", b"root")];
     let (_, audit) = send(&server, reqwest::Method::GET, "/api/v1/audit?action=token.revoke", root, None).await;
     assert_eq!(audit["records"][0]["detail"]["also_revoked"].as_array().unwrap().len(), 4, "{audit}");
+}
+
+/// Whose token ids exist is not another user's to learn: revoking someone else's token is
+/// answered exactly as a token that does not exist, and the attempt is recorded.
+#[tokio::test]
+async fn revoking_another_users_token_answers_as_for_no_token() {
+    let server = TestServer::start(&format!("{TRUSTED}{SLEEPER}")).await;
+    let alice: &[(&str, &[u8])] = &[("x-forwarded-user", b"alice")];
+    let bob: &[(&str, &[u8])] = &[("x-forwarded-user", b"bob")];
+    let (status, made) =
+        send(&server, reqwest::Method::POST, "/api/v1/tokens", alice, json_body(json!({ "name": "a" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["info"]["id"].as_i64().unwrap();
+    let (status, theirs) = send(&server, reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), bob, None).await;
+    let (missing_status, missing) = send(&server, reqwest::Method::DELETE, "/api/v1/tokens/999", bob, None).await;
+    assert_eq!((status, missing_status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND), "{theirs} {missing}");
+    assert_eq!(message(&theirs), format!("no token {id}"));
+    assert_eq!(message(&missing), "no token 999");
+    let (_, list) = send(&server, reqwest::Method::GET, "/api/v1/tokens", alice, None).await;
+    assert!(list["tokens"][0]["revoked_at"].is_null(), "alice's token still works: {list}");
+    let root: &[(&str, &[u8])] = &[("x-forwarded-user", b"root")];
+    let (_, audit) = send(&server, reqwest::Method::GET, "/api/v1/audit?action=denied.token.revoke", root, None).await;
+    assert_eq!(audit["records"][0]["actor"], "bob", "{audit}");
+}
+
+/// An API token comes before a signed assertion: a bad one is refused, never set aside for
+/// the assertion sent beside it.
+#[tokio::test]
+async fn a_bad_api_token_is_refused_even_beside_a_good_assertion() {
+    let key = new_key("k1");
+    let url = jwks_server(Arc::new(Mutex::new(vec![key.jwk.clone()]))).await;
+    let config = format!(
+        "[auth]\nanonymous = false\n[[auth.jwt]]\nkind = \"generic\"\nheader = \"X-Test-Assertion\"\nalgorithms = [\"ES256\"]\njwks_url = \"{url}\"\nissuer = \"https://idp.example.com\"\naudience = \"oneoff\"\n{SLEEPER}"
+    );
+    let server = TestServer::start(&config).await;
+    let claims = json!({ "sub": "carol", "iss": "https://idp.example.com", "aud": "oneoff", "exp": now() + 300 });
+    let assertion = sign(&key, claims);
+    let good: &[(&str, &[u8])] = &[("x-test-assertion", assertion.as_bytes())];
+    assert_eq!(send(&server, reqwest::Method::GET, "/api/v1/whoami", good, None).await.0, StatusCode::OK);
+    let bogus = format!("Bearer oneoff_{}", "0".repeat(64));
+    let both: &[(&str, &[u8])] = &[("x-test-assertion", assertion.as_bytes()), ("authorization", bogus.as_bytes())];
+    let (status, body) = send(&server, reqwest::Method::GET, "/api/v1/whoami", both, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
 // ---------------------------------------------------------------------------------------
