@@ -72,10 +72,7 @@ async fn the_audit_listing_takes_a_time_window() {
     let older = page["next_before"].as_i64().expect("a full page has a next page");
     let next = audit(&server, &format!("action=run.start&since={}&limit=1&before={older}", timestamp(second_us))).await;
     assert_eq!(run_ids(&next), vec![second]);
-    let last = next["next_before"].as_i64().expect("a full page");
-    let beyond =
-        audit(&server, &format!("action=run.start&since={}&limit=1&before={last}", timestamp(second_us))).await;
-    assert_eq!(run_ids(&beyond), Vec::<i64>::new(), "the first run is outside the window");
+    assert!(next["next_before"].is_null(), "the first run is outside the window, so no page follows: {next}");
 
     // A window in the past holds nothing; one that starts long ago holds everything.
     assert_eq!(audit(&server, "until=2000-01-01T00:00:00Z").await["records"], json!([]));
