@@ -6,7 +6,10 @@
 //! child enters it between fork and exec, so every process the job will ever start is inside,
 //! including one that calls `setsid` or double-forks out of the group, and `cgroup.kill`
 //! ends them all at once. Elsewhere the process group is all there is, and a process that
-//! leaves it is out of reach; [`Isolation::describe`] says which is in force.
+//! leaves it is out of reach; [`Isolation::describe`] says which is in force. A job may
+//! make cgroups inside its run's and move into them, so a run's cgroup always means its
+//! whole subtree ([`cgroup_subtree`]). What no cgroup holds is a process that may write the
+//! `cgroup.procs` of a cgroup outside the run's (a job running as root): it can leave.
 //!
 //! The leader also gets `PR_SET_PDEATHSIG` (SIGKILL), so it dies with the server. The kernel
 //! sends that signal when the *thread* that forked the child ends, not the process, and a
@@ -551,6 +554,44 @@ mod tests {
         let off = Isolation::from_setting(&CgroupSetting::Off).unwrap();
         assert!(!off.uses_cgroups());
         assert!(off.describe().contains("a process that calls setsid can outlive its run"), "{}", off.describe());
+    }
+
+    /// Needs what the server needs for cgroups (a writable cgroup v2 hierarchy), like the
+    /// integration tests of `hostile_processes`.
+    #[test]
+    fn without_cgroup_kill_the_signal_rounds_reach_a_process_two_sub_cgroups_down() {
+        use std::os::unix::process::ExitStatusExt;
+        let parent = own_cgroup_dir().expect("a cgroup v2 hierarchy");
+        let run = parent.join(format!("oneoff-test-subtree.{}", std::process::id()));
+        let nested = run.join("a").join("b");
+        std::fs::create_dir_all(&nested).expect("a writable cgroup v2 hierarchy");
+        std::fs::create_dir(run.join("empty")).unwrap();
+        let mut child = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+        std::fs::write(nested.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let listed = cgroup_pids(&run);
+        if listed.is_empty() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(listed, vec![child.id() as i32], "the process two cgroups down is the run's");
+        assert!(cgroup_populated(&run));
+
+        kill_cgroup_by_signals(&run);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the SIGKILL rounds missed the process in a sub-cgroup");
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        };
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
+        assert!(!cgroup_populated(&run));
+        remove_cgroup(&run).expect("the subtree is removed bottom-up");
+        assert!(!run.exists());
     }
 
     #[test]
