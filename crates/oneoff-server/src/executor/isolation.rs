@@ -6,7 +6,10 @@
 //! child enters it between fork and exec, so every process the job will ever start is inside,
 //! including one that calls `setsid` or double-forks out of the group, and `cgroup.kill`
 //! ends them all at once. Elsewhere the process group is all there is, and a process that
-//! leaves it is out of reach; [`Isolation::describe`] says which is in force.
+//! leaves it is out of reach; [`Isolation::describe`] says which is in force. A job may
+//! make cgroups inside its run's and move into them, so a run's cgroup always means its
+//! whole subtree ([`cgroup_subtree`]). What no cgroup holds is a process that may write the
+//! `cgroup.procs` of a cgroup outside the run's (a job running as root): it can leave.
 //!
 //! The leader also gets `PR_SET_PDEATHSIG` (SIGKILL), so it dies with the server. The kernel
 //! sends that signal when the *thread* that forked the child ends, not the process, and a
@@ -246,14 +249,55 @@ impl Drop for RunCgroup {
     }
 }
 
-/// The processes in a cgroup; none when the cgroup is gone.
-pub fn cgroup_pids(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
-        .unwrap_or_default()
+/// The cgroup and every cgroup below it, each parent before its children. A job may make
+/// cgroups inside its run's and move into them, so whatever lists, signals or removes a run's
+/// processes walks all of them, never the top `cgroup.procs` alone. Iterative: a job chooses
+/// how deep the tree is.
+pub fn cgroup_subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut found = vec![dir.to_path_buf()];
+    let mut next = 0;
+    while let Some(cgroup) = found.get(next).cloned() {
+        if let Ok(entries) = std::fs::read_dir(&cgroup) {
+            // In cgroupfs every directory is a cgroup; the files are its interface.
+            found.extend(
+                entries
+                    .flatten()
+                    .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+                    .map(|entry| entry.path()),
+            );
+        }
+        next += 1;
+    }
+    found
 }
 
-/// Sends `signal` to every process in the cgroup; returns how many there were.
+/// The processes in a cgroup and in every cgroup below it; none when the cgroup is gone.
+pub fn cgroup_pids(dir: &Path) -> Vec<i32> {
+    cgroup_subtree(dir)
+        .iter()
+        .flat_map(|cgroup| {
+            std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect::<Vec<i32>>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Whether any process is left in the cgroup or below it. `cgroup.events` says so for the
+/// whole subtree in one read (`populated 0`); where it cannot be read, the subtree's
+/// `cgroup.procs` are counted.
+pub fn cgroup_populated(dir: &Path) -> bool {
+    match std::fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(events) => match events.lines().find_map(|line| line.strip_prefix("populated ")) {
+            Some(flag) => flag.trim() != "0",
+            None => !cgroup_pids(dir).is_empty(),
+        },
+        Err(error) if error.kind() == io::ErrorKind::NotFound && !dir.exists() => false,
+        Err(_) => !cgroup_pids(dir).is_empty(),
+    }
+}
+
+/// Sends `signal` to every process in the cgroup and below it; returns how many there were.
 pub fn signal_cgroup(dir: &Path, signal: Signal) -> usize {
     let pids = cgroup_pids(dir);
     for pid in &pids {
@@ -262,12 +306,18 @@ pub fn signal_cgroup(dir: &Path, signal: Signal) -> usize {
     pids.len()
 }
 
-/// SIGKILLs everything in the cgroup, including what forks meanwhile (`cgroup.kill`, Linux
-/// 5.14); on older kernels, rounds of SIGKILL until it is empty.
+/// SIGKILLs everything in the cgroup and below it, including what forks meanwhile
+/// (`cgroup.kill`, Linux 5.14, kills the whole subtree); on older kernels, rounds of SIGKILL
+/// to every process of the subtree until none is left.
 pub fn kill_cgroup(dir: &Path) {
     if std::fs::write(dir.join("cgroup.kill"), b"1").is_ok() {
         return;
     }
+    kill_cgroup_by_signals(dir);
+}
+
+/// The fallback of [`kill_cgroup`] for kernels without `cgroup.kill`.
+fn kill_cgroup_by_signals(dir: &Path) {
     for _ in 0..100 {
         if signal_cgroup(dir, Signal::SIGKILL) == 0 {
             return;
@@ -277,7 +327,7 @@ pub fn kill_cgroup(dir: &Path) {
 
 /// Waits until the cgroup holds no process (a killed one leaves it when it exits), at most `within`.
 pub async fn until_cgroup_empty(dir: &Path, within: Duration) -> bool {
-    until_none_left(within, || cgroup_pids(dir).len()).await
+    until_none_left(within, || usize::from(cgroup_populated(dir))).await
 }
 
 /// Waits until `count_left` says none are left, at most `within`; true when none are.
@@ -294,12 +344,20 @@ pub async fn until_none_left(within: Duration, mut count_left: impl FnMut() -> u
     }
 }
 
-/// Removes an empty cgroup; one that is already gone is fine.
+/// Removes an empty cgroup and the cgroups a job made inside it, the deepest first (a
+/// cgroup with children cannot be removed); one that is already gone is fine. The error is
+/// the first one met.
 pub fn remove_cgroup(dir: &Path) -> io::Result<()> {
-    match std::fs::remove_dir(dir) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-        _ => Ok(()),
+    let mut first_error = None;
+    for cgroup in cgroup_subtree(dir).iter().rev() {
+        match std::fs::remove_dir(cgroup) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                first_error.get_or_insert(error);
+            }
+            _ => {}
+        }
     }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// What to record about a leader that just started (and its cgroup).
@@ -496,6 +554,44 @@ mod tests {
         let off = Isolation::from_setting(&CgroupSetting::Off).unwrap();
         assert!(!off.uses_cgroups());
         assert!(off.describe().contains("a process that calls setsid can outlive its run"), "{}", off.describe());
+    }
+
+    /// Needs what the server needs for cgroups (a writable cgroup v2 hierarchy), like the
+    /// integration tests of `hostile_processes`.
+    #[test]
+    fn without_cgroup_kill_the_signal_rounds_reach_a_process_two_sub_cgroups_down() {
+        use std::os::unix::process::ExitStatusExt;
+        let parent = own_cgroup_dir().expect("a cgroup v2 hierarchy");
+        let run = parent.join(format!("oneoff-test-subtree.{}", std::process::id()));
+        let nested = run.join("a").join("b");
+        std::fs::create_dir_all(&nested).expect("a writable cgroup v2 hierarchy");
+        std::fs::create_dir(run.join("empty")).unwrap();
+        let mut child = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+        std::fs::write(nested.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let listed = cgroup_pids(&run);
+        if listed.is_empty() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(listed, vec![child.id() as i32], "the process two cgroups down is the run's");
+        assert!(cgroup_populated(&run));
+
+        kill_cgroup_by_signals(&run);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the SIGKILL rounds missed the process in a sub-cgroup");
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        };
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
+        assert!(!cgroup_populated(&run));
+        remove_cgroup(&run).expect("the subtree is removed bottom-up");
+        assert!(!run.exists());
     }
 
     #[test]

@@ -131,8 +131,9 @@ async fn stop_cgroup(dir: &Path, grace: Duration) -> String {
     if !dir.exists() {
         return format!("Its cgroup {shown} is gone: nothing of it was left running.");
     }
+    // The subtree's processes: a job may have moved into a cgroup of its own below the run's.
     let pids = isolation::cgroup_pids(dir);
-    let outcome = if pids.is_empty() {
+    let outcome = if pids.is_empty() && !isolation::cgroup_populated(dir) {
         format!("Nothing of it was left running (its cgroup {shown} was empty).")
     } else {
         isolation::signal_cgroup(dir, Signal::SIGTERM);

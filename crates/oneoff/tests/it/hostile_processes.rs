@@ -130,12 +130,17 @@ impl Crashed {
 }
 
 async fn crash_while_running(server_extra: &str) -> Crashed {
+    crash_while_running_after(server_extra, "").await
+}
+
+/// As [`crash_while_running`], with `prelude` run first by each run's leader shell.
+async fn crash_while_running_after(server_extra: &str, prelude: &str) -> Crashed {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pids");
     // Each run first reports which processes of earlier runs are still alive (not zombies),
     // then starts its own: two that escape the group, one that stays in it, and the leader.
     let script = format!(
-        r#"for p in $(cat {file} 2>/dev/null); do s=$(cut -d" " -f3 /proc/$p/stat 2>/dev/null); if [ -n "$s" ] && [ "$s" != Z ]; then echo "alive $p"; fi; done; echo checked; setsid sh -c 'trap "" TERM; sleep 300 & echo $! >> {file}'; sh -c 'setsid sleep 301 & echo $! >> {file}'; sleep 302 & echo $! >> {file}; echo $$ >> {file}; echo ready; wait"#,
+        r#"{prelude}for p in $(cat {file} 2>/dev/null); do s=$(cut -d" " -f3 /proc/$p/stat 2>/dev/null); if [ -n "$s" ] && [ "$s" != Z ]; then echo "alive $p"; fi; done; echo checked; setsid sh -c 'trap "" TERM; sleep 300 & echo $! >> {file}'; sh -c 'setsid sleep 301 & echo $! >> {file}'; sleep 302 & echo $! >> {file}; echo $$ >> {file}; echo ready; wait"#,
         file = pidfile.display()
     );
     let jobs = format!(
@@ -245,4 +250,79 @@ async fn without_cgroups_the_next_start_still_stops_a_lost_runs_process_group() 
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
+}
+
+/// Makes a cgroup `sub` inside the run's own cgroup and moves the job's shell into it, so that
+/// everything it starts afterwards is in `sub`, not in the run's `cgroup.procs`; prints
+/// `run cgroup DIR` (the run's cgroup). Only the job's own cgroup is written.
+const INTO_SUB_CGROUP: &str = r#"mnt=$(grep -m1 ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5); run="$mnt$(sed -n 's/^0:://p' /proc/self/cgroup)"; mkdir "$run/sub" && echo $$ > "$run/sub/cgroup.procs" && echo "run cgroup $run"; "#;
+
+/// The run's cgroup, as the job printed it with [`INTO_SUB_CGROUP`].
+fn run_cgroup(stdout: &[String]) -> std::path::PathBuf {
+    let dir = stdout.iter().find_map(|line| line.strip_prefix("run cgroup ")).expect("the job moved into a sub-cgroup");
+    std::path::PathBuf::from(dir)
+}
+
+#[tokio::test]
+async fn after_kill_9_processes_in_a_sub_cgroup_are_stopped_before_the_queue_resumes() {
+    let crashed = crash_while_running_after("", INTO_SUB_CGROUP).await;
+    let server = serve_process(&crashed.config);
+    let url = server.url.clone();
+    let first_cgroup = run_cgroup(&stdout_lines(&url, crashed.ids[0]).await);
+    let said = lost_and_what_recovery_said(&url, crashed.ids[0]).await;
+    assert_all_dead(&crashed.pids, "after the next server start");
+    assert!(said.contains("3 of its processes were still running in its cgroup"), "{said}");
+    assert!(said.contains("and they ended."), "{said}");
+    assert!(!first_cgroup.exists(), "the lost run's cgroup {} was left behind", first_cgroup.display());
+
+    let second = eventually("the queued run to start and check", Duration::from_secs(20), || async {
+        let lines = stdout_lines(&url, crashed.ids[1]).await;
+        lines.contains(&"ready".to_string()).then_some(lines)
+    })
+    .await;
+    let alive: Vec<&String> = second.iter().filter(|line| line.starts_with("alive ")).collect();
+    assert!(alive.is_empty(), "the lost run's processes were alive when the queued run started: {alive:?}");
+    let second_cgroup = run_cgroup(&second);
+
+    stop_gracefully(server);
+    let all = crashed.all_pids();
+    assert_eq!(all.len(), 8, "{all:?}");
+    assert_all_dead(&all, "after a graceful stop");
+    assert!(!second_cgroup.exists(), "the cancelled run's cgroup {} was left behind", second_cgroup.display());
+}
+
+#[tokio::test]
+async fn a_cancel_sends_sigterm_into_a_sub_cgroup_and_removes_it() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("terminated");
+    // The trapper leaves the process group (setsid) from inside the sub-cgroup, so only a
+    // SIGTERM to every process of the subtree reaches it. The leader waits for it on SIGTERM,
+    // so the run does not end (and SIGKILL everything) before the trapper wrote its marker.
+    let jobs = format!(
+        r#"
+[[job]]
+name = "nested"
+command = ["sh", "-c", '''{INTO_SUB_CGROUP}setsid sh -c 'trap "echo term > {marker}; exit 0" TERM; echo trapping; sleep 300 & wait' & t=$!; trap 'wait $t; exit 0' TERM; echo ready; sleep 301 & wait''']
+grace = "3s"
+"#,
+        marker = marker.display()
+    );
+    let server = TestServer::start(&jobs).await;
+    let id = server.start_run("nested", json!({})).await;
+    let stdout =
+        eventually("the job to move into its sub-cgroup and trap SIGTERM", Duration::from_secs(20), || async {
+            let lines = server.lines(id, "stdout").await;
+            (lines.iter().any(|line| line == "ready") && lines.iter().any(|line| line == "trapping")).then_some(lines)
+        })
+        .await;
+    let cgroup = run_cgroup(&stdout);
+    assert!(cgroup.join("sub").is_dir(), "the job made {}/sub", cgroup.display());
+
+    let (status, body) = server.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await;
+    assert!(status.is_success(), "{status}: {body}");
+    let run = server.wait_final(id).await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    let said = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert_eq!(said.trim(), "term", "the process in the sub-cgroup got no SIGTERM before SIGKILL");
+    assert!(!cgroup.exists(), "the run's cgroup {} (with its sub-cgroup) was left behind", cgroup.display());
 }
