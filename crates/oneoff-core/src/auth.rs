@@ -179,6 +179,10 @@ pub struct JwtProvider {
     /// ALB only: the load balancer's ARN; a token whose header `signer` differs is refused,
     /// since every ALB in every AWS account signs with the same regional keys.
     pub signer_arn: Option<String>,
+    /// How often the keys are fetched again at most: a JWKS as a whole, and for an ALB the
+    /// window of its per-key-id fetch budget. Bounds what forged key ids can make us fetch,
+    /// and how long a key the provider withdrew is still trusted after a newer one is seen.
+    pub key_refetch_interval: std::time::Duration,
 }
 
 /// The region of an Elastic Load Balancing ARN

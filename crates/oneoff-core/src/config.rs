@@ -271,6 +271,8 @@ struct RawJwt {
     algorithms: Option<Spanned<Vec<String>>>,
     user_claim: Option<String>,
     groups_claim: Option<String>,
+    /// How often the keys are fetched again at most (an unknown key id asks for them).
+    key_refetch_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -719,6 +721,11 @@ fn validate_jwt(raw: RawJwt, problems: &mut Problems) -> Option<JwtProvider> {
         }
         None => algorithms.into_iter().map(str::to_string).collect(),
     };
+    let key_refetch_interval =
+        duration(&raw.key_refetch_interval, Some(DEFAULT_KEY_REFETCH_INTERVAL), problems).unwrap_or_default();
+    if let Some(value) = raw.key_refetch_interval.as_ref().filter(|_| key_refetch_interval < MIN_KEY_REFETCH_INTERVAL) {
+        problems.at(value.span(), "key_refetch_interval must be at least 100ms: it is what keeps forged key ids from hammering the key server");
+    }
     if kind == JwtKind::Cloudflare && raw.audience.is_none() {
         problems.at(raw.kind.span(), "a cloudflare provider needs `audience`: the Access application's AUD tag");
     }
@@ -735,8 +742,13 @@ fn validate_jwt(raw: RawJwt, problems: &mut Problems) -> Option<JwtProvider> {
         user_claim: raw.user_claim.unwrap_or_else(|| user_claim.to_string()),
         groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".to_string()),
         signer_arn: raw.signer_arn.map(|arn| arn.into_inner().trim().to_string()),
+        key_refetch_interval,
     })
 }
+
+/// How often a provider's keys are fetched again at most, unless configured.
+pub const DEFAULT_KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+const MIN_KEY_REFETCH_INTERVAL: Duration = Duration::from_millis(100);
 
 const ALB_ARN_SHAPE: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/app/NAME/ID";
 

@@ -5,13 +5,15 @@
 //! The audit key comes from `ONEOFF_AUDIT_KEY` or `[audit] key_file`, is read once at start,
 //! and lives only in memory: it is never logged (its `Debug` is redacted) nor stored. At
 //! start with a key the chain is checked against its signed head; a chain that has never
-//! been signed is adopted with an `audit.anchor` record, said loudly in the log.
+//! been signed is adopted with an `audit.anchor` record, said loudly in the log. A chain
+//! that holds an anchor but no signed head had its head deleted (to hide a cut tail): it is
+//! never adopted again, only reported as tampered.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
-use oneoff_core::audit::anchor::check_signed_head;
+use oneoff_core::audit::anchor::{check_signed_head, was_signed};
 use oneoff_core::audit::denials::{DenialBook, DenialKey, Denied, Noted};
 use oneoff_core::audit::{AuditAction, AuditEntry, AuditKey, ChainHead, Denial};
 use oneoff_core::AuditConfig;
@@ -170,19 +172,31 @@ impl AuditTrail {
                 return Ok(());
             }
         };
-        match (&stored, check_signed_head(key, stored.as_ref(), &head)) {
-            (_, Ok(())) => {}
-            (None, Err(_)) => {
+        let signed_before = was_signed(&chain);
+        match (&stored, check_signed_head(key, stored.as_ref(), &head, signed_before)) {
+            (None, Ok(())) => {
+                // An empty chain: its first record is the anchor, so that deleting the signed
+                // head later is seen (a signed chain always holds an anchor).
+                tracing::info!(target: "oneoff::audit", "the audit key is new to this empty trail: signing it from its first record (an audit.anchor record)");
+                self.append(anchor_entry(0)).await;
+            }
+            (Some(_), Ok(())) => {}
+            (None, Err(_)) if !signed_before => {
                 tracing::warn!(
                     target: "oneoff::audit",
                     records = head.records,
-                    "the audit key is new to this trail: signing the chain of {} records as found (an audit.anchor record); if this is not the first start with a key, the signed head was deleted",
+                    "the audit key is new to this trail: signing the chain of {} records as found (an audit.anchor record)",
                     head.records
                 );
                 self.append(anchor_entry(head.records)).await;
             }
-            (Some(_), Err(reason)) => {
-                tracing::error!(target: "oneoff::audit", %reason, "AUDIT TRAIL TAMPERED: it does not match its signed head");
+            (_, Err(reason)) => {
+                // Never re-signed here: signing now would bless whatever the attacker left.
+                tracing::error!(
+                    target: "oneoff::audit",
+                    %reason,
+                    "AUDIT TRAIL TAMPERED: it does not match its signed head; records are still written but not signed, and `oneoff audit verify` fails; see docs/security.md"
+                );
             }
         }
         Ok(())
@@ -292,11 +306,11 @@ mod tests {
 
         let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let head = store.audit_tail().await.unwrap();
-        let mac = AuditKey::new(&key_bytes, "test").unwrap().sign_checkpoint(&ChainHead { records: 1, ..head.clone() });
+        let mac = AuditKey::new(&key_bytes, "test").unwrap().sign_checkpoint(&ChainHead { records: 2, ..head.clone() });
         let lines: Vec<&str> = log.lines().filter(|line| line.contains("audit checkpoint")).collect();
-        assert_eq!(lines.len(), 2, "one at start (empty chain), one after the append, none when nothing moved: {log}");
-        assert!(lines[1].contains(&format!("records=1 head={} mac={mac}", head.hash)), "{}", lines[1]);
-        assert!(lines[1].contains(&format!("oneoff audit verify --count 1 --head {}", head.hash)), "{}", lines[1]);
+        assert_eq!(lines.len(), 2, "one at start (the anchor), one after the append, none when nothing moved: {log}");
+        assert!(lines[1].contains(&format!("records=2 head={} mac={mac}", head.hash)), "{}", lines[1]);
+        assert!(lines[1].contains(&format!("oneoff audit verify --count 2 --head {}", head.hash)), "{}", lines[1]);
         assert!(!log.contains("0123456789abcdef"), "the key reached the log: {log}");
     }
 }

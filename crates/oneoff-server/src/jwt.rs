@@ -2,8 +2,12 @@
 //!
 //! Keys come from each provider's JWKS URL (or, for an AWS ALB, one PEM file per key id) and
 //! are cached by key id; an unknown key id triggers a refetch (key rotation), rate-limited
-//! per provider (see [`REFETCH_INTERVAL`]) so a flood of forged key ids cannot hammer the
-//! issuer. Only the provider's asymmetric algorithms are accepted: `none` and HS256 (a
+//! per provider (`key_refetch_interval`, 10 s by default) so a flood of forged key ids cannot
+//! hammer the issuer. A refetched JWKS *replaces* the cached set, so a key the issuer
+//! withdrew stops verifying at the next refetch, and a set older than [`KEY_SET_MAX_AGE`] is
+//! refetched even when no new key id asks for it. An ALB key is fetched again past that age
+//! too, and evicted when its URL then answers 404. A failed fetch keeps the keys as they were:
+//! an unreachable issuer must not log everyone out. Only the provider's asymmetric algorithms are accepted: `none` and HS256 (a
 //! public key misused as an HMAC secret) never verify.
 //!
 //! ALB tokens are not quite JWTs: their segments are base64url *with* `=` padding, which
@@ -27,10 +31,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use oneoff_core::auth::{JwtProvider, KeySource};
 use serde_json::Value;
 
-/// How often a JWKS is fetched again at most, and the window of the ALB per-key fetch budget.
-const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Cached keys older than this are fetched again before use, so a withdrawn key stops
+/// verifying even when no token with a new key id comes to trigger a refetch.
+const KEY_SET_MAX_AGE: Duration = Duration::from_secs(300);
 /// ALB keys are fetched one key id at a time: at most this many fetches per
-/// [`REFETCH_INTERVAL`] and provider, so forged key ids cannot make the server hammer AWS.
+/// `key_refetch_interval` and provider, so forged key ids cannot make the server hammer AWS.
 /// A sustained stream of them can use up this budget and delay a real key rotation, which
 /// is one more reason the app must only be reachable through the ALB (docs/security.md).
 const KEY_FETCHES_PER_INTERVAL: usize = 4;
@@ -59,9 +64,11 @@ pub struct Claims {
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<String, (Algorithm, DecodingKey)>,
+    /// ALB: when each cached key was fetched.
+    key_fetched_at: HashMap<String, Instant>,
     /// JWKS: when the key set was last fetched.
     fetched_at: Option<Instant>,
-    /// ALB: key ids that could not be fetched, not asked for again within [`REFETCH_INTERVAL`].
+    /// ALB: key ids that could not be fetched, not asked for again within the refetch interval.
     missing: HashMap<String, Instant>,
     /// ALB: when the fetches of the current window started.
     recent_fetches: VecDeque<Instant>,
@@ -114,6 +121,10 @@ impl JwtVerifier {
         }
         let alg = Algorithm::from_str(algorithm).map_err(|_| format!("algorithm {} is unknown", shown(algorithm)))?;
         let kid = header_json["kid"].as_str().unwrap_or_default().to_string();
+        if self.key_set_is_old(cache) {
+            // Best effort: the keys as cached still serve when the issuer cannot be reached.
+            let _ = self.refetch(provider, cache).await;
+        }
         let key = match self.cached_key(cache, &kid) {
             Some(key) => key,
             None => {
@@ -163,30 +174,43 @@ impl JwtVerifier {
         cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys.get(kid).cloned()
     }
 
+    fn key_set_is_old(&self, cache: &Mutex<KeyCache>) -> bool {
+        let cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.fetched_at.is_some_and(|at| at.elapsed() >= KEY_SET_MAX_AGE)
+    }
+
+    /// Fetches the JWKS again (at most once per `key_refetch_interval`) and makes it the
+    /// key set: keys the issuer no longer serves are dropped. On a failed fetch, or an answer
+    /// that is not a JWKS, the cached keys stay.
     async fn refetch(&self, provider: &JwtProvider, cache: &Mutex<KeyCache>) -> Result<(), String> {
         {
             let cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if cache.fetched_at.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            if cache.fetched_at.is_some_and(|at| at.elapsed() < provider.key_refetch_interval) {
                 return Ok(());
             }
         }
         let url = provider.keys.url();
         let fetched = async {
             let response = self.http.get(url).send().await.map_err(|error| error.to_string())?;
-            response.json::<Value>().await.map_err(|error| error.to_string())
+            if !response.status().is_success() {
+                return Err(format!("HTTP {}", response.status().as_u16()));
+            }
+            let jwks = response.json::<Value>().await.map_err(|error| error.to_string())?;
+            let keys = jwks["keys"].as_array().ok_or("the answer is not a JWKS (no `keys` list)")?;
+            Ok(keys.iter().filter_map(parse_jwk).take(MAX_CACHED_KEYS).collect::<HashMap<_, _>>())
         }
         .await;
         let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         cache.fetched_at = Some(Instant::now());
-        let jwks = fetched.map_err(|error| {
-            tracing::error!(%url, %error, "cannot fetch the JWKS");
+        let keys = fetched.map_err(|error: String| {
+            tracing::error!(%url, %error, "cannot fetch the JWKS; the keys fetched before stay in use");
             format!("cannot fetch keys from {url}: {error}")
         })?;
-        for key in jwks["keys"].as_array().into_iter().flatten() {
-            if let Some((kid, parsed)) = parse_jwk(key) {
-                cache.keys.insert(kid, parsed);
-            }
+        let withdrawn: Vec<&String> = cache.keys.keys().filter(|kid| !keys.contains_key(*kid)).collect();
+        if !withdrawn.is_empty() {
+            tracing::info!(%url, ?withdrawn, "signing keys withdrawn from the JWKS are no longer trusted");
         }
+        cache.keys = keys;
         Ok(())
     }
 
@@ -224,7 +248,7 @@ impl JwtVerifier {
                     && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
             .ok_or("the assertion has no usable key id (`kid`)")?;
-        let key = self.alb_key(cache, base_url, kid).await?;
+        let key = self.alb_key(cache, base_url, kid, provider.key_refetch_interval).await?;
         // The ALB signed the segments exactly as sent, padding included.
         let signed_text = &token[..header_text.len() + 1 + payload_text.len()];
         let signature = signature_text.trim_end_matches('=');
@@ -243,25 +267,38 @@ impl JwtVerifier {
     }
 
     /// The PEM key of `kid`, from the cache or fetched from `{base_url}/{kid}`.
-    async fn alb_key(&self, cache: &Mutex<KeyCache>, base_url: &str, kid: &str) -> Result<DecodingKey, String> {
+    /// A cached key older than [`KEY_SET_MAX_AGE`] is fetched again: a 404 evicts it (AWS
+    /// withdrew it), any other failure keeps it.
+    async fn alb_key(
+        &self,
+        cache: &Mutex<KeyCache>,
+        base_url: &str,
+        kid: &str,
+        refetch_interval: Duration,
+    ) -> Result<DecodingKey, String> {
         let unknown = |why: &str| format!("unknown key id `{kid}` ({why})");
-        {
+        let cached = {
             let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((_, key)) = cache.keys.get(kid) {
+            let now = Instant::now();
+            let cached = cache.keys.get(kid).map(|(_, key)| key.clone());
+            let fresh = cache.key_fetched_at.get(kid).is_some_and(|at| now.duration_since(*at) < KEY_SET_MAX_AGE);
+            if let (Some(key), true) = (&cached, fresh) {
                 return Ok(key.clone());
             }
-            let now = Instant::now();
-            if cache.missing.get(kid).is_some_and(|at| now.duration_since(*at) < REFETCH_INTERVAL) {
+            if cached.is_none() && cache.missing.get(kid).is_some_and(|at| now.duration_since(*at) < refetch_interval) {
                 return Err(unknown("not found at the key server moments ago"));
             }
-            while cache.recent_fetches.front().is_some_and(|at| now.duration_since(*at) >= REFETCH_INTERVAL) {
+            while cache.recent_fetches.front().is_some_and(|at| now.duration_since(*at) >= refetch_interval) {
                 cache.recent_fetches.pop_front();
             }
             if cache.recent_fetches.len() >= KEY_FETCHES_PER_INTERVAL {
-                return Err(unknown("too many new key ids at once; not fetched, try again in a few seconds"));
+                // An old key stays in use until the budget allows checking it again.
+                return cached
+                    .ok_or_else(|| unknown("too many new key ids at once; not fetched, try again in a few seconds"));
             }
             cache.recent_fetches.push_back(now);
-        }
+            cached
+        };
         let url = format!("{base_url}/{kid}");
         let fetched = self.fetch_pem(&url).await.and_then(|pem| {
             DecodingKey::from_ec_pem(&pem).map_err(|error| format!("not an EC public key in PEM form: {error}"))
@@ -271,12 +308,26 @@ impl JwtVerifier {
             Ok(key) => {
                 if cache.keys.len() >= MAX_CACHED_KEYS {
                     cache.keys.clear();
+                    cache.key_fetched_at.clear();
                 }
                 cache.keys.insert(kid.to_string(), (Algorithm::ES256, key.clone()));
+                cache.key_fetched_at.insert(kid.to_string(), Instant::now());
                 cache.missing.remove(kid);
                 Ok(key)
             }
             Err(error) => {
+                let withdrawn = error == "HTTP 404" || error == "HTTP 410";
+                if let (Some(key), false) = (cached, withdrawn) {
+                    // The key server is unreachable or confused: keep trusting the key we
+                    // had rather than log everyone out; check again after another max age.
+                    tracing::warn!(%url, %error, "cannot check the ALB signing key again; the cached key stays in use");
+                    cache.key_fetched_at.insert(kid.to_string(), Instant::now());
+                    return Ok(key);
+                }
+                if cache.keys.remove(kid).is_some() {
+                    tracing::info!(%url, "the ALB signing key was withdrawn (HTTP 404): it is no longer trusted");
+                }
+                cache.key_fetched_at.remove(kid);
                 tracing::warn!(%url, %error, "cannot fetch the ALB signing key");
                 if cache.missing.len() >= MAX_REMEMBERED_MISSING_KEYS {
                     cache.missing.clear();
@@ -486,6 +537,7 @@ mod tests {
             user_claim: "sub".into(),
             groups_claim: "groups".into(),
             signer_arn: None,
+            key_refetch_interval: oneoff_core::config::DEFAULT_KEY_REFETCH_INTERVAL,
         }
     }
 

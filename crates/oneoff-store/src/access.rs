@@ -228,8 +228,17 @@ impl Store {
             None => HeadUpdate::Unkeyed,
             Some(key) => {
                 let stored = read_head(&mut transaction).await?;
-                let adopting = stored.is_none() && entry.action == AuditAction::AuditAnchor;
-                match check_signed_head(key, stored.as_ref(), &found) {
+                // A chain that already holds an anchor was signed before: no head means it
+                // was deleted, and a second anchor must not sign whatever is left.
+                let signed_before = stored.is_none()
+                    && sqlx::query("SELECT 1 FROM audit WHERE action = ? AND id < ? LIMIT 1")
+                        .bind(AuditAction::AuditAnchor.code())
+                        .bind(id)
+                        .fetch_optional(&mut *transaction)
+                        .await?
+                        .is_some();
+                let adopting = stored.is_none() && !signed_before && entry.action == AuditAction::AuditAnchor;
+                match check_signed_head(key, stored.as_ref(), &found, signed_before) {
                     Err(reason) if !adopting => HeadUpdate::Withheld(reason),
                     _ => {
                         let signed = key.sign_head(&ChainHead { records: id, hash: hash.clone() });

@@ -93,9 +93,27 @@ fn verify_mac(key: &hmac::Key, label: &str, head: &ChainHead, mac: &str) -> bool
     hmac::verify(key, &mac_input(label, head), &tag).is_ok()
 }
 
+/// Whether the chain was signed before: it holds an `audit.anchor` record, written only when
+/// a server first signed it. Such a chain without a signed head had its head deleted.
+pub fn was_signed(chain: &[AuditRecord]) -> bool {
+    chain.iter().any(|record| record.entry.action == super::AuditAction::AuditAnchor)
+}
+
 /// Checks a verified chain's real head against the head stored with the key's MAC.
-pub fn check_signed_head(key: &AuditKey, stored: Option<&SignedHead>, actual: &ChainHead) -> Result<(), String> {
+/// `signed_before` ([`was_signed`]) tells a deleted head from a chain never signed.
+pub fn check_signed_head(
+    key: &AuditKey,
+    stored: Option<&SignedHead>,
+    actual: &ChainHead,
+    signed_before: bool,
+) -> Result<(), String> {
     let Some(stored) = stored else {
+        if signed_before {
+            return Err(format!(
+                "the signed head was deleted: records may have been cut from the end (the chain of {} records holds an audit.anchor record, so it was signed before)",
+                actual.records
+            ));
+        }
         if actual.records == 0 {
             return Ok(());
         }
@@ -190,16 +208,21 @@ mod tests {
     #[test]
     fn a_signed_head_catches_a_cut_or_rewritten_chain() {
         let signed = key(1).sign_head(&head(5, "e5"));
-        assert_eq!(check_signed_head(&key(1), Some(&signed), &head(5, "e5")), Ok(()));
-        assert!(check_signed_head(&key(1), Some(&signed), &head(3, "c3"))
+        assert_eq!(check_signed_head(&key(1), Some(&signed), &head(5, "e5"), false), Ok(()));
+        assert!(check_signed_head(&key(1), Some(&signed), &head(3, "c3"), false)
             .unwrap_err()
             .contains("deleted from its end"));
-        assert!(check_signed_head(&key(1), Some(&signed), &head(5, "ff")).unwrap_err().contains("rewritten"));
-        assert!(check_signed_head(&key(2), Some(&signed), &head(5, "e5")).unwrap_err().contains("forged"));
+        assert!(check_signed_head(&key(1), Some(&signed), &head(5, "ff"), false).unwrap_err().contains("rewritten"));
+        assert!(check_signed_head(&key(2), Some(&signed), &head(5, "e5"), false).unwrap_err().contains("forged"));
         let forged = SignedHead { head: head(3, "c3"), mac: signed.mac.clone() };
-        assert!(check_signed_head(&key(1), Some(&forged), &head(3, "c3")).is_err(), "a MAC is bound to its head");
-        assert!(check_signed_head(&key(1), None, &head(2, "b2")).unwrap_err().contains("no signed head"));
-        assert_eq!(check_signed_head(&key(1), None, &head(0, super::super::GENESIS)), Ok(()));
+        assert!(
+            check_signed_head(&key(1), Some(&forged), &head(3, "c3"), false).is_err(),
+            "a MAC is bound to its head"
+        );
+        assert!(check_signed_head(&key(1), None, &head(2, "b2"), false).unwrap_err().contains("no signed head"));
+        assert_eq!(check_signed_head(&key(1), None, &head(0, super::super::GENESIS), false), Ok(()));
+        let deleted = check_signed_head(&key(1), None, &head(7, "g7"), true).unwrap_err();
+        assert!(deleted.contains("the signed head was deleted: records may have been cut from the end"), "{deleted}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use oneoff_api::v1::{AuditList, AuditRecord, AuditVerification, CheckpointCheck};
-use oneoff_core::audit::anchor::{check_checkpoint, check_signed_head};
+use oneoff_core::audit::anchor::{check_checkpoint, check_signed_head, was_signed};
 use oneoff_core::audit::{AuditAction, AuditKey, ChainHead, Denial};
 use oneoff_store::AuditFilter;
 use serde::Deserialize;
@@ -111,7 +111,7 @@ pub async fn verify(
     };
     let mut problems = Vec::new();
     if let Some(key) = state.audit.key() {
-        problems.extend(check_signed_head(key, stored_head.as_ref(), &head).err());
+        problems.extend(check_signed_head(key, stored_head.as_ref(), &head, was_signed(&chain)).err());
     }
     let checkpoint = query.head.map(|hash| {
         let (checked, problem) = checkpoint_check(&chain, hash, query.count, query.mac.as_deref(), state.audit.key());

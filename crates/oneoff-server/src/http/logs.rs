@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::{BufMut, Bytes, BytesMut};
-use oneoff_api::v1::{Entry, LogPage};
+use oneoff_api::v1::LogPage;
 use oneoff_core::{LogEntry, LogStream, RunId};
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::runs::visible_run;
+use super::streams::Batches;
 use crate::hub::read_or_wait;
 use crate::state::AppState;
 
@@ -35,12 +36,16 @@ pub struct LogQuery {
     wait: Option<f64>,
 }
 
+/// One page of a run's log as [`LogPage`] JSON. The page is bounded by its *encoded* size,
+/// `max_message_bytes`, as a stream message is (JSON escapes can make an entry six times its
+/// raw bytes): the entries that do not fit are left for the next page, and an entry whose
+/// JSON alone is larger travels alone.
 pub async fn long_poll(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LogQuery>,
-) -> Result<Json<LogPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let run = visible_run(&state, &caller, &id).await?.id;
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
@@ -54,15 +59,24 @@ pub async fn long_poll(
     let read = read_or_wait(&state.store, &state.hub, run, after, limit, wait, &state.shutdown)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {run}")))?;
-    let done = read.done;
-    let next = read.entries.last().map_or(after, |entry| entry.seq);
-    Ok(Json(LogPage {
-        entries: read.entries.iter().map(Entry::from).collect(),
-        next,
-        done,
-        status: read.run.status.to_string(),
-    }))
+    let status = read.run.status.to_string();
+    let last_read = read.entries.last().map(|entry| entry.seq);
+    // The first message a stream would send of these entries is this page, but for its
+    // `done` and `status`; their room is kept out of the budget.
+    let budget_bytes = state.config.streams.max_message_bytes.saturating_sub(PAGE_TAIL_BYTES);
+    let Some(batch) = Batches::new(read.entries, budget_bytes).next() else {
+        return Ok(Json(LogPage { entries: Vec::new(), next: after, done: read.done, status }).into_response());
+    };
+    // Done only when the page holds every entry read, and the read reached the end.
+    let done = read.done && last_read == Some(batch.last_seq);
+    let mut body = batch.text;
+    body.pop(); // the closing `}` of `{"entries":[...],"next":N}`
+    body.push_str(&format!(r#","done":{done},"status":{}}}"#, serde_json::Value::String(status)));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
+
+/// Room for `,"done":false,"status":"..."}` after a [`Batches`] message.
+const PAGE_TAIL_BYTES: usize = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -104,7 +104,8 @@ async fn a_cut_tail_passes_the_bare_chain_but_not_a_checkpoint_nor_the_signed_he
     for keyed in [false, true] {
         let server = server_with_key(keyed.then_some(key_path.as_path())).await;
         let (records, head) = five_records_and_a_checkpoint(&server).await;
-        assert_eq!(records, 5);
+        // With a key, the first record is the anchor that says the chain is signed.
+        assert_eq!(records, if keyed { 6 } else { 5 });
 
         sqlx::query("DELETE FROM audit WHERE id > 3").execute(&attacker(&server).await).await.unwrap();
 
@@ -113,7 +114,10 @@ async fn a_cut_tail_passes_the_bare_chain_but_not_a_checkpoint_nor_the_signed_he
         assert_eq!(bare["keyed"], json!(keyed));
         if keyed {
             assert_eq!(bare["ok"], false, "the signed head sees the cut: {bare}");
-            assert!(bare["reason"].as_str().unwrap().contains("says 5 records but the chain has 3"), "{bare}");
+            assert!(
+                bare["reason"].as_str().unwrap().contains(&format!("says {records} records but the chain has 3")),
+                "{bare}"
+            );
         } else {
             assert_eq!(bare["ok"], true, "a hash chain alone cannot see its end cut off: {bare}");
         }
@@ -122,12 +126,15 @@ async fn a_cut_tail_passes_the_bare_chain_but_not_a_checkpoint_nor_the_signed_he
         assert_eq!(checked["ok"], false, "{checked}");
         assert_eq!(checked["checkpoint"]["at_record"], Value::Null);
         assert!(
-            checked["reason"].as_str().unwrap().contains("has 3 records; the checkpoint was taken at 5"),
+            checked["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("has 3 records; the checkpoint was taken at {records}")),
             "{checked}"
         );
 
         // The CLI says the same, and fails.
-        let output = server.cli(&["audit", "verify", "--head", &head, "--count", "5"]).await;
+        let output = server.cli(&["audit", "verify", "--head", &head, "--count", &records.to_string()]).await;
         assert!(!output.status.success(), "{}", stdout(&output));
         assert!(
             stdout(&output).contains("checkpoint") && stdout(&output).contains("NOT in the chain"),
@@ -158,11 +165,14 @@ async fn an_edit_rechained_passes_the_bare_chain_but_not_a_checkpoint_nor_the_si
         let checked = verify(&server, &format!("?head={head}&count={records}")).await;
         assert_eq!(checked["ok"], false, "{checked}");
         assert!(
-            checked["reason"].as_str().unwrap().contains("record 5 does not have the checkpoint's hash"),
+            checked["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("record {records} does not have the checkpoint's hash")),
             "{checked}"
         );
         // The records after the checkpoint are still there: the chain was not merely cut.
-        assert_eq!(checked["records"], 5);
+        assert_eq!(checked["records"], records);
     }
 }
 
@@ -178,8 +188,9 @@ async fn checkpoints_hold_on_an_intact_chain_and_their_mac_is_checked_with_the_k
     let mac = key.sign_checkpoint(&ChainHead { records, hash: head.clone() });
     let held = verify(&server, &format!("?head={head}&count={records}&mac={mac}")).await;
     assert_eq!(held["ok"], true, "{held}");
-    assert_eq!(held["checkpoint"], json!({ "head": head, "records": 5, "at_record": 5, "signed": true }));
-    assert_eq!(held["records"], 6, "the chain went on after the checkpoint");
+    assert_eq!(records, 6, "the anchor, then five run starts");
+    assert_eq!(held["checkpoint"], json!({ "head": head, "records": 6, "at_record": 6, "signed": true }));
+    assert_eq!(held["records"], 7, "the chain went on after the checkpoint");
 
     let other_key = AuditKey::new(&[b'x'; 32], "test").unwrap();
     let forged = other_key.sign_checkpoint(&ChainHead { records, hash: head.clone() });
@@ -190,9 +201,9 @@ async fn checkpoints_hold_on_an_intact_chain_and_their_mac_is_checked_with_the_k
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("give its `head`"), "{body}");
 
-    let output = server.cli(&["audit", "verify", "--head", &head, "--count", "5"]).await;
+    let output = server.cli(&["audit", "verify", "--head", &head, "--count", "6"]).await;
     assert!(output.status.success(), "{}", stdout(&output));
-    assert!(stdout(&output).contains("held, at record 5"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("held, at record 6"), "{}", stdout(&output));
     assert!(stdout(&output).contains("checked with the server's audit key"), "{}", stdout(&output));
 }
 
@@ -230,6 +241,44 @@ async fn a_chain_written_without_a_key_is_adopted_once_and_says_so() {
         let bytes = std::fs::read(format!("{}{suffix}", database(&server).display())).unwrap_or_default();
         assert!(!bytes.windows(KEY.len()).any(|window| window == KEY), "the audit key reached oneoff.db{suffix}");
     }
+}
+
+#[tokio::test]
+async fn a_cut_tail_with_the_signed_head_deleted_is_tampering_not_a_new_key() {
+    let (_key_dir, key_path) = key_file();
+    let mut server = server_with_key(Some(&key_path)).await;
+    for _ in 0..8 {
+        server.start_run("open", json!({})).await;
+    }
+    assert_eq!(verify(&server, "").await["records"], 9, "the anchor and eight run starts");
+
+    // The attacker cuts the last two records and deletes the head that would show it.
+    let pool = attacker(&server).await;
+    sqlx::query("DELETE FROM audit WHERE id > 7").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM audit_head").execute(&pool).await.unwrap();
+    pool.close().await;
+    let keyed = format!("[audit]\nkey_file = {:?}\n{OPEN_JOB}", key_path.display().to_string());
+    server.restart(&keyed, "").await;
+
+    let (_, listing) = server.get("/api/v1/audit?action=audit.anchor").await;
+    assert_eq!(listing["records"].as_array().unwrap().len(), 1, "not adopted again: {listing}");
+    let verdict = verify(&server, "").await;
+    assert_eq!((verdict["ok"].clone(), verdict["records"].clone()), (json!(false), json!(7)), "{verdict}");
+    let reason = verdict["reason"].as_str().unwrap();
+    assert!(reason.contains("the signed head was deleted: records may have been cut from the end"), "{verdict}");
+
+    // Work goes on and is recorded, but nothing signs the cut chain.
+    server.start_run("open", json!({})).await;
+    let after = verify(&server, "").await;
+    assert_eq!((after["ok"].clone(), after["records"].clone()), (json!(false), json!(8)), "{after}");
+    assert!(after["reason"].as_str().unwrap().contains("the signed head was deleted"), "{after}");
+    let output = server.cli(&["audit", "verify"]).await;
+    assert!(!output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("the signed head was deleted"), "{}", stdout(&output));
+
+    // A restart does not launder it either.
+    server.restart(&keyed, "").await;
+    assert_eq!(verify(&server, "").await["ok"], false);
 }
 
 /// alice may run `backfill`, carol only see it, root is the admin; all through the SSO proxy.

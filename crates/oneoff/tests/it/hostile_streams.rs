@@ -219,3 +219,50 @@ async fn following_a_finished_run_from_past_its_end_is_done_on_every_transport()
         assert!(output.stdout.is_empty(), "nothing after the end: {output:?}");
     }
 }
+
+#[tokio::test]
+async fn a_long_poll_page_is_bounded_by_its_encoded_size_and_pages_stay_gapless() {
+    const LINES: usize = 100;
+    const LINE_BYTES: usize = 65_535;
+    const MAX_MESSAGE_BYTES: usize = 1_048_576;
+    // Every \x01 is six bytes in JSON (`\u0001`): raw bytes are the wrong budget.
+    let jobs = format!(
+        "[[job]]\nname = \"escapes\"\ncommand = [\"sh\", \"-c\", \"for i in $(seq {LINES}); do head -c {LINE_BYTES} /dev/zero | tr '\\\\0' '\\\\1'; echo; done\"]\n"
+    );
+    let settings = format!("max_line_bytes = 65536\n[streams]\nmax_message_bytes = {MAX_MESSAGE_BYTES}");
+    let server = TestServer::start_with(&jobs, &settings).await;
+    let id = server.start_run("escapes", json!({})).await;
+    assert_eq!(server.wait_final(id).await["status"], "succeeded");
+    let one_entry_json_bytes = 6 * LINE_BYTES + 200;
+
+    let mut after = 0;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let path = format!("/api/v1/runs/{id}/log?after={after}&limit=10000");
+        let (status, body) = server.get_text(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.len() <= MAX_MESSAGE_BYTES + one_entry_json_bytes,
+            "page {pages} after {after} is {} bytes; the bound is {MAX_MESSAGE_BYTES}",
+            body.len()
+        );
+        let page: Value = serde_json::from_slice(&body).expect("a page is JSON");
+        pages += 1;
+        for entry in page["entries"].as_array().unwrap() {
+            seen.push((entry["seq"].as_u64().unwrap(), entry["text"].as_str().unwrap().to_string()));
+        }
+        let next = page["next"].as_u64().unwrap();
+        if page["done"] == true {
+            break;
+        }
+        assert!(next > after, "paging stalled at {after}: {}", page["status"]);
+        after = next;
+    }
+    let job_lines: Vec<&(u64, String)> = seen.iter().filter(|(_, text)| text.starts_with('\u{1}')).collect();
+    assert_eq!(job_lines.len(), LINES, "every line once");
+    assert!(job_lines.iter().all(|(_, text)| text.len() == LINE_BYTES && text.bytes().all(|byte| byte == 1)));
+    let seqs: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless, each entry once");
+    assert!(pages >= LINES * 6 * LINE_BYTES / MAX_MESSAGE_BYTES, "{pages} pages for ~39 MB of JSON");
+}

@@ -13,7 +13,7 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::TestServer;
+use crate::support::{eventually, TestServer};
 
 pub(crate) struct Key {
     pub(crate) kid: String,
@@ -95,7 +95,7 @@ async fn pomerium_assertions_are_verified_against_the_jwks() {
     let keys = Arc::new(Mutex::new(vec![first.jwk.clone()]));
     let url = jwks_server(keys.clone()).await;
     let config = format!(
-        "[auth]\nadmins = {{ groups = [\"platform\"] }}\n[[auth.jwt]]\nkind = \"pomerium\"\njwks_url = \"{url}\"\nissuer = \"authenticate.example.com\"\naudience = \"oneoff.example.com\"\n"
+        "[auth]\nadmins = {{ groups = [\"platform\"] }}\n[[auth.jwt]]\nkind = \"pomerium\"\njwks_url = \"{url}\"\nissuer = \"authenticate.example.com\"\naudience = \"oneoff.example.com\"\nkey_refetch_interval = \"100ms\"\n"
     );
     let server = TestServer::start(&config).await;
     let good = json!({ "iss": "authenticate.example.com", "aud": "oneoff.example.com", "email": "alice@example.com", "groups": ["platform", "eng"], "exp": now() + 300 });
@@ -143,9 +143,37 @@ async fn pomerium_assertions_are_verified_against_the_jwks() {
     // Key rotation: a new key id is fetched on first sight (after the refetch interval).
     let second = new_key("k2");
     keys.lock().unwrap().push(second.jwk.clone());
-    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
-    let (status, me) = whoami(&server, &sign(&second, good)).await;
+    let assertion = sign(&second, good);
+    eventually("the rotated key to verify", std::time::Duration::from_secs(10), || async {
+        let (status, me) = whoami(&server, &assertion).await;
+        (status == StatusCode::OK).then_some(()).ok_or_else(|| format!("{status} {me}"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_withdrawn_from_the_jwks_stops_verifying_at_the_next_refetch() {
+    let (withdrawn, current) = (new_key("k-old"), new_key("k-new"));
+    let keys = Arc::new(Mutex::new(vec![withdrawn.jwk.clone()]));
+    let url = jwks_server(keys.clone()).await;
+    let config = format!("[[auth.jwt]]\nkind = \"pomerium\"\njwks_url = \"{url}\"\nkey_refetch_interval = \"100ms\"\n");
+    let server = TestServer::start(&config).await;
+    let claims = json!({ "email": "alice@example.com", "exp": now() + 300 });
+    let (old_token, new_token) = (sign(&withdrawn, claims.clone()), sign(&current, claims));
+    let (status, me) = whoami(&server, &old_token).await;
     assert_eq!(status, StatusCode::OK, "{me}");
+
+    // The issuer rotates: the old key (say, leaked) is gone from its JWKS.
+    *keys.lock().unwrap() = vec![current.jwk.clone()];
+    eventually("the new key to verify", std::time::Duration::from_secs(10), || async {
+        let (status, me) = whoami(&server, &new_token).await;
+        (status == StatusCode::OK).then_some(()).ok_or_else(|| format!("{status} {me}"))
+    })
+    .await;
+    let (status, body) = whoami(&server, &old_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the withdrawn key still verifies: {body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("unknown key id `k-old`"), "{body}");
 }
 
 // ---------------------------------------------------------------------------------------
