@@ -355,15 +355,14 @@ mod tests {
     /// Streams `chunks`, switching from `before` to `after` once `switch_after` chunks were
     /// pushed; checks the hold-back rule for the set in force after every step. Returns the
     /// output and how many bytes had been passed on (not held) at the switch.
-    fn stream_changing(
-        before: &[&[u8]],
-        after: &[&[u8]],
-        chunks: &[&[u8]],
-        switch_after: usize,
-    ) -> (Vec<u8>, usize) {
+    fn stream_changing(before: &[&[u8]], after: &[&[u8]], chunks: &[&[u8]], switch_after: usize) -> (Vec<u8>, usize) {
         let check = |masker: &SecretMasker, secrets: &[&[u8]]| {
             let longest = secrets.iter().map(|secret| secret.len()).max().unwrap_or(0);
-            assert!(masker.held_bytes() < longest.max(1), "held {} bytes for secrets of {longest}", masker.held_bytes());
+            assert!(
+                masker.held_bytes() < longest.max(1),
+                "held {} bytes for secrets of {longest}",
+                masker.held_bytes()
+            );
             let held = &masker.held;
             assert!(
                 held.is_empty() || secrets.iter().any(|secret| secret.len() > held.len() && secret.starts_with(held)),
@@ -397,8 +396,7 @@ mod tests {
     #[test]
     fn a_secret_added_while_its_start_is_held_is_masked() {
         // "S3c" is held as a possible start of the old secret "S3cX"; the new one catches it.
-        let (out, boundary) =
-            stream_changing(&[b"S3cX"], &[b"S3cX", b"S3cr3t"], &[b"key=S3c", b"r3t done"], 1);
+        let (out, boundary) = stream_changing(&[b"S3cX"], &[b"S3cX", b"S3cr3t"], &[b"key=S3c", b"r3t done"], 1);
         assert_eq!((out.as_slice(), boundary), (&b"key=******** done"[..], 4));
         // Nothing was held: what was passed on stays passed on, the rest is masked.
         let (out, _) = stream_changing(&[], &[b"S3cr3t"], &[b"key=S3", b"cr3t S3cr3t"], 1);
