@@ -232,7 +232,7 @@ mod tests {
         assert!(!kept.contains(&"ended-00000".to_string()), "the oldest ended run went first");
         assert!(kept.contains(&format!("ended-{:05}", MAX_SECRETS + 9)));
         let big = "x".repeat(MAX_SECRET_BYTES);
-        let huge_live = book.enter(&[big.clone()]);
+        let huge_live = book.enter(std::slice::from_ref(&big));
         assert!(values(&book).contains(&big), "a live run's value is never dropped");
         drop((long_run, huge_live));
         assert!(values(&book).is_empty());
