@@ -57,22 +57,49 @@ pub struct SecretMasker {
 impl SecretMasker {
     /// A masker for these values; empty ones are ignored.
     pub fn new<S: AsRef<[u8]>>(secrets: impl IntoIterator<Item = S>) -> SecretMasker {
+        let mut masker = SecretMasker {
+            secrets: Vec::new(),
+            longest: 0,
+            first_bytes: Vec::new(),
+            held: Vec::new(),
+            masked_ahead: 0,
+            in_mask: false,
+        };
+        masker.replace_secrets(secrets);
+        masker
+    }
+
+    /// Masks these values from now on, instead of the current ones; appends to `out` what
+    /// that releases. Nothing held back is lost: the held tail is examined again with the new
+    /// values, so an occurrence of one that starts in it is masked, and afterwards the
+    /// hold-back rule holds for the new values. An occurrence that started before the held
+    /// tail was passed on already, and bytes already found to be part of an occurrence of an
+    /// old value are still masked.
+    pub fn set_secrets<S: AsRef<[u8]>>(&mut self, secrets: impl IntoIterator<Item = S>, out: &mut Vec<u8>) {
+        self.replace_secrets(secrets);
+        let data = std::mem::take(&mut self.held);
+        self.pass_on(&data, self.first_possible_start(&data), out);
+    }
+
+    fn replace_secrets<S: AsRef<[u8]>>(&mut self, secrets: impl IntoIterator<Item = S>) {
         let mut secrets: Vec<Vec<u8>> =
             secrets.into_iter().map(|secret| secret.as_ref().to_vec()).filter(|secret| !secret.is_empty()).collect();
         secrets.sort();
         secrets.dedup();
         let mut first_bytes: Vec<u8> = secrets.iter().map(|secret| secret[0]).collect();
         first_bytes.dedup(); // sorted secrets: equal first bytes are neighbours
-        let longest = secrets.iter().map(Vec::len).max().unwrap_or(0);
-        SecretMasker { secrets, longest, first_bytes, held: Vec::new(), masked_ahead: 0, in_mask: false }
+        self.longest = secrets.iter().map(Vec::len).max().unwrap_or(0);
+        self.secrets = secrets;
+        self.first_bytes = first_bytes;
     }
 
     /// Feeds the next chunk of the stream; appends to `out` every byte that is now safe to
     /// pass on, secrets replaced. Afterwards at most the longest secret's length minus one
     /// byte is held back, and only while it could still be the start of a secret.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        if self.secrets.is_empty() {
+        if self.secrets.is_empty() && self.held.is_empty() && self.masked_ahead == 0 {
             out.extend_from_slice(chunk);
+            self.in_mask &= chunk.is_empty();
         } else if self.held.is_empty() {
             self.pass_on(chunk, self.first_possible_start(chunk), out);
         } else {
@@ -297,6 +324,153 @@ mod tests {
             assert_eq!(masked, reference(&input, &secrets), "input {input:?}, secrets {secrets:?}, chunks {chunks:?}");
             for secret in &secrets {
                 assert!(!contains(&masked, secret), "{secret:?} shown in {masked:?}");
+            }
+        }
+    }
+
+    /// What a stream masked with `before` until `boundary` bytes were passed on, then with
+    /// `after`, must give: an occurrence is masked when it starts before the boundary and is
+    /// of a `before` value, or starts at or after it and is of an `after` value.
+    fn reference_changing(input: &[u8], before: &[&[u8]], after: &[&[u8]], boundary: usize) -> Vec<u8> {
+        let mut marked = vec![false; input.len()];
+        for start in 0..input.len() {
+            let values = if start < boundary { before } else { after };
+            for secret in values.iter().filter(|secret| !secret.is_empty()) {
+                if input[start..].starts_with(secret) {
+                    marked[start..start + secret.len()].iter_mut().for_each(|mark| *mark = true);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (index, &byte) in input.iter().enumerate() {
+            match (marked[index], index > 0 && marked[index - 1]) {
+                (false, _) => out.push(byte),
+                (true, false) => out.extend_from_slice(MASK),
+                (true, true) => {}
+            }
+        }
+        out
+    }
+
+    /// Streams `chunks`, switching from `before` to `after` once `switch_after` chunks were
+    /// pushed; checks the hold-back rule for the set in force after every step. Returns the
+    /// output and how many bytes had been passed on (not held) at the switch.
+    fn stream_changing(before: &[&[u8]], after: &[&[u8]], chunks: &[&[u8]], switch_after: usize) -> (Vec<u8>, usize) {
+        let check = |masker: &SecretMasker, secrets: &[&[u8]]| {
+            let longest = secrets.iter().map(|secret| secret.len()).max().unwrap_or(0);
+            assert!(
+                masker.held_bytes() < longest.max(1),
+                "held {} bytes for secrets of {longest}",
+                masker.held_bytes()
+            );
+            let held = &masker.held;
+            assert!(
+                held.is_empty() || secrets.iter().any(|secret| secret.len() > held.len() && secret.starts_with(held)),
+                "held {held:?}, which cannot be the start of a secret of {secrets:?}"
+            );
+        };
+        let mut masker = SecretMasker::new(before);
+        let mut out = Vec::new();
+        let mut pushed = 0;
+        let mut boundary = 0;
+        for (index, chunk) in chunks.iter().enumerate() {
+            if index == switch_after {
+                boundary = pushed - masker.held_bytes();
+                masker.set_secrets(after, &mut out);
+                check(&masker, after);
+            }
+            masker.push(chunk, &mut out);
+            pushed += chunk.len();
+            check(&masker, if index >= switch_after { after } else { before });
+        }
+        if switch_after >= chunks.len() {
+            boundary = pushed - masker.held_bytes();
+            masker.set_secrets(after, &mut out);
+            check(&masker, after);
+        }
+        masker.finish(&mut out);
+        assert_eq!(masker.held_bytes(), 0);
+        (out, boundary)
+    }
+
+    #[test]
+    fn a_secret_added_while_its_start_is_held_is_masked() {
+        // "S3c" is held as a possible start of the old secret "S3cX"; the new one catches it.
+        let (out, boundary) = stream_changing(&[b"S3cX"], &[b"S3cX", b"S3cr3t"], &[b"key=S3c", b"r3t done"], 1);
+        assert_eq!((out.as_slice(), boundary), (&b"key=******** done"[..], 4));
+        // Nothing was held: what was passed on stays passed on, the rest is masked.
+        let (out, _) = stream_changing(&[], &[b"S3cr3t"], &[b"key=S3", b"cr3t S3cr3t"], 1);
+        assert_eq!(out, b"key=S3cr3t ********");
+    }
+
+    #[test]
+    fn a_secret_removed_while_held_releases_the_held_bytes() {
+        let mut masker = SecretMasker::new(["S3cr3t"]);
+        let mut out = Vec::new();
+        masker.push(b"a S3cr", &mut out);
+        assert_eq!((out.as_slice(), masker.held_bytes()), (&b"a "[..], 4));
+        masker.set_secrets(Vec::<&[u8]>::new(), &mut out);
+        assert_eq!((out.as_slice(), masker.held_bytes()), (&b"a S3cr"[..], 0), "released at once, none lost");
+        masker.push(b"3t", &mut out);
+        assert_eq!(out, b"a S3cr3t");
+    }
+
+    #[test]
+    fn an_occurrence_found_before_a_change_is_masked_to_its_end() {
+        // "abcd" is found while "cd" is held (it could start "cdxy"); after the change to no
+        // secrets at all, "cd" is still masked.
+        let mut masker = SecretMasker::new(["abcd", "cdxy"]);
+        let mut out = Vec::new();
+        masker.push(b"xabcd", &mut out);
+        assert_eq!((out.as_slice(), masker.held_bytes()), (&b"x********"[..], 2));
+        masker.set_secrets(Vec::<&[u8]>::new(), &mut out);
+        masker.push(b"ey", &mut out);
+        masker.finish(&mut out);
+        assert_eq!(out, b"x********ey");
+    }
+
+    #[test]
+    fn random_changes_of_the_secrets_match_the_reference() {
+        let alphabet = b"ab\n";
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
+        for _ in 0..20000 {
+            let mut values = || {
+                let count = random.below(4);
+                (0..count).map(|_| random.bytes(alphabet, 5)).collect::<Vec<Vec<u8>>>()
+            };
+            let (before_owned, after_owned) = (values(), values());
+            let before: Vec<&[u8]> = before_owned.iter().map(Vec::as_slice).collect();
+            let after: Vec<&[u8]> = after_owned.iter().map(Vec::as_slice).collect();
+            let input = random.bytes(alphabet, 30);
+            let mut chunks = Vec::new();
+            let mut rest = input.as_slice();
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at(1 + random.below(rest.len()));
+                chunks.push(chunk);
+                rest = tail;
+            }
+            let switch_after = random.below(chunks.len() + 1);
+            let (masked, boundary) = stream_changing(&before, &after, &chunks, switch_after);
+            assert_eq!(
+                masked,
+                reference_changing(&input, &before, &after, boundary),
+                "input {input:?}, before {before:?}, after {after:?}, chunks {chunks:?}, switch after {switch_after}"
+            );
+        }
+    }
+
+    #[test]
+    fn adding_secrets_at_every_point_never_shows_one_that_starts_after_it() {
+        let input: &[u8] = b"id=S3cr3tT0ken;pw=hunter22;again S3cr3tT0ken";
+        let (before, after): (&[&[u8]], &[&[u8]]) = (&[b"hunter22"], &[b"hunter22", b"S3cr3tT0ken"]);
+        for first in 0..=input.len() {
+            for second in first..=input.len() {
+                let chunks = [&input[..first], &input[first..second], &input[second..]];
+                for switch_after in 0..=chunks.len() {
+                    let (masked, boundary) = stream_changing(before, after, &chunks, switch_after);
+                    assert_eq!(masked, reference_changing(input, before, after, boundary));
+                    assert!(!contains(&masked, b"hunter22"), "{masked:?}");
+                }
             }
         }
     }

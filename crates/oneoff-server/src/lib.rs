@@ -91,7 +91,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let isolation = executor::Isolation::from_setting(&config.server.cgroup).map_err(anyhow::Error::msg)?;
     tracing::info!(cgroups = isolation.uses_cgroups(), "process isolation: {}", isolation.describe());
     // Recovery stops what a dead server's runs left running before the queue resumes.
-    let executor = ExecutorHandle::spawn(config.clone(), store.clone(), hub.clone(), Arc::new(isolation));
+    let executor = ExecutorHandle::spawn(
+        config.clone(),
+        store.clone(),
+        hub.clone(),
+        Arc::new(isolation),
+        executor::server_secrets(&config.audit),
+    );
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
     if recovered.lost + recovered.requeued + recovered.failed > 0 {
         tracing::info!(

@@ -53,6 +53,24 @@ pub struct PipeWatch {
     pub close_wait: Duration,
 }
 
+/// A pipe's masker and where its values come from: before every read it takes the secret
+/// book's values when they changed, so it masks every secret the server holds.
+pub struct Masking {
+    pub masker: SecretMasker,
+    pub book: super::SecretBook,
+    /// The book generation the masker has the values of.
+    pub seen: u64,
+}
+
+impl Masking {
+    /// Gives the masker the book's current values if they changed; what that releases goes to `out`.
+    fn refresh(&mut self, out: &mut Vec<u8>) {
+        if let Some(values) = self.book.changed_since(&mut self.seen) {
+            self.masker.set_secrets(values.iter(), out);
+        }
+    }
+}
+
 /// Reads one pipe to its end. A partial line is sent `partial_flush` after the read that
 /// brought its oldest unsent byte, however much follows without a newline: waiting for quiet
 /// would show a 10 Hz progress bar only when it ends.
@@ -68,7 +86,7 @@ pub async fn capture(
     stream: LogStream,
     max_line_bytes: usize,
     partial_flush: Duration,
-    mut masker: SecretMasker,
+    mut masking: Masking,
     watch: PipeWatch,
     sink: mpsc::Sender<Lines>,
 ) {
@@ -111,7 +129,8 @@ pub async fn capture(
         };
         let read_at = Instant::now();
         masked.clear();
-        masker.push(&buffer[..count], &mut masked);
+        masking.refresh(&mut masked);
+        masking.masker.push(&buffer[..count], &mut masked);
         let mut lines = Vec::new();
         splitter.push(&masked, |line| lines.push(line));
         flush_at = match (splitter.partial_since(), flush_at) {
@@ -124,7 +143,8 @@ pub async fn capture(
         }
     }
     masked.clear();
-    masker.finish(&mut masked);
+    masking.refresh(&mut masked);
+    masking.masker.finish(&mut masked);
     let mut lines = Vec::new();
     splitter.push(&masked, |line| lines.push(line));
     lines.extend(splitter.take_partial());

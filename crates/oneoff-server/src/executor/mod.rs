@@ -12,6 +12,7 @@ mod isolation;
 mod log_writer;
 mod process;
 mod recovery;
+mod secret_book;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use crate::hub::LogHub;
 pub use isolation::Isolation;
 use log_writer::{LogWriter, Refusal};
 pub use recovery::recover;
+pub use secret_book::server_secrets;
+use secret_book::{BookEntry, SecretBook};
 
 /// Why a run could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +97,14 @@ pub struct ExecutorHandle {
 
 impl ExecutorHandle {
     /// Starts the scheduler task; `isolation` is how runs are held (decided once at start).
-    pub fn spawn(config: Arc<Config>, store: Store, hub: LogHub, isolation: Arc<Isolation>) -> ExecutorHandle {
+    /// Every job's output is masked against `server_secrets` too (see [`server_secrets`]).
+    pub fn spawn(
+        config: Arc<Config>,
+        store: Store,
+        hub: LogHub,
+        isolation: Arc<Isolation>,
+        server_secrets: Vec<Vec<u8>>,
+    ) -> ExecutorHandle {
         let (commands, receiver) = mpsc::channel(256);
         let limits = Limits {
             max_concurrent_runs: config.server.max_concurrent_runs,
@@ -111,6 +121,8 @@ impl ExecutorHandle {
             hub: hub.clone(),
             writer,
             isolation,
+            book: SecretBook::new(server_secrets),
+            book_entries: HashMap::new(),
             commands: commands.downgrade(),
             queue: VecDeque::new(),
             running: HashMap::new(),
@@ -206,6 +218,11 @@ struct Scheduler {
     hub: LogHub,
     writer: LogWriter,
     isolation: Arc<Isolation>,
+    /// Every secret value held while runs are queued or running: each run's output is masked
+    /// against all of them, since a job can read another's environment.
+    book: SecretBook,
+    /// The book entries of queued runs; a run's entry goes to its supervisor when it starts.
+    book_entries: HashMap<RunId, BookEntry>,
     /// Weak, so the scheduler ends when every handle is gone.
     commands: mpsc::WeakSender<Command>,
     queue: VecDeque<Pending>,
@@ -261,6 +278,9 @@ impl Scheduler {
         if self.queue.len() >= self.limits.max_queued_runs as usize {
             return Err(StartError::QueueFull(self.limits.max_queued_runs));
         }
+        // Entered while queued: its values are in memory already, and must be in every masker
+        // before its process (and its environment) exists.
+        self.book_entries.insert(pending.run, self.book.enter(&pending.secrets));
         self.queue.push_back(pending);
         Ok(())
     }
@@ -286,7 +306,8 @@ impl Scheduler {
             run: pending.run,
             job: pending.job,
             launch: pending.launch,
-            secrets: pending.secrets,
+            book: self.book.clone(),
+            book_entry: self.book_entries.remove(&pending.run),
             store: self.store.clone(),
             hub: self.hub.clone(),
             writer: self.writer.clone(),
@@ -337,6 +358,7 @@ impl Scheduler {
             return CancelOutcome::AlreadyFinished;
         };
         self.queue.remove(index);
+        self.book_entries.remove(&run);
         let finish = Finish {
             status: RunStatus::Cancelled,
             finished_at_us: now_us(),
@@ -355,6 +377,7 @@ impl Scheduler {
         self.accepting = false;
         // Queued runs keep their `queued` row and start after the next server start.
         self.queue.clear();
+        self.book_entries.clear();
         match &mut self.drain {
             Some(drain) => drain.waiters.push(reply),
             None => {

@@ -45,7 +45,10 @@ pub struct Supervision {
     pub run: RunId,
     pub job: Arc<JobSpec>,
     pub launch: Launch,
-    pub secrets: Vec<String>,
+    /// The values every masker of this run masks (all runs' and the server's).
+    pub book: super::SecretBook,
+    /// This run's place in the book, given up when the supervision ends.
+    pub book_entry: Option<super::BookEntry>,
     pub store: Store,
     pub hub: LogHub,
     pub writer: LogWriter,
@@ -117,6 +120,9 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
         Err(error) => tracing::error!(run = %run, %error, "cannot record how the run ended"),
     }
     context.hub.finish(run);
+    // Its processes and pipes are gone: the book keeps its values only for the runs that
+    // were live with it.
+    drop(context.book_entry);
 }
 
 async fn run_to_end(
@@ -276,8 +282,13 @@ fn start_readers(
     let mut readers = Vec::new();
     let (max, flush) = (context.max_line_bytes, context.partial_line_flush);
     let watch = || PipeWatch { group_gone: group_gone.clone(), close_wait: PIPE_CLOSE_WAIT };
-    // One masker per pipe: each is a stream of its own, and a secret split between them was never printed whole.
-    let masker = || SecretMasker::new(&context.secrets);
+    // One masker per pipe: each is a stream of its own, and a secret split between them was
+    // never printed whole. Each starts with no values and takes the book's before its first read.
+    let masker = || capture::Masking {
+        masker: SecretMasker::new(Vec::<Vec<u8>>::new()),
+        book: context.book.clone(),
+        seen: u64::MAX,
+    };
     if let Some(stdout) = child.stdout.take() {
         readers.push(tokio::spawn(capture::capture(
             stdout,
