@@ -246,6 +246,19 @@ pub fn same_authority(origin: &str, authority: Option<&str>) -> bool {
     split(origin_authority) == split(authority)
 }
 
+/// A handshake that passed our checks but whose connection cannot be upgraded (HTTP/2
+/// without extended CONNECT, say): still a diagnosis, never a bare status.
+pub fn upgrade_unavailable(rejection: &impl std::fmt::Display) -> HandshakeProblem {
+    HandshakeProblem {
+        status: StatusCode::UPGRADE_REQUIRED,
+        code: UPGRADE_UNAVAILABLE,
+        diagnosis_header: "websocket-upgrade-unavailable",
+        message: format!("the connection cannot be upgraded to a WebSocket: {rejection}"),
+        missing: Vec::new(),
+        likely_cause: "the request reached the server over a protocol or proxy that cannot upgrade".into(),
+    }
+}
+
 /// The answer to a refused handshake: the problem's status, the diagnosis as JSON, the
 /// `X-Oneoff-Diagnosis` header, and on a 426 the headers that say what to upgrade to.
 pub fn refusal_response(problem: &HandshakeProblem, diagnosis: HandshakeDiagnosis) -> Response {

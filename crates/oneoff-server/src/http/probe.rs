@@ -298,14 +298,7 @@ pub async fn probe_websocket(
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
-            let problem = HandshakeProblem {
-                status: StatusCode::UPGRADE_REQUIRED,
-                code: handshake::UPGRADE_UNAVAILABLE,
-                diagnosis_header: "websocket-upgrade-unavailable",
-                message: format!("the connection cannot be upgraded to a WebSocket: {}", rejection.body_text()),
-                missing: Vec::new(),
-                likely_cause: "the request reached the server over a protocol or proxy that cannot upgrade".into(),
-            };
+            let problem = handshake::upgrade_unavailable(&rejection.body_text());
             return Ok(refuse(&problem, &parts));
         }
     };

@@ -66,16 +66,7 @@ pub async fn websocket(
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
-            // Passed our checks but the connection cannot be upgraded (e.g. HTTP/2 without
-            // extended CONNECT): still answer with a diagnosis, never a bare status.
-            let problem = HandshakeProblem {
-                status: StatusCode::UPGRADE_REQUIRED,
-                code: handshake::UPGRADE_UNAVAILABLE,
-                diagnosis_header: "websocket-upgrade-unavailable",
-                message: format!("the connection cannot be upgraded to a WebSocket: {}", rejection.body_text()),
-                missing: Vec::new(),
-                likely_cause: "the request reached the server over a protocol or proxy that cannot upgrade".into(),
-            };
+            let problem = handshake::upgrade_unavailable(&rejection.body_text());
             return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
         }
     };
