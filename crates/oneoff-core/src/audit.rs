@@ -91,7 +91,7 @@ pub fn chain_hash(id: i64, entry: &AuditEntry, format: &RecordFormat, prev_hash:
         hasher.update((field.len() as u64).to_le_bytes());
         hasher.update(field.as_bytes());
     }
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::encode(&hasher.finalize())
 }
 
 /// Where a chain is broken.

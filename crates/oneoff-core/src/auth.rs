@@ -267,7 +267,7 @@ pub fn split_groups(value: &str) -> Vec<String> {
 /// The stored form of an API token: its SHA-256, in hex. The token itself is never kept.
 pub fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
 /// The prefix of every API token, so leaked tokens are easy to spot and scan for.

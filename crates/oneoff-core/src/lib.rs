@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+mod hex;
 pub mod lines;
 pub mod log;
 pub mod mask;

@@ -197,23 +197,24 @@ mod tests {
         reference_changing(input, secrets, secrets, 0)
     }
 
+    /// The hold-back rule: fewer bytes than the longest secret, and only the start of one.
+    fn assert_holds_only_a_secret_start(masker: &SecretMasker, secrets: &[&[u8]]) {
+        let longest = secrets.iter().map(|secret| secret.len()).max().unwrap_or(0);
+        assert!(masker.held_bytes() < longest.max(1), "held {} bytes for secrets of {longest}", masker.held_bytes());
+        let held = &masker.held;
+        assert!(
+            held.is_empty() || secrets.iter().any(|secret| secret.len() > held.len() && secret.starts_with(held)),
+            "held {held:?}, which cannot be the start of a secret of {secrets:?}"
+        );
+    }
+
     /// Streams `chunks` through a masker, checking the hold-back bound after every chunk.
     fn stream(secrets: &[&[u8]], chunks: &[&[u8]]) -> Vec<u8> {
         let mut masker = SecretMasker::new(secrets);
-        let longest = secrets.iter().map(|secret| secret.len()).max().unwrap_or(0);
         let mut out = Vec::new();
         for chunk in chunks {
             masker.push(chunk, &mut out);
-            assert!(
-                masker.held_bytes() < longest.max(1),
-                "held {} bytes for secrets of {longest}",
-                masker.held_bytes()
-            );
-            let held = &masker.held;
-            assert!(
-                held.is_empty() || secrets.iter().any(|secret| secret.len() > held.len() && secret.starts_with(held)),
-                "held {held:?}, which cannot be the start of a secret"
-            );
+            assert_holds_only_a_secret_start(&masker, secrets);
         }
         masker.finish(&mut out);
         assert_eq!(masker.held_bytes(), 0);
@@ -340,19 +341,7 @@ mod tests {
     /// pushed; checks the hold-back rule for the set in force after every step. Returns the
     /// output and how many bytes had been passed on (not held) at the switch.
     fn stream_changing(before: &[&[u8]], after: &[&[u8]], chunks: &[&[u8]], switch_after: usize) -> (Vec<u8>, usize) {
-        let check = |masker: &SecretMasker, secrets: &[&[u8]]| {
-            let longest = secrets.iter().map(|secret| secret.len()).max().unwrap_or(0);
-            assert!(
-                masker.held_bytes() < longest.max(1),
-                "held {} bytes for secrets of {longest}",
-                masker.held_bytes()
-            );
-            let held = &masker.held;
-            assert!(
-                held.is_empty() || secrets.iter().any(|secret| secret.len() > held.len() && secret.starts_with(held)),
-                "held {held:?}, which cannot be the start of a secret of {secrets:?}"
-            );
-        };
+        let check = assert_holds_only_a_secret_start;
         let mut masker = SecretMasker::new(before);
         let mut out = Vec::new();
         let mut pushed = 0;

@@ -80,7 +80,7 @@ impl AuditKey {
     }
 
     fn mac(&self, label: &str, head: &ChainHead) -> String {
-        hex(hmac::sign(&self.0, &mac_input(label, head)).as_ref())
+        crate::hex::encode(hmac::sign(&self.0, &mac_input(label, head)).as_ref())
     }
 }
 
@@ -89,7 +89,7 @@ fn mac_input(label: &str, head: &ChainHead) -> Vec<u8> {
 }
 
 fn verify_mac(key: &hmac::Key, label: &str, head: &ChainHead, mac: &str) -> bool {
-    let Some(tag) = unhex(mac) else { return false };
+    let Some(tag) = crate::hex::decode(mac) else { return false };
     hmac::verify(key, &mac_input(label, head), &tag).is_ok()
 }
 
@@ -170,20 +170,6 @@ pub fn check_checkpoint(chain: &[AuditRecord], records: Option<i64>, hash: &str)
 
 fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let pairs = text.trim().as_bytes().chunks(2);
-    pairs
-        .map(|pair| {
-            let pair = std::str::from_utf8(pair).ok().filter(|pair| pair.len() == 2)?;
-            u8::from_str_radix(pair, 16).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -96,12 +96,12 @@ async fn known_host(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let host = request
-        .headers()
-        .get(axum::http::header::HOST)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-        .or_else(|| request.uri().authority().map(|authority| authority.to_string()));
     let server = &state.config.server;
+    // Borrowed, not copied: this runs for every request.
+    let host = match request.headers().get(axum::http::header::HOST) {
+        Some(value) => Some(String::from_utf8_lossy(value.as_bytes())),
+        None => request.uri().authority().map(|authority| std::borrow::Cow::Borrowed(authority.as_str())),
+    };
     match handshake::check_host(host.as_deref(), server.listen, &server.public_origins) {
         Ok(()) => next.run(request).await,
         Err(message) => {
