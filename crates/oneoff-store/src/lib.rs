@@ -2,23 +2,167 @@
 //!
 //! The store is the source of truth for run states and log lines: every view a client
 //! sees can be rebuilt from it, and live notifications in the server only lower latency.
-//! SQLite (embedded, WAL) is the backend today; the public surface is backend-neutral
-//! (plain domain types in and out, no SQL types leak), so a PostgreSQL backend can sit
-//! behind the same methods and pass the same [`story`] tests.
+//! [`Store`] is the one type the server holds, with two backends behind it: SQLite (one
+//! file, WAL), the embedded default for one machine, and PostgreSQL, which several replicas
+//! share. The public surface is backend-neutral (plain domain types in and out, no SQL types
+//! leak); each backend's SQL lives in its own module, and both pass the same story
+//! (`tests.rs`).
 
 mod access;
 mod codec;
 mod health;
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
-use oneoff_core::{RunId, RunStatus, StoredParam};
+use std::path::Path;
+
+use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus, StoredParam};
 
 pub use access::{Appended, AuditFilter, HeadUpdate, NewToken, TokenRecord};
-#[cfg(test)]
-use sqlite::connect_options;
-pub use sqlite::Store;
+use postgres::PgStore;
+pub use postgres::PostgresOptions;
+use sqlite::SqliteStore;
+
+/// A handle to the store; cheap to clone, safe to share between tasks.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Calls the same method on whichever backend the store is.
+macro_rules! dispatch {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            $crate::Store::Sqlite($backend) => $call,
+            $crate::Store::Postgres($backend) => $call,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl Store {
+    /// Opens (creating if needed) a SQLite database file, checks it (damaged pages, a file
+    /// that cannot be written) and brings its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        SqliteStore::open(path).await.map(Store::Sqlite)
+    }
+
+    /// Connects to a PostgreSQL database (`url` carries the password, if any: it is never
+    /// logged nor put in an error), checks that it accepts writes and brings its schema up to date.
+    pub async fn open_postgres(url: &str, options: &PostgresOptions) -> Result<Store, StoreError> {
+        PgStore::open(url, options).await.map(Store::Postgres)
+    }
+
+    /// Which engine this is, for messages: `SQLite` or `PostgreSQL`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "SQLite",
+            Store::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// Succeeds when the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, store => store.ping().await)
+    }
+
+    /// Succeeds when the database answers and accepts writes. After a write failed for a fault
+    /// of the storage (full, read-only, damaged, unreachable), this is that fault until a
+    /// write succeeds; now and then it tries a small write itself, so an idle store is seen to
+    /// recover.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        dispatch!(self, store => store.check_writable().await)
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, store => store.close().await)
+    }
+
+    /// Records a new run in `queued` state and returns it with its id.
+    pub async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
+        dispatch!(self, store => store.insert_run(new).await)
+    }
+
+    pub async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        dispatch!(self, store => store.run(id).await)
+    }
+
+    /// Newest first, filtered.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, store => store.list_runs(filter).await)
+    }
+
+    /// Runs in one state, oldest first (the queue order).
+    pub async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, store => store.runs_with_status(status).await)
+    }
+
+    /// Moves a queued run to running.
+    pub async fn mark_running(&self, id: RunId, started_at_us: i64) -> Result<(), StoreError> {
+        dispatch!(self, store => store.mark_running(id, started_at_us).await)
+    }
+
+    /// Records where a running run's processes are, so that a later start can find them
+    /// (see [`RunProcesses`]). Called before the spawn with the cgroup, after it with the rest.
+    pub async fn set_run_processes(&self, id: RunId, processes: &RunProcesses) -> Result<(), StoreError> {
+        dispatch!(self, store => store.set_run_processes(id, processes).await)
+    }
+
+    /// Where a run's processes were when it started; all `None` for a run that never started
+    /// (or was started by a version of oneoff that did not record them).
+    pub async fn run_processes(&self, id: RunId) -> Result<RunProcesses, StoreError> {
+        dispatch!(self, store => store.run_processes(id).await)
+    }
+
+    /// Writes a run's final state. A run that is already final keeps its first outcome.
+    pub async fn finish_run(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
+        debug_assert!(finish.status.is_final(), "finish_run needs a final status");
+        dispatch!(self, store => store.finish_run(id, finish).await)
+    }
+
+    /// Appends log entries as one chunk. They must continue the run's sequence exactly:
+    /// the store refuses a gap or a repeated sequence number.
+    pub async fn append_log(&self, run_id: RunId, entries: &[LogEntry]) -> Result<(), StoreError> {
+        self.append_logs(&[(run_id, entries)]).await?.pop().unwrap_or(Ok(()))
+    }
+
+    /// Appends one chunk to each of several runs' logs in a single transaction (group commit:
+    /// one commit for every live run). The outer error means nothing was stored; otherwise
+    /// there is one result per append, in order, and a refused append (a gap or a repeated
+    /// sequence number) is skipped without failing the others.
+    pub async fn append_logs(
+        &self,
+        appends: &[(RunId, &[LogEntry])],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        dispatch!(self, store => store.append_logs(appends).await)
+    }
+
+    /// Entries with `seq > after`, in order: at most `max_entries` of them and at most
+    /// `max_bytes` of output, unless the first entry alone is larger (a read always makes
+    /// progress). What a read costs is bounded by `max_bytes` plus one chunk, whatever the log holds.
+    pub async fn read_log(
+        &self,
+        run_id: RunId,
+        after: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        dispatch!(self, store => store.read_log(run_id, after, max_entries, max_bytes).await)
+    }
+
+    /// The highest sequence number stored for a run (0 when it has no lines).
+    pub async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
+        dispatch!(self, store => store.last_seq(run_id).await)
+    }
+
+    /// Deletes runs that finished before `cutoff_us`, with their logs; returns how many runs.
+    pub async fn delete_finished_before(&self, cutoff_us: i64) -> Result<u64, StoreError> {
+        dispatch!(self, store => store.delete_finished_before(cutoff_us).await)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +179,10 @@ pub enum StoreError {
     /// The operating system failed a read or a write of the database file.
     #[error("disk I/O error on the database file ({0})")]
     Io(String),
+    /// The database server cannot be reached, or is shutting down or starting: nothing can be
+    /// read or written until it is back. The store reconnects by itself.
+    #[error("the database server cannot be reached ({0})")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("cannot migrate the database schema: {0}")]
@@ -53,7 +201,14 @@ impl StoreError {
     /// True for a fault of the disk or the file (full, read-only, damaged, failing) rather than
     /// of one query: while one lasts, no write can succeed.
     pub fn is_storage_fault(&self) -> bool {
-        matches!(self, StoreError::Full(_) | StoreError::ReadOnly(_) | StoreError::Damaged(_) | StoreError::Io(_))
+        matches!(
+            self,
+            StoreError::Full(_)
+                | StoreError::ReadOnly(_)
+                | StoreError::Damaged(_)
+                | StoreError::Io(_)
+                | StoreError::Unavailable(_)
+        )
     }
 
     /// A copy of this error if it is a storage fault (which holds only text), for a second reader.
@@ -63,19 +218,24 @@ impl StoreError {
             StoreError::ReadOnly(detail) => StoreError::ReadOnly(detail.clone()),
             StoreError::Damaged(detail) => StoreError::Damaged(detail.clone()),
             StoreError::Io(detail) => StoreError::Io(detail.clone()),
+            StoreError::Unavailable(detail) => StoreError::Unavailable(detail.clone()),
             _ => return None,
         })
     }
 }
 
 impl From<sqlx::Error> for StoreError {
-    /// Faults of the disk or the file get their own variants (SQLite's primary result codes),
-    /// so callers can say "storage full" or "read-only" instead of "database error".
+    /// Faults of the storage get their own variants (SQLite's primary result codes,
+    /// PostgreSQL's SQLSTATE classes, a server that cannot be reached), so callers can say
+    /// "storage full" or "unreachable" instead of "database error".
     fn from(error: sqlx::Error) -> StoreError {
         let detail = || match &error {
             sqlx::Error::Database(database) => database.message().to_string(),
             other => other.to_string(),
         };
+        if let Some(fault) = postgres::storage_fault(&error) {
+            return fault;
+        }
         match sqlite_code(&error) {
             Some(SQLITE_FULL) => StoreError::Full(detail()),
             Some(SQLITE_READONLY) => StoreError::ReadOnly(detail()),
@@ -96,7 +256,9 @@ const SQLITE_NOTADB: i64 = 26;
 /// SQLite's primary result code in an error, if it is one of SQLite's.
 fn sqlite_code(error: &sqlx::Error) -> Option<i64> {
     match error {
-        sqlx::Error::Database(database) => database.code()?.parse::<i64>().ok().map(|code| code & 0xff),
+        sqlx::Error::Database(database) if database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            database.code()?.parse::<i64>().ok().map(|code| code & 0xff)
+        }
         _ => None,
     }
 }

@@ -1,13 +1,78 @@
-//! The store story: what every backend must do, run against a real SQLite file.
+//! The store story: what every backend must do, run against a real SQLite file and a real
+//! PostgreSQL server (a throwaway cluster of this test process, one database per test).
+//! Each story is an `async fn(Fresh)`; `story!` makes a test of it for each backend.
 
 use oneoff_core::{LogEntry, LogStream, RunId, RunStatus, StoredParam};
 
-use crate::{Finish, NewRun, RunFilter, Store, StoreError};
+use crate::{Finish, NewRun, PostgresOptions, RunFilter, Store, StoreError};
 
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("oneoff.db")).await.unwrap();
-    (dir, store)
+/// An empty store of one backend, what keeps it alive, and raw access for tampering.
+struct Fresh {
+    store: Store,
+    location: Location,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Fresh {
+    async fn sqlite() -> Fresh {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oneoff.db");
+        let store = Store::open_sqlite(&path).await.unwrap();
+        Fresh { store, location: Location::Sqlite(path), _dir: Some(dir) }
+    }
+
+    async fn postgres() -> Fresh {
+        let url = oneoff_testpg::Postgres::shared().new_database();
+        let store = Store::open_postgres(&url, &PostgresOptions::default()).await.unwrap();
+        Fresh { store, location: Location::Postgres(url), _dir: None }
+    }
+
+    /// The same database opened again, as by a restarted server.
+    async fn reopen(&self) -> Store {
+        match &self.location {
+            Location::Sqlite(path) => Store::open_sqlite(path).await.unwrap(),
+            Location::Postgres(url) => Store::open_postgres(url, &PostgresOptions::default()).await.unwrap(),
+        }
+    }
+
+    /// Runs one statement past the store, as someone with the database's credentials would.
+    async fn tamper(&self, sql: &str) {
+        match &self.location {
+            Location::Sqlite(path) => {
+                let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                sqlx::query(sql).execute(&raw).await.unwrap();
+                raw.close().await;
+            }
+            Location::Postgres(url) => {
+                let raw = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&raw).await.unwrap();
+                raw.close().await;
+            }
+        }
+    }
+}
+
+/// Each story as a test on SQLite (`sqlite::name`) and on PostgreSQL (`postgres::name`).
+macro_rules! story {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Fresh::sqlite().await).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Fresh::postgres().await).await
+            })*
+        }
+    };
 }
 
 fn new_run(job: &str, created_at_us: i64) -> NewRun {
@@ -36,9 +101,8 @@ fn entry(seq: u64, bytes: &[u8]) -> LogEntry {
     }
 }
 
-#[tokio::test]
-async fn runs_go_through_their_lifecycle() {
-    let (_dir, store) = fresh().await;
+async fn runs_go_through_their_lifecycle(fresh: Fresh) {
+    let store = fresh.store.clone();
     let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.params, new_run("backfill", 10).params);
@@ -67,9 +131,8 @@ async fn runs_go_through_their_lifecycle() {
     assert!(store.run(RunId(999)).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn listing_filters_and_paginates_newest_first() {
-    let (_dir, store) = fresh().await;
+async fn listing_filters_and_paginates_newest_first(fresh: Fresh) {
+    let store = fresh.store.clone();
     for index in 0..5 {
         store.insert_run(&new_run(if index % 2 == 0 { "a" } else { "b" }, index)).await.unwrap();
     }
@@ -90,9 +153,8 @@ async fn listing_filters_and_paginates_newest_first() {
     assert_eq!(queued.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![2, 3, 4, 5], "oldest first");
 }
 
-#[tokio::test]
-async fn log_lines_keep_their_bytes_and_order() {
-    let (_dir, store) = fresh().await;
+async fn log_lines_keep_their_bytes_and_order(fresh: Fresh) {
+    let store = fresh.store.clone();
     let run = store.insert_run(&new_run("a", 1)).await.unwrap();
     let entries: Vec<LogEntry> = (1..=2500).map(|seq| entry(seq, format!("line {seq}").as_bytes())).collect();
     for chunk in entries.chunks(700) {
@@ -117,9 +179,8 @@ async fn log_lines_keep_their_bytes_and_order() {
     );
 }
 
-#[tokio::test]
-async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append() {
-    let (_dir, store) = fresh().await;
+async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append(fresh: Fresh) {
+    let store = fresh.store.clone();
     let first = store.insert_run(&new_run("a", 1)).await.unwrap();
     let second = store.insert_run(&new_run("a", 2)).await.unwrap();
     let (one, two) = ([entry(1, b"a1"), entry(2, b"a2")], [entry(1, b"b1")]);
@@ -139,9 +200,8 @@ async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append() 
     assert_eq!(second_log.iter().map(|e| e.bytes.as_slice()).collect::<Vec<_>>(), vec![&b"b1"[..], b"b2"]);
 }
 
-#[tokio::test]
-async fn retention_deletes_only_old_finished_runs() {
-    let (_dir, store) = fresh().await;
+async fn retention_deletes_only_old_finished_runs(fresh: Fresh) {
+    let store = fresh.store.clone();
     let old = store.insert_run(&new_run("a", 1)).await.unwrap();
     let recent = store.insert_run(&new_run("a", 2)).await.unwrap();
     let live = store.insert_run(&new_run("a", 3)).await.unwrap();
@@ -163,22 +223,18 @@ async fn retention_deletes_only_old_finished_runs() {
     assert!(store.run(live.id).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn reopening_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("oneoff.db");
-    let store = Store::open_sqlite(&path).await.unwrap();
+async fn reopening_keeps_everything(fresh: Fresh) {
+    let store = fresh.store.clone();
     let run = store.insert_run(&new_run("a", 1)).await.unwrap();
     store.append_log(run.id, &[entry(1, b"kept")]).await.unwrap();
     store.close().await;
-    let store = Store::open_sqlite(&path).await.unwrap();
+    let store = fresh.reopen().await;
     assert_eq!(store.read_log(run.id, 0, 10, usize::MAX).await.unwrap()[0].bytes, b"kept");
     store.ping().await.unwrap();
 }
 
-#[tokio::test]
-async fn run_listing_can_be_limited_to_visible_jobs() {
-    let (_dir, store) = fresh().await;
+async fn run_listing_can_be_limited_to_visible_jobs(fresh: Fresh) {
+    let store = fresh.store.clone();
     for job in ["a", "b", "c"] {
         store.insert_run(&new_run(job, 1)).await.unwrap();
     }
@@ -189,9 +245,8 @@ async fn run_listing_can_be_limited_to_visible_jobs() {
     assert!(store.list_runs(&none).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn tokens_are_found_by_hash_used_and_revoked() {
-    let (_dir, store) = fresh().await;
+async fn tokens_are_found_by_hash_used_and_revoked(fresh: Fresh) {
+    let store = fresh.store.clone();
     let new = crate::NewToken {
         name: "ci".into(),
         user: "bot".into(),
@@ -227,9 +282,8 @@ fn audit_entry(index: i64, action: oneoff_core::audit::AuditAction) -> oneoff_co
     }
 }
 
-#[tokio::test]
-async fn tokens_made_with_a_token_go_with_it() {
-    let (_dir, store) = fresh().await;
+async fn tokens_made_with_a_token_go_with_it(fresh: Fresh) {
+    let store = fresh.store.clone();
     let token = |hash: &str, parent_id: Option<i64>, expires_at_us: Option<i64>| crate::NewToken {
         name: hash.into(),
         user: "bot".into(),
@@ -255,10 +309,9 @@ async fn tokens_made_with_a_token_go_with_it() {
     assert!(store.insert_token(&token("orphan", Some(child.id), None)).await.unwrap().is_none(), "revoked parent");
 }
 
-#[tokio::test]
-async fn the_audit_chain_verifies_and_breaks_on_tampering() {
+async fn the_audit_chain_verifies_and_breaks_on_tampering(fresh: Fresh) {
     use oneoff_core::audit::{AuditAction, Denial};
-    let (dir, store) = fresh().await;
+    let store = fresh.store.clone();
     for index in 0..5 {
         let action = if index == 2 { AuditAction::Denied(Denial::AuditRead) } else { AuditAction::RunStart };
         let appended = store.append_audit(&audit_entry(index, action), None).await.unwrap();
@@ -275,21 +328,24 @@ async fn the_audit_chain_verifies_and_breaks_on_tampering() {
     assert_eq!(ids, vec![3, 2], "records at 1 and 2 µs (ids 2 and 3), not the one at 3 µs");
 
     // Someone with the database file edits a record.
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("oneoff.db").display())).await.unwrap();
-    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE id = 3").execute(&raw).await.unwrap();
+    fresh.tamper("UPDATE audit SET actor = 'mallory' WHERE id = 3").await;
     let broken = oneoff_core::audit::verify(&store.audit_chain().await.unwrap()).unwrap_err();
     assert_eq!(broken.id, 3);
 }
 
-#[tokio::test]
-async fn records_written_before_action_codes_still_verify_and_filter() {
+async fn records_written_before_action_codes_still_verify_and_filter(fresh: Fresh) {
     use oneoff_core::audit::{chain_hash, AuditAction, Denial, RecordFormat, GENESIS};
-    let (dir, store) = fresh().await;
+    let store = fresh.store.clone();
     // A record as versions before 0004 wrote it: prose in the action column, no message.
     let legacy = audit_entry(1, AuditAction::Denied(Denial::AuditRead));
     let format = RecordFormat::Legacy { stored_action: "denied.read the audit trail".into() };
     let hash = chain_hash(1, &legacy, &format, GENESIS);
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("oneoff.db").display())).await.unwrap();
+    fresh
+        .tamper(&format!(
+            "INSERT INTO audit (id, at_us, actor, source, client, action, job, run_id, detail, prev_hash, hash) \
+             VALUES (1, 1, 'alice', 'anonymous', '127.0.0.1', 'denied.read the audit trail', 'a', 1, '{{}}', '{GENESIS}', '{hash}')"
+        ))
+        .await;
     sqlx::query(
         "INSERT INTO audit (id, at_us, actor, source, client, action, job, run_id, detail, prev_hash, hash) \
          VALUES (1, 1, 'alice', 'anonymous', '127.0.0.1', 'denied.read the audit trail', 'a', 1, '{}', ?, ?)",
@@ -312,10 +368,9 @@ async fn records_written_before_action_codes_still_verify_and_filter() {
     assert_eq!(store.list_audit(&filter).await.unwrap().len(), 2, "old prose and new codes match one filter");
 }
 
-#[tokio::test]
-async fn the_signed_head_moves_only_from_a_head_that_signs_the_chain() {
+async fn the_signed_head_moves_only_from_a_head_that_signs_the_chain(fresh: Fresh) {
     use oneoff_core::audit::{AuditAction, AuditKey};
-    let (dir, store) = fresh().await;
+    let store = fresh.store.clone();
     let key = AuditKey::new(&[7; 32], "test").unwrap();
     store.append_audit(&audit_entry(1, AuditAction::RunStart), None).await.unwrap();
     let unanchored = store.append_audit(&audit_entry(2, AuditAction::RunStart), Some(&key)).await.unwrap();
@@ -327,8 +382,7 @@ async fn the_signed_head_moves_only_from_a_head_that_signs_the_chain() {
     assert_eq!((head.head.records, key.head_is_signed(&head)), (4, true));
 
     // The tail is cut; the next append must not sign the shortened chain.
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("oneoff.db").display())).await.unwrap();
-    sqlx::query("DELETE FROM audit WHERE id >= 3").execute(&raw).await.unwrap();
+    fresh.tamper("DELETE FROM audit WHERE id >= 3").await;
     let after_cut = store.append_audit(&audit_entry(5, AuditAction::RunStart), Some(&key)).await.unwrap();
     match after_cut.head {
         crate::HeadUpdate::Withheld(reason) => assert!(reason.contains("deleted from its end"), "{reason}"),
@@ -365,9 +419,8 @@ async fn the_write_ahead_log_is_copied_in_the_background_and_stays_small() {
     assert_eq!(store.read_log(run.id, 40_999, 10, usize::MAX).await.unwrap()[0].bytes, line);
 }
 
-#[tokio::test]
-async fn a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once() {
-    let (_dir, store) = fresh().await;
+async fn a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once(fresh: Fresh) {
+    let store = fresh.store.clone();
     let run = store.insert_run(&new_run("a", 1)).await.unwrap();
     // One batch of long lines (a 2 MB line cut into pieces), then small lines.
     let long: Vec<LogEntry> = (1..=20).map(|seq| entry(seq, &vec![b'x'; 100_000])).collect();
@@ -392,11 +445,8 @@ async fn a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once() {
     assert_eq!((after, pages), (520, 7), "six pages of three long lines (the last with the small ones), no gap");
 }
 
-#[tokio::test]
-async fn a_running_run_keeps_where_its_processes_are_across_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("oneoff.db");
-    let store = Store::open_sqlite(&path).await.unwrap();
+async fn a_running_run_keeps_where_its_processes_are_across_a_reopen(fresh: Fresh) {
+    let store = fresh.store.clone();
     let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
     assert_eq!(store.run_processes(run.id).await.unwrap(), oneoff_core::RunProcesses::default());
     store.mark_running(run.id, 20).await.unwrap();
@@ -408,7 +458,7 @@ async fn a_running_run_keeps_where_its_processes_are_across_a_reopen() {
     };
     store.set_run_processes(run.id, &processes).await.unwrap();
     store.close().await;
-    let store = Store::open_sqlite(&path).await.unwrap();
+    let store = fresh.reopen().await;
     assert_eq!(store.run_processes(run.id).await.unwrap(), processes);
     assert!(matches!(store.run_processes(RunId(99)).await, Err(StoreError::RunNotFound(RunId(99)))));
 }
@@ -417,8 +467,9 @@ async fn a_running_run_keeps_where_its_processes_are_across_a_reopen() {
 /// SQLITE_FULL exactly as on a full disk (and rolls their transaction back by itself).
 async fn capped(pages: u32) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let options = crate::connect_options(&dir.path().join("oneoff.db")).pragma("max_page_count", pages.to_string());
-    let store = Store::open_with(options).await.unwrap();
+    let options =
+        crate::sqlite::connect_options(&dir.path().join("oneoff.db")).pragma("max_page_count", pages.to_string());
+    let store = Store::Sqlite(crate::sqlite::SqliteStore::open_with(options).await.unwrap());
     (dir, store)
 }
 
@@ -456,3 +507,74 @@ async fn a_full_disk_refuses_every_write_as_full_and_leaves_no_connection_inside
     assert_eq!(stored.len() as u64, seq - 1);
     assert!(stored.iter().zip(1..).all(|(entry, seq)| entry.seq == seq));
 }
+
+/// Two servers on one database (two replicas, or a restarted one beside its old handle).
+async fn concurrent_audit_appends_from_two_handles_make_one_chain(fresh: Fresh) {
+    use oneoff_core::audit::{AuditAction, AuditKey};
+    let key = AuditKey::new(&[9; 32], "test").unwrap();
+    let (first, second) = (fresh.store.clone(), fresh.reopen().await);
+    first.append_audit(&audit_entry(0, AuditAction::AuditAnchor), Some(&key)).await.unwrap();
+    let appends = (0..40).map(|index| {
+        let store = if index % 2 == 0 { first.clone() } else { second.clone() };
+        let key = key.clone();
+        tokio::spawn(async move { store.append_audit(&audit_entry(index, AuditAction::RunStart), Some(&key)).await })
+    });
+    for append in futures_util::future::join_all(appends).await {
+        assert_eq!(append.unwrap().unwrap().head, crate::HeadUpdate::Signed);
+    }
+    let (chain, head) = second.audit_snapshot().await.unwrap();
+    assert_eq!(oneoff_core::audit::verify(&chain).map(|head| head.records), Ok(41));
+    let head = head.unwrap();
+    assert_eq!((head.head.records, key.head_is_signed(&head)), (41, true));
+}
+
+/// A second writer of one run's log (a survivor writing "replica lost" while the lost
+/// replica still writes) is refused by sequence, and the other runs of its group are stored.
+async fn two_writers_of_one_log_cannot_both_extend_it(fresh: Fresh) {
+    let (first, second) = (fresh.store.clone(), fresh.reopen().await);
+    let contested = first.insert_run(&new_run("a", 1)).await.unwrap();
+    let mut tries = Vec::new();
+    for index in 0..20 {
+        let store = if index % 2 == 0 { first.clone() } else { second.clone() };
+        // Each writer's other run is its own: that append must be stored whatever happens to the first.
+        let other = store.insert_run(&new_run("b", 2)).await.unwrap();
+        let bytes = format!("writer {index}").into_bytes();
+        tries.push(tokio::spawn(async move {
+            let line = [entry(1, &bytes)];
+            (other.id, store.append_logs(&[(contested.id, &line), (other.id, &line)]).await)
+        }));
+    }
+    let mut won = 0;
+    for outcome in futures_util::future::join_all(tries).await {
+        let (other, results) = outcome.unwrap();
+        let results = results.expect("a refused append never fails its group");
+        match &results[0] {
+            Ok(()) => won += 1,
+            Err(StoreError::Sequence { expected: 2, found: 1, .. }) => {}
+            Err(unexpected) => panic!("unexpected refusal: {unexpected:?}"),
+        }
+        assert!(results[1].is_ok(), "{:?}", results[1]);
+        assert_eq!(first.last_seq(other).await.unwrap(), 1);
+    }
+    assert_eq!(won, 1, "exactly one writer stored sequence number 1");
+    assert_eq!(first.read_log(contested.id, 0, 10, usize::MAX).await.unwrap().len(), 1);
+}
+
+story!(
+    concurrent_audit_appends_from_two_handles_make_one_chain,
+    two_writers_of_one_log_cannot_both_extend_it,
+    runs_go_through_their_lifecycle,
+    listing_filters_and_paginates_newest_first,
+    log_lines_keep_their_bytes_and_order,
+    one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append,
+    retention_deletes_only_old_finished_runs,
+    run_listing_can_be_limited_to_visible_jobs,
+    tokens_are_found_by_hash_used_and_revoked,
+    tokens_made_with_a_token_go_with_it,
+    a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once,
+    the_audit_chain_verifies_and_breaks_on_tampering,
+    records_written_before_action_codes_still_verify_and_filter,
+    the_signed_head_moves_only_from_a_head_that_signs_the_chain,
+    reopening_keeps_everything,
+    a_running_run_keeps_where_its_processes_are_across_a_reopen,
+);

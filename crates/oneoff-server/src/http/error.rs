@@ -61,13 +61,15 @@ pub fn storage_fault(error: &StoreError) -> Option<(&'static str, &'static str)>
     Some(match error {
         StoreError::Full(_) => (
             "storage_full",
-            "storage full: the server has no disk space left for its database; free space in its data \
-             directory (`data_dir`). Runs waiting for the store go on by themselves once there is space.",
+            "storage full: the server's database has no disk space left; free space where it keeps its \
+             data (for the embedded SQLite, the server's `data_dir`). Runs waiting for the store go on \
+             by themselves once there is space.",
         ),
         StoreError::ReadOnly(_) => (
             "storage_read_only",
             "the server's database is read-only: make its data directory (`data_dir`) and the \
-             database file in it writable for the server",
+             database file in it writable for the server, or point `database` at a PostgreSQL \
+             primary that accepts writes",
         ),
         StoreError::Damaged(_) => (
             "storage_damaged",
@@ -76,6 +78,11 @@ pub fn storage_fault(error: &StoreError) -> Option<(&'static str, &'static str)>
         StoreError::Io(_) => {
             ("storage_io_error", "the server cannot read or write its database (disk I/O error; see the server log)")
         }
+        StoreError::Unavailable(_) => (
+            "storage_unavailable",
+            "the server cannot reach its database (see the server log). Runs waiting for the store go \
+             on by themselves once it is back.",
+        ),
         _ => return None,
     })
 }
@@ -142,11 +149,12 @@ mod tests {
     #[test]
     fn storage_faults_are_503s_in_our_words_and_other_store_errors_stay_internal() {
         type Fault = fn(String) -> StoreError;
-        let faults: [(Fault, &str, &str); 4] = [
+        let faults: [(Fault, &str, &str); 5] = [
             (StoreError::Full, "storage_full", "storage full"),
             (StoreError::ReadOnly, "storage_read_only", "the server's database is read-only"),
             (StoreError::Damaged, "storage_damaged", "the server's database file is damaged"),
             (StoreError::Io, "storage_io_error", "the server cannot read or write"),
+            (StoreError::Unavailable, "storage_unavailable", "the server cannot reach its database"),
         ];
         for (fault, expected_code, opening) in faults {
             let sqlite_words = "SQLite's own words";

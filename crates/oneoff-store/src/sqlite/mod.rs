@@ -1,4 +1,6 @@
 //! The SQLite backend: one database file in the data directory, WAL mode, runtime queries.
+//!
+//! The embedded default for one machine: one server process owns the file.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,11 +21,13 @@ use crate::codec::{
 };
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_CANTOPEN};
+
+mod access;
 use futures_util::{TryFutureExt, TryStreamExt};
 
-/// A handle to the store; cheap to clone, safe to share between tasks.
+/// A SQLite database file; cheap to clone, safe to share between tasks.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: SqlitePool,
     health: WriteHealth,
 }
@@ -31,11 +35,11 @@ pub struct Store {
 const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
      finished_at_us, exit_code, signal, error";
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database file, checks it (damaged pages, a file that
     /// cannot be written) and brings its schema up to date.
-    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        match Store::open_with(connect_options(path)).await {
+    pub(crate) async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        match SqliteStore::open_with(connect_options(path)).await {
             Err(StoreError::Database(error)) if sqlite_code(&error) == Some(SQLITE_CANTOPEN) => {
                 Err(unwritable(path).unwrap_or(StoreError::Database(error)))
             }
@@ -43,13 +47,13 @@ impl Store {
         }
     }
 
-    pub(crate) async fn open_with(options: SqliteConnectOptions) -> Result<Store, StoreError> {
+    pub(crate) async fn open_with(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .after_release(|connection, metadata| no_transaction_left(connection, metadata))
             .connect_with(options)
             .await?;
-        let store = Store { pool, health: WriteHealth::default() };
+        let store = SqliteStore { pool, health: WriteHealth::default() };
         // Before the migrations, which would otherwise be the first to trip over a bad page.
         store.quick_check().await?;
         sqlx::migrate!("./migrations/sqlite").run(&store.pool).await?;
@@ -60,7 +64,7 @@ impl Store {
     }
 
     /// Succeeds when the database answers a query.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -69,7 +73,7 @@ impl Store {
     /// of the disk or the file (full, read-only, damaged), this is that fault until a write
     /// succeeds; at most every [`PROBE_PERIOD`] it tries a one-page write itself, so an idle
     /// store is seen to recover once space is freed.
-    pub async fn check_writable(&self) -> Result<(), StoreError> {
+    pub(crate) async fn check_writable(&self) -> Result<(), StoreError> {
         self.ping().await?;
         match self.health.fault() {
             None => Ok(()),
@@ -103,7 +107,7 @@ impl Store {
         }
     }
 
-    /// Runs a write and keeps its outcome for [`Store::check_writable`].
+    /// Runs a write and keeps its outcome for [`SqliteStore::check_writable`].
     pub(crate) async fn write<T>(&self, write: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let result = write.await;
         self.health.record(&result);
@@ -114,12 +118,12 @@ impl Store {
         &self.pool
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
 
     /// Records a new run in `queued` state and returns it with its id.
-    pub async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
+    pub(crate) async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
         // Not `RETURNING id` with `fetch_one`: that stops stepping at the row, so the error of
         // the implicit COMMIT (a full disk) is never seen and an id that was rolled back is used.
         let id = self
@@ -142,7 +146,7 @@ impl Store {
         self.run(RunId(id)).await?.ok_or(StoreError::RunNotFound(RunId(id)))
     }
 
-    pub async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+    pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
             .bind(id.0)
             .fetch_optional(&self.pool)
@@ -151,7 +155,7 @@ impl Store {
     }
 
     /// Newest first, filtered.
-    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+    pub(crate) async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
         let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"));
         if let Some(job) = &filter.job {
             query.push(" AND job = ").push_bind(job.clone());
@@ -177,7 +181,7 @@ impl Store {
     }
 
     /// Runs in one state, oldest first (the queue order).
-    pub async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>, StoreError> {
+    pub(crate) async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = ? ORDER BY id"))
             .bind(status.as_str())
             .fetch_all(&self.pool)
@@ -186,7 +190,7 @@ impl Store {
     }
 
     /// Moves a queued run to running.
-    pub async fn mark_running(&self, id: RunId, started_at_us: i64) -> Result<(), StoreError> {
+    pub(crate) async fn mark_running(&self, id: RunId, started_at_us: i64) -> Result<(), StoreError> {
         let done = self
             .write(
                 sqlx::query("UPDATE runs SET status = ?, started_at_us = ? WHERE id = ? AND status = ?")
@@ -206,7 +210,7 @@ impl Store {
 
     /// Records where a running run's processes are, so that a later start can find them
     /// (see [`RunProcesses`]). Called before the spawn with the cgroup, after it with the rest.
-    pub async fn set_run_processes(&self, id: RunId, processes: &RunProcesses) -> Result<(), StoreError> {
+    pub(crate) async fn set_run_processes(&self, id: RunId, processes: &RunProcesses) -> Result<(), StoreError> {
         let ticks = processes.leader_start_ticks.map(|ticks| i64::try_from(ticks).unwrap_or(i64::MAX));
         sqlx::query("UPDATE runs SET cgroup = ?, process_group = ?, leader_start_ticks = ?, boot_id = ? WHERE id = ?")
             .bind(&processes.cgroup)
@@ -221,7 +225,7 @@ impl Store {
 
     /// Where a run's processes were when it started; all `None` for a run that never started
     /// (or was started by a version of oneoff that did not record them).
-    pub async fn run_processes(&self, id: RunId) -> Result<RunProcesses, StoreError> {
+    pub(crate) async fn run_processes(&self, id: RunId) -> Result<RunProcesses, StoreError> {
         let row = sqlx::query("SELECT cgroup, process_group, leader_start_ticks, boot_id FROM runs WHERE id = ?")
             .bind(id.0)
             .fetch_optional(&self.pool)
@@ -237,7 +241,7 @@ impl Store {
     }
 
     /// Writes a run's final state. A run that is already final keeps its first outcome.
-    pub async fn finish_run(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
+    pub(crate) async fn finish_run(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
         debug_assert!(finish.status.is_final(), "finish_run needs a final status");
         self.write(
             sqlx::query(
@@ -257,17 +261,11 @@ impl Store {
         Ok(())
     }
 
-    /// Appends log entries as one chunk. They must continue the run's sequence exactly:
-    /// the store refuses a gap or a repeated sequence number.
-    pub async fn append_log(&self, run_id: RunId, entries: &[LogEntry]) -> Result<(), StoreError> {
-        self.append_logs(&[(run_id, entries)]).await?.pop().unwrap_or(Ok(()))
-    }
-
     /// Appends one chunk to each of several runs' logs in a single transaction (group commit:
     /// one write lock and one WAL sync for every live run). The outer error means nothing was
     /// stored; otherwise there is one result per append, in order, and a refused append (a gap
     /// or a repeated sequence number) is skipped without failing the others.
-    pub async fn append_logs(
+    pub(crate) async fn append_logs(
         &self,
         appends: &[(RunId, &[LogEntry])],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
@@ -328,7 +326,7 @@ impl Store {
     /// Entries with `seq > after`, in order: at most `max_entries` of them and at most
     /// `max_bytes` of output, unless the first entry alone is larger (a read always makes
     /// progress). What a read costs is bounded by `max_bytes` plus one chunk, whatever the log holds.
-    pub async fn read_log(
+    pub(crate) async fn read_log(
         &self,
         run_id: RunId,
         after: u64,
@@ -377,7 +375,7 @@ impl Store {
     }
 
     /// The highest sequence number stored for a run (0 when it has no lines).
-    pub async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
+    pub(crate) async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = ?")
             .bind(run_id.0)
             .fetch_one(&self.pool)
@@ -386,7 +384,7 @@ impl Store {
     }
 
     /// Deletes runs that finished before `cutoff_us`, with their logs; returns how many runs.
-    pub async fn delete_finished_before(&self, cutoff_us: i64) -> Result<u64, StoreError> {
+    pub(crate) async fn delete_finished_before(&self, cutoff_us: i64) -> Result<u64, StoreError> {
         self.write(self.delete_finished(cutoff_us)).await
     }
 

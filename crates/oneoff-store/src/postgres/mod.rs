@@ -1,0 +1,462 @@
+//! The PostgreSQL backend: one database that several replicas share, runtime queries.
+//!
+//! What SQLite gets from its one writer, PostgreSQL gets from locks: appending to a run's log
+//! locks that run's row first (so the stored head it reads is the head it extends), and the
+//! audit chain is extended under one transaction-level advisory lock (so two replicas cannot
+//! fork it). Everything else is plain statements under READ COMMITTED.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::{TryFutureExt, TryStreamExt};
+use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use crate::codec::{
+    chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
+};
+use crate::health::{WriteHealth, PROBE_PERIOD};
+use crate::{Finish, NewRun, RunFilter, StoreError};
+
+mod access;
+
+/// How a replica connects to PostgreSQL (`[server] database_pool`, `database_statement_timeout`).
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Connections this replica keeps at most.
+    pub max_connections: u32,
+    /// A statement running longer is cancelled by the server (an error, never a hang).
+    pub statement_timeout: Duration,
+    /// How long a request waits for a free connection, or for the server to accept one.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> PostgresOptions {
+        PostgresOptions {
+            max_connections: 10,
+            statement_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A PostgreSQL database; cheap to clone, safe to share between tasks.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    health: WriteHealth,
+}
+
+const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
+     finished_at_us, exit_code, signal, error";
+
+/// The advisory lock key under which the audit chain is extended ("oneoff:a").
+pub(crate) const AUDIT_LOCK: i64 = 0x6f6e_656f_6666_3a61;
+
+impl PgStore {
+    /// Connects, brings the schema up to date (sqlx's migrator holds an advisory lock, so
+    /// replicas starting together migrate once) and makes one write.
+    pub(crate) async fn open(url: &str, options: &PostgresOptions) -> Result<PgStore, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Unavailable(format!("the database URL is not usable: {}", redact(error))))?
+            .application_name("oneoff")
+            .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis()))]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        let store = PgStore { pool, health: WriteHealth::default() };
+        sqlx::migrate!("./migrations/postgres").run(&store.pool).await?;
+        store.probe_write().await?;
+        Ok(store)
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn check_writable(&self) -> Result<(), StoreError> {
+        if let Err(error) = self.ping().await {
+            // A server that went away is a fault a write would meet too; keep it for the others.
+            self.health.record::<()>(&Err(error.storage_fault().unwrap_or(StoreError::Unavailable(error.to_string()))));
+            return Err(error);
+        }
+        match self.health.fault() {
+            None => Ok(()),
+            Some((fault, age)) if age < PROBE_PERIOD => Err(fault),
+            Some(_) => self.probe_write().await,
+        }
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.write(
+            sqlx::query(
+                "INSERT INTO write_probe (singleton, at_us) VALUES (1, 0) \
+                 ON CONFLICT (singleton) DO UPDATE SET at_us = write_probe.at_us + 1",
+            )
+            .execute(&self.pool)
+            .err_into(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a write and keeps its outcome for [`PgStore::check_writable`].
+    pub(crate) async fn write<T>(&self, write: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let result = write.await;
+        self.health.record(&result);
+        result
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
+        let row = self
+            .write(
+                sqlx::query(&format!(
+                    "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RUN_COLUMNS}"
+                ))
+                .bind(&new.job)
+                .bind(RunStatus::Queued.as_str())
+                .bind(encode_params(&new.params))
+                .bind(encode_argv(&new.argv))
+                .bind(&new.requested_by)
+                .bind(new.created_at_us)
+                .fetch_one(&self.pool)
+                .err_into(),
+            )
+            .await?;
+        run_from_row(&row)
+    }
+
+    pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| run_from_row(&row)).transpose()
+    }
+
+    pub(crate) async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE TRUE"));
+        if let Some(job) = &filter.job {
+            query.push(" AND job = ").push_bind(job.clone());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(user) = &filter.requested_by {
+            query.push(" AND requested_by = ").push_bind(user.clone());
+        }
+        if let Some(jobs) = &filter.jobs_in {
+            query.push(" AND job = ANY(").push_bind(jobs.clone()).push(")");
+        }
+        if let Some(before) = filter.before {
+            query.push(" AND id < ").push_bind(before.0);
+        }
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    pub(crate) async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = $1 ORDER BY id"))
+            .bind(status.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    pub(crate) async fn mark_running(&self, id: RunId, started_at_us: i64) -> Result<(), StoreError> {
+        let done = self
+            .write(
+                sqlx::query("UPDATE runs SET status = $1, started_at_us = $2 WHERE id = $3 AND status = $4")
+                    .bind(RunStatus::Running.as_str())
+                    .bind(started_at_us)
+                    .bind(id.0)
+                    .bind(RunStatus::Queued.as_str())
+                    .execute(&self.pool)
+                    .err_into(),
+            )
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::RunNotFound(id));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn set_run_processes(&self, id: RunId, processes: &RunProcesses) -> Result<(), StoreError> {
+        let ticks = processes.leader_start_ticks.map(|ticks| i64::try_from(ticks).unwrap_or(i64::MAX));
+        sqlx::query(
+            "UPDATE runs SET cgroup = $1, process_group = $2, leader_start_ticks = $3, boot_id = $4 WHERE id = $5",
+        )
+        .bind(&processes.cgroup)
+        .bind(processes.process_group.map(i64::from))
+        .bind(ticks)
+        .bind(&processes.boot_id)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn run_processes(&self, id: RunId) -> Result<RunProcesses, StoreError> {
+        let row = sqlx::query("SELECT cgroup, process_group, leader_start_ticks, boot_id FROM runs WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::RunNotFound(id))?;
+        let group: Option<i64> = row.try_get("process_group")?;
+        let ticks: Option<i64> = row.try_get("leader_start_ticks")?;
+        Ok(RunProcesses {
+            cgroup: row.try_get("cgroup")?,
+            process_group: group.and_then(|group| i32::try_from(group).ok()),
+            leader_start_ticks: ticks.and_then(|ticks| u64::try_from(ticks).ok()),
+            boot_id: row.try_get("boot_id")?,
+        })
+    }
+
+    pub(crate) async fn finish_run(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
+        self.write(
+            sqlx::query(
+                "UPDATE runs SET status = $1, finished_at_us = $2, exit_code = $3, signal = $4, error = $5 \
+                 WHERE id = $6 AND status IN ('queued', 'running')",
+            )
+            .bind(finish.status.as_str())
+            .bind(finish.finished_at_us)
+            .bind(finish.exit_code.map(i64::from))
+            .bind(finish.signal.map(i64::from))
+            .bind(&finish.error)
+            .bind(id.0)
+            .execute(&self.pool)
+            .err_into(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn append_logs(
+        &self,
+        appends: &[(RunId, &[LogEntry])],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.write(self.store_chunks(appends)).await
+    }
+
+    async fn store_chunks(&self, appends: &[(RunId, &[LogEntry])]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(appends.len());
+        let mut transaction = self.pool.begin().await?;
+        let mut runs: Vec<i64> = appends.iter().map(|(run_id, _)| run_id.0).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        // Each run's row is locked first, in id order (no deadlock between two groups), so that
+        // a second writer of the same run (a survivor writing "replica lost" while the lost
+        // replica still writes) waits, then reads the head this commit leaves.
+        sqlx::query("SELECT id FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&runs)
+            .fetch_all(&mut *transaction)
+            .await?;
+        let heads: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT run, (SELECT MAX(last_seq) FROM log_chunks WHERE run_id = run) FROM unnest($1::BIGINT[]) AS run",
+        )
+        .bind(&runs)
+        .fetch_all(&mut *transaction)
+        .await?;
+        let mut next_seq: HashMap<i64, u64> =
+            heads.into_iter().map(|(run, head)| (run, head.map_or(1, |seq| seq.max(0) as u64 + 1))).collect();
+        let (mut run_ids, mut firsts, mut lasts, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &(run_id, entries) in appends {
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                results.push(Ok(()));
+                continue;
+            };
+            let expected = next_seq.get(&run_id.0).copied().unwrap_or(1);
+            if first.seq != expected {
+                results.push(Err(StoreError::Sequence { run: run_id, expected, found: first.seq }));
+            } else if last.seq.checked_sub(first.seq) != Some(entries.len() as u64 - 1) {
+                results.push(Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq }));
+            } else {
+                next_seq.insert(run_id.0, last.seq + 1);
+                for piece in chunk_pieces(entries) {
+                    let (first, last) = (&piece[0], &piece[piece.len() - 1]);
+                    run_ids.push(run_id.0);
+                    firsts.push(seq_column(first.seq));
+                    lasts.push(seq_column(last.seq));
+                    data.push(encode_chunk(piece));
+                }
+                results.push(Ok(()));
+            }
+        }
+        if !run_ids.is_empty() {
+            // One statement whatever the group's size: four arrays, unnested together.
+            sqlx::query(
+                "INSERT INTO log_chunks (run_id, first_seq, last_seq, entries) \
+                 SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BYTEA[])",
+            )
+            .bind(&run_ids)
+            .bind(&firsts)
+            .bind(&lasts)
+            .bind(&data)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(results)
+    }
+
+    pub(crate) async fn read_log(
+        &self,
+        run_id: RunId,
+        after: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        // Which chunks the page needs, from their sizes alone (see the SQLite backend).
+        let sizes: Vec<(i64, i64, i32)> = sqlx::query_as(
+            "SELECT first_seq, last_seq, octet_length(entries) FROM log_chunks \
+             WHERE run_id = $1 AND last_seq > $2 ORDER BY last_seq LIMIT $3",
+        )
+        .bind(run_id.0)
+        .bind(seq_column(after))
+        .bind(i64::try_from(max_entries).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut wanted_entries, mut wanted_bytes, mut through) = (0u64, 0usize, None);
+        for (first_seq, last_seq, size) in sizes {
+            if wanted_entries >= max_entries as u64 || (wanted_bytes >= max_bytes && through.is_some()) {
+                break;
+            }
+            let skipped = after.max(first_seq.max(1) as u64 - 1);
+            wanted_entries += (last_seq.max(0) as u64).saturating_sub(skipped);
+            wanted_bytes = wanted_bytes.saturating_add(size.max(0) as usize);
+            through = Some(last_seq);
+        }
+        let Some(through) = through else { return Ok(Vec::new()) };
+        let mut page = Page::new(max_entries, max_bytes);
+        let mut chunks = sqlx::query(
+            "SELECT first_seq, entries FROM log_chunks WHERE run_id = $1 AND last_seq > $2 AND last_seq <= $3 \
+             ORDER BY last_seq",
+        )
+        .bind(run_id.0)
+        .bind(seq_column(after))
+        .bind(through)
+        .fetch(&self.pool);
+        while !page.is_full() {
+            let Some(row) = chunks.try_next().await? else { break };
+            let first_seq: i64 = row.try_get("first_seq")?;
+            let data: &[u8] = row.try_get("entries")?;
+            decode_chunk(first_seq.max(0) as u64, data, after, &mut page)?;
+        }
+        Ok(page.into_entries())
+    }
+
+    pub(crate) async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = $1")
+            .bind(run_id.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.map_or(0, |seq| seq.max(0) as u64))
+    }
+
+    pub(crate) async fn delete_finished_before(&self, cutoff_us: i64) -> Result<u64, StoreError> {
+        self.write(self.delete_finished(cutoff_us)).await
+    }
+
+    async fn delete_finished(&self, cutoff_us: i64) -> Result<u64, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM log_chunks WHERE run_id IN \
+             (SELECT id FROM runs WHERE finished_at_us IS NOT NULL AND finished_at_us < $1)",
+        )
+        .bind(cutoff_us)
+        .execute(&mut *transaction)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM runs WHERE finished_at_us IS NOT NULL AND finished_at_us < $1")
+            .bind(cutoff_us)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        transaction.commit().await?;
+        Ok(deleted)
+    }
+}
+
+/// The storage fault a PostgreSQL error is, by SQLSTATE class, or a server that cannot be
+/// reached at all; `None` for an error of one statement (and for every SQLite error).
+pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
+    match error {
+        sqlx::Error::Database(database) => {
+            let database = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+            let detail = database.message().to_string();
+            let code = database.code();
+            Some(match code {
+                // disk_full
+                "53100" => StoreError::Full(detail),
+                // read_only_sql_transaction: a standby, or default_transaction_read_only
+                "25006" => StoreError::ReadOnly(detail),
+                // data_corrupted, index_corrupted
+                "XX001" | "XX002" => StoreError::Damaged(detail),
+                // io_error
+                "58030" => StoreError::Io(detail),
+                // connection exceptions; admin, crash shutdown and "starting up"; out of
+                // memory or connections
+                _ if code.starts_with("08") || code.starts_with("57P") || code == "53200" || code == "53300" => {
+                    StoreError::Unavailable(detail)
+                }
+                _ => return None,
+            })
+        }
+        sqlx::Error::Io(io) => Some(StoreError::Unavailable(io.to_string())),
+        sqlx::Error::Tls(tls) => Some(StoreError::Unavailable(format!("TLS: {tls}"))),
+        sqlx::Error::PoolTimedOut => {
+            Some(StoreError::Unavailable("no connection to the database became free or could be made in time".into()))
+        }
+        sqlx::Error::PoolClosed => Some(StoreError::Unavailable("the store is closed".into())),
+        _ => None,
+    }
+}
+
+/// An error from parsing the URL, without the URL (which may hold a password).
+fn redact(error: sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Configuration(_) => "check its form: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE".into(),
+        other => other.to_string(),
+    }
+}
+
+fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
+    let status_text: String = row.try_get("status")?;
+    let status = RunStatus::from_str(&status_text).map_err(StoreError::Corrupt)?;
+    let exit_code: Option<i64> = row.try_get("exit_code")?;
+    let signal: Option<i64> = row.try_get("signal")?;
+    Ok(RunRecord {
+        id: RunId(row.try_get("id")?),
+        job: row.try_get("job")?,
+        status,
+        params: decode_params(&row.try_get::<String, _>("params")?)?,
+        argv: decode_argv(&row.try_get::<String, _>("argv")?)?,
+        requested_by: row.try_get("requested_by")?,
+        created_at_us: row.try_get("created_at_us")?,
+        started_at_us: row.try_get("started_at_us")?,
+        finished_at_us: row.try_get("finished_at_us")?,
+        exit_code: exit_code.and_then(|code| i32::try_from(code).ok()),
+        signal: signal.and_then(|signal| i32::try_from(signal).ok()),
+        error: row.try_get("error")?,
+    })
+}
+
+fn seq_column(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
