@@ -1,10 +1,14 @@
 //! A real, throwaway PostgreSQL server for oneoff's tests.
 //!
-//! Each cluster is `initdb`'d in a temporary directory (data directory, unix socket and
-//! `postgres.log` side by side), listens on a free loopback port, and is removed when the test
-//! process ends, however it ends: a small `sh` watchdog started with the cluster reads a pipe
-//! whose write end only the test process holds, and when that read ends (the process exited,
-//! panicked or was killed with `SIGKILL`) it stops the server and deletes the directory.
+//! Each cluster lives in a temporary directory (data directory, unix socket and `postgres.log`
+//! side by side), its data directory a copy of one `initdb`'d once per process. It listens on
+//! a free loopback port and is removed when the test process ends, however it ends: a small
+//! `sh` watchdog started with the cluster reads a pipe whose write end only the test process
+//! holds; when that read ends (the process exited, panicked or was killed with `SIGKILL`) it
+//! stops the server and deletes the directory. Dropping a cluster from `start_new` does the
+//! same and waits for it; the shared cluster goes a moment after the process exits.
+//!
+//! Add `oneoff-testpg.workspace = true` under `[dev-dependencies]`, then:
 //!
 //! ```ignore
 //! use oneoff_testpg::Postgres;
@@ -18,6 +22,10 @@
 //! postgres.stop(); // ... the server is gone; the data and the port stay ...
 //! postgres.start(); // ... and it accepts connections again.
 //! // Dropping `postgres` stops the server and removes its directory.
+//!
+//! // Look from outside: as the superuser over the socket, or through a URL's credentials.
+//! postgres.psql("postgres", "select count(*) from pg_stat_activity");
+//! let refused = oneoff_testpg::psql_url(&wrong_url, "select 1").unwrap_err();
 //! ```
 //!
 //! The server binaries come from `PATH` (the directory holding `initdb`) or else from the
@@ -178,37 +186,29 @@ impl Postgres {
     }
 
     fn start_cluster(durability: Durability, shared: bool) -> Postgres {
-        let bin_dir = server_bin_dir().to_owned();
-        let directory = tempfile::Builder::new()
-            .prefix("oneoff-testpg-")
-            .tempdir()
-            .expect("could not create a temporary directory for PostgreSQL")
-            .keep();
-        let server_account = server_account_for(&directory);
-        if let Some(account) = &server_account {
-            chown(&directory, Some(account.uid), Some(account.gid)).unwrap_or_else(|error| {
-                panic!("could not give {} to the {} user: {error}", directory.display(), account.name)
-            });
-        }
-        // Started before anything is written, so a panic from here on still removes the directory.
-        let watchdog = Watchdog::spawn(&bin_dir, &directory, server_account.as_ref());
-        let mut postgres = Postgres { directory, bin_dir, port: 0, server_account, shared, _watchdog: watchdog };
-        postgres.initdb(durability);
-        postgres.configure(durability);
-        postgres.start_on_a_free_port();
+        let mut postgres = Postgres::prepare_cluster(durability, shared);
+        postgres.start_on_a_free_port(std::iter::repeat_with(free_loopback_port).take(PORT_ATTEMPTS));
         postgres
     }
 
-    fn initdb(&self, durability: Durability) {
-        let mut initdb = self.server_command("initdb");
-        initdb.arg("-D").arg(self.data_directory()).args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C"]);
-        if durability == Durability::Throwaway {
-            initdb.arg("--no-sync");
-        }
-        let output = initdb.output().unwrap_or_else(|error| panic!("could not run initdb: {error}"));
+    /// A configured cluster whose server is not started yet.
+    fn prepare_cluster(durability: Durability, shared: bool) -> Postgres {
+        let bin_dir = server_bin_dir().to_owned();
+        let (directory, server_account, watchdog) = cluster_directory(&bin_dir);
+        let postgres = Postgres { directory, bin_dir, port: 0, server_account, shared, _watchdog: watchdog };
+        // A copy of a data directory is as durable as a fresh one once the server is running
+        // with fsync on: what a benchmark measures is the server's writes, not initdb's.
+        let output = as_server(postgres.server_account.as_ref(), "cp", &postgres.directory)
+            .arg("-a")
+            .arg(template_data_directory())
+            .arg(postgres.data_directory())
+            .output()
+            .unwrap_or_else(|error| panic!("could not run cp: {error}"));
         if !output.status.success() {
-            panic!("initdb failed ({}):\n{}", output.status, output_text(&output));
+            panic!("could not copy the template data directory ({}):\n{}", output.status, output_text(&output));
         }
+        postgres.configure(durability);
+        postgres
     }
 
     fn configure(&self, durability: Durability) {
@@ -238,9 +238,8 @@ impl Postgres {
 
     /// Chooses a free loopback port and starts the server on it, choosing again when another
     /// process took the port in between.
-    fn start_on_a_free_port(&mut self) {
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_loopback_port();
+    fn start_on_a_free_port(&mut self, candidate_ports: impl Iterator<Item = u16>) {
+        for port in candidate_ports {
             let log_length_before = self.log_length();
             let output = self.try_start(port);
             if output.status.success() {
@@ -255,7 +254,7 @@ impl Postgres {
                 );
             }
         }
-        panic!("PostgreSQL found no free loopback port in {PORT_ATTEMPTS} attempts; see {}", self.log_path().display());
+        panic!("PostgreSQL found no free loopback port; see {}", self.log_path().display());
     }
 
     fn try_start(&self, port: u16) -> Output {
@@ -283,15 +282,8 @@ impl Postgres {
             .unwrap_or_else(|error| panic!("could not run pg_ctl from {}: {error}", self.bin_dir.display()))
     }
 
-    /// A server program from the binaries' directory, run as the server's account, from the
-    /// cluster's directory (the account may not be allowed into ours).
     fn server_command(&self, program: &str) -> Command {
-        let mut command = Command::new(self.bin_dir.join(program));
-        command.current_dir(&self.directory).env("LC_ALL", "C");
-        if let Some(account) = &self.server_account {
-            command.uid(account.uid).gid(account.gid);
-        }
-        command
+        as_server(self.server_account.as_ref(), self.bin_dir.join(program), &self.directory)
     }
 
     fn describe_failure(&self, output: &Output, log_length_before: u64) -> String {
@@ -321,6 +313,66 @@ impl Postgres {
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(log.len());
         String::from_utf8_lossy(&log[start..]).into_owned()
     }
+}
+
+/// A new temporary directory for a cluster, owned by the account the server will run as,
+/// and the watchdog that removes it.
+fn cluster_directory(bin_dir: &Path) -> (PathBuf, Option<Account>, Watchdog) {
+    let directory = tempfile::Builder::new()
+        .prefix("oneoff-testpg-")
+        .tempdir()
+        .expect("could not create a temporary directory for PostgreSQL")
+        .keep();
+    let server_account = server_account_for(&directory);
+    if let Some(account) = &server_account {
+        chown(&directory, Some(account.uid), Some(account.gid)).unwrap_or_else(|error| {
+            panic!("could not give {} to the {} user: {error}", directory.display(), account.name)
+        });
+    }
+    // Started before anything is written, so a panic from here on still removes the directory.
+    let watchdog = Watchdog::spawn(bin_dir, &directory, server_account.as_ref());
+    (directory, server_account, watchdog)
+}
+
+/// A data directory `initdb`'d once per process, which every cluster copies: copying is
+/// about twice as fast as `initdb` on a loaded machine. Removed by its watchdog when the process ends.
+fn template_data_directory() -> &'static Path {
+    struct Template {
+        data_directory: PathBuf,
+        _watchdog: Watchdog,
+    }
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        let bin_dir = server_bin_dir();
+        let (directory, server_account, watchdog) = cluster_directory(bin_dir);
+        initdb(bin_dir, server_account.as_ref(), &directory);
+        Template { data_directory: directory.join("data"), _watchdog: watchdog }
+    });
+    &template.data_directory
+}
+
+/// Creates `directory/data` with `initdb`.
+fn initdb(bin_dir: &Path, server_account: Option<&Account>, directory: &Path) {
+    let mut initdb = as_server(server_account, bin_dir.join("initdb"), directory);
+    initdb.arg("-D").arg(directory.join("data")).args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C"]);
+    // Not synced to disk: it lives only as long as this process, and a durable cluster's
+    // server syncs what it writes itself.
+    initdb.arg("--no-sync");
+    let output = initdb.output().unwrap_or_else(|error| panic!("could not run initdb: {error}"));
+    if !output.status.success() {
+        panic!("initdb failed ({}):\n{}", output.status, output_text(&output));
+    }
+}
+
+/// `program` run as the server's account (ourselves when `None`), from the cluster's
+/// directory: the account may not be allowed into ours.
+fn as_server(server_account: Option<&Account>, program: impl AsRef<std::ffi::OsStr>, directory: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.current_dir(directory).env("LC_ALL", "C");
+    if let Some(account) = server_account {
+        command.uid(account.uid).gid(account.gid);
+    }
+    command
 }
 
 /// Runs `sql` through `psql` against `url` (as `new_database` returns it) and returns what it
@@ -487,4 +539,39 @@ fn percent_encode(text: &str) -> String {
 
 fn output_text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_skipped_for_the_next_free_one() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let mut postgres = Postgres::prepare_cluster(Durability::Throwaway, false);
+        let free_port = free_loopback_port();
+        postgres.start_on_a_free_port([taken_port, free_port].into_iter());
+        assert_eq!(postgres.port(), free_port);
+        assert!(postgres.log_since(0).contains("Address already in use"));
+        assert_eq!(postgres.psql("postgres", "select 1").trim(), "1");
+    }
+
+    #[test]
+    fn a_server_that_cannot_start_again_panics_with_its_log() {
+        let postgres = Postgres::start_new();
+        postgres.stop();
+        let _taken = TcpListener::bind((Ipv4Addr::LOCALHOST, postgres.port())).unwrap();
+        let panic = std::panic::catch_unwind(|| postgres.start()).unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.contains("did not start again"), "{message}");
+        assert!(message.contains("postgres.log says"), "{message}");
+        assert!(message.contains("Address already in use"), "{message}");
+    }
+
+    #[test]
+    fn passwords_are_percent_encoded_for_urls() {
+        assert_eq!(percent_encode("aZ9-._~"), "aZ9-._~");
+        assert_eq!(percent_encode("p@ss w:rd/'%é"), "p%40ss%20w%3Ard%2F%27%25%C3%A9");
+    }
 }
