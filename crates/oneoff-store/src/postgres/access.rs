@@ -186,7 +186,7 @@ impl PgStore {
                     _ => {
                         let signed = key.sign_head(&ChainHead { records: id, hash: hash.clone() });
                         sqlx::query(
-                            "INSERT INTO audit_head (singleton, records, hash, mac) VALUES (1, ?, ?, ?) \
+                            "INSERT INTO audit_head (singleton, records, hash, mac) VALUES (1, $1, $2, $3) \
                              ON CONFLICT (singleton) DO UPDATE SET records = excluded.records, hash = excluded.hash, mac = excluded.mac",
                         )
                         .bind(signed.head.records)
