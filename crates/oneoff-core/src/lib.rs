@@ -23,7 +23,7 @@ pub mod template;
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
-    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, HostNeed, Need, Overrides,
+    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Given, HostNeed, Need, Overrides,
     ServerConfig, StreamConfig,
 };
 pub use lines::{LineSplitter, Piece};
