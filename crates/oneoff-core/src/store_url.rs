@@ -157,7 +157,8 @@ impl PostgresUrl {
                 return Err(unknown_parameter(&url, &key));
             }
             match key.as_ref() {
-                "sslmode" | "ssl-mode" if !SSL_MODES.contains(&value.as_ref()) => {
+                // The driver reads the mode in any case.
+                "sslmode" | "ssl-mode" if !SSL_MODES.contains(&value.to_ascii_lowercase().as_str()) => {
                     return Err(format!(
                         "sslmode `{value}` is not one of {}{}",
                         SSL_MODES.join(", "),

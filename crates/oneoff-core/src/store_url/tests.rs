@@ -64,6 +64,8 @@ fn a_password_never_shows_in_display_debug_or_redacted() {
         format!("postgres://:{PASSWORD}@db:5432/oneoff?sslmode=require"),
         format!("postgresql://oneoff@db/oneoff?password={PASSWORD}&sslmode=require"),
         format!("postgres://oneoff:{PASSWORD}@db/oneoff?password={PASSWORD}"),
+        // An `@` left unescaped in the password: the last `@` ends it.
+        format!("postgres://oneoff:{PASSWORD}@x@db/oneoff"),
     ];
     for text in &written {
         let store = StoreUrl::parse(text).expect(text);
@@ -138,6 +140,7 @@ fn unknown_parameters_and_ssl_modes_are_refused_with_a_suggestion() {
     assert!(error.contains("`connect_timeout`") && error.contains("it knows sslmode"), "{error}");
     let error = refused("postgres://oneoff@db/oneoff?sslmode=requir");
     assert!(error.contains("sslmode `requir` is not one of") && error.contains("did you mean `require`?"), "{error}");
+    postgres("postgres://oneoff@db/oneoff?sslmode=REQUIRE");
     let error = refused("postgres://oneoff@db/oneoff?sslmode=true");
     assert!(error.contains("did you mean `require`?"), "{error}");
 }
