@@ -168,6 +168,12 @@ impl PostgresUrl {
                 "port" if value.parse::<u16>().is_err() => {
                     return Err("the PostgreSQL URL's `port` parameter is not a port number".to_string())
                 }
+                "hostaddr" if value.parse::<std::net::IpAddr>().is_err() => {
+                    return Err("the PostgreSQL URL's `hostaddr` parameter is not an IP address".to_string())
+                }
+                "statement-cache-capacity" if value.parse::<usize>().is_err() => {
+                    return Err("the PostgreSQL URL's `statement-cache-capacity` is not a number".to_string())
+                }
                 "host" | "hostaddr" if !value.is_empty() => host_parameter = true,
                 "dbname" if !value.is_empty() => database_parameter = true,
                 _ => {}

@@ -141,6 +141,9 @@ fn unknown_parameters_and_ssl_modes_are_refused_with_a_suggestion() {
     let error = refused("postgres://oneoff@db/oneoff?sslmode=requir");
     assert!(error.contains("sslmode `requir` is not one of") && error.contains("did you mean `require`?"), "{error}");
     postgres("postgres://oneoff@db/oneoff?sslmode=REQUIRE");
+    assert!(refused("postgres://oneoff@db/oneoff?hostaddr=db").contains("not an IP address"));
+    assert!(refused("postgres://oneoff@db/oneoff?statement-cache-capacity=many").contains("not a number"));
+    postgres("postgres:///oneoff?hostaddr=10.0.0.5&port=5433&statement-cache-capacity=0");
     let error = refused("postgres://oneoff@db/oneoff?sslmode=true");
     assert!(error.contains("did you mean `require`?"), "{error}");
 }
