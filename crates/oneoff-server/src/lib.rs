@@ -202,13 +202,9 @@ pub fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config>
 }
 
 /// `oneoff serve`: load the config, start, serve until SIGTERM or SIGINT, stop gracefully.
-pub async fn cli_serve(
-    config_path: PathBuf,
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
+/// `overrides` come from flags and environment variables.
+pub async fn cli_serve(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<ExitCode> {
     init_logging();
-    let overrides = Overrides { listen, data_dir };
     let config = match load_config(&config_path, &overrides) {
         Ok(config) => config,
         Err(error) => {
@@ -260,18 +256,18 @@ fn init_logging() {
 
 /// `oneoff token create --config FILE`: creates a token directly in the server's database,
 /// on the server's host, without a running server. This is how the first administrator
-/// token is made; it is audited as done by `local-admin`. `data_dir` (`--data-dir`,
-/// `ONEOFF_DATA_DIR`) wins over the file, as for `oneoff serve`, so the token lands in the
-/// database the server uses.
+/// token is made; it is audited as done by `local-admin`. `overrides` (`--data-dir`,
+/// `ONEOFF_DATA_DIR`, `--database`, `ONEOFF_DATABASE`) win over the file, as for
+/// `oneoff serve`, so the token lands in the database the server uses.
 pub async fn create_token_offline(
     config_path: &Path,
-    data_dir: Option<PathBuf>,
+    overrides: &Overrides,
     name: &str,
     user: &str,
     groups: Vec<String>,
     expires_in: Option<&str>,
 ) -> anyhow::Result<oneoff_api::v1::CreatedToken> {
-    let config = load_config(config_path, &Overrides { listen: None, data_dir })?;
+    let config = load_config(config_path, overrides)?;
     // The same key as the server's, so the signed head moves with this record too.
     let audit_key = audit_trail::load_key(&config.audit)?;
     let database = config.server.data_dir.join(DATABASE_FILE);
