@@ -41,7 +41,6 @@ use crate::state::AppState;
 /// How long stopping waits for live viewers to take their close frames.
 const VIEWERS_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-
 /// A server that is running; stop it with [`RunningServer::stop`].
 pub struct RunningServer {
     addr: SocketAddr,
