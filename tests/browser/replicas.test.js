@@ -18,7 +18,7 @@ command = ["sh", "-c", 'i=1; while [ "$i" -le ${LINES} ]; do echo "step $i"; i=$
 const fixture = { cluster: null, browser: null };
 before(async () => {
   // A drain longer than the run: its replica, stopped, finishes the run before it exits.
-  fixture.cluster = await startCluster({ count: 3, jobs: CLUSTER_JOBS, server: 'drain = "60s"' });
+  fixture.cluster = await startCluster({ count: 3, jobs: CLUSTER_JOBS, drain: '60s' });
   fixture.browser = await launchBrowser();
 });
 after(async () => {

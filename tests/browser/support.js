@@ -168,7 +168,9 @@ function runBinary(args) {
  * of the helpers' own API calls. Returns
  * {url, tokens, api(path, init), createRun(job, params), waitForStatus(id, statuses), stop()}.
  */
-export async function startServer({ jobs = JOBS, server = '', auth = '', tokens = [], listen = '127.0.0.1:0' } = {}) {
+export async function startServer({
+  jobs = JOBS, server = '', auth = '', tokens = [], listen = '127.0.0.1:0', drain = '1s',
+} = {}) {
   if (!existsSync(BINARY)) {
     throw new Error(`${BINARY} is missing: build it with \`cargo build -p oneoff\` (tests/browser/run.sh does)`);
   }
@@ -177,7 +179,7 @@ export async function startServer({ jobs = JOBS, server = '', auth = '', tokens 
   await writeFile(config, `[server]
 listen = ${JSON.stringify(listen)}
 data_dir = ${JSON.stringify(path.join(dir, 'data'))}
-drain = "1s"
+drain = ${JSON.stringify(drain)}
 ${server}
 
 [debug]
@@ -507,6 +509,7 @@ export async function watchDrip(page, server, id) {
 
 /** The settings a balancer needs for live logs (docs/deployment.md), and retries on a replica that is down. */
 export const BALANCES_LIVE_LOGS = `proxy_http_version 1.1;
+            proxy_set_header Host $host;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_buffering off;
@@ -549,13 +552,14 @@ export async function startPostgres() {
  * {url (nginx), replicas: [{name, server}], restart(index), stop()}; `server` has the
  * helpers of `startServer` against that replica directly.
  */
-export async function startCluster({ count = 3, jobs = JOBS, server = '' } = {}) {
+export async function startCluster({ count = 3, jobs = JOBS, server = '', drain = '1s' } = {}) {
   const postgres = await startPostgres();
   const ports = [];
   for (let index = 0; index < count; index += 1) ports.push(await freePort());
   const names = ports.map((_, index) => String.fromCharCode(97 + index));
   const options = (index) => ({
     jobs,
+    drain,
     listen: `127.0.0.1:${ports[index]}`,
     server: `database = ${JSON.stringify(postgres.url)}\nreplica = "${names[index]}"\n${server}`,
   });
