@@ -60,7 +60,7 @@ fn suite_store() -> SuiteStore {
 }
 
 /// The URL of the fresh PostgreSQL database that belongs to `data_dir`, made on first use.
-fn postgres_database_of(data_dir: &Path) -> String {
+pub fn postgres_database_of(data_dir: &Path) -> String {
     static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
     let mut databases = DATABASES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, url)) = databases.iter().find(|(dir, _)| dir == data_dir) {
