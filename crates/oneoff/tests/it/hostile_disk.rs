@@ -307,7 +307,9 @@ async fn a_disk_that_stays_full_fails_the_run_with_a_system_line_counting_the_li
 
 #[tokio::test]
 async fn when_even_the_system_line_cannot_be_stored_the_run_error_says_how_many_lines_are_missing() {
-    let disk = SmallDisk::start("4m", "store_wait = \"2s\"").await;
+    // The run's wait outlasts `use_up_every_byte` even on a loaded machine: a system line tried
+    // before the last bytes are taken would still fit in them.
+    let disk = SmallDisk::start("4m", "store_wait = \"10s\"").await;
     let run = disk.api.start_run("count", json!({})).await;
     disk.job_blocked_on_its_writes().await;
     disk.use_up_every_byte().await;
