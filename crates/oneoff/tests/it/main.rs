@@ -1,5 +1,7 @@
 //! The one integration-test binary: boots the real server (real SQLite file, real child
-//! processes, real HTTP on a loopback port) and drives it through the API and the CLI.
+//! processes, real HTTP on a loopback port) and drives it through the API and the CLI. With
+//! `ONEOFF_TEST_DATABASE=postgres` every server stores in a throwaway PostgreSQL instead
+//! (`oneoff-testpg`), except the tests of the SQLite file itself.
 
 mod api;
 mod api_doc;
@@ -23,5 +25,6 @@ mod progress;
 mod proxy;
 mod restart;
 mod streams;
+mod suite;
 mod support;
 mod ui_api;
