@@ -119,7 +119,7 @@ async fn a_rolling_restart_of_every_replica_loses_no_line_of_a_run_being_followe
     })
     .await;
     let owner = running["replica"].as_str().expect("a running run names its replica").to_string();
-    let api = TestServer::remote(cluster.api.url.clone(), tempfile::tempdir().unwrap());
+    let api = TestServer::remote(cluster.url().to_string(), tempfile::tempdir().unwrap());
     let follower = tokio::spawn(async move { follow_through(&api, id).await });
     // One by one, as a rolling deploy does: SIGTERM, wait for the exit, start again.
     for index in 0..3 {

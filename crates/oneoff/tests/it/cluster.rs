@@ -25,10 +25,6 @@ impl Replica {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Child::id)
-    }
-
     /// Starts the replica on its port and waits until it serves.
     fn start(&mut self) {
         assert!(self.process.is_none(), "replica {} is already running", self.name);
@@ -56,9 +52,8 @@ impl Replica {
 
 /// `count` replicas named `a`, `b`, `c`… on one fresh PostgreSQL database, and nginx in front.
 pub struct Cluster {
-    pub database: String,
     pub replicas: Vec<Replica>,
-    pub nginx: Nginx,
+    nginx: Nginx,
     /// Requests through nginx, with the helpers of a single server.
     pub api: TestServer,
 }
@@ -93,7 +88,7 @@ impl Cluster {
         let nginx = balancer(&upstreams).await;
         let mut api = TestServer::remote(String::new(), dir);
         api.url = nginx.url.clone();
-        Cluster { database, replicas, nginx, api }
+        Cluster { replicas, nginx, api }
     }
 
     /// Starts replica `index` (again) on its port and waits until it serves.
@@ -111,11 +106,9 @@ impl Cluster {
         assert!(status.success(), "replica {} stopped with {status}:\n{}", replica.name, replica.log());
     }
 
-    /// SIGKILL: the replica dies without a word, as on a lost node.
-    pub fn kill_replica(&mut self, index: usize) {
-        let mut child = self.replicas[index].process.take().expect("the replica runs");
-        child.kill().unwrap();
-        child.wait().unwrap();
+    /// The balancer's URL: what clients use.
+    pub fn url(&self) -> &str {
+        &self.nginx.url
     }
 
     /// A server handle that talks to replica `index` directly, bypassing nginx.
