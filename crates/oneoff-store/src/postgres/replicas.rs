@@ -184,6 +184,13 @@ impl PgStore {
     }
 
     pub(crate) async fn claim_runs(&self, claim: &Claim<'_>) -> Result<Vec<RunRecord>, StoreError> {
+        // Most polls find nothing queued: a read then, not a write transaction and its lock.
+        let queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'queued')")
+            .fetch_one(self.pool())
+            .await?;
+        if !queued {
+            return Ok(Vec::new());
+        }
         self.write(async {
             let mut transaction = self.pool().begin().await?;
             lock_queue(&mut transaction).await?;
