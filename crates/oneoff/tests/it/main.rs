@@ -19,6 +19,7 @@ mod logs;
 mod messages;
 mod progress;
 mod proxy;
+mod replicas;
 mod restart;
 mod streams;
 mod support;
