@@ -182,6 +182,10 @@ async fn a_replica_killed_with_its_run_and_queue_is_declared_lost_and_a_survivor
         started
             .push((run["started_at"].as_str().unwrap().to_string(), run["finished_at"].as_str().unwrap().to_string()));
     }
+    eprintln!(
+        "dead replica detected after {detected:?}; its queue done on the survivor after {:?}",
+        killed_at.elapsed()
+    );
     for pair in started.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "FIFO and max_concurrent = 1: {started:?}");
     }
@@ -218,4 +222,60 @@ async fn a_second_replica_with_a_name_in_use_is_refused() {
     // The first goes on serving.
     let (status, _) = first.api.get("/api/v1/replicas").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_replica_restarted_after_kill_9_takes_its_name_back_and_leaves_another_replicas_run_alone() {
+    let database = new_database().await;
+    let mut replicas = replicas(&database, &["a", "b"], "", ENDLESS);
+    let id = replicas[0].api.start_run("endless", json!({})).await;
+    let running = replicas[0].api.wait_status(id, |status| status == "running").await;
+    let owner = running["replica"].as_str().expect("the owner's name").to_string();
+    let other_index = replicas.iter().position(|replica| replica.name != owner).expect("the other replica");
+    let other = replicas.remove(other_index);
+    let name = other.name.clone();
+    let mut process = other.process;
+    process.child.kill().expect("SIGKILL");
+    process.child.wait().expect("reap");
+    // The same name on the same host at once: the dead pid is taken over, not waited for.
+    let restarted = start_replica(&database, &name, "", ENDLESS);
+    let run = restarted.api.run_json(id).await;
+    assert_eq!(run["status"], "running", "a restarting replica touched another replica's run: {run}");
+    assert_eq!(restarted.api.lines(id, "system").await, Vec::<String>::new());
+    let (_, body) = restarted.api.get("/api/v1/replicas").await;
+    let names: Vec<&str> = body["replicas"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names.len(), 2, "{body}");
+    let (status, body) = restarted.api.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(restarted.api.wait_final(id).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_draining_replica_finishes_its_run_and_leaves_its_queue_to_the_others() {
+    let database = new_database().await;
+    let mut replicas = replicas(&database, &["a", "b"], "", HOLD);
+    let first = replicas[0].api.start_run("hold", json!({ "seconds": 1 })).await;
+    let running = replicas[0].api.wait_status(first, |status| status == "running").await;
+    let owner = running["replica"].as_str().expect("the owner's name").to_string();
+    let queued = [
+        replicas[0].api.start_run("hold", json!({ "seconds": 0 })).await,
+        replicas[1].api.start_run("hold", json!({ "seconds": 0 })).await,
+    ];
+    let owner_index = replicas.iter().position(|replica| replica.name == owner).expect("the owner");
+    let mut draining = replicas.remove(owner_index);
+    let survivor = &replicas[0];
+    let pid = nix::unistd::Pid::from_raw(draining.process.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let exit = tokio::task::spawn_blocking(move || draining.process.child.wait()).await.unwrap().expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let run = survivor.api.run_json(first).await;
+    assert_eq!((run["status"].as_str(), run["replica"].as_str()), (Some("succeeded"), Some(owner.as_str())), "{run}");
+    for id in queued {
+        let run = survivor.api.wait_final(id).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["replica"], survivor.name.as_str(), "a draining replica claimed a run: {run}");
+    }
+    let (_, body) = survivor.api.get("/api/v1/replicas").await;
+    let names: Vec<&str> = body["replicas"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, vec![survivor.name.as_str()], "a cleanly stopped replica leaves the list: {body}");
 }
