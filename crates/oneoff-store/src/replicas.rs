@@ -150,7 +150,9 @@ impl Store {
 
     /// Declares lost every other replica without a heartbeat for `replica_timeout` (exactly
     /// one survivor gets each) and returns what they left, for the survivor to end. Nothing,
-    /// if `survivor` is not itself live.
+    /// if `survivor` is not itself live. Declaring is a lease of `replica_timeout`: a replica
+    /// declared that long ago whose runs are still not ended (its survivor died too) is
+    /// declared again, to one survivor.
     pub async fn declare_lost(
         &self,
         survivor: &ReplicaIdentity,

@@ -699,6 +699,15 @@ async fn a_silent_replica_is_declared_lost_by_exactly_one_survivor(fresh: Fresh)
         assert_eq!(declared[0].running.iter().map(|run| run.id).collect::<Vec<_>>(), vec![run.id]);
         assert_eq!(declared[0].held.iter().map(|run| run.id).collect::<Vec<_>>(), vec![held.id]);
         assert!(!store.heartbeat(&dying).await.unwrap(), "a lost instance learns it from its heartbeat");
+        assert!(first.declare_lost(&b, timeout).await.unwrap().is_empty(), "declared once");
+        // Its survivor died before it ended the runs: after a timeout, another survivor gets them.
+        fresh.tamper(&format!("UPDATE replicas SET lost_at_us = lost_at_us - 60000000 WHERE name = '{name}'")).await;
+        let again = second.declare_lost(&c, timeout).await.unwrap();
+        assert_eq!(again.iter().map(|lost| lost.running.len()).collect::<Vec<_>>(), vec![1], "{again:?}");
+        store.finish_run(run.id, &done()).await.unwrap();
+        store.finish_run(held.id, &done()).await.unwrap();
+        fresh.tamper(&format!("UPDATE replicas SET lost_at_us = lost_at_us - 60000000 WHERE name = '{name}'")).await;
+        assert!(first.declare_lost(&b, timeout).await.unwrap().is_empty(), "nothing left to end");
         assert!(store.list_replicas().await.unwrap().iter().all(|listed| listed.name != name));
         // Its name is free again, for a new instance.
         let again = store.register_replica(&replica(&name, "new"), timeout, 3).await.unwrap();

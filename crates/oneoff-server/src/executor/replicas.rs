@@ -5,7 +5,8 @@
 //! (exactly one survivor gets each). For each lost replica's running run it appends one
 //! system line saying which replica was lost and since when, and finishes the run `lost`:
 //! it is never run again, since jobs need not be idempotent. Queued runs whose secret values
-//! only the lost replica held fail with a line saying so. A heartbeat that finds the row no
+//! only the lost replica held fail with a line saying so. If that survivor dies before it
+//! has ended them, another one is given them `replica_timeout` later. A heartbeat that finds the row no
 //! longer this instance's (this replica was declared lost while it was alive, e.g. a stalled
 //! process or a network cut) tells the scheduler to stop its runs, then takes the row again.
 

@@ -146,7 +146,11 @@ impl SqliteStore {
             let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await?;
             let declared: Vec<(String, String, i64)> = sqlx::query_as(&format!(
                 "UPDATE replicas SET lost_at_us = {NOW} \
-                 WHERE lost_at_us IS NULL AND name <> ?1 AND heartbeat_at_us < {NOW} - ?2 \
+                 WHERE name <> ?1 \
+                   AND ((lost_at_us IS NULL AND heartbeat_at_us < {NOW} - ?2) \
+                        OR (lost_at_us < {NOW} - ?2 AND EXISTS (SELECT 1 FROM runs \
+                              WHERE (runs.status = 'running' AND runs.replica = replicas.name) \
+                                 OR (runs.status = 'queued' AND runs.held_by = replicas.name)))) \
                    AND EXISTS (SELECT 1 FROM replicas AS me WHERE me.name = ?1 AND me.instance = ?3 \
                                AND me.lost_at_us IS NULL) \
                  RETURNING name, host, heartbeat_at_us"
