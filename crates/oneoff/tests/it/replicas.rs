@@ -279,3 +279,55 @@ async fn a_draining_replica_finishes_its_run_and_leaves_its_queue_to_the_others(
     let names: Vec<&str> = body["replicas"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(names, vec![survivor.name.as_str()], "a cleanly stopped replica leaves the list: {body}");
 }
+
+const PID: &str = r#"
+[[job]]
+name = "pid"
+command = ["sh", "-c", "echo pid $$; sleep 300"]
+grace = "300ms"
+"#;
+
+/// A replica that stalls (SIGSTOP: a frozen VM, a network cut) is declared lost; when it
+/// comes back it learns so from its heartbeat and stops the run the others recorded as lost.
+#[tokio::test]
+async fn a_stalled_replica_declared_lost_stops_its_run_when_it_comes_back() {
+    let database = new_database().await;
+    let mut replicas = replicas(&database, &["a", "b"], "", PID);
+    let id = replicas[0].api.start_run("pid", json!({})).await;
+    let running = replicas[0].api.wait_status(id, |status| status == "running").await;
+    let owner = running["replica"].as_str().expect("the owner's name").to_string();
+    let owner_index = replicas.iter().position(|replica| replica.name == owner).expect("the owner");
+    let stalled = replicas.remove(owner_index);
+    let survivor = &replicas[0];
+    let job_pid: i32 = eventually("the job to print its pid", Duration::from_secs(10), || async {
+        let lines = survivor.api.lines(id, "stdout").await;
+        lines.first().and_then(|line| line.strip_prefix("pid ")).and_then(|pid| pid.parse().ok())
+    })
+    .await;
+    let server_pid = nix::unistd::Pid::from_raw(stalled.process.child.id() as i32);
+    nix::sys::signal::kill(server_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let lost = eventually("a survivor to declare the stalled replica lost", Duration::from_secs(10), || async {
+        let run = survivor.api.run_json(id).await;
+        (run["status"] != "running").then_some(run)
+    })
+    .await;
+    assert_eq!(lost["status"], "lost", "{lost}");
+    assert!(crate::support::process_alive(job_pid), "the job runs on while its replica is stopped");
+    nix::sys::signal::kill(server_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    eventually("the stalled replica to stop the run it lost", Duration::from_secs(10), || async {
+        (!crate::support::process_alive(job_pid)).then_some(())
+    })
+    .await;
+    let run = survivor.api.run_json(id).await;
+    assert_eq!(run["status"], "lost", "the first outcome stays: {run}");
+    // It is back, under its name, and claims again.
+    eventually("the stalled replica to register again", Duration::from_secs(10), || async {
+        let (_, body) = survivor.api.get("/api/v1/replicas").await;
+        let names: Vec<String> = body["replicas"]
+            .as_array()
+            .map(|list| list.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        names.contains(&owner).then_some(())
+    })
+    .await;
+}
