@@ -28,8 +28,9 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use oneoff_core::config::ServerConfig;
+use oneoff_core::store_url::default_replica_name;
 use oneoff_core::{Config, Overrides, StoreUrl};
-use oneoff_store::{PostgresOptions, Store, StoreError};
+use oneoff_store::{PostgresOptions, Registration, ReplicaIdentity, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -86,20 +87,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
     let isolation = executor::Isolation::from_setting(&config.server.cgroup).map_err(anyhow::Error::msg)?;
     tracing::info!(cgroups = isolation.uses_cgroups(), "process isolation: {}", isolation.describe());
-    // Recovery stops what a dead server's runs left running before the queue resumes.
+    let replica = register_replica(&store, &config.server).await?;
+    tracing::info!(replica = %replica.name, host = %replica.host, "replica registered");
+    // Recovery stops what an earlier instance's runs left running before claiming begins.
     let executor = ExecutorHandle::spawn(
         config.clone(),
         store.clone(),
         hub.clone(),
         Arc::new(isolation),
         executor::server_secrets(&config.audit),
+        replica,
     );
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
-    if recovered.lost + recovered.requeued + recovered.failed > 0 {
+    if recovered.lost + recovered.failed > 0 {
         tracing::info!(
             lost = recovered.lost,
-            requeued = recovered.requeued,
             failed = recovered.failed,
+            queued = recovered.queued,
             "recovered runs from the previous start"
         );
     }
@@ -152,6 +156,67 @@ async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) 
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Who this process is: the configured replica name (or the hostname's), a random instance
+/// id, the host, its boot and its pid.
+fn replica_identity(server: &ServerConfig) -> ReplicaIdentity {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    let name = server.replica.clone().unwrap_or_else(|| default_replica_name(&host));
+    ReplicaIdentity {
+        name: name.as_str().to_string(),
+        instance: uuid::Uuid::new_v4().to_string(),
+        host,
+        boot_id: executor::boot_id(),
+        pid: std::process::id(),
+    }
+}
+
+/// Takes this replica's row, or refuses to start when another live process holds the name.
+/// A row of this host and boot whose pid is gone (or is this process's: a container restarted)
+/// is an earlier instance that died: taken over at once, without waiting for its timeout.
+async fn register_replica(store: &Store, server: &ServerConfig) -> anyhow::Result<ReplicaIdentity> {
+    let identity = replica_identity(server);
+    let registration = store
+        .register_replica(&identity, server.replica_timeout, clock::now_us())
+        .await
+        .context("cannot register this replica in the store")?;
+    let holder = match registration {
+        Registration::Registered { previous } => {
+            if let Some(previous) = previous {
+                tracing::info!(replica = %identity.name, previous_host = %previous.host, previous_pid = previous.pid, "took over the name from an earlier instance");
+            }
+            return Ok(identity);
+        }
+        Registration::InUse(holder) => holder,
+    };
+    let same_machine = holder.host == identity.host && holder.boot_id.is_some() && holder.boot_id == identity.boot_id;
+    if same_machine && (holder.pid == identity.pid || !process_exists(holder.pid)) {
+        store.take_over_replica(&identity, clock::now_us()).await.context("cannot register this replica")?;
+        tracing::info!(replica = %identity.name, previous_pid = holder.pid, "took over the name from an earlier instance that died");
+        return Ok(identity);
+    }
+    anyhow::bail!(
+        "another replica named {} is running on host {} (pid {}, last heartbeat {} s ago); give each replica its \
+         own `replica` name ([server] replica, ONEOFF_REPLICA or --replica)",
+        identity.name,
+        holder.host,
+        holder.pid,
+        holder.heartbeat_age_ms.max(0) / 1000
+    )
+}
+
+/// Whether a process with this pid exists on this machine (signal 0; EPERM means it does).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno == nix::errno::Errno::EPERM,
+    }
 }
 
 /// Opens the store the config names (SQLite in `data_dir` by default), or says what is wrong

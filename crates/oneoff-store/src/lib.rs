@@ -12,6 +12,7 @@ mod access;
 mod codec;
 mod health;
 mod postgres;
+mod replicas;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus, StoredPar
 pub use access::{Appended, AuditFilter, HeadUpdate, NewToken, TokenRecord};
 use postgres::PgStore;
 pub use postgres::PostgresOptions;
+pub use replicas::{CancelRequest, Claim, Leftovers, LostReplica, Registration, ReplicaIdentity, ReplicaRecord};
 use sqlite::SqliteStore;
 
 /// A handle to the store; cheap to clone, safe to share between tasks.
@@ -81,9 +83,11 @@ impl Store {
         dispatch!(self, store => store.close().await)
     }
 
-    /// Records a new run in `queued` state and returns it with its id.
-    pub async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
-        dispatch!(self, store => store.insert_run(new).await)
+    /// Records a new run in `queued` state and returns it with its id. Refused with
+    /// [`StoreError::QueueFull`] when `max_queued` runs are queued already (all replicas'
+    /// together, counted in the database).
+    pub async fn insert_run(&self, new: &NewRun, max_queued: u32) -> Result<RunRecord, StoreError> {
+        dispatch!(self, store => store.insert_run(new, max_queued).await)
     }
 
     pub async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
@@ -198,6 +202,9 @@ pub enum StoreError {
     Sequence { run: RunId, expected: u64, found: u64 },
     #[error("run {0} does not exist")]
     RunNotFound(RunId),
+    /// `max_queued_runs` runs are queued already.
+    #[error("the run queue is full ({0} runs waiting); try again later")]
+    QueueFull(u32),
 }
 
 impl StoreError {
@@ -274,6 +281,9 @@ pub struct NewRun {
     pub argv: Vec<String>,
     pub requested_by: Option<String>,
     pub created_at_us: i64,
+    /// The replica holding the run's secret values in memory, the only one that may claim it
+    /// (`None` for a run without secret parameters: any replica may).
+    pub held_by: Option<String>,
 }
 
 /// How a run ended, written once.

@@ -106,6 +106,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show who the server takes you for.
     Whoami(JobsArgs),
+    /// List the live replicas sharing the server's store: start, last heartbeat, running runs, draining.
+    Replicas(JobsArgs),
     /// Probe a deployment through each hop (outermost first) and name the one that breaks live logs.
     ///
     /// Exit status: 0 every check made and passed, 1 a hop fails, 3 inconclusive (some checks

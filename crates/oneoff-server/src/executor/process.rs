@@ -93,7 +93,7 @@ async fn run_to_end(
     stop_requests: mpsc::Receiver<StopReason>,
 ) -> Result<(Ended, Option<Unstored>), oneoff_store::StoreError> {
     let run = context.run;
-    context.store.mark_running(run, now_us()).await?;
+    // The claim (`Store::claim_runs`) made the run `running` on this replica already.
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
     let store_refused = CancellationToken::new();

@@ -22,6 +22,7 @@ use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::{Finish, NewRun, RunFilter, StoreError};
 
 mod access;
+mod replicas;
 
 /// How a replica connects to PostgreSQL (`[server] database_pool`, `database_statement_timeout`).
 #[derive(Debug, Clone)]
@@ -51,8 +52,8 @@ pub struct PgStore {
     health: WriteHealth,
 }
 
-const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
-     finished_at_us, exit_code, signal, error";
+pub(super) const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
+     finished_at_us, exit_code, signal, error, replica";
 
 /// The advisory lock key under which the audit chain is extended ("oneoff:a").
 pub(crate) const AUDIT_LOCK: i64 = 0x6f6e_656f_6666_3a61;
@@ -125,24 +126,33 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    pub(crate) async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
-        let row = self
-            .write(
-                sqlx::query(&format!(
-                    "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RUN_COLUMNS}"
-                ))
-                .bind(&new.job)
-                .bind(RunStatus::Queued.as_str())
-                .bind(encode_params(&new.params))
-                .bind(encode_argv(&new.argv))
-                .bind(&new.requested_by)
-                .bind(new.created_at_us)
-                .fetch_one(&self.pool)
-                .err_into(),
-            )
+    /// Queues a run unless `max_queued` runs are queued already, under the queue lock (a
+    /// count across rows: two replicas inserting at once would both see room).
+    pub(crate) async fn insert_run(&self, new: &NewRun, max_queued: u32) -> Result<RunRecord, StoreError> {
+        self.write(async {
+            let mut transaction = self.pool.begin().await?;
+            replicas::lock_queue(&mut transaction).await?;
+            let row = sqlx::query(&format!(
+                "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us, held_by) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE (SELECT COUNT(*) FROM runs WHERE status = 'queued') < $8 \
+                 RETURNING {RUN_COLUMNS}"
+            ))
+            .bind(&new.job)
+            .bind(RunStatus::Queued.as_str())
+            .bind(encode_params(&new.params))
+            .bind(encode_argv(&new.argv))
+            .bind(&new.requested_by)
+            .bind(new.created_at_us)
+            .bind(&new.held_by)
+            .bind(i64::from(max_queued))
+            .fetch_optional(&mut *transaction)
             .await?;
-        run_from_row(&row)
+            let Some(row) = row else { return Err(StoreError::QueueFull(max_queued)) };
+            let record = run_from_row(&row)?;
+            transaction.commit().await?;
+            Ok(record)
+        })
+        .await
     }
 
     pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
@@ -442,7 +452,7 @@ fn redact(error: sqlx::Error) -> String {
     }
 }
 
-fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
+pub(super) fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
     let status_text: String = row.try_get("status")?;
     let status = RunStatus::from_str(&status_text).map_err(StoreError::Corrupt)?;
     let exit_code: Option<i64> = row.try_get("exit_code")?;
@@ -460,9 +470,10 @@ fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
         exit_code: exit_code.and_then(|code| i32::try_from(code).ok()),
         signal: signal.and_then(|signal| i32::try_from(signal).ok()),
         error: row.try_get("error")?,
+        replica: row.try_get("replica")?,
     })
 }
 
-fn seq_column(seq: u64) -> i64 {
+pub(super) fn seq_column(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }

@@ -23,6 +23,7 @@ mod logs;
 mod messages;
 mod progress;
 mod proxy;
+mod replicas;
 mod restart;
 mod streams;
 mod suite;
