@@ -134,9 +134,7 @@ impl Drop for Cluster {
 /// upgrades forwarded, no buffering, long reads; a replica that refuses connections is
 /// skipped for the next one.
 async fn balancer(upstreams: &str) -> Nginx {
-    nginx_with(
-        &format!(
-            "location / {{
+    const LOCATION: &str = "location / {
             proxy_pass http://oneoff;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
@@ -146,11 +144,8 @@ async fn balancer(upstreams: &str) -> Nginx {
             proxy_read_timeout 1h;
             proxy_next_upstream error timeout http_502 http_503;
             proxy_connect_timeout 2s;
-        }}"
-        ),
-        &format!("upstream oneoff {{\n{upstreams}}}"),
-    )
-    .await
+        }";
+    nginx_with(LOCATION, &format!("upstream oneoff {{\n{upstreams}}}")).await
 }
 
 /// How long cluster tests wait for what must happen (a heartbeat, a claim, a detection).
