@@ -238,7 +238,10 @@ impl Store {
                 )));
             }
             if source_digest != copied_digest {
-                return Err(CopyError::Mismatch(format!("the rows of {} differ between source and target", table.name)));
+                return Err(CopyError::Mismatch(format!(
+                    "the rows of {} differ between source and target",
+                    table.name
+                )));
             }
         }
         let (log_chunks, log_lines, log_bytes) = compare_logs(self, copy).await?;
@@ -248,7 +251,10 @@ impl Store {
         }
         let copied_chain = copy.audit_chain().await?;
         let copied_head = verify(&copied_chain).map_err(|broken| {
-            CopyError::Mismatch(format!("the target's audit chain is broken at record {}: {}", broken.id, broken.reason))
+            CopyError::Mismatch(format!(
+                "the target's audit chain is broken at record {}: {}",
+                broken.id, broken.reason
+            ))
         })?;
         drop(copied_chain);
         let source_chain = self.audit_chain().await?;
@@ -458,3 +464,6 @@ fn digest_row(digest: &mut Sha256, row: &[Value]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

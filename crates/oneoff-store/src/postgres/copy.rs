@@ -27,7 +27,11 @@ impl PgStore {
     }
 
     /// At most `table.page_rows` rows with a key after `after`, in key order.
-    pub(crate) async fn read_page(&self, table: &Table, after: Option<&[Value]>) -> Result<Vec<Vec<Value>>, StoreError> {
+    pub(crate) async fn read_page(
+        &self,
+        table: &Table,
+        after: Option<&[Value]>,
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
         let columns = quoted(table.columns.iter().map(|(name, _)| *name));
         let key = quoted(table.key_columns());
         let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {columns} FROM {} ", table.name));
@@ -74,10 +78,11 @@ impl PgStore {
     /// The highest id this table has ever handed out: its identity sequence's last value
     /// (past rows deleted since), or the highest id copied into it.
     pub(crate) async fn highest_id(&self, table: &Table) -> Result<i64, StoreError> {
-        let given: Option<i64> = sqlx::query_scalar("SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass)")
-            .bind(table.name)
-            .fetch_one(self.pool())
-            .await?;
+        let given: Option<i64> =
+            sqlx::query_scalar("SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass)")
+                .bind(table.name)
+                .fetch_one(self.pool())
+                .await?;
         let left: Option<i64> =
             sqlx::query_scalar(&format!("SELECT MAX(id) FROM {}", table.name)).fetch_one(self.pool()).await?;
         Ok(given.unwrap_or(0).max(left.unwrap_or(0)))

@@ -26,7 +26,11 @@ impl SqliteStore {
     }
 
     /// At most `table.page_rows` rows with a key after `after`, in key order.
-    pub(crate) async fn read_page(&self, table: &Table, after: Option<&[Value]>) -> Result<Vec<Vec<Value>>, StoreError> {
+    pub(crate) async fn read_page(
+        &self,
+        table: &Table,
+        after: Option<&[Value]>,
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
         let columns = quoted(table.columns.iter().map(|(name, _)| *name));
         let key = quoted(table.key_columns());
         let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {columns} FROM {} ", table.name));
