@@ -413,3 +413,13 @@ impl TestServer {
         TestServer { server: None, url, dir, http: reqwest::Client::new() }
     }
 }
+
+impl TestServer {
+    /// A server on a directory prepared beforehand, e.g. with a database made elsewhere in
+    /// its `data/oneoff.db`.
+    pub async fn start_in(dir: tempfile::TempDir, jobs: &str, server_extra: &str) -> TestServer {
+        let server = boot(dir.path(), jobs, server_extra).await;
+        let url = server.url();
+        TestServer { server: Some(server), url, dir, http: reqwest::Client::new() }
+    }
+}
