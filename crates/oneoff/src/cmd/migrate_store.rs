@@ -32,6 +32,16 @@ pub async fn run(args: MigrateStoreArgs) -> anyhow::Result<ExitCode> {
             return Err(UsageError(format!("--from: there is no SQLite database at {}", path.display())).into());
         }
     }
+    if let StoreUrl::Sqlite(path) = &to {
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(UsageError(format!(
+                "--to: the directory {} does not exist: create it, or give a path in an existing directory",
+                dir.display()
+            ))
+            .into());
+        }
+    }
     let started = Instant::now();
     let source = open(&from).await.with_context(|| format!("cannot open the source store {from}"))?;
     let target = open(&to).await.with_context(|| format!("cannot open the target store {to}"))?;

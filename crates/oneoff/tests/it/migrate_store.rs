@@ -278,6 +278,11 @@ async fn a_used_target_the_same_store_and_a_bad_url_are_refused_and_no_password_
     assert_eq!(missing.status.code(), Some(2), "{}", printed(&missing));
     assert!(stderr(&missing).contains("there is no SQLite database at"), "{}", printed(&missing));
     assert!(!dir.path().join("typo.db").exists() && !dir.path().join("new.db").exists(), "nothing was created");
+
+    let nowhere =
+        migrate(&["--from", &from, "--to", &sqlite_url(&dir.path().join("no-such-dir").join("new.db"))]).await;
+    assert_eq!(nowhere.status.code(), Some(2), "{}", printed(&nowhere));
+    assert!(stderr(&nowhere).contains("no-such-dir does not exist"), "{}", printed(&nowhere));
 }
 
 #[tokio::test]
