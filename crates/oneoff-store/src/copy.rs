@@ -249,6 +249,11 @@ impl Store {
         if copy.audit_head().await? != signed_head {
             return Err(CopyError::Mismatch("the signed audit head differs between source and target".into()));
         }
+        // The source first: a chain broken there is broken the same way in a faithful copy.
+        let source_chain = self.audit_chain().await?;
+        let source_head = verify(&source_chain)
+            .map_err(|broken| CopyError::SourceChainBroken { record: broken.id, reason: broken.reason })?;
+        drop(source_chain);
         let copied_chain = copy.audit_chain().await?;
         let copied_head = verify(&copied_chain).map_err(|broken| {
             CopyError::Mismatch(format!(
@@ -256,10 +261,6 @@ impl Store {
                 broken.id, broken.reason
             ))
         })?;
-        drop(copied_chain);
-        let source_chain = self.audit_chain().await?;
-        let source_head = verify(&source_chain)
-            .map_err(|broken| CopyError::SourceChainBroken { record: broken.id, reason: broken.reason })?;
         if copied_head != source_head {
             return Err(CopyError::Mismatch(format!(
                 "the target's audit chain ends at record {} ({}), the source's at record {} ({})",

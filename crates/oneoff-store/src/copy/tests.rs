@@ -263,3 +263,23 @@ async fn the_comparison_sees_a_changed_byte_a_missing_chunk_and_a_changed_row() 
         other => panic!("a changed head must be seen: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_source_chain_that_does_not_verify_is_copied_as_it_is_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(&dir, "source.db").await;
+    for index in 1..=3 {
+        source.append_audit(&audit_entry(index, AuditAction::RunStart), None).await.unwrap();
+    }
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("source.db").display())).await.unwrap();
+    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE id = 2").execute(&raw).await.unwrap();
+    raw.close().await;
+    let (target, _url) = postgres().await;
+
+    source.copy_into(&target, LiveRuns::Refuse).await.unwrap();
+    match source.compare_copy(&target).await {
+        Err(CopyError::SourceChainBroken { record: 2, reason }) => assert!(reason.contains("edited"), "{reason}"),
+        other => panic!("the source's break must be named as the source's: {other:?}"),
+    }
+    assert_eq!(target.audit_chain().await.unwrap(), source.audit_chain().await.unwrap(), "copied as it is");
+}
