@@ -62,6 +62,8 @@ async fn copy(
     to: &StoreUrl,
 ) -> anyhow::Result<StoreContents> {
     const START_OVER: &str = "the target is partly written: start over with a new, empty database";
+    // A large store takes minutes each way: say what is going on (stderr, so the summary stays alone on stdout).
+    output::stderr_line(&format!("oneoff: copying {from} to {to}"));
     match source.copy_into(target, live_runs).await {
         Ok(()) => {}
         Err(CopyError::TargetNotEmpty { runs, tokens, audit_records }) => {
@@ -86,6 +88,7 @@ async fn copy(
             return Err(anyhow::Error::new(error).context(format!("the copy into {to} stopped; {START_OVER}")))
         }
     }
+    output::stderr_line("oneoff: copied; reading both stores again to verify the copy");
     match source.compare_copy(target).await {
         Ok(contents) => Ok(contents),
         Err(CopyError::SourceChainBroken { record, reason }) => Err(anyhow::anyhow!(
