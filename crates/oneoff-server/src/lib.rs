@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use oneoff_core::{Config, Overrides};
-use oneoff_store::{Store, StoreError};
+use oneoff_core::config::ServerConfig;
+use oneoff_core::{Config, Overrides, StoreUrl};
+use oneoff_store::{PostgresOptions, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,9 +40,6 @@ use crate::state::AppState;
 
 /// How long stopping waits for live viewers to take their close frames.
 const VIEWERS_CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-/// The name of the database file inside the data directory.
-pub const DATABASE_FILE: &str = "oneoff.db";
 
 /// A server that is running; stop it with [`RunningServer::stop`].
 pub struct RunningServer {
@@ -82,10 +80,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tracing::warn!("{warning}");
     }
     let config = Arc::new(config);
-    let data_dir = &config.server.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = open_store(&data_dir.join(DATABASE_FILE)).await?;
+    let store = open_store(&config.server).await?;
+    tracing::info!(engine = store.engine(), database = %config.server.database, "store opened");
     let audit = audit_trail::AuditTrail::open(&config.audit, store.clone()).await?;
     let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
     let isolation = executor::Isolation::from_setting(&config.server.cgroup).map_err(anyhow::Error::msg)?;
@@ -158,8 +154,38 @@ async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) 
     Ok(())
 }
 
-/// Opens the database, or says what is wrong with it and what to do about it.
-async fn open_store(database: &Path) -> anyhow::Result<Store> {
+/// Opens the store the config names (SQLite in `data_dir` by default), or says what is wrong
+/// with it and what to do about it. A PostgreSQL password never appears in a message.
+async fn open_store(server: &ServerConfig) -> anyhow::Result<Store> {
+    match &server.database {
+        StoreUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+            }
+            open_sqlite(path).await
+        }
+        StoreUrl::Postgres(url) => {
+            let options = PostgresOptions {
+                max_connections: server.database_pool,
+                statement_timeout: server.database_statement_timeout,
+                ..PostgresOptions::default()
+            };
+            Store::open_postgres(url.connect_text_with_password(), &options).await.map_err(|error| {
+                let advice = match &error {
+                    StoreError::Unavailable(_) => {
+                        "Check that the database server is running and reachable from this host, and its host and port in the URL"
+                    }
+                    StoreError::Access(_) => "Check the user, the password and the database name in the URL",
+                    _ => "See the PostgreSQL server's log",
+                };
+                anyhow::anyhow!("cannot open the PostgreSQL database {url}: {error}. {advice}")
+            })
+        }
+    }
+}
+
+async fn open_sqlite(database: &Path) -> anyhow::Result<Store> {
     let error = match Store::open_sqlite(database).await {
         Ok(store) => return Ok(store),
         Err(error) => error,
@@ -202,13 +228,9 @@ pub fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config>
 }
 
 /// `oneoff serve`: load the config, start, serve until SIGTERM or SIGINT, stop gracefully.
-pub async fn cli_serve(
-    config_path: PathBuf,
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
+/// `overrides` come from flags and environment variables.
+pub async fn cli_serve(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<ExitCode> {
     init_logging();
-    let overrides = Overrides { listen, data_dir };
     let config = match load_config(&config_path, &overrides) {
         Ok(config) => config,
         Err(error) => {
@@ -260,23 +282,21 @@ fn init_logging() {
 
 /// `oneoff token create --config FILE`: creates a token directly in the server's database,
 /// on the server's host, without a running server. This is how the first administrator
-/// token is made; it is audited as done by `local-admin`. `data_dir` (`--data-dir`,
-/// `ONEOFF_DATA_DIR`) wins over the file, as for `oneoff serve`, so the token lands in the
-/// database the server uses.
+/// token is made; it is audited as done by `local-admin`. `overrides` (`--data-dir`,
+/// `ONEOFF_DATA_DIR`, `--database`, `ONEOFF_DATABASE`) win over the file, as for
+/// `oneoff serve`, so the token lands in the database the server uses.
 pub async fn create_token_offline(
     config_path: &Path,
-    data_dir: Option<PathBuf>,
+    overrides: &Overrides,
     name: &str,
     user: &str,
     groups: Vec<String>,
     expires_in: Option<&str>,
 ) -> anyhow::Result<oneoff_api::v1::CreatedToken> {
-    let config = load_config(config_path, &Overrides { listen: None, data_dir })?;
+    let config = load_config(config_path, overrides)?;
     // The same key as the server's, so the signed head moves with this record too.
     let audit_key = audit_trail::load_key(&config.audit)?;
-    let database = config.server.data_dir.join(DATABASE_FILE);
-    std::fs::create_dir_all(&config.server.data_dir)?;
-    let store = open_store(&database).await?;
+    let store = open_store(&config.server).await?;
     let now = clock::now_us();
     let expires_at_us = match expires_in {
         None => None,

@@ -181,6 +181,9 @@ pub enum StoreError {
     /// The operating system failed a read or a write of the database file.
     #[error("disk I/O error on the database file ({0})")]
     Io(String),
+    /// The database server refused this user, password or database name.
+    #[error("the database server refused access ({0})")]
+    Access(String),
     /// The database server cannot be reached, or is shutting down or starting: nothing can be
     /// read or written until it is back. The store reconnects by itself.
     #[error("the database server cannot be reached ({0})")]

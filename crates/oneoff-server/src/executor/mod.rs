@@ -12,6 +12,7 @@ mod isolation;
 mod log_writer;
 mod process;
 mod recovery;
+mod runner;
 mod secret_book;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

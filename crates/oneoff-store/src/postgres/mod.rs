@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::{TryFutureExt, TryStreamExt};
 use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
     chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
@@ -66,6 +66,9 @@ impl PgStore {
             .map_err(|error| StoreError::Unavailable(format!("the database URL is not usable: {}", redact(error))))?
             .application_name("oneoff")
             .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis()))]);
+        // One connection first: a pool that cannot connect only says it timed out, while this
+        // says why (refused, unknown host, wrong password).
+        PgConnection::connect_with(&connect).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -394,8 +397,9 @@ impl PgStore {
     }
 }
 
-/// The storage fault a PostgreSQL error is, by SQLSTATE class, or a server that cannot be
-/// reached at all; `None` for an error of one statement (and for every SQLite error).
+/// The fault of the database (not of one statement) a PostgreSQL error is, by SQLSTATE class,
+/// or a server that cannot be reached at all; `None` for an error of one statement (and for
+/// every SQLite error).
 pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
     match error {
         sqlx::Error::Database(database) => {
@@ -411,6 +415,8 @@ pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
                 "XX001" | "XX002" => StoreError::Damaged(detail),
                 // io_error
                 "58030" => StoreError::Io(detail),
+                // invalid authorization (a wrong password, an unknown role), no such database
+                _ if code.starts_with("28") || code == "3D000" => StoreError::Access(detail),
                 // connection exceptions; admin, crash shutdown and "starting up"; out of
                 // memory or connections
                 _ if code.starts_with("08") || code.starts_with("57P") || code == "53200" || code == "53300" => {

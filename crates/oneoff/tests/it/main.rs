@@ -4,7 +4,9 @@
 mod api;
 mod api_doc;
 mod auth;
+mod behind_a_balancer;
 mod cli;
+mod cluster;
 mod doctor;
 mod doctor_defaults;
 mod executor;
