@@ -5,12 +5,12 @@
 //!
 //! A URL may hold a password: it is shown as `***` in everything this command prints.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use oneoff_core::StoreUrl;
 use oneoff_store::{CopyError, LiveRuns, PostgresOptions, Store, StoreContents};
 
 use super::UsageError;
@@ -20,7 +20,7 @@ use crate::output;
 pub async fn run(args: MigrateStoreArgs) -> anyhow::Result<ExitCode> {
     let from = StoreUrl::parse(&args.from).map_err(|problem| UsageError(format!("--from: {problem}")))?;
     let to = StoreUrl::parse(&args.to).map_err(|problem| UsageError(format!("--to: {problem}")))?;
-    if from.same_store(&to) {
+    if same_store(&from, &to) {
         return Err(UsageError(format!(
             "--from and --to are the same store ({from}): give a new, empty database as --to"
         ))
@@ -107,7 +107,9 @@ async fn copy(
 async fn open(url: &StoreUrl) -> anyhow::Result<Store> {
     Ok(match url {
         StoreUrl::Sqlite(path) => Store::open_sqlite(path).await?,
-        StoreUrl::Postgres { url, .. } => Store::open_postgres(url, &PostgresOptions::default()).await?,
+        StoreUrl::Postgres(url) => {
+            Store::open_postgres(url.connect_text_with_password(), &PostgresOptions::default()).await?
+        }
     })
 }
 
@@ -139,66 +141,15 @@ fn summary(from: &StoreUrl, to: &StoreUrl, contents: &StoreContents, seconds: f6
     )
 }
 
-/// Where a store is: `sqlite:PATH` or a `postgres://` URL, whose password is never shown.
-// A stand-in until `oneoff_core::StoreUrl` (the config's parser) is in main.
-#[derive(Debug)]
-enum StoreUrl {
-    Sqlite(PathBuf),
-    Postgres { url: String, shown: String },
-}
-
-impl StoreUrl {
-    /// The error never holds the text: a password in it would be shown.
-    fn parse(text: &str) -> Result<StoreUrl, String> {
-        const SHAPE: &str = "write sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
-        let text = text.trim();
-        let (scheme, rest) = text.split_once(':').ok_or_else(|| format!("not a store URL: {SHAPE}"))?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" => {
-                let path = rest.strip_prefix("//").unwrap_or(rest);
-                if path.is_empty() || path.contains('?') || path.starts_with(":memory:") {
-                    return Err(format!("a SQLite URL is sqlite: and a database file's path: {SHAPE}"));
-                }
-                Ok(StoreUrl::Sqlite(PathBuf::from(path)))
-            }
-            "postgres" | "postgresql" => {
-                let mut parsed = url::Url::parse(text)
-                    .map_err(|error| format!("the PostgreSQL URL is not a valid URL ({error}): {SHAPE}"))?;
-                if parsed.host_str().is_none_or(str::is_empty) {
-                    return Err(format!("the PostgreSQL URL has no host: {SHAPE}"));
-                }
-                if parsed.path().trim_start_matches('/').is_empty() {
-                    return Err(format!("the PostgreSQL URL names no database: {SHAPE}"));
-                }
-                if parsed.password().is_some() {
-                    // Cannot fail: the URL has a host.
-                    let _ = parsed.set_password(Some("***"));
-                }
-                Ok(StoreUrl::Postgres { url: text.to_string(), shown: parsed.to_string() })
-            }
-            _ => Err(format!("not a store URL: {SHAPE}")),
+/// Whether both name the same database: the same file (by its real path), or the same
+/// server and database name.
+fn same_store(one: &StoreUrl, other: &StoreUrl) -> bool {
+    match (one, other) {
+        (StoreUrl::Sqlite(one), StoreUrl::Sqlite(other)) => real_path(one) == real_path(other),
+        (StoreUrl::Postgres(one), StoreUrl::Postgres(other)) => {
+            database_of(one.connect_text_with_password()) == database_of(other.connect_text_with_password())
         }
-    }
-
-    /// Whether both name the same database: the same file (by its real path), or the same
-    /// server and database name.
-    fn same_store(&self, other: &StoreUrl) -> bool {
-        match (self, other) {
-            (StoreUrl::Sqlite(one), StoreUrl::Sqlite(other)) => real_path(one) == real_path(other),
-            (StoreUrl::Postgres { url: one, .. }, StoreUrl::Postgres { url: other, .. }) => {
-                database_of(one) == database_of(other)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreUrl::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            StoreUrl::Postgres { shown, .. } => f.write_str(shown),
-        }
+        _ => false,
     }
 }
 
@@ -223,37 +174,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_password_is_never_shown_nor_in_an_error() {
-        let url = StoreUrl::parse("postgres://oneoff:hunter2@db.internal:6432/oneoff?sslmode=require").unwrap();
-        assert_eq!(url.to_string(), "postgres://oneoff:***@db.internal:6432/oneoff?sslmode=require");
-        for broken in
-            ["postgres://oneoff:hunter2@/oneoff", "postgres://oneoff:hunter2@db", "postgres://oneoff:hunter2@db:x/a"]
-        {
-            let problem = StoreUrl::parse(broken).unwrap_err();
-            assert!(!problem.contains("hunter2"), "{problem}");
-        }
-        assert_eq!(
-            StoreUrl::parse("sqlite:/var/lib/oneoff/oneoff.db").unwrap().to_string(),
-            "sqlite:/var/lib/oneoff/oneoff.db"
-        );
-        assert!(StoreUrl::parse("mysql://a@b/c").is_err());
-        assert!(StoreUrl::parse("sqlite:").is_err());
-    }
-
-    #[test]
     fn the_same_database_is_seen_through_different_spellings() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("oneoff.db");
         let dotted = dir.path().join("sub").join("..").join("oneoff.db");
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let parse = |text: String| StoreUrl::parse(&text).unwrap();
-        assert!(parse(format!("sqlite:{}", file.display())).same_store(&parse(format!("sqlite:{}", dotted.display()))));
-        assert!(
-            !parse(format!("sqlite:{}", file.display())).same_store(&parse(format!("sqlite:{}.new", file.display())))
-        );
-        let one = parse("postgres://a:x@DB:5432/oneoff".into());
-        assert!(one.same_store(&parse("postgresql://b@db/oneoff".into())));
-        assert!(!one.same_store(&parse("postgres://a@db/other".into())));
-        assert!(!one.same_store(&parse("postgres://a@db:5433/oneoff".into())));
+        let same =
+            |one: String, other: String| same_store(&StoreUrl::parse(&one).unwrap(), &StoreUrl::parse(&other).unwrap());
+        assert!(same(format!("sqlite:{}", file.display()), format!("sqlite:{}", dotted.display())));
+        assert!(!same(format!("sqlite:{}", file.display()), format!("sqlite:{}.new", file.display())));
+        let one = || "postgres://a:x@DB:5432/oneoff".to_string();
+        assert!(same(one(), "postgresql://b@db/oneoff".into()));
+        assert!(!same(one(), "postgres://a@db/other".into()));
+        assert!(!same(one(), "postgres://a@db:5433/oneoff".into()));
     }
 }

@@ -1,8 +1,8 @@
 //! `oneoff migrate-store` end to end, with the real binary: a real server's SQLite store
 //! (runs with binary output and lines in pieces, tokens made with tokens, a keyed audit
-//! chain) is copied into a real PostgreSQL and from there into a new SQLite file that a
-//! server then serves: every `log.txt` is byte-identical, `oneoff audit verify` passes with
-//! the audit key, and the old tokens still sign in. And the refusals: a target that is not
+//! chain) is copied into a real PostgreSQL, which a server then serves, and from there into
+//! a new SQLite file, which a server serves too: every `log.txt` is byte-identical,
+//! `oneoff audit verify` passes with the audit key, and the old tokens still sign in. And the refusals: a target that is not
 //! empty, a source with live runs (a server killed with -9), the same store twice; a
 //! password in a URL is never printed.
 
@@ -131,6 +131,16 @@ fn summary_value(summary: &str, name: &str) -> String {
     line[name.len() + 1..].trim().to_string()
 }
 
+/// `oneoff audit verify` against a server, as the administrator's token.
+async fn audit_verify_passes(server_url: &str, token: &str) {
+    let mut verify = cli_command(&["audit", "verify"]);
+    verify.env("ONEOFF_SERVER", server_url).env("ONEOFF_TOKEN", token);
+    let output = tokio::process::Command::from(verify).output().await.unwrap();
+    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("audit trail intact"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("checked with the server's audit key"), "{}", stdout(&output));
+}
+
 fn key_file(dir: &Path) -> PathBuf {
     let path = dir.join("audit.key");
     std::fs::write(&path, KEY).unwrap();
@@ -175,21 +185,23 @@ async fn a_servers_store_moves_to_postgres_and_back_with_every_log_byte_and_the_
     assert!(summary_value(&summary, "log lines").parse::<u64>().unwrap() > 3000, "{summary}");
     assert!(summary.contains("verified:"), "{summary}");
 
-    // Through the store API (a server on PostgreSQL from the config is not in main yet):
-    // every run's entries as the SQLite store has them.
-    let postgres = Store::open_postgres(&postgres_url, &PostgresOptions::default()).await.unwrap();
-    let source = Store::open_sqlite(&source_path).await.unwrap();
-    for &id in &runs {
-        let read = |store: Store| async move {
-            store.read_log(oneoff_core::RunId(id), 0, usize::MAX, usize::MAX).await.unwrap()
-        };
-        assert_eq!(read(postgres.clone()).await, read(source.clone()).await, "run {id}");
+    // A server on the PostgreSQL store serves every log byte for byte, verifies the chain with
+    // the audit key, and takes the old tokens.
+    let mut on_postgres = TestServer::start_with(&catalog, &format!("database = {postgres_url:?}")).await;
+    for (&id, log) in runs.iter().zip(&logs) {
+        assert!(
+            log_text(&on_postgres.url, id, Who::Token(&child)).await == *log,
+            "log.txt of run {id} is byte-identical"
+        );
     }
+    audit_verify_passes(&on_postgres.url, &parent).await;
+    on_postgres.stop().await;
+    let postgres = Store::open_postgres(&postgres_url, &PostgresOptions::default()).await.unwrap();
     let tokens = postgres.list_tokens(None).await.unwrap();
     let parents: Vec<_> = tokens.iter().map(|token| (token.id, token.parent_id)).collect();
     assert_eq!(parents, vec![(parent_id, None), (child_id, Some(parent_id)), (grandchild_id, Some(child_id))]);
+    let postgres_head = postgres.audit_tail().await.unwrap();
     postgres.close().await;
-    source.close().await;
 
     // And on to a new SQLite file, which a server serves.
     let second_dir = tempfile::tempdir().unwrap();
@@ -197,17 +209,12 @@ async fn a_servers_store_moves_to_postgres_and_back_with_every_log_byte_and_the_
     let back_path = second_dir.path().join("data").join("oneoff.db");
     let output = migrate(&["--from", &postgres_url, "--to", &sqlite_url(&back_path)]).await;
     assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
-    assert_eq!(summary_value(&stdout(&output), "audit head"), source_head.hash);
+    assert_eq!(summary_value(&stdout(&output), "audit head"), postgres_head.hash);
     let second = TestServer::start_in(second_dir, &catalog, "").await;
     for (&id, log) in runs.iter().zip(&logs) {
         assert!(log_text(&second.url, id, Who::Token(&child)).await == *log, "log.txt of run {id} is byte-identical");
     }
-    let mut verify = cli_command(&["audit", "verify"]);
-    verify.env("ONEOFF_SERVER", &second.url).env("ONEOFF_TOKEN", &parent);
-    let output = tokio::process::Command::from(verify).output().await.unwrap();
-    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
-    assert!(stdout(&output).contains("audit trail intact"), "{}", stdout(&output));
-    assert!(stdout(&output).contains("checked with the server's audit key"), "{}", stdout(&output));
+    audit_verify_passes(&second.url, &parent).await;
     // The next run's id goes on after the copied ones.
     let next = start_run(&second.url, "binary").await;
     assert_eq!(next, runs.last().unwrap() + 1);
