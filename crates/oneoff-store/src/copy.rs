@@ -46,8 +46,18 @@ pub(crate) struct Table {
     pub(crate) columns: &'static [(&'static str, Kind)],
     /// The columns (a prefix of `columns`) that order the rows and tell them apart.
     pub(crate) key: usize,
-    /// Rows per page (and per target transaction).
+    /// Rows per page (and per target transaction) at most.
     pub(crate) page_rows: usize,
+    /// A column of large values whose sizes bound a page too.
+    pub(crate) large: Option<LargeColumn>,
+}
+
+/// A BLOB column that bounds a page by bytes: a page holds rows up to `page_bytes` of it (at
+/// least one row, however large), sized from the column's lengths before any value is read.
+#[derive(Debug)]
+pub(crate) struct LargeColumn {
+    pub(crate) name: &'static str,
+    pub(crate) page_bytes: i64,
 }
 
 impl Table {
@@ -77,15 +87,18 @@ pub(crate) const RUNS: Table = Table {
         ("boot_id", Kind::Text),
     ],
     key: 1,
-    page_rows: 500,
+    page_rows: page_rows(500),
+    large: None,
 };
 
-/// A chunk holds at most 256 KiB of output (or one longer line), so a page is a few MiB.
+/// A chunk is one line of a trickle or up to 256 KiB of a firehose (or one longer line): pages
+/// are bounded by bytes as well as by rows.
 pub(crate) const LOG_CHUNKS: Table = Table {
     name: "log_chunks",
     columns: &[("run_id", Kind::Int), ("first_seq", Kind::Int), ("last_seq", Kind::Int), ("entries", Kind::Blob)],
     key: 2,
-    page_rows: 16,
+    page_rows: page_rows(1_000),
+    large: Some(LargeColumn { name: "entries", page_bytes: if cfg!(test) { 300_000 } else { 8 << 20 } }),
 };
 
 /// In id order, so that a token's parent (always older) is written before it.
@@ -105,7 +118,8 @@ pub(crate) const TOKENS: Table = Table {
         ("parent_id", Kind::Int),
     ],
     key: 1,
-    page_rows: 500,
+    page_rows: page_rows(500),
+    large: None,
 };
 
 pub(crate) const AUDIT: Table = Table {
@@ -125,8 +139,18 @@ pub(crate) const AUDIT: Table = Table {
         ("hash", Kind::Text),
     ],
     key: 1,
-    page_rows: 500,
+    page_rows: page_rows(500),
+    large: None,
 };
+
+/// Pages of a few rows in the tests, so that every table's paging is crossed many times.
+const fn page_rows(rows: usize) -> usize {
+    if cfg!(test) {
+        3
+    } else {
+        rows
+    }
+}
 
 /// Every table copied, in the order they are written. The signed head (`audit_head`, one row)
 /// is copied after them.
@@ -208,9 +232,6 @@ impl Store {
                 let Some(last) = rows.last() else { break };
                 after = Some(last[..table.key].to_vec());
                 dispatch!(target, store => store.write_page(table, &rows).await)?;
-                if rows.len() < table.page_rows {
-                    break;
-                }
             }
         }
         if let Some(head) = self.audit_head().await? {
@@ -435,11 +456,26 @@ impl<'a> Pages<'a> {
         }
         let table = self.table;
         let rows = dispatch!(self.store, store => store.read_page(table, self.after.as_deref()).await)?;
-        self.done = rows.len() < table.page_rows;
+        self.done = rows.is_empty();
         self.after = rows.last().map(|last| last[..table.key].to_vec());
         self.page = rows.into_iter();
         Ok(self.page.next())
     }
+}
+
+/// How many of the first rows, of these sizes, fit in `page_bytes`: at least one, so a
+/// page always makes progress.
+pub(crate) fn rows_within(sizes: &[i64], page_bytes: i64) -> i64 {
+    let mut total = 0i64;
+    let mut rows = 0i64;
+    for &size in sizes {
+        total = total.saturating_add(size.max(0));
+        if rows > 0 && total > page_bytes {
+            break;
+        }
+        rows += 1;
+    }
+    rows
 }
 
 /// Feeds one row into a digest, each value tagged and length-prefixed, so that no two

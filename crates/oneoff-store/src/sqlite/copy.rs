@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::SqliteStore;
-use crate::copy::{Kind, Table, Value};
+use crate::copy::{rows_within, Kind, Table, Value};
 use crate::StoreError;
 
 impl SqliteStore {
@@ -25,26 +25,33 @@ impl SqliteStore {
         .await?)
     }
 
-    /// At most `table.page_rows` rows with a key after `after`, in key order.
+    /// The rows with a key after `after`, in key order: at most `table.page_rows` of them, and
+    /// at most `page_bytes` of a large column (at least one row).
     pub(crate) async fn read_page(
         &self,
         table: &Table,
         after: Option<&[Value]>,
     ) -> Result<Vec<Vec<Value>>, StoreError> {
-        let columns = quoted(table.columns.iter().map(|(name, _)| *name));
         let key = quoted(table.key_columns());
-        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {columns} FROM {} ", table.name));
-        if let Some(after) = after {
-            query.push(format!("WHERE ({key}) > ("));
-            let mut values = query.separated(", ");
-            for value in after {
-                push_value(&mut values, value);
+        let mut rows = table.page_rows as i64;
+        if let Some(large) = &table.large {
+            // The lengths first: `length` of a value does not load it.
+            let mut query =
+                QueryBuilder::<Sqlite>::new(format!("SELECT length(\"{}\") FROM {} ", large.name, table.name));
+            push_after(&mut query, &key, after);
+            query.push(format!("ORDER BY {key} LIMIT ")).push_bind(rows);
+            let sizes: Vec<i64> = query.build_query_scalar().fetch_all(self.pool()).await?;
+            rows = rows_within(&sizes, large.page_bytes);
+            if rows == 0 {
+                return Ok(Vec::new());
             }
-            query.push(") ");
         }
-        query.push(format!("ORDER BY {key} LIMIT ")).push_bind(table.page_rows as i64);
-        let rows = query.build().fetch_all(self.pool()).await?;
-        rows.iter().map(|row| row_values(table, row)).collect()
+        let columns = quoted(table.columns.iter().map(|(name, _)| *name));
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {columns} FROM {} ", table.name));
+        push_after(&mut query, &key, after);
+        query.push(format!("ORDER BY {key} LIMIT ")).push_bind(rows);
+        let found = query.build().fetch_all(self.pool()).await?;
+        found.iter().map(|row| row_values(table, row)).collect()
     }
 
     /// Inserts rows as they are, ids included, in one transaction.
@@ -103,6 +110,18 @@ impl SqliteStore {
         }
         transaction.commit().await?;
         Ok(())
+    }
+}
+
+/// `WHERE (key columns) > (values) `, when there is an `after`.
+fn push_after(query: &mut QueryBuilder<'_, Sqlite>, key: &str, after: Option<&[Value]>) {
+    if let Some(after) = after {
+        query.push(format!("WHERE ({key}) > ("));
+        let mut values = query.separated(", ");
+        for value in after {
+            push_value(&mut values, value);
+        }
+        query.push(") ");
     }
 }
 
