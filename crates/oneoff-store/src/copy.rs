@@ -231,7 +231,7 @@ impl Store {
                 let rows = dispatch!(self, store => store.read_page(table, after.as_deref()).await)?;
                 let Some(last) = rows.last() else { break };
                 after = Some(last[..table.key].to_vec());
-                dispatch!(target, store => store.write_page(table, &rows).await)?;
+                dispatch!(target, store => store.write_page(table, rows).await)?;
             }
         }
         if let Some(head) = self.audit_head().await? {

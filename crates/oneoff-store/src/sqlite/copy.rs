@@ -54,8 +54,9 @@ impl SqliteStore {
         found.iter().map(|row| row_values(table, row)).collect()
     }
 
-    /// Inserts rows as they are, ids included, in one transaction.
-    pub(crate) async fn write_page(&self, table: &Table, rows: &[Vec<Value>]) -> Result<(), StoreError> {
+    /// Inserts rows as they are, ids included, in one transaction; the values move into the
+    /// statement (a page of chunks is in memory once).
+    pub(crate) async fn write_page(&self, table: &Table, rows: Vec<Vec<Value>>) -> Result<(), StoreError> {
         let columns = quoted(table.columns.iter().map(|(name, _)| *name));
         let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         QueryBuilder::<Sqlite>::new(format!("INSERT INTO {} ({columns}) ", table.name))
@@ -119,7 +120,7 @@ fn push_after(query: &mut QueryBuilder<'_, Sqlite>, key: &str, after: Option<&[V
         query.push(format!("WHERE ({key}) > ("));
         let mut values = query.separated(", ");
         for value in after {
-            push_value(&mut values, value);
+            push_value(&mut values, value.clone());
         }
         query.push(") ");
     }
@@ -129,12 +130,12 @@ fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.map(|name| format!("\"{name}\"")).collect::<Vec<_>>().join(", ")
 }
 
-fn push_value<'args, Sep: std::fmt::Display>(values: &mut Separated<'_, 'args, Sqlite, Sep>, value: &Value) {
+fn push_value<'args, Sep: std::fmt::Display>(values: &mut Separated<'_, 'args, Sqlite, Sep>, value: Value) {
     match value {
         Value::Null => values.push("NULL"),
-        Value::Int(number) => values.push_bind(*number),
-        Value::Text(text) => values.push_bind(text.clone()),
-        Value::Blob(bytes) => values.push_bind(bytes.clone()),
+        Value::Int(number) => values.push_bind(number),
+        Value::Text(text) => values.push_bind(text),
+        Value::Blob(bytes) => values.push_bind(bytes),
     };
 }
 
