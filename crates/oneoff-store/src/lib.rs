@@ -10,6 +10,7 @@
 
 mod access;
 mod codec;
+mod copy;
 mod health;
 mod postgres;
 mod replicas;
@@ -22,6 +23,7 @@ use std::path::Path;
 use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus, StoredParam};
 
 pub use access::{Appended, AuditFilter, HeadUpdate, NewToken, TokenRecord};
+pub use copy::{CopyError, LiveRuns, StoreContents};
 use postgres::PgStore;
 pub use postgres::PostgresOptions;
 pub use replicas::{CancelRequest, Claim, Leftovers, LostReplica, Registration, ReplicaIdentity, ReplicaRecord};

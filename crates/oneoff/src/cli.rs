@@ -113,6 +113,26 @@ pub enum Command {
     /// Exit status: 0 every check made and passed, 1 a hop fails, 3 inconclusive (some checks
     /// could not be made, e.g. sign-in required: pass -H or a token).
     Doctor(DoctorArgs),
+    /// Copy a whole store (runs, logs, tokens, the audit trail) into a new, empty one and verify the copy.
+    ///
+    /// Moving up from one machine: `--from sqlite:/var/lib/oneoff/oneoff.db --to postgres://oneoff@db/oneoff`.
+    /// Stop the server first. Exit status: 0 copied and verified identical, 1 the copy failed or
+    /// differs, 2 refused (a target that is not empty, live runs, the same store twice).
+    MigrateStore(MigrateStoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStoreArgs {
+    /// The store to copy: sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The new, empty store to copy into (same forms); its schema is created.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Copy even though the source has queued or running runs (a server may still be using it):
+    /// they are copied as they are, and the new store's first start marks the running ones lost.
+    #[arg(long)]
+    pub allow_live: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::{Finish, NewRun, RunFilter, StoreError};
 
 mod access;
+mod copy;
 mod replicas;
 
 /// How a replica connects to PostgreSQL (`[server] database_pool`, `database_statement_timeout`).

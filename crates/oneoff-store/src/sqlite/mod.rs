@@ -23,6 +23,7 @@ use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_CANTOPEN};
 
 mod access;
+mod copy;
 mod replicas;
 use futures_util::{TryFutureExt, TryStreamExt};
 

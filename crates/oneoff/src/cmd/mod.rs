@@ -16,6 +16,7 @@ pub mod check_config;
 pub mod doctor;
 pub mod jobs;
 pub mod logs;
+pub mod migrate_store;
 pub mod replicas;
 pub mod run;
 pub mod runs;
@@ -43,6 +44,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args).await,
         Command::Whoami(args) => token::whoami(args).await,
         Command::Replicas(args) => replicas::run(args).await,
+        Command::MigrateStore(args) => migrate_store::run(args).await,
     }
 }
 

@@ -21,6 +21,7 @@ mod hostile_streams;
 mod jwt;
 mod logs;
 mod messages;
+mod migrate_store;
 mod progress;
 mod proxy;
 mod replicas;

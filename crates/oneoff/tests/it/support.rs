@@ -501,3 +501,13 @@ pub fn stored_files(data_dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
     stored
 }
+
+impl TestServer {
+    /// A server on a SQLite database prepared beforehand in the directory's `data/oneoff.db`
+    /// (a store made elsewhere): on SQLite whatever the suite's store.
+    pub async fn start_in(dir: tempfile::TempDir, jobs: &str, server_extra: &str) -> TestServer {
+        let server = boot(dir.path(), jobs, server_extra, true).await;
+        let url = server.url();
+        TestServer { server: Some(server), url, dir, http: reqwest::Client::new(), sqlite_only: true }
+    }
+}
