@@ -101,12 +101,15 @@ pub enum CancelRequest {
     NotFound,
 }
 
-/// A replica's own runs left by an earlier instance of it (or by a version without replicas).
+/// A replica's own runs left by an earlier instance of it (or by a version without replicas),
+/// and the runs of replicas no row names any more (copied by `migrate-store --allow-live`, or
+/// a row removed by hand), which no survivor would ever end otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct Leftovers {
-    /// `running` runs claimed by this name, or without a replica.
+    /// `running` runs claimed by this name, by no replica, or by a replica without a row.
     pub running: Vec<RunRecord>,
-    /// `queued` runs held by this name: their secret values died with the earlier instance.
+    /// `queued` runs held by this name or by a replica without a row: their secret values
+    /// died with that instance.
     pub held: Vec<RunRecord>,
 }
 

@@ -797,7 +797,7 @@ async fn the_queue_bound_is_counted_in_the_database_across_handles(fresh: Fresh)
     assert!(fresh.store.insert_run(&new_run("a", 1), 5).await.is_ok(), "a claimed run leaves room");
 }
 
-async fn leftovers_are_only_this_names_runs_and_those_from_before_replicas(fresh: Fresh) {
+async fn leftovers_are_this_names_runs_those_from_before_replicas_and_those_of_no_replica(fresh: Fresh) {
     let store = fresh.store.clone();
     let none = HashMap::new();
     let mine = registered(&store, "mine", "old").await;
@@ -810,14 +810,22 @@ async fn leftovers_are_only_this_names_runs_and_those_from_before_replicas(fresh
     store.mark_running(old_run.id, 4).await.unwrap();
     let held = store.insert_run(&NewRun { held_by: Some("mine".into()), ..new_run("a", 5) }, u32::MAX).await.unwrap();
     store.insert_run(&NewRun { held_by: Some("theirs".into()), ..new_run("a", 6) }, u32::MAX).await.unwrap();
+    // A replica no row names any more (its runs copied by `migrate-store --allow-live` from a
+    // server that died, or a row removed by hand): nobody else will ever end its runs.
+    let gone = registered(&store, "gone", "g").await;
+    let orphan = store.insert_run(&new_run("a", 7), u32::MAX).await.unwrap();
+    store.claim_runs(&claim(&gone, 10, &none, 1, &[])).await.unwrap();
+    let orphan_held =
+        store.insert_run(&NewRun { held_by: Some("gone".into()), ..new_run("a", 8) }, u32::MAX).await.unwrap();
+    store.remove_replica(&gone).await.unwrap();
     let left = store.leftovers("mine").await.unwrap();
-    assert_eq!(left.running.iter().map(|run| run.id).collect::<Vec<_>>(), vec![my_run.id, old_run.id]);
-    assert_eq!(left.held.iter().map(|run| run.id).collect::<Vec<_>>(), vec![held.id]);
+    assert_eq!(left.running.iter().map(|run| run.id).collect::<Vec<_>>(), vec![my_run.id, old_run.id, orphan.id]);
+    assert_eq!(left.held.iter().map(|run| run.id).collect::<Vec<_>>(), vec![held.id, orphan_held.id]);
     assert!(!left.running.iter().any(|run| run.id == their_run.id));
 }
 
 story!(
-    leftovers_are_only_this_names_runs_and_those_from_before_replicas,
+    leftovers_are_this_names_runs_those_from_before_replicas_and_those_of_no_replica,
     three_replicas_claiming_at_once_never_exceed_the_limits,
     claims_take_the_oldest_runs_unless_their_job_is_at_its_limit,
     a_run_held_by_a_replica_is_claimed_by_it_alone_once_it_is_ready,

@@ -323,13 +323,15 @@ impl PgStore {
 
     pub(crate) async fn leftovers(&self, name: &str) -> Result<Leftovers, StoreError> {
         let running = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND (replica = $1 OR replica IS NULL) ORDER BY id"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND (replica = $1 OR replica IS NULL \
+             OR replica NOT IN (SELECT name FROM replicas)) ORDER BY id"
         ))
         .bind(name)
         .fetch_all(self.pool())
         .await?;
         let held = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND held_by = $1 ORDER BY id"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND (held_by = $1 \
+             OR held_by NOT IN (SELECT name FROM replicas)) ORDER BY id"
         ))
         .bind(name)
         .fetch_all(self.pool())

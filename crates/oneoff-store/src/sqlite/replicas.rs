@@ -305,16 +305,19 @@ impl SqliteStore {
     pub(crate) async fn leftovers(&self, name: &str) -> Result<Leftovers, StoreError> {
         let mut connection = self.pool().acquire().await?;
         let running = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND (replica = ? OR replica IS NULL) ORDER BY id"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND (replica = ? OR replica IS NULL \
+             OR replica NOT IN (SELECT name FROM replicas)) ORDER BY id"
         ))
         .bind(name)
         .fetch_all(&mut *connection)
         .await?;
-        let held =
-            sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND held_by = ? ORDER BY id"))
-                .bind(name)
-                .fetch_all(&mut *connection)
-                .await?;
+        let held = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND (held_by = ? \
+             OR held_by NOT IN (SELECT name FROM replicas)) ORDER BY id"
+        ))
+        .bind(name)
+        .fetch_all(&mut *connection)
+        .await?;
         Ok(Leftovers {
             running: running.iter().map(run_from_row).collect::<Result<_, _>>()?,
             held: held.iter().map(run_from_row).collect::<Result<_, _>>()?,
