@@ -86,13 +86,15 @@ async fn the_global_and_per_job_limits_hold_across_replicas_under_30_concurrent_
         }
     }
     assert!(most >= 3, "the replicas never ran several runs at once (at most {most})");
-    let mut ran_on = std::collections::BTreeSet::new();
+    // Which replica claims which run is a race (a replica whose run ends claims at once, the
+    // others at their next poll), so no spread is asserted: that claims from several handles
+    // at once never exceed the limits is the store story
+    // `three_replicas_claiming_at_once_never_exceed_the_limits`.
     for id in ids {
         let run = replicas[0].api.run_json(id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
-        ran_on.insert(run["replica"].as_str().expect("a replica ran it").to_string());
+        assert!(run["replica"].is_string(), "a replica ran it: {run}");
     }
-    assert!(ran_on.len() >= 2, "every run ran on one replica: {ran_on:?}");
 }
 
 const ENDLESS: &str = r#"
