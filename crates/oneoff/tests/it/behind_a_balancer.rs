@@ -130,7 +130,6 @@ async fn a_rolling_restart_of_every_replica_loses_no_line_of_a_run_being_followe
     assert_every_line_once(&followed, 300);
     let run = cluster.api.wait_final(id).await;
     assert_eq!((run["status"].as_str(), run["replica"].as_str()), (Some("succeeded"), Some(owner.as_str())));
-    assert!(followed.reconnects >= 1, "the follower was moved at least once (by its replica stopping)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
