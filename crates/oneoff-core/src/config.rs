@@ -32,6 +32,8 @@ use crate::template::{is_identifier, Template};
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://…`) that several replicas share; `None`: SQLite in `data_dir`.
+    pub database: Option<String>,
     /// Runs executing at once across all jobs; more wait in the FIFO queue.
     pub max_concurrent_runs: u32,
     /// Runs waiting for a slot; a request beyond this is refused with 503.
@@ -215,6 +217,7 @@ struct RawConfig {
 struct RawServer {
     listen: Option<Spanned<String>>,
     data_dir: Option<String>,
+    database: Option<Spanned<String>>,
     max_concurrent_runs: Option<Spanned<u32>>,
     max_queued_runs: Option<Spanned<u32>>,
     drain: Option<Spanned<String>>,
@@ -511,6 +514,17 @@ fn validate_server(
         (None, Some(dir)) => base_dir.join(dir),
         (None, None) => base_dir.join("data"),
     };
+    let database = match raw.database {
+        Some(url) if url.get_ref().starts_with("postgres://") || url.get_ref().starts_with("postgresql://") => {
+            Some(url.into_inner())
+        }
+        Some(url) => {
+            problems
+                .at(url.span(), "database must be a PostgreSQL URL: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE");
+            None
+        }
+        None => None,
+    };
     let max_concurrent_runs = match raw.max_concurrent_runs {
         Some(value) if *value.get_ref() == 0 => {
             problems.at(value.span(), "max_concurrent_runs must be at least 1");
@@ -569,6 +583,7 @@ fn validate_server(
     Some(ServerConfig {
         listen: listen?,
         data_dir,
+        database,
         max_concurrent_runs,
         max_queued_runs,
         drain: drain?,

@@ -85,7 +85,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = open_store(&data_dir.join(DATABASE_FILE)).await?;
+    let store = match &config.server.database {
+        // The store's errors never carry the URL (nor its password).
+        Some(url) => Store::open_postgres(url, &oneoff_store::PostgresOptions::default())
+            .await
+            .context("cannot open the PostgreSQL database of [server] database")?,
+        None => open_store(&data_dir.join(DATABASE_FILE)).await?,
+    };
     let audit = audit_trail::AuditTrail::open(&config.audit, store.clone()).await?;
     let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
     let isolation = executor::Isolation::from_setting(&config.server.cgroup).map_err(anyhow::Error::msg)?;

@@ -5,6 +5,7 @@ mod api;
 mod api_doc;
 mod auth;
 mod cli;
+mod cross_replica;
 mod doctor;
 mod doctor_defaults;
 mod executor;

@@ -1,0 +1,171 @@
+//! Several replicas on one PostgreSQL: a run executing on one replica is followed live from
+//! another over WebSocket, SSE and long-poll, resumed on either by sequence number; a stream
+//! ticket made on one is good once on any; and a PostgreSQL outage mid-run holds the lines
+//! until the database is back. Two real `oneoff serve` processes on a real PostgreSQL.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::{config_text, eventually, write_config, ServerProcess, TestServer};
+
+const LINES: u64 = 150;
+
+fn jobs() -> String {
+    // Slow enough that the followers on the other replica follow it live, from its first lines.
+    format!(
+        r#"
+[[job]]
+name = "drip"
+command = ["sh", "-c", 'i=1; while [ $i -le {LINES} ]; do echo "line $i"; i=$((i+1)); sleep 0.02; done']
+
+[[job]]
+name = "slow"
+command = ["sh", "-c", 'i=1; while [ $i -le {{n}} ]; do echo "line $i"; i=$((i+1)); sleep 0.02; done']
+[[job.param]]
+name = "n"
+type = "integer"
+"#
+    )
+}
+
+/// A replica: `oneoff serve` with a data directory of its own, on the shared database.
+fn replica(database: &str) -> (ServerProcess, TestServer) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = config_text(dir.path(), &format!("database = {database:?}"), &jobs());
+    let config = write_config(dir.path(), &text);
+    let process = ServerProcess::start(&config);
+    let server = TestServer::remote(process.url.clone(), dir);
+    (process, server)
+}
+
+/// `(seq, text)` of each entry, in the order received.
+fn lines(entries: &[Value]) -> Vec<(u64, String)> {
+    entries.iter().map(|entry| (entry["seq"].as_u64().unwrap(), entry["text"].as_str().unwrap().to_string())).collect()
+}
+
+fn expected(from: u64, to: u64) -> Vec<(u64, String)> {
+    (from..=to).map(|seq| (seq, format!("line {seq}"))).collect()
+}
+
+/// Long-polls a run to its end, each request to the next replica in turn (as a round-robin
+/// load balancer would send them), from `after`; returns the entries received.
+async fn long_poll_round_robin(replicas: &[&TestServer], id: i64, mut after: u64) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut turn = 0;
+    loop {
+        let replica = replicas[turn % replicas.len()];
+        let (status, page) = replica.get(&format!("/api/v1/runs/{id}/log?after={after}&limit=7&wait=5")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        after = page["next"].as_u64().unwrap();
+        if page["done"] == true {
+            return entries;
+        }
+        turn += 1;
+        assert!(turn < 10_000, "the run never ended");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_on_one_replica_is_followed_live_from_another_over_every_transport() {
+    let database = oneoff_testpg::Postgres::shared().new_database();
+    let (_a_process, a) = replica(&database);
+    let (_b_process, b) = replica(&database);
+    let id = a.start_run("drip", json!({})).await;
+    // Every follower is on B, where the run does not execute; they start while it runs.
+    let only_b = [&b];
+    let (ws, sse, polled) =
+        tokio::join!(b.ws_follow(id, 0), b.sse_follow(id, None), long_poll_round_robin(&only_b, id, 0));
+    let all = expected(1, LINES);
+    assert_eq!(lines(&ws.entries), all, "WebSocket on B: every line once, in order");
+    assert_eq!(ws.done.as_ref().map(|done| done["status"].clone()), Some(json!("succeeded")));
+    assert_eq!(ws.close_code, Some(1000));
+    assert_eq!(lines(&sse.entries()), all, "SSE on B");
+    assert_eq!(sse.events.last().and_then(|event| event.event.as_deref()), Some("done"));
+    assert_eq!(lines(&polled), all, "long-poll on B");
+    assert!(ws.messages > 3, "followed live in several messages, not read at the end: {}", ws.messages);
+    assert_eq!(a.wait_final(id).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_viewer_resumes_on_the_other_replica_exactly_where_it_stopped() {
+    let database = oneoff_testpg::Postgres::shared().new_database();
+    let (_a_process, a) = replica(&database);
+    let (_b_process, b) = replica(&database);
+    let id = a.start_run("drip", json!({})).await;
+    // Some lines read from the owner, then the rest from the other replica, while it runs.
+    let first: Vec<Value> = eventually("the first lines on A", Duration::from_secs(20), || async {
+        let (_, page) = a.get(&format!("/api/v1/runs/{id}/log?after=0&limit=20")).await;
+        let entries = page["entries"].as_array().cloned().unwrap_or_default();
+        (entries.len() == 20).then_some(entries)
+    })
+    .await;
+    let alternate = [&b, &a];
+    let (sse, ws, polled) = tokio::join!(
+        b.sse_follow(id, Some(20)),
+        b.ws_follow(id, 20),
+        // Consecutive requests on alternate replicas.
+        long_poll_round_robin(&alternate, id, 20),
+    );
+    assert_eq!(lines(&first), expected(1, 20));
+    assert_eq!(lines(&sse.entries()), expected(21, LINES), "Last-Event-ID on B goes on exactly");
+    assert_eq!(lines(&ws.entries), expected(21, LINES), "after= on B goes on exactly");
+    assert_eq!(lines(&polled), expected(21, LINES), "alternating replicas, no gap, no duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_ticket_made_on_one_replica_works_once_on_any() {
+    let database = oneoff_testpg::Postgres::shared().new_database();
+    let (_a_process, a) = replica(&database);
+    let (_b_process, b) = replica(&database);
+    let id = a.start_run("slow", json!({ "n": 3 })).await;
+    a.wait_final(id).await;
+    let (status, issued) = a.post(&format!("/api/v1/runs/{id}/log/ticket"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let ticket = issued["ticket"].as_str().unwrap();
+    let path = format!("/api/v1/runs/{id}/log.txt?ticket={ticket}");
+    let (status, text) = b.get_text(&path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(String::from_utf8_lossy(&text), "line 1\nline 2\nline 3\n");
+    for replica in [&b, &a] {
+        let (status, body) = replica.get(&format!("/api/v1/runs/{id}/log?ticket={ticket}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "used up everywhere: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("already used"), "{body}");
+    }
+}
+
+/// PostgreSQL stopped and started again while a run prints: the job waits for its lines to be
+/// stored, readiness says the database is unreachable meanwhile, and afterwards every line is
+/// stored once, in order, and the run succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_outage_mid_run_holds_the_lines_and_stores_them_when_it_returns() {
+    let postgres = oneoff_testpg::Postgres::start_new();
+    let database = postgres.new_database();
+    let server = TestServer::start_with(&jobs(), &format!("database = {database:?}\nstore_wait = \"2m\"")).await;
+    let id = server.start_run("slow", json!({ "n": 200 })).await;
+    eventually("the first lines stored", Duration::from_secs(20), || async {
+        (server.get(&format!("/api/v1/runs/{id}/log?after=0&limit=10")).await.1["entries"].as_array()?.len() == 10)
+            .then_some(())
+    })
+    .await;
+    postgres.stop();
+    let ready: Value = eventually("readiness to see the outage", Duration::from_secs(30), || async {
+        let (status, body) = server.get("/readyz").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            Ok(body)
+        } else {
+            Err(format!("{status} {body}"))
+        }
+    })
+    .await;
+    assert_eq!(ready["status"], "storage_unavailable", "{ready}");
+    postgres.start();
+    let run = server.wait_final(id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let entries = server.entries(id).await;
+    assert_eq!(lines(&entries), expected(1, 200), "every line stored once, in order");
+    let (status, _) = server.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+}
