@@ -169,3 +169,50 @@ async fn a_postgres_outage_mid_run_holds_the_lines_and_stores_them_when_it_retur
     let (status, _) = server.get("/readyz").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// PostgreSQL away for longer than `store_wait`: the run is stopped and fails, its stored lines
+/// are a gapless prefix of what the job printed, and it says why (in a system line when the
+/// database was back in time for it, in the run's error always); never `succeeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_store_wait_a_postgres_outage_fails_the_run_and_says_why() {
+    let postgres = oneoff_testpg::Postgres::start_new();
+    let database = postgres.new_database();
+    let endless = r#"
+[[job]]
+name = "endless"
+command = ["sh", "-c", 'echo $$; i=2; while true; do echo "line $i"; i=$((i+1)); sleep 0.02; done']
+"#;
+    let server = TestServer::start_with(endless, &format!("database = {database:?}\nstore_wait = \"1s\"")).await;
+    let id = server.start_run("endless", json!({})).await;
+    let pid: i32 = eventually("the job's pid stored", Duration::from_secs(20), || async {
+        let (_, page) = server.get(&format!("/api/v1/runs/{id}/log?after=0&limit=1")).await;
+        page["entries"].as_array()?.first()?["text"].as_str()?.parse().ok()
+    })
+    .await;
+    postgres.stop();
+    // The writer gives the lines up after store_wait and the job is stopped, database or not.
+    eventually("the job stopped", Duration::from_secs(30), || async {
+        (!crate::support::process_alive(pid)).then_some(())
+    })
+    .await;
+    postgres.start();
+    let run = server.wait_final(id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("could not be stored, so the run was stopped"), "{run}");
+    let entries = server.entries(id).await;
+    let (job_lines, system): (Vec<&Value>, Vec<&Value>) = entries.iter().partition(|entry| entry["stream"] == "stdout");
+    for (entry, seq) in job_lines.iter().zip(1u64..) {
+        assert_eq!(entry["seq"].as_u64(), Some(seq), "gapless: {entry}");
+        if seq > 1 {
+            assert_eq!(entry["text"].as_str(), Some(format!("line {seq}").as_str()));
+        }
+    }
+    assert!(system.len() <= 1, "{system:?}");
+    if let Some(note) = system.first() {
+        assert_eq!(note["seq"].as_u64(), Some(job_lines.len() as u64 + 1), "the note follows the stored lines");
+        assert!(note["text"].as_str().unwrap().contains("could not be stored"), "{note}");
+    } else {
+        assert!(error.contains("the log could not say so either"), "{run}");
+    }
+}
