@@ -216,3 +216,44 @@ command = ["sh", "-c", 'echo $$; i=2; while true; do echo "line $i"; i=$((i+1));
         assert!(error.contains("the log could not say so either"), "{run}");
     }
 }
+
+/// A replica stopped (SIGTERM, as in a rolling deploy) while its viewers follow a run of
+/// another replica: WebSocket viewers get close 1001 naming the `after` to resume from, SSE
+/// viewers an `error` event whose id is that position; resumed on the other replica from there,
+/// they get the rest of the log, with no gap and no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn viewers_of_a_stopping_replica_resume_on_another_without_a_gap() {
+    let database = oneoff_testpg::Postgres::shared().new_database();
+    let (_a_process, a) = replica(&database);
+    let (b_process, b) = replica(&database);
+    let id = a.start_run("drip", json!({})).await;
+    let stop_b = async {
+        eventually("B's viewers to be under way", Duration::from_secs(20), || async {
+            let (_, page) = b.get(&format!("/api/v1/runs/{id}/log?after=30&limit=1")).await;
+            (!page["entries"].as_array()?.is_empty()).then_some(())
+        })
+        .await;
+        let pid = nix::unistd::Pid::from_raw(b_process.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    };
+    let (ws, sse, ()) = tokio::join!(b.ws_follow(id, 0), b.sse_follow(id, None), stop_b);
+
+    assert_eq!(ws.close_code, Some(1001), "going away: {}", ws.close_reason);
+    let ws_position = ws.entries.last().map_or(0, |entry| entry["seq"].as_u64().unwrap());
+    assert!(ws.close_reason.ends_with(&format!("resume with after={ws_position}")), "{}", ws.close_reason);
+    let closing = sse.events.last().expect("an event at the stop");
+    assert_eq!(closing.event.as_deref(), Some("error"));
+    assert!(closing.data.contains("shutting_down"), "{}", closing.data);
+    let sse_position: u64 = closing.id.as_deref().expect("the stop event carries the position").parse().unwrap();
+    let sse_entries = sse.entries();
+    assert_eq!(sse_position, sse_entries.last().map_or(0, |entry| entry["seq"].as_u64().unwrap()));
+    assert!(ws_position < LINES && sse_position < LINES, "stopped mid-run: {ws_position}, {sse_position}");
+
+    let (ws_rest, sse_rest) = tokio::join!(a.ws_follow(id, ws_position), a.sse_follow(id, Some(sse_position)));
+    let mut ws_all = ws.entries.clone();
+    ws_all.extend(ws_rest.entries);
+    assert_eq!(lines(&ws_all), expected(1, LINES), "WebSocket, B then A");
+    let mut sse_all = sse_entries;
+    sse_all.extend(sse_rest.entries());
+    assert_eq!(lines(&sse_all), expected(1, LINES), "SSE, B then A");
+}
