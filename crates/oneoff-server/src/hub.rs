@@ -578,4 +578,61 @@ mod tests {
         hub.publish(RunId(1), batch(206..=206, 100));
         assert_eq!(seqs(feed.read(205, 100, 1000)), Some(vec![206]), "the next batch is cached again");
     }
+
+    /// A run stored by someone else (no feed here): its followers share one remote feed, made
+    /// by the first and dropped with the last, and are woken by the poll of its head with
+    /// exactly the stored lines; when the run ends elsewhere, they finish.
+    #[tokio::test]
+    async fn followers_of_a_run_stored_elsewhere_share_one_remote_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("oneoff.db")).await.unwrap();
+        let new = oneoff_store::NewRun {
+            job: "j".into(),
+            params: Vec::new(),
+            argv: vec!["true".into()],
+            requested_by: None,
+            created_at_us: 1,
+        };
+        let run = store.insert_run(&new).await.unwrap().id;
+        store.mark_running(run, 2).await.unwrap();
+        let hub = LogHub::new(1_000_000, 1_000_000);
+        let shutdown = CancellationToken::new();
+        let watch = hub.spawn_remote_watch(store.clone(), shutdown.clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut cursors: Vec<Cursor> = (0..3).map(|_| Cursor::new(store.clone(), hub.clone(), run, 0)).collect();
+        // Nothing stored yet: each follower finds the run live elsewhere and joins its feed.
+        for cursor in &mut cursors {
+            let quiet = cursor.next(100, Instant::now() + Duration::from_millis(50), &shutdown).await.unwrap();
+            assert!(matches!(quiet, Step::Quiet), "{quiet:?}");
+        }
+        assert_eq!(hub.remote_runs(), 1, "one feed for the three followers");
+        // Lines another replica stores: the poll of the head wakes the feed's fetcher.
+        store.append_log(run, &batch(1..=3, 10)).await.unwrap();
+        let steps =
+            futures_util::future::join_all(cursors.iter_mut().map(|cursor| cursor.next(100, deadline, &shutdown)))
+                .await;
+        for step in steps {
+            match step.unwrap() {
+                Step::Entries(entries) => {
+                    assert_eq!(entries.iter().map(|entry| entry.seq).collect::<Vec<_>>(), vec![1, 2, 3])
+                }
+                other => panic!("expected the stored lines, got {other:?}"),
+            }
+        }
+        let finish = oneoff_store::Finish {
+            status: oneoff_core::RunStatus::Succeeded,
+            finished_at_us: 3,
+            exit_code: Some(0),
+            signal: None,
+            error: None,
+        };
+        store.finish_run(run, &finish).await.unwrap();
+        for cursor in &mut cursors {
+            assert!(matches!(cursor.next(100, deadline, &shutdown).await.unwrap(), Step::Finished(_)));
+        }
+        drop(cursors);
+        assert_eq!(hub.remote_runs(), 0, "dropped with its last follower");
+        shutdown.cancel();
+        watch.await.unwrap();
+    }
 }
