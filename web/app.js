@@ -664,6 +664,8 @@ async function runPage(ctx, idText) {
       ['Result', isFinal(run.status) ? describeOutcome(run) : h('span', { class: 'muted' }, 'not finished')],
     ];
     if (run.finished_at) rows.splice(4, 0, ['Finished', timeElement(run.finished_at)]);
+    // The replica that runs or ran it; absent while queued and for runs from before replicas.
+    if (run.replica) rows.push(['Replica', run.replica]);
     details.replaceChildren(...rows.flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value)]));
     durationCell = details.querySelector('.duration');
     tick();

@@ -39,6 +39,10 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     say "installing nginx-light"
     install_debian_packages nginx-light || install_debian_packages nginx
 fi
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    say "installing postgresql"
+    install_debian_packages postgresql
+fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     say "node and npm are required (Node.js 20 or later)"
     exit 1
@@ -53,8 +57,9 @@ if [ ! -d "$modules/playwright-core" ] || [ ! -f "$modules/.package-lock.json" ]
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 
-say "cargo build -p oneoff"
-cargo build -p oneoff --locked >&2
+say "cargo build -p oneoff -p oneoff-testpg"
+# oneoff-testpg's holder gives the replica tests a real throwaway PostgreSQL.
+cargo build -p oneoff -p oneoff-testpg --bins --locked >&2
 
 if [ "${#files[@]}" -eq 0 ]; then files=(tests/browser/*.test.js); fi
 started=$(date +%s)

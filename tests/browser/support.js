@@ -168,16 +168,18 @@ function runBinary(args) {
  * of the helpers' own API calls. Returns
  * {url, tokens, api(path, init), createRun(job, params), waitForStatus(id, statuses), stop()}.
  */
-export async function startServer({ jobs = JOBS, server = '', auth = '', tokens = [] } = {}) {
+export async function startServer({
+  jobs = JOBS, server = '', auth = '', tokens = [], listen = '127.0.0.1:0', drain = '1s',
+} = {}) {
   if (!existsSync(BINARY)) {
     throw new Error(`${BINARY} is missing: build it with \`cargo build -p oneoff\` (tests/browser/run.sh does)`);
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), 'oneoff-browser-'));
   const config = path.join(dir, 'oneoff.toml');
   await writeFile(config, `[server]
-listen = "127.0.0.1:0"
+listen = ${JSON.stringify(listen)}
 data_dir = ${JSON.stringify(path.join(dir, 'data'))}
-drain = "1s"
+drain = ${JSON.stringify(drain)}
 ${server}
 
 [debug]
@@ -278,8 +280,16 @@ export const NGINX_BINARY = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((candidat
 export const DROPS_UPGRADES = `proxy_http_version 1.1;
             proxy_set_header Connection "";`;
 
-/** A real nginx on a free loopback port proxying to `upstream`; `location` goes after `proxy_pass`. */
+/**
+ * A real nginx on a free loopback port proxying to `upstream` (a URL, or an array of URLs it
+ * balances round-robin, skipping one that refuses connections); `location` goes after `proxy_pass`.
+ */
 export async function startNginx(upstream, location) {
+  const upstreams = Array.isArray(upstream) ? upstream : null;
+  const target = upstreams ? 'oneoff' : upstream.replace(/^http:\/\//, '');
+  const pool = upstreams
+    ? `upstream oneoff {\n${upstreams.map((url) => `        server ${url.replace(/^http:\/\//, '')} max_fails=1 fail_timeout=1s;`).join('\n')}\n    }`
+    : '';
   if (!NGINX_BINARY) throw new Error('nginx is not installed: tests/browser/run.sh installs it (apt-get install nginx-light)');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'oneoff-nginx-'));
   const port = await freePort();
@@ -296,10 +306,12 @@ http {
     fastcgi_temp_path ${dir}/fastcgi;
     uwsgi_temp_path ${dir}/uwsgi;
     scgi_temp_path ${dir}/scgi;
+    map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+    ${pool}
     server {
         listen 127.0.0.1:${port};
         location / {
-            proxy_pass http://${upstream.replace(/^http:\/\//, '')};
+            proxy_pass http://${target};
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header Via "1.1 test-nginx";
             ${location}
@@ -490,4 +502,84 @@ export async function watchDrip(page, server, id) {
     return last === 20;
   }, { timeout: 20000, interval: 100, message: 'drip 20 to show' });
   return whileRunning;
+}
+
+// ---------------------------------------------------------------------------------------
+// Several replicas on one PostgreSQL
+
+/** The settings a balancer needs for live logs (docs/deployment.md), and retries on a replica that is down. */
+export const BALANCES_LIVE_LOGS = `proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_connect_timeout 2s;`;
+
+const TESTPG_HOLD = path.join(TARGET_DIR, 'debug', 'oneoff-testpg-hold');
+
+/**
+ * A real throwaway PostgreSQL (the `oneoff-testpg` crate's holder binary: it removes the
+ * cluster when its stdin closes, however this process ends); resolves with a database URL.
+ */
+export async function startPostgres() {
+  if (!existsSync(TESTPG_HOLD)) {
+    throw new Error(`${TESTPG_HOLD} is missing: build it with \`cargo build -p oneoff-testpg\` (tests/browser/run.sh does)`);
+  }
+  const child = track(spawn(TESTPG_HOLD, ['--url'], { stdio: ['pipe', 'pipe', 'pipe'] }));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk) => { stderr += chunk; });
+  const lines = readline.createInterface({ input: child.stdout });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`PostgreSQL did not start within 60 s:\n${stderr}`)), 60000);
+    lines.once('line', (line) => { clearTimeout(timer); resolve(line.trim()); });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`PostgreSQL holder exited (${code}):\n${stderr}`)); });
+  });
+  return {
+    url,
+    async stop() {
+      const exited = once(child, 'exit');
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
+/**
+ * `count` replicas (`a`, `b`, …) of `oneoff serve` on one fresh PostgreSQL database, each on
+ * a port of its own that it keeps across restarts, behind a round-robin nginx. Returns
+ * {url (nginx), replicas: [{name, server}], restart(index), stop()}; `server` has the
+ * helpers of `startServer` against that replica directly.
+ */
+export async function startCluster({ count = 3, jobs = JOBS, server = '', drain = '1s' } = {}) {
+  const postgres = await startPostgres();
+  const ports = [];
+  for (let index = 0; index < count; index += 1) ports.push(await freePort());
+  const names = ports.map((_, index) => String.fromCharCode(97 + index));
+  const options = (index) => ({
+    jobs,
+    drain,
+    listen: `127.0.0.1:${ports[index]}`,
+    server: `database = ${JSON.stringify(postgres.url)}\nreplica = "${names[index]}"\n${server}`,
+  });
+  const replicas = [];
+  for (let index = 0; index < count; index += 1) {
+    replicas.push({ name: names[index], server: await startServer(options(index)) });
+  }
+  const proxy = await startNginx(replicas.map(({ server: replica }) => replica.url), BALANCES_LIVE_LOGS);
+  return {
+    url: proxy.url,
+    replicas,
+    /** SIGTERM to replica `index`, wait for its exit (its drain), then start it again on its port. */
+    async restart(index) {
+      await replicas[index].server.stop();
+      replicas[index].server = await startServer(options(index));
+    },
+    async stop() {
+      await proxy.stop();
+      for (const { server: replica } of replicas) await replica.stop();
+      await postgres.stop();
+    },
+  };
 }

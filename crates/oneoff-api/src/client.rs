@@ -163,6 +163,12 @@ impl Client {
         decode(&url, response).await
     }
 
+    /// The live replicas sharing the server's store.
+    pub async fn replicas(&self) -> Result<Vec<crate::v1::Replica>, ClientError> {
+        let list: crate::v1::ReplicaList = self.get("/api/v1/replicas", &[]).await?;
+        Ok(list.replicas)
+    }
+
     pub async fn whoami(&self) -> Result<crate::v1::WhoAmI, ClientError> {
         self.get("/api/v1/whoami", &[]).await
     }

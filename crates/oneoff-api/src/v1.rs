@@ -94,6 +94,30 @@ pub struct Run {
     pub signal: Option<i32>,
     pub signal_name: Option<String>,
     pub error: Option<String>,
+    /// The replica that runs or ran it (absent while queued, and for runs from before replicas).
+    #[serde(default)]
+    pub replica: Option<String>,
+}
+
+/// `GET /api/v1/replicas`: the live replicas sharing this store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaList {
+    pub replicas: Vec<Replica>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Replica {
+    pub name: String,
+    pub host: String,
+    pub started_at: String,
+    /// By the database's clock.
+    pub last_heartbeat: String,
+    /// How long ago the last heartbeat was, by the database's clock.
+    pub heartbeat_age_ms: i64,
+    /// Runs it is running now.
+    pub running: u32,
+    /// Stopping: it claims no more runs and lets its running ones finish.
+    pub draining: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -260,6 +284,7 @@ impl Run {
             signal: record.signal,
             signal_name: record.signal.map(signal_name),
             error: record.error.clone(),
+            replica: record.replica.clone(),
         }
     }
 }

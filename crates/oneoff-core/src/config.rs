@@ -24,6 +24,7 @@ use crate::auth::{
 use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
 use crate::mask::MIN_SECRET_CHARS;
 use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
+use crate::store_url::{ReplicaName, StoreUrl, SQLITE_FILE};
 use crate::suggest;
 use crate::template::{is_identifier, Template};
 
@@ -32,8 +33,6 @@ use crate::template::{is_identifier, Template};
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// A PostgreSQL URL (`postgres://…`) that several replicas share; `None`: SQLite in `data_dir`.
-    pub database: Option<String>,
     /// Runs executing at once across all jobs; more wait in the FIFO queue.
     pub max_concurrent_runs: u32,
     /// Runs waiting for a slot; a request beyond this is refused with 503.
@@ -57,6 +56,29 @@ pub struct ServerConfig {
     pub public_origins: Vec<String>,
     /// Where each run gets a cgroup of its own, so that nothing it starts outlives it.
     pub cgroup: CgroupSetting,
+    /// Where everything is stored: `[server] database`, `ONEOFF_DATABASE` or `--database`;
+    /// without any, the SQLite file `oneoff.db` in `data_dir`. A relative SQLite path in the
+    /// file is resolved against the file's directory.
+    pub database: StoreUrl,
+    /// This replica's name in the store; `None`: the server uses the hostname
+    /// (`store_url::default_replica_name`), which only it can read.
+    pub replica: Option<ReplicaName>,
+    /// A replica whose heartbeat is older than this is dead for the others, and its runs
+    /// are lost. Each replica heartbeats every third of it ([`ServerConfig::replica_heartbeat`]),
+    /// so that one or two missed beats (a pause, a slow statement) are not a death.
+    pub replica_timeout: Duration,
+    /// PostgreSQL: connections this replica keeps open at most (the pool's size).
+    pub database_pool: u32,
+    /// PostgreSQL: a statement that runs longer than this is cancelled by the database and
+    /// fails, so that a lock or a stuck database costs a failed statement, not a hung replica.
+    pub database_statement_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// How often this replica writes its heartbeat: a third of `replica_timeout`.
+    pub fn replica_heartbeat(&self) -> Duration {
+        self.replica_timeout / 3
+    }
 }
 
 /// `[server] cgroup`: how runs are held together beyond their process group.
@@ -155,8 +177,33 @@ impl HostNeed {
 /// Values from flags or environment variables, which win over the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub listen: Option<String>,
+    pub listen: Option<Given>,
     pub data_dir: Option<PathBuf>,
+    /// A [`StoreUrl`]'s text; it may hold a password, which `Debug` does not show.
+    pub database: Option<Given>,
+    pub replica: Option<Given>,
+}
+
+/// A setting's value from outside the file, with where it came from (`--database`,
+/// `ONEOFF_DATABASE`): an error about it names that place, as one in the file names its
+/// line and column.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Given {
+    pub value: String,
+    pub source: String,
+}
+
+impl Given {
+    pub fn new(value: impl Into<String>, source: impl Into<String>) -> Given {
+        Given { value: value.into(), source: source.into() }
+    }
+}
+
+impl fmt::Debug for Given {
+    /// The value is left out: a database URL may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Given").field("source", &self.source).finish_non_exhaustive()
+    }
 }
 
 /// One problem in the config, with its place when it has one.
@@ -217,7 +264,6 @@ struct RawConfig {
 struct RawServer {
     listen: Option<Spanned<String>>,
     data_dir: Option<String>,
-    database: Option<Spanned<String>>,
     max_concurrent_runs: Option<Spanned<u32>>,
     max_queued_runs: Option<Spanned<u32>>,
     drain: Option<Spanned<String>>,
@@ -230,6 +276,11 @@ struct RawServer {
     #[serde(default)]
     public_origins: Vec<Spanned<String>>,
     cgroup: Option<Spanned<String>>,
+    database: Option<Spanned<String>>,
+    replica: Option<Spanned<String>>,
+    replica_timeout: Option<Spanned<String>>,
+    database_pool: Option<Spanned<u32>>,
+    database_statement_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -376,6 +427,11 @@ impl Problems<'_> {
         self.host_needs.push(HostNeed { job: job.to_string(), file: self.file.to_string(), position, need });
     }
 
+    /// A problem with a value given outside the file, named by where it came from.
+    fn given(&mut self, given: &Given, message: impl Into<String>) {
+        self.errors.push(ConfigError { file: given.source.clone(), position: None, message: message.into() });
+    }
+
     fn nowhere(&mut self, message: impl Into<String>) {
         self.errors.push(ConfigError { file: self.file.to_string(), position: None, message: message.into() });
     }
@@ -464,6 +520,13 @@ const KEY_ALIASES: &[(&str, &str)] = &[
     ("options", "choices"),
     ("values", "choices"),
     ("kind", "type"),
+    ("db", "database"),
+    ("dsn", "database"),
+    ("database_url", "database"),
+    ("pool_size", "database_pool"),
+    ("statement_timeout", "database_statement_timeout"),
+    ("replica_name", "replica"),
+    ("heartbeat_timeout", "replica_timeout"),
 ];
 
 /// serde's "unknown field `timout`, expected one of `name`, `timeout`, …" with the key it
@@ -499,9 +562,11 @@ fn validate_server(
     problems: &mut Problems,
 ) -> Option<ServerConfig> {
     let listen = match (&overrides.listen, &raw.listen) {
-        (Some(flag), _) => {
-            flag.parse().map_err(|_| problems.nowhere(format!("listen address `{flag}` is not IP:PORT"))).ok()
-        }
+        (Some(given), _) => given
+            .value
+            .parse()
+            .map_err(|_| problems.given(given, format!("listen address `{}` is not IP:PORT", given.value)))
+            .ok(),
         (None, Some(text)) => text
             .get_ref()
             .parse()
@@ -509,22 +574,12 @@ fn validate_server(
             .ok(),
         (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
     };
-    let data_dir = match (&overrides.data_dir, raw.data_dir) {
+    let data_dir = match (&overrides.data_dir, &raw.data_dir) {
         (Some(flag), _) => flag.clone(),
         (None, Some(dir)) => base_dir.join(dir),
         (None, None) => base_dir.join("data"),
     };
-    let database = match raw.database {
-        Some(url) if url.get_ref().starts_with("postgres://") || url.get_ref().starts_with("postgresql://") => {
-            Some(url.into_inner())
-        }
-        Some(url) => {
-            problems
-                .at(url.span(), "database must be a PostgreSQL URL: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE");
-            None
-        }
-        None => None,
-    };
+    let store = validate_store(&raw, base_dir, &data_dir, overrides, problems);
     let max_concurrent_runs = match raw.max_concurrent_runs {
         Some(value) if *value.get_ref() == 0 => {
             problems.at(value.span(), "max_concurrent_runs must be at least 1");
@@ -583,7 +638,6 @@ fn validate_server(
     Some(ServerConfig {
         listen: listen?,
         data_dir,
-        database,
         max_concurrent_runs,
         max_queued_runs,
         drain: drain?,
@@ -595,7 +649,88 @@ fn validate_server(
         long_poll_max: long_poll_max?,
         public_origins,
         cgroup,
+        database: store.database?,
+        replica: store.replica,
+        replica_timeout: store.replica_timeout,
+        database_pool: store.database_pool,
+        database_statement_timeout: store.database_statement_timeout,
     })
+}
+
+/// The `[server]` settings about the store and the replicas, before they join [`ServerConfig`].
+struct StoreSettings {
+    /// `None` when it is wrong (reported).
+    database: Option<StoreUrl>,
+    replica: Option<ReplicaName>,
+    replica_timeout: Duration,
+    database_pool: u32,
+    database_statement_timeout: Duration,
+}
+
+const MAX_DATABASE_POOL: u32 = 1000;
+
+fn validate_store(
+    raw: &RawServer,
+    base_dir: &Path,
+    data_dir: &Path,
+    overrides: &Overrides,
+    problems: &mut Problems,
+) -> StoreSettings {
+    let database = match (&overrides.database, &raw.database) {
+        // Relative to the working directory, as the shell that gave it sees it.
+        (Some(given), _) => StoreUrl::parse(&given.value).map_err(|message| problems.given(given, message)).ok(),
+        (None, Some(text)) => match StoreUrl::parse(text.get_ref()) {
+            Ok(StoreUrl::Sqlite(path)) => Some(StoreUrl::Sqlite(base_dir.join(path))),
+            Ok(url) => Some(url),
+            Err(message) => {
+                problems.at(text.span(), message);
+                None
+            }
+        },
+        (None, None) => Some(StoreUrl::Sqlite(data_dir.join(SQLITE_FILE))),
+    };
+    let replica = match (&overrides.replica, &raw.replica) {
+        (Some(given), _) => {
+            ReplicaName::parse(given.value.trim()).map_err(|message| problems.given(given, message)).ok()
+        }
+        (None, Some(text)) => {
+            ReplicaName::parse(text.get_ref().trim()).map_err(|message| problems.at(text.span(), message)).ok()
+        }
+        (None, None) => None,
+    };
+    let at_least_a_second =
+        |value: &Option<Spanned<String>>, default: Duration, name: &str, problems: &mut Problems| {
+            let parsed = duration(value, Some(default), problems).unwrap_or(default);
+            match value.as_ref().filter(|_| parsed < Duration::from_secs(1)) {
+                Some(value) => {
+                    problems.at(value.span(), format!("{name} must be at least 1s"));
+                    default
+                }
+                None => parsed,
+            }
+        };
+    let replica_timeout = at_least_a_second(&raw.replica_timeout, Duration::from_secs(15), "replica_timeout", problems);
+    let database_pool = match &raw.database_pool {
+        Some(value) if !(1..=MAX_DATABASE_POOL).contains(value.get_ref()) => {
+            problems.at(
+                value.span(),
+                format!(
+                    "database_pool must be between 1 and {MAX_DATABASE_POOL} (connections per replica; \
+                     PostgreSQL's max_connections must hold every replica's pool)"
+                ),
+            );
+            10
+        }
+        Some(value) => *value.get_ref(),
+        None => 10,
+    };
+    let database_statement_timeout = at_least_a_second(
+        &raw.database_statement_timeout,
+        Duration::from_secs(30),
+        "database_statement_timeout",
+        problems,
+    );
+    StoreSettings { database, replica, replica_timeout, database_pool, database_statement_timeout }
 }
 
 /// A viewer holds at most one message, and a message carries at least one whole line: a line

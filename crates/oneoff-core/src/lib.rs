@@ -16,13 +16,14 @@ pub mod mask;
 pub mod params;
 pub mod run;
 pub mod shell;
+pub mod store_url;
 pub mod suggest;
 pub mod template;
 
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
-    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, HostNeed, Need, Overrides,
+    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Given, HostNeed, Need, Overrides,
     ServerConfig, StreamConfig,
 };
 pub use lines::{LineSplitter, Piece};
@@ -30,3 +31,4 @@ pub use log::{LogEntry, LogStream};
 pub use mask::SecretMasker;
 pub use params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue, ResolvedParams};
 pub use run::{ExitKind, RunId, RunProcesses, RunRecord, RunStatus, StopReason, StoredParam};
+pub use store_url::{default_replica_name, PostgresUrl, ReplicaName, StoreUrl};

@@ -179,6 +179,8 @@ pub struct RunRecord {
     pub signal: Option<i32>,
     /// Why the run failed without an exit status (spawn failure, lost, secret lost in a restart).
     pub error: Option<String>,
+    /// The replica that claimed the run (`None` while queued, and for runs from before replicas).
+    pub replica: Option<String>,
 }
 
 /// What a server needs to find a run's processes again after it died (`kill -9`, a crash),

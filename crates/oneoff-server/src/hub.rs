@@ -592,8 +592,9 @@ mod tests {
             argv: vec!["true".into()],
             requested_by: None,
             created_at_us: 1,
+            held_by: None,
         };
-        let run = store.insert_run(&new).await.unwrap().id;
+        let run = store.insert_run(&new, 10).await.unwrap().id;
         store.mark_running(run, 2).await.unwrap();
         let hub = LogHub::new(1_000_000, 1_000_000);
         let shutdown = CancellationToken::new();

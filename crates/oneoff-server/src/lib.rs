@@ -27,8 +27,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use oneoff_core::{Config, Overrides};
-use oneoff_store::{Store, StoreError};
+use oneoff_core::config::ServerConfig;
+use oneoff_core::store_url::default_replica_name;
+use oneoff_core::{Config, Overrides, StoreUrl};
+use oneoff_store::{PostgresOptions, Registration, ReplicaIdentity, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,9 +41,6 @@ use crate::state::AppState;
 
 /// How long stopping waits for live viewers to take their close frames.
 const VIEWERS_CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-/// The name of the database file inside the data directory.
-pub const DATABASE_FILE: &str = "oneoff.db";
 
 /// A server that is running; stop it with [`RunningServer::stop`].
 pub struct RunningServer {
@@ -82,34 +81,29 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tracing::warn!("{warning}");
     }
     let config = Arc::new(config);
-    let data_dir = &config.server.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = match &config.server.database {
-        // The store's errors never carry the URL (nor its password).
-        Some(url) => Store::open_postgres(url, &oneoff_store::PostgresOptions::default())
-            .await
-            .context("cannot open the PostgreSQL database of [server] database")?,
-        None => open_store(&data_dir.join(DATABASE_FILE)).await?,
-    };
+    let store = open_store(&config.server).await?;
+    tracing::info!(engine = store.engine(), database = %config.server.database, "store opened");
     let audit = audit_trail::AuditTrail::open(&config.audit, store.clone()).await?;
     let hub = LogHub::new(config.streams.live_cache_bytes, config.streams.max_message_bytes);
     let isolation = executor::Isolation::from_setting(&config.server.cgroup).map_err(anyhow::Error::msg)?;
     tracing::info!(cgroups = isolation.uses_cgroups(), "process isolation: {}", isolation.describe());
-    // Recovery stops what a dead server's runs left running before the queue resumes.
+    let replica = register_replica(&store, &config.server).await?;
+    tracing::info!(replica = %replica.name, host = %replica.host, "replica registered");
+    // Recovery stops what an earlier instance's runs left running before claiming begins.
     let executor = ExecutorHandle::spawn(
         config.clone(),
         store.clone(),
         hub.clone(),
         Arc::new(isolation),
         executor::server_secrets(&config.audit),
+        replica,
     );
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
-    if recovered.lost + recovered.requeued + recovered.failed > 0 {
+    if recovered.lost + recovered.failed > 0 {
         tracing::info!(
             lost = recovered.lost,
-            requeued = recovered.requeued,
             failed = recovered.failed,
+            queued = recovered.queued,
             "recovered runs from the previous start"
         );
     }
@@ -176,8 +170,99 @@ async fn serve(
     Ok(())
 }
 
-/// Opens the database, or says what is wrong with it and what to do about it.
-async fn open_store(database: &Path) -> anyhow::Result<Store> {
+/// Who this process is: the configured replica name (or the hostname's), a random instance
+/// id, the host, its boot and its pid.
+fn replica_identity(server: &ServerConfig) -> ReplicaIdentity {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    let name = server.replica.clone().unwrap_or_else(|| default_replica_name(&host));
+    ReplicaIdentity {
+        name: name.as_str().to_string(),
+        instance: uuid::Uuid::new_v4().to_string(),
+        host,
+        boot_id: executor::boot_id(),
+        pid: std::process::id(),
+    }
+}
+
+/// Takes this replica's row, or refuses to start when another live process holds the name.
+/// A row of this host and boot whose pid is gone (or is this process's: a container restarted)
+/// is an earlier instance that died: taken over at once, without waiting for its timeout.
+async fn register_replica(store: &Store, server: &ServerConfig) -> anyhow::Result<ReplicaIdentity> {
+    let identity = replica_identity(server);
+    let registration = store
+        .register_replica(&identity, server.replica_timeout, clock::now_us())
+        .await
+        .context("cannot register this replica in the store")?;
+    let holder = match registration {
+        Registration::Registered { previous } => {
+            if let Some(previous) = previous {
+                tracing::info!(replica = %identity.name, previous_host = %previous.host, previous_pid = previous.pid, "took over the name from an earlier instance");
+            }
+            return Ok(identity);
+        }
+        Registration::InUse(holder) => holder,
+    };
+    let same_machine = holder.host == identity.host && holder.boot_id.is_some() && holder.boot_id == identity.boot_id;
+    if same_machine && (holder.pid == identity.pid || !process_exists(holder.pid)) {
+        store.take_over_replica(&identity, clock::now_us()).await.context("cannot register this replica")?;
+        tracing::info!(replica = %identity.name, previous_pid = holder.pid, "took over the name from an earlier instance that died");
+        return Ok(identity);
+    }
+    anyhow::bail!(
+        "another replica named {} is running on host {} (pid {}, last heartbeat {} s ago); give each replica its \
+         own `replica` name ([server] replica, ONEOFF_REPLICA or --replica)",
+        identity.name,
+        holder.host,
+        holder.pid,
+        holder.heartbeat_age_ms.max(0) / 1000
+    )
+}
+
+/// Whether a process with this pid exists on this machine (signal 0; EPERM means it does).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno == nix::errno::Errno::EPERM,
+    }
+}
+
+/// Opens the store the config names (SQLite in `data_dir` by default), or says what is wrong
+/// with it and what to do about it. A PostgreSQL password never appears in a message.
+async fn open_store(server: &ServerConfig) -> anyhow::Result<Store> {
+    match &server.database {
+        StoreUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+            }
+            open_sqlite(path).await
+        }
+        StoreUrl::Postgres(url) => {
+            let options = PostgresOptions {
+                max_connections: server.database_pool,
+                statement_timeout: server.database_statement_timeout,
+                ..PostgresOptions::default()
+            };
+            Store::open_postgres(url.connect_text_with_password(), &options).await.map_err(|error| {
+                let advice = match &error {
+                    StoreError::Unavailable(_) => {
+                        "Check that the database server is running and reachable from this host, and its host and port in the URL"
+                    }
+                    StoreError::Access(_) => "Check the user, the password and the database name in the URL",
+                    _ => "See the PostgreSQL server's log",
+                };
+                anyhow::anyhow!("cannot open the PostgreSQL database {url}: {error}. {advice}")
+            })
+        }
+    }
+}
+
+async fn open_sqlite(database: &Path) -> anyhow::Result<Store> {
     let error = match Store::open_sqlite(database).await {
         Ok(store) => return Ok(store),
         Err(error) => error,
@@ -220,13 +305,9 @@ pub fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config>
 }
 
 /// `oneoff serve`: load the config, start, serve until SIGTERM or SIGINT, stop gracefully.
-pub async fn cli_serve(
-    config_path: PathBuf,
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
+/// `overrides` come from flags and environment variables.
+pub async fn cli_serve(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<ExitCode> {
     init_logging();
-    let overrides = Overrides { listen, data_dir };
     let config = match load_config(&config_path, &overrides) {
         Ok(config) => config,
         Err(error) => {
@@ -278,23 +359,21 @@ fn init_logging() {
 
 /// `oneoff token create --config FILE`: creates a token directly in the server's database,
 /// on the server's host, without a running server. This is how the first administrator
-/// token is made; it is audited as done by `local-admin`. `data_dir` (`--data-dir`,
-/// `ONEOFF_DATA_DIR`) wins over the file, as for `oneoff serve`, so the token lands in the
-/// database the server uses.
+/// token is made; it is audited as done by `local-admin`. `overrides` (`--data-dir`,
+/// `ONEOFF_DATA_DIR`, `--database`, `ONEOFF_DATABASE`) win over the file, as for
+/// `oneoff serve`, so the token lands in the database the server uses.
 pub async fn create_token_offline(
     config_path: &Path,
-    data_dir: Option<PathBuf>,
+    overrides: &Overrides,
     name: &str,
     user: &str,
     groups: Vec<String>,
     expires_in: Option<&str>,
 ) -> anyhow::Result<oneoff_api::v1::CreatedToken> {
-    let config = load_config(config_path, &Overrides { listen: None, data_dir })?;
+    let config = load_config(config_path, overrides)?;
     // The same key as the server's, so the signed head moves with this record too.
     let audit_key = audit_trail::load_key(&config.audit)?;
-    let database = config.server.data_dir.join(DATABASE_FILE);
-    std::fs::create_dir_all(&config.server.data_dir)?;
-    let store = open_store(&database).await?;
+    let store = open_store(&config.server).await?;
     let now = clock::now_us();
     let expires_at_us = match expires_in {
         None => None,

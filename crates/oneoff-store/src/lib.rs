@@ -13,6 +13,7 @@ mod codec;
 mod events;
 mod health;
 mod postgres;
+mod replicas;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ pub use access::{Appended, AuditFilter, HeadUpdate, NewToken, TokenRecord};
 pub use events::{LogEvent, LogEvents, LogHead, LOG_CHANNEL};
 use postgres::PgStore;
 pub use postgres::PostgresOptions;
+pub use replicas::{CancelRequest, Claim, Leftovers, LostReplica, Registration, ReplicaIdentity, ReplicaRecord};
 use sqlite::SqliteStore;
 pub use tickets::{NewStreamTicket, StreamTicketRecord, TicketCaps, TicketRefusal};
 
@@ -85,9 +87,11 @@ impl Store {
         dispatch!(self, store => store.close().await)
     }
 
-    /// Records a new run in `queued` state and returns it with its id.
-    pub async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
-        dispatch!(self, store => store.insert_run(new).await)
+    /// Records a new run in `queued` state and returns it with its id. Refused with
+    /// [`StoreError::QueueFull`] when `max_queued` runs are queued already (all replicas'
+    /// together, counted in the database).
+    pub async fn insert_run(&self, new: &NewRun, max_queued: u32) -> Result<RunRecord, StoreError> {
+        dispatch!(self, store => store.insert_run(new, max_queued).await)
     }
 
     pub async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
@@ -201,6 +205,9 @@ pub enum StoreError {
     /// The operating system failed a read or a write of the database file.
     #[error("disk I/O error on the database file ({0})")]
     Io(String),
+    /// The database server refused this user, password or database name.
+    #[error("the database server refused access ({0})")]
+    Access(String),
     /// The database server cannot be reached, or is shutting down or starting: nothing can be
     /// read or written until it is back. The store reconnects by itself.
     #[error("the database server cannot be reached ({0})")]
@@ -217,6 +224,9 @@ pub enum StoreError {
     Sequence { run: RunId, expected: u64, found: u64 },
     #[error("run {0} does not exist")]
     RunNotFound(RunId),
+    /// `max_queued_runs` runs are queued already.
+    #[error("the run queue is full ({0} runs waiting); try again later")]
+    QueueFull(u32),
 }
 
 impl StoreError {
@@ -293,6 +303,9 @@ pub struct NewRun {
     pub argv: Vec<String>,
     pub requested_by: Option<String>,
     pub created_at_us: i64,
+    /// The replica holding the run's secret values in memory, the only one that may claim it
+    /// (`None` for a run without secret parameters: any replica may).
+    pub held_by: Option<String>,
 }
 
 /// How a run ended, written once.

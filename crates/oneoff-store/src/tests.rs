@@ -4,9 +4,12 @@
 
 use oneoff_core::{LogEntry, LogStream, RunId, RunStatus, StoredParam};
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use crate::{
-    Finish, LogEvent, LogEvents, LogHead, NewRun, NewStreamTicket, PostgresOptions, RunFilter, Store, StoreError,
-    StreamTicketRecord, TicketCaps, TicketRefusal,
+    CancelRequest, Claim, Finish, LogEvent, LogEvents, LogHead, LostReplica, NewRun, NewStreamTicket, PostgresOptions,
+    Registration, ReplicaIdentity, RunFilter, Store, StoreError, StreamTicketRecord, TicketCaps, TicketRefusal,
 };
 
 /// An empty store of one backend, what keeps it alive, and raw access for tampering.
@@ -90,6 +93,7 @@ fn new_run(job: &str, created_at_us: i64) -> NewRun {
         argv: vec!["echo".into(), "$(id); rm -rf /".into()],
         requested_by: Some("alice".into()),
         created_at_us,
+        held_by: None,
     }
 }
 
@@ -106,7 +110,7 @@ fn entry(seq: u64, bytes: &[u8]) -> LogEntry {
 
 async fn runs_go_through_their_lifecycle(fresh: Fresh) {
     let store = fresh.store.clone();
-    let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
+    let run = store.insert_run(&new_run("backfill", 10), u32::MAX).await.unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.params, new_run("backfill", 10).params);
     assert_eq!(run.argv[1], "$(id); rm -rf /");
@@ -137,7 +141,7 @@ async fn runs_go_through_their_lifecycle(fresh: Fresh) {
 async fn listing_filters_and_paginates_newest_first(fresh: Fresh) {
     let store = fresh.store.clone();
     for index in 0..5 {
-        store.insert_run(&new_run(if index % 2 == 0 { "a" } else { "b" }, index)).await.unwrap();
+        store.insert_run(&new_run(if index % 2 == 0 { "a" } else { "b" }, index), u32::MAX).await.unwrap();
     }
     let page = store.list_runs(&RunFilter { limit: 2, ..RunFilter::default() }).await.unwrap();
     assert_eq!(page.iter().map(|run| run.id.0).collect::<Vec<_>>(), vec![5, 4]);
@@ -158,7 +162,7 @@ async fn listing_filters_and_paginates_newest_first(fresh: Fresh) {
 
 async fn log_lines_keep_their_bytes_and_order(fresh: Fresh) {
     let store = fresh.store.clone();
-    let run = store.insert_run(&new_run("a", 1)).await.unwrap();
+    let run = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
     let entries: Vec<LogEntry> = (1..=2500).map(|seq| entry(seq, format!("line {seq}").as_bytes())).collect();
     for chunk in entries.chunks(700) {
         store.append_log(run.id, chunk).await.unwrap();
@@ -184,8 +188,8 @@ async fn log_lines_keep_their_bytes_and_order(fresh: Fresh) {
 
 async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append(fresh: Fresh) {
     let store = fresh.store.clone();
-    let first = store.insert_run(&new_run("a", 1)).await.unwrap();
-    let second = store.insert_run(&new_run("a", 2)).await.unwrap();
+    let first = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+    let second = store.insert_run(&new_run("a", 2), u32::MAX).await.unwrap();
     let (one, two) = ([entry(1, b"a1"), entry(2, b"a2")], [entry(1, b"b1")]);
     let results = store.append_logs(&[(first.id, &one), (second.id, &two)]).await.unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -205,9 +209,9 @@ async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append(fr
 
 async fn retention_deletes_only_old_finished_runs(fresh: Fresh) {
     let store = fresh.store.clone();
-    let old = store.insert_run(&new_run("a", 1)).await.unwrap();
-    let recent = store.insert_run(&new_run("a", 2)).await.unwrap();
-    let live = store.insert_run(&new_run("a", 3)).await.unwrap();
+    let old = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+    let recent = store.insert_run(&new_run("a", 2), u32::MAX).await.unwrap();
+    let live = store.insert_run(&new_run("a", 3), u32::MAX).await.unwrap();
     for (run, finished) in [(&old, 100), (&recent, 10_000)] {
         store.append_log(run.id, &[entry(1, b"x")]).await.unwrap();
         let finish = Finish {
@@ -228,7 +232,7 @@ async fn retention_deletes_only_old_finished_runs(fresh: Fresh) {
 
 async fn reopening_keeps_everything(fresh: Fresh) {
     let store = fresh.store.clone();
-    let run = store.insert_run(&new_run("a", 1)).await.unwrap();
+    let run = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
     store.append_log(run.id, &[entry(1, b"kept")]).await.unwrap();
     store.close().await;
     let store = fresh.reopen().await;
@@ -239,7 +243,7 @@ async fn reopening_keeps_everything(fresh: Fresh) {
 async fn run_listing_can_be_limited_to_visible_jobs(fresh: Fresh) {
     let store = fresh.store.clone();
     for job in ["a", "b", "c"] {
-        store.insert_run(&new_run(job, 1)).await.unwrap();
+        store.insert_run(&new_run(job, 1), u32::MAX).await.unwrap();
     }
     let filter = RunFilter { limit: 10, jobs_in: Some(vec!["a".into(), "c".into()]), ..RunFilter::default() };
     let jobs: Vec<String> = store.list_runs(&filter).await.unwrap().into_iter().map(|run| run.job).collect();
@@ -391,7 +395,7 @@ async fn the_write_ahead_log_is_copied_in_the_background_and_stays_small() {
     let path = dir.path().join("oneoff.db");
     let wal = dir.path().join("oneoff.db-wal");
     let store = Store::open_sqlite(&path).await.unwrap();
-    let run = store.insert_run(&new_run("a", 1)).await.unwrap();
+    let run = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
     let line = vec![b'x'; 1000];
     let chunk = |first: u64| (first..first + 1000).map(|seq| entry(seq, &line)).collect::<Vec<_>>();
 
@@ -415,7 +419,7 @@ async fn the_write_ahead_log_is_copied_in_the_background_and_stays_small() {
 
 async fn a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once(fresh: Fresh) {
     let store = fresh.store.clone();
-    let run = store.insert_run(&new_run("a", 1)).await.unwrap();
+    let run = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
     // One batch of long lines (a 2 MB line cut into pieces), then small lines.
     let long: Vec<LogEntry> = (1..=20).map(|seq| entry(seq, &vec![b'x'; 100_000])).collect();
     store.append_log(run.id, &long).await.unwrap();
@@ -441,7 +445,7 @@ async fn a_log_read_is_bounded_by_bytes_and_still_reads_every_entry_once(fresh: 
 
 async fn a_running_run_keeps_where_its_processes_are_across_a_reopen(fresh: Fresh) {
     let store = fresh.store.clone();
-    let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
+    let run = store.insert_run(&new_run("backfill", 10), u32::MAX).await.unwrap();
     assert_eq!(store.run_processes(run.id).await.unwrap(), oneoff_core::RunProcesses::default());
     store.mark_running(run.id, 20).await.unwrap();
     let processes = oneoff_core::RunProcesses {
@@ -470,7 +474,7 @@ async fn capped(pages: u32) -> (tempfile::TempDir, Store) {
 #[tokio::test]
 async fn a_full_disk_refuses_every_write_as_full_and_leaves_no_connection_inside_a_transaction() {
     let (_dir, store) = capped(64).await;
-    let run = store.insert_run(&new_run("backfill", 10)).await.unwrap();
+    let run = store.insert_run(&new_run("backfill", 10), u32::MAX).await.unwrap();
     let line = [b'x'; 3000];
     let mut seq = 1;
     let first_refusal = loop {
@@ -490,7 +494,7 @@ async fn a_full_disk_refuses_every_write_as_full_and_leaves_no_connection_inside
             Err(StoreError::Full(_)) => {}
             other => panic!("expected storage full, got {other:?}"),
         }
-        match store.insert_run(&new_run("backfill", 20)).await {
+        match store.insert_run(&new_run("backfill", 20), u32::MAX).await {
             Err(StoreError::Full(_)) | Ok(_) => {}
             Err(other) => panic!("expected storage full, got {other:?}"),
         }
@@ -526,12 +530,12 @@ async fn concurrent_audit_appends_from_two_handles_make_one_chain(fresh: Fresh) 
 /// replica still writes) is refused by sequence, and the other runs of its group are stored.
 async fn two_writers_of_one_log_cannot_both_extend_it(fresh: Fresh) {
     let (first, second) = (fresh.store.clone(), fresh.reopen().await);
-    let contested = first.insert_run(&new_run("a", 1)).await.unwrap();
+    let contested = first.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
     let mut tries = Vec::new();
     for index in 0..20 {
         let store = if index % 2 == 0 { first.clone() } else { second.clone() };
         // Each writer's other run is its own: that append must be stored whatever happens to the first.
-        let other = store.insert_run(&new_run("b", 2)).await.unwrap();
+        let other = store.insert_run(&new_run("b", 2), u32::MAX).await.unwrap();
         let bytes = format!("writer {index}").into_bytes();
         tries.push(tokio::spawn(async move {
             let line = [entry(1, &bytes)];
@@ -612,9 +616,9 @@ async fn stream_tickets_are_taken_once_on_any_handle_and_capped_in_the_database(
 
 async fn log_heads_say_how_far_each_run_is_stored_and_whether_it_ended(fresh: Fresh) {
     let store = fresh.store.clone();
-    let live = store.insert_run(&new_run("a", 1)).await.unwrap().id;
-    let ended = store.insert_run(&new_run("b", 1)).await.unwrap().id;
-    let quiet = store.insert_run(&new_run("c", 1)).await.unwrap().id;
+    let live = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap().id;
+    let ended = store.insert_run(&new_run("b", 1), u32::MAX).await.unwrap().id;
+    let quiet = store.insert_run(&new_run("c", 1), u32::MAX).await.unwrap().id;
     store.append_log(live, &[entry(1, b"x"), entry(2, b"y")]).await.unwrap();
     store.append_log(ended, &[entry(1, b"z")]).await.unwrap();
     let finish =
@@ -650,8 +654,8 @@ async fn commits_notify_their_heads_and_a_rolled_back_group_notifies_nothing(fre
     assert_eq!(next_event(&mut events).await, LogEvent::Missed, "listening: whatever came before was missed");
     // Another replica's commits.
     let writer = fresh.reopen().await;
-    let run = writer.insert_run(&new_run("a", 1)).await.unwrap().id;
-    let other = writer.insert_run(&new_run("b", 1)).await.unwrap().id;
+    let run = writer.insert_run(&new_run("a", 1), u32::MAX).await.unwrap().id;
+    let other = writer.insert_run(&new_run("b", 1), u32::MAX).await.unwrap().id;
     writer.append_logs(&[(run, &[entry(1, b"x"), entry(2, b"y")]), (other, &[entry(1, b"z")])]).await.unwrap();
     // One commit, one notification: both runs' heads, in the order they were appended.
     assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run, last_seq: 2, finished: false }));
@@ -681,7 +685,7 @@ async fn commits_notify_their_heads_and_a_rolled_back_group_notifies_nothing(fre
     writer.finish_run(run, &finish).await.unwrap();
     assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run, last_seq: 3, finished: true }));
     writer.finish_run(run, &finish).await.unwrap();
-    let quiet = writer.insert_run(&new_run("c", 1)).await.unwrap().id;
+    let quiet = writer.insert_run(&new_run("c", 1), u32::MAX).await.unwrap().id;
     writer.finish_run(quiet, &finish).await.unwrap();
     assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run: quiet, last_seq: 0, finished: true }));
 
@@ -694,16 +698,282 @@ async fn commits_notify_their_heads_and_a_rolled_back_group_notifies_nothing(fre
         .await;
     assert_eq!(next_event(&mut events).await, LogEvent::Missed);
     writer.append_log(other, &[entry(1, b"z")]).await.unwrap_err();
-    let third = writer.insert_run(&new_run("d", 1)).await.unwrap().id;
+    let third = writer.insert_run(&new_run("d", 1), u32::MAX).await.unwrap().id;
     writer.append_log(third, &[entry(1, b"after the cut")]).await.unwrap();
     assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run: third, last_seq: 1, finished: false }));
     events.shutdown().await;
+}
+
+fn replica(name: &str, instance: &str) -> ReplicaIdentity {
+    ReplicaIdentity {
+        name: name.into(),
+        instance: instance.into(),
+        host: format!("host-{name}"),
+        boot_id: Some("boot".into()),
+        pid: 42,
+    }
+}
+
+/// Registers a replica that must get its name.
+async fn registered(store: &Store, name: &str, instance: &str) -> ReplicaIdentity {
+    let identity = replica(name, instance);
+    let registration = store.register_replica(&identity, Duration::from_secs(30), 1).await.unwrap();
+    assert!(matches!(registration, Registration::Registered { .. }), "{registration:?}");
+    identity
+}
+
+fn claim<'a>(
+    replica: &'a ReplicaIdentity,
+    global: u32,
+    job_limits: &'a HashMap<String, u32>,
+    max: u32,
+    holding: &'a [RunId],
+) -> Claim<'a> {
+    Claim { replica, max_concurrent_runs: global, job_limits, max, holding, now_us: 5 }
+}
+
+fn done() -> Finish {
+    Finish { status: RunStatus::Succeeded, finished_at_us: 9, exit_code: Some(0), signal: None, error: None }
+}
+
+async fn three_replicas_claiming_at_once_never_exceed_the_limits(fresh: Fresh) {
+    let store = fresh.store.clone();
+    for index in 0..30 {
+        store.insert_run(&new_run(["a", "b", "c"][index % 3], index as i64), u32::MAX).await.unwrap();
+    }
+    let limits: HashMap<String, u32> = [("a".to_string(), 2), ("b".to_string(), 2)].into();
+    let mut tasks = Vec::new();
+    for index in 0..3 {
+        let handle = fresh.reopen().await;
+        let identity = registered(&handle, &format!("r{index}"), "i").await;
+        let limits = limits.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..2000 {
+                let claimed = handle.claim_runs(&claim(&identity, 4, &limits, 2, &[])).await.unwrap();
+                // One statement: a consistent picture of what runs on every replica now.
+                let running = handle
+                    .list_runs(&RunFilter { status: Some(RunStatus::Running), limit: 100, ..RunFilter::default() })
+                    .await
+                    .unwrap();
+                let of = |job: &str| running.iter().filter(|run| run.job == job).count();
+                assert!(running.len() <= 4, "{} running at once", running.len());
+                assert!(of("a") <= 2 && of("b") <= 2, "a: {}, b: {}", of("a"), of("b"));
+                assert!(claimed.iter().all(|run| run.replica.as_deref() == Some(identity.name.as_str())));
+                tokio::task::yield_now().await;
+                for run in &claimed {
+                    handle.finish_run(run.id, &done()).await.unwrap();
+                    mine.push(run.id);
+                }
+                if handle.runs_with_status(RunStatus::Queued).await.unwrap().is_empty() && claimed.is_empty() {
+                    break;
+                }
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all, (1..=30).map(RunId).collect::<Vec<_>>(), "every run claimed exactly once");
+}
+
+async fn claims_take_the_oldest_runs_unless_their_job_is_at_its_limit(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let me = registered(&store, "a", "i").await;
+    let mut ids = Vec::new();
+    for job in ["x", "x", "y", "x", "y"] {
+        ids.push(store.insert_run(&new_run(job, 1), u32::MAX).await.unwrap().id);
+    }
+    let limits: HashMap<String, u32> = [("x".to_string(), 1)].into();
+    // The global limit: the next run waits even though its job has room.
+    let first = store.claim_runs(&claim(&me, 1, &limits, 10, &[])).await.unwrap();
+    assert_eq!(first.iter().map(|run| run.id).collect::<Vec<_>>(), vec![ids[0]]);
+    assert_eq!(first[0].status, RunStatus::Running);
+    // x is at its limit: its queued runs are passed over, y's are not.
+    let more = store.claim_runs(&claim(&me, 10, &limits, 10, &[])).await.unwrap();
+    assert_eq!(more.iter().map(|run| run.id).collect::<Vec<_>>(), vec![ids[2], ids[4]]);
+    store.finish_run(ids[0], &done()).await.unwrap();
+    let next = store.claim_runs(&claim(&me, 10, &limits, 10, &[])).await.unwrap();
+    assert_eq!(next.iter().map(|run| run.id).collect::<Vec<_>>(), vec![ids[1]], "the older x first");
+    // A draining replica claims nothing.
+    store.finish_run(ids[1], &done()).await.unwrap();
+    store.set_draining(&me).await.unwrap();
+    assert!(store.claim_runs(&claim(&me, 10, &limits, 10, &[])).await.unwrap().is_empty());
+    assert!(store.list_replicas().await.unwrap()[0].draining);
+}
+
+async fn a_run_held_by_a_replica_is_claimed_by_it_alone_once_it_is_ready(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let holder = registered(&store, "holder", "i").await;
+    let other = registered(&store, "other", "i").await;
+    let held = store.insert_run(&NewRun { held_by: Some("holder".into()), ..new_run("a", 1) }, u32::MAX).await.unwrap();
+    let plain = store.insert_run(&new_run("a", 2), u32::MAX).await.unwrap();
+    let none = HashMap::new();
+    let taken = store.claim_runs(&claim(&other, 10, &none, 10, &[held.id])).await.unwrap();
+    assert_eq!(taken.iter().map(|run| run.id).collect::<Vec<_>>(), vec![plain.id], "another replica's held run");
+    assert!(store.claim_runs(&claim(&holder, 10, &none, 10, &[])).await.unwrap().is_empty(), "not ready yet");
+    let taken = store.claim_runs(&claim(&holder, 10, &none, 10, &[held.id])).await.unwrap();
+    assert_eq!(taken.iter().map(|run| run.id).collect::<Vec<_>>(), vec![held.id]);
+}
+
+async fn a_silent_replica_is_declared_lost_by_exactly_one_survivor(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let timeout = Duration::from_secs(30);
+    for round in 0..5 {
+        let name = format!("dying{round}");
+        let dying = registered(&store, &name, "old").await;
+        let run = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+        let none = HashMap::new();
+        assert_eq!(store.claim_runs(&claim(&dying, 100, &none, 1, &[])).await.unwrap().len(), 1);
+        let held =
+            store.insert_run(&NewRun { held_by: Some(name.clone()), ..new_run("a", 2) }, u32::MAX).await.unwrap();
+        let (first, second) = (fresh.reopen().await, fresh.reopen().await);
+        let (b, c) =
+            (registered(&first, &format!("b{round}"), "i").await, registered(&second, &format!("c{round}"), "i").await);
+        // Nobody is silent yet.
+        assert!(first.declare_lost(&b, timeout).await.unwrap().is_empty());
+        fresh
+            .tamper(&format!("UPDATE replicas SET heartbeat_at_us = heartbeat_at_us - 60000000 WHERE name = '{name}'"))
+            .await;
+        let (by_b, by_c) = tokio::join!(first.declare_lost(&b, timeout), second.declare_lost(&c, timeout));
+        let declared: Vec<LostReplica> = by_b.unwrap().into_iter().chain(by_c.unwrap()).collect();
+        assert_eq!(declared.len(), 1, "round {round}: {declared:?}");
+        assert_eq!(declared[0].name, name);
+        assert_eq!(declared[0].running.iter().map(|run| run.id).collect::<Vec<_>>(), vec![run.id]);
+        assert_eq!(declared[0].held.iter().map(|run| run.id).collect::<Vec<_>>(), vec![held.id]);
+        assert!(!store.heartbeat(&dying).await.unwrap(), "a lost instance learns it from its heartbeat");
+        assert!(first.declare_lost(&b, timeout).await.unwrap().is_empty(), "declared once");
+        // Its survivor died before it ended the runs: after a timeout, another survivor gets them.
+        fresh.tamper(&format!("UPDATE replicas SET lost_at_us = lost_at_us - 60000000 WHERE name = '{name}'")).await;
+        let again = second.declare_lost(&c, timeout).await.unwrap();
+        assert_eq!(again.iter().map(|lost| lost.running.len()).collect::<Vec<_>>(), vec![1], "{again:?}");
+        store.finish_run(run.id, &done()).await.unwrap();
+        store.finish_run(held.id, &done()).await.unwrap();
+        fresh.tamper(&format!("UPDATE replicas SET lost_at_us = lost_at_us - 60000000 WHERE name = '{name}'")).await;
+        assert!(first.declare_lost(&b, timeout).await.unwrap().is_empty(), "nothing left to end");
+        assert!(store.list_replicas().await.unwrap().iter().all(|listed| listed.name != name));
+        // Its name is free again, for a new instance.
+        let again = store.register_replica(&replica(&name, "new"), timeout, 3).await.unwrap();
+        assert!(matches!(again, Registration::Registered { previous: Some(_) }), "{again:?}");
+    }
+}
+
+async fn a_name_in_use_is_refused_and_a_stale_one_is_taken(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let timeout = Duration::from_secs(30);
+    let first = registered(&store, "a", "one").await;
+    match store.register_replica(&replica("a", "two"), timeout, 2).await.unwrap() {
+        Registration::InUse(holder) => {
+            assert_eq!((holder.instance.as_str(), holder.host.as_str(), holder.pid), ("one", "host-a", 42));
+            assert!(holder.heartbeat_age_ms < 30_000, "{holder:?}");
+        }
+        other => panic!("a name in use was taken: {other:?}"),
+    }
+    assert!(store.heartbeat(&first).await.unwrap());
+    fresh.tamper("UPDATE replicas SET heartbeat_at_us = heartbeat_at_us - 60000000").await;
+    let second = replica("a", "two");
+    assert!(matches!(
+        store.register_replica(&second, timeout, 2).await.unwrap(),
+        Registration::Registered { previous: Some(_) }
+    ));
+    assert!(!store.heartbeat(&first).await.unwrap(), "the old instance no longer owns the row");
+    assert!(store.heartbeat(&second).await.unwrap());
+    store.remove_replica(&first).await.unwrap();
+    assert_eq!(store.list_replicas().await.unwrap().len(), 1, "only its own instance removes a row");
+    store.remove_replica(&second).await.unwrap();
+    assert!(store.list_replicas().await.unwrap().is_empty());
+}
+
+async fn a_cancel_reaches_a_run_in_every_state(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let timeout = Duration::from_secs(30);
+    let none = HashMap::new();
+    let live = registered(&store, "live", "i").await;
+    let dead = registered(&store, "dead", "i").await;
+    let queued = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+    assert_eq!(store.request_cancel(queued.id, timeout, 7).await.unwrap(), CancelRequest::CancelledWhileQueued);
+    assert_eq!(store.run(queued.id).await.unwrap().unwrap().status, RunStatus::Cancelled);
+    assert_eq!(store.request_cancel(queued.id, timeout, 8).await.unwrap(), CancelRequest::AlreadyFinished);
+
+    let on_live = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+    store.claim_runs(&claim(&live, 10, &none, 1, &[])).await.unwrap();
+    assert!(store.cancel_requests(&live).await.unwrap().is_empty());
+    assert_eq!(
+        store.request_cancel(on_live.id, timeout, 7).await.unwrap(),
+        CancelRequest::Requested { replica: "live".into() }
+    );
+    assert_eq!(store.cancel_requests(&live).await.unwrap(), vec![on_live.id]);
+    assert_eq!(store.run(on_live.id).await.unwrap().unwrap().status, RunStatus::Running, "the owner ends it");
+
+    let on_dead = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+    store.claim_runs(&claim(&dead, 10, &none, 1, &[])).await.unwrap();
+    store.append_log(on_dead.id, &[entry(1, b"working")]).await.unwrap();
+    fresh.tamper("UPDATE replicas SET heartbeat_at_us = heartbeat_at_us - 60000000 WHERE name = 'dead'").await;
+    assert_eq!(
+        store.request_cancel(on_dead.id, timeout, 7).await.unwrap(),
+        CancelRequest::EndedLost { replica: Some("dead".into()) }
+    );
+    let ended = store.run(on_dead.id).await.unwrap().unwrap();
+    assert_eq!(ended.status, RunStatus::Lost);
+    let log = store.read_log(on_dead.id, 0, 10, usize::MAX).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].stream, LogStream::System);
+    assert!(log[1].text().contains("replica dead was not responding"), "{}", log[1].text());
+    assert_eq!(store.request_cancel(RunId(999), timeout, 7).await.unwrap(), CancelRequest::NotFound);
+}
+
+async fn the_queue_bound_is_counted_in_the_database_across_handles(fresh: Fresh) {
+    let handles = [fresh.store.clone(), fresh.reopen().await];
+    let attempts = (0..12).map(|index| {
+        let store = handles[index % 2].clone();
+        async move { store.insert_run(&new_run("a", 1), 5).await }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let queued = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(queued, 5);
+    assert!(results
+        .iter()
+        .filter_map(|result| result.as_ref().err())
+        .all(|error| matches!(error, StoreError::QueueFull(5))));
+    let me = registered(&fresh.store, "a", "i").await;
+    fresh.store.claim_runs(&claim(&me, 10, &HashMap::new(), 1, &[])).await.unwrap();
+    assert!(fresh.store.insert_run(&new_run("a", 1), 5).await.is_ok(), "a claimed run leaves room");
+}
+
+async fn leftovers_are_only_this_names_runs_and_those_from_before_replicas(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let none = HashMap::new();
+    let mine = registered(&store, "mine", "old").await;
+    let theirs = registered(&store, "theirs", "i").await;
+    let my_run = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+    store.claim_runs(&claim(&mine, 10, &none, 1, &[])).await.unwrap();
+    let their_run = store.insert_run(&new_run("a", 2), u32::MAX).await.unwrap();
+    store.claim_runs(&claim(&theirs, 10, &none, 1, &[])).await.unwrap();
+    let old_run = store.insert_run(&new_run("a", 3), u32::MAX).await.unwrap();
+    store.mark_running(old_run.id, 4).await.unwrap();
+    let held = store.insert_run(&NewRun { held_by: Some("mine".into()), ..new_run("a", 5) }, u32::MAX).await.unwrap();
+    store.insert_run(&NewRun { held_by: Some("theirs".into()), ..new_run("a", 6) }, u32::MAX).await.unwrap();
+    let left = store.leftovers("mine").await.unwrap();
+    assert_eq!(left.running.iter().map(|run| run.id).collect::<Vec<_>>(), vec![my_run.id, old_run.id]);
+    assert_eq!(left.held.iter().map(|run| run.id).collect::<Vec<_>>(), vec![held.id]);
+    assert!(!left.running.iter().any(|run| run.id == their_run.id));
 }
 
 story!(
     stream_tickets_are_taken_once_on_any_handle_and_capped_in_the_database,
     log_heads_say_how_far_each_run_is_stored_and_whether_it_ended,
     commits_notify_their_heads_and_a_rolled_back_group_notifies_nothing,
+    leftovers_are_only_this_names_runs_and_those_from_before_replicas,
+    three_replicas_claiming_at_once_never_exceed_the_limits,
+    claims_take_the_oldest_runs_unless_their_job_is_at_its_limit,
+    a_run_held_by_a_replica_is_claimed_by_it_alone_once_it_is_ready,
+    a_silent_replica_is_declared_lost_by_exactly_one_survivor,
+    a_name_in_use_is_refused_and_a_stale_one_is_taken,
+    a_cancel_reaches_a_run_in_every_state,
+    the_queue_bound_is_counted_in_the_database_across_handles,
     concurrent_audit_appends_from_two_handles_make_one_chain,
     two_writers_of_one_log_cannot_both_extend_it,
     runs_go_through_their_lifecycle,

@@ -36,7 +36,9 @@
 //! off); `start_new_durable` keeps PostgreSQL's durable defaults, for benchmarks.
 //!
 //! Every function panics, with the server's own output, when the server cannot be set up:
-//! a test that cannot get its database has nothing to test.
+//! a test that cannot get its database has nothing to test. Everything is synchronous (it
+//! runs `pg_ctl` and `psql` and waits): the first `shared()` of a process takes about a
+//! second, so an async test calls it before it starts what it tests.
 
 use std::fmt::Write as _;
 use std::fs;

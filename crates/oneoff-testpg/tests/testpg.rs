@@ -43,6 +43,17 @@ fn password_database_refuses_a_wrong_password() {
     assert!(error.contains("password authentication failed"), "{error}");
 }
 
+#[tokio::test]
+async fn urls_connect_with_sqlx() {
+    let postgres = Postgres::shared();
+    for url in [postgres.new_database(), postgres.new_database_with_password("p@ss w:rd/'%?#é")] {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| panic!("{url}: {error}"));
+        let answer: i32 = sqlx::query_scalar("select 42").fetch_one(&pool).await.unwrap();
+        assert_eq!(answer, 42);
+        pool.close().await;
+    }
+}
+
 #[test]
 fn stopped_and_restarted_cluster_keeps_data_and_port() {
     let postgres = Postgres::start_new();

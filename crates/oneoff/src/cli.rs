@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-use oneoff_core::{RunId, RunStatus};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use oneoff_core::{Given, RunId, RunStatus};
 
 /// The server the client commands talk to when neither `--server` nor `ONEOFF_SERVER` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -15,6 +16,69 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line as `Cli::parse` does, and notes which of the server's
+    /// settings came from environment variables, so that an error names the variable.
+    pub fn parse_noting_sources() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = match Cli::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(error) => error.format(&mut Cli::command()).exit(),
+        };
+        match (&mut cli.command, matches.subcommand()) {
+            (Command::Serve(args), Some((_, serve))) => args.sources = Sources::of(serve),
+            (Command::Token(TokenCommand::Create(args)), Some((_, token))) => {
+                if let Some((_, create)) = token.subcommand() {
+                    args.sources = Sources::of(create);
+                }
+            }
+            _ => {}
+        }
+        cli
+    }
+}
+
+pub const LISTEN_ENV: &str = "ONEOFF_LISTEN";
+pub const DATA_DIR_ENV: &str = "ONEOFF_DATA_DIR";
+pub const DATABASE_ENV: &str = "ONEOFF_DATABASE";
+pub const REPLICA_ENV: &str = "ONEOFF_REPLICA";
+
+/// Which arguments of one subcommand took their value from an environment variable.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    from_environment: Vec<String>,
+}
+
+impl Sources {
+    fn of(matches: &ArgMatches) -> Sources {
+        let from_environment = matches
+            .ids()
+            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::EnvVariable))
+            .map(|id| id.as_str().to_string())
+            .collect();
+        Sources { from_environment }
+    }
+
+    fn came_from_environment(&self, id: &str) -> bool {
+        self.from_environment.iter().any(|known| known == id)
+    }
+
+    /// The value of argument `id` (flag `--flag`, variable `variable`) with where it came
+    /// from. An empty variable counts as unset, as `ONEOFF_AUDIT_KEY` does.
+    pub fn given(&self, id: &str, value: Option<String>, flag: &str, variable: &str) -> Option<Given> {
+        let value = value?;
+        if !self.came_from_environment(id) {
+            return Some(Given::new(value, flag));
+        }
+        (!value.trim().is_empty()).then(|| Given::new(value, variable))
+    }
+
+    /// A path argument: it cannot be wrong, only empty (from an empty variable: unset).
+    pub fn path(&self, id: &str, value: Option<PathBuf>) -> Option<PathBuf> {
+        value.filter(|path| !(self.came_from_environment(id) && path.as_os_str().is_empty()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +106,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show who the server takes you for.
     Whoami(JobsArgs),
+    /// List the live replicas sharing the server's store: start, last heartbeat, running runs, draining.
+    Replicas(JobsArgs),
     /// Probe a deployment through each hop (outermost first) and name the one that breaks live logs.
     ///
     /// Exit status: 0 every check made and passed, 1 a hop fails, 3 inconclusive (some checks
@@ -186,11 +252,33 @@ pub struct ServeArgs {
     #[arg(long, env = "ONEOFF_CONFIG", value_name = "FILE")]
     pub config: PathBuf,
     /// The address to listen on, as IP:PORT; wins over the config file.
-    #[arg(long, env = "ONEOFF_LISTEN", value_name = "IP:PORT")]
+    #[arg(long, env = LISTEN_ENV, value_name = "IP:PORT")]
     pub listen: Option<String>,
     /// Where runs and logs are kept; wins over the config file.
-    #[arg(long, env = "ONEOFF_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The database: postgres://USER[:PASSWORD]@HOST/DATABASE (shared by several replicas)
+    /// or sqlite:PATH; wins over the config file. The password is never shown nor logged.
+    #[arg(long, env = DATABASE_ENV, hide_env_values = true, value_name = "URL")]
+    pub database: Option<String>,
+    /// This replica's name (default: the hostname); wins over the config file.
+    #[arg(long, env = REPLICA_ENV, value_name = "NAME")]
+    pub replica: Option<String>,
+    #[arg(skip)]
+    pub sources: Sources,
+}
+
+impl ServeArgs {
+    /// The settings given here, which win over the config file.
+    pub fn overrides(&self) -> oneoff_core::Overrides {
+        let sources = &self.sources;
+        oneoff_core::Overrides {
+            listen: sources.given("listen", self.listen.clone(), "--listen", LISTEN_ENV),
+            data_dir: sources.path("data_dir", self.data_dir.clone()),
+            database: sources.given("database", self.database.clone(), "--database", DATABASE_ENV),
+            replica: sources.given("replica", self.replica.clone(), "--replica", REPLICA_ENV),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,10 +311,28 @@ pub struct TokenCreateArgs {
     pub config: Option<PathBuf>,
     /// With --config: the server's data directory, if it is not the config file's (as for
     /// `oneoff serve`).
-    #[arg(long, env = "ONEOFF_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// With --config: the server's database, if it is not the config file's (as for
+    /// `oneoff serve`).
+    #[arg(long, env = DATABASE_ENV, hide_env_values = true, value_name = "URL")]
+    pub database: Option<String>,
     #[command(flatten)]
     pub client: ClientOpts,
+    #[arg(skip)]
+    pub sources: Sources,
+}
+
+impl TokenCreateArgs {
+    /// With `--config`: the settings that win over the file, as for `oneoff serve`.
+    pub fn overrides(&self) -> oneoff_core::Overrides {
+        let sources = &self.sources;
+        oneoff_core::Overrides {
+            data_dir: sources.path("data_dir", self.data_dir.clone()),
+            database: sources.given("database", self.database.clone(), "--database", DATABASE_ENV),
+            ..oneoff_core::Overrides::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

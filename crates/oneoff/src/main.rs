@@ -6,8 +6,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 mod cmd;
 mod doctor;
@@ -17,7 +15,7 @@ mod output;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_noting_sources();
     // The server sets up its own logging; the client only logs when asked (ONEOFF_LOG=debug).
     if !matches!(cli.command, Command::Serve(_)) {
         init_client_logging();

@@ -5,6 +5,7 @@ use std::path::Path;
 use super::*;
 use crate::params::{ParamValue, ResolvedParams};
 use crate::run::RunId;
+use crate::store_url::{ReplicaName, StoreUrl};
 
 fn load(text: &str) -> Result<Config, ConfigErrors> {
     Config::from_toml("jobs.toml", text, Path::new("/etc/oneoff"), &Overrides::default())
@@ -130,7 +131,11 @@ fn bad_job_names_and_empty_commands_are_rejected() {
 
 #[test]
 fn overrides_win_over_the_file() {
-    let overrides = Overrides { listen: Some("0.0.0.0:9999".into()), data_dir: Some("/var/lib/oneoff".into()) };
+    let overrides = Overrides {
+        listen: Some(Given::new("0.0.0.0:9999", "--listen")),
+        data_dir: Some("/var/lib/oneoff".into()),
+        ..Overrides::default()
+    };
     let config = Config::from_toml("f", "[server]\nlisten = \"127.0.0.1:1\"\n", Path::new("/x"), &overrides).unwrap();
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:9999");
     assert_eq!(config.server.data_dir, Path::new("/var/lib/oneoff"));
@@ -461,4 +466,130 @@ name = "tool"
         "a program chosen by a parameter is known only at run time"
     );
     assert_eq!(config.host_needs[1].problem("gone").to_string(), "jobs.toml:4:11: gone");
+}
+
+#[test]
+fn the_store_and_replica_settings_have_defaults() {
+    let server = load("").unwrap().server;
+    assert_eq!(server.database, StoreUrl::Sqlite("/etc/oneoff/data/oneoff.db".into()), "SQLite in data_dir, as before");
+    assert_eq!(server.replica, None, "the server fills in the hostname");
+    assert_eq!(server.replica_timeout, Duration::from_secs(15));
+    assert_eq!(server.replica_heartbeat(), Duration::from_secs(5));
+    assert_eq!(server.database_pool, 10);
+    assert_eq!(server.database_statement_timeout, Duration::from_secs(30));
+    let moved = load("[server]\ndata_dir = \"/srv/oneoff\"\n").unwrap().server;
+    assert_eq!(moved.database, StoreUrl::Sqlite("/srv/oneoff/oneoff.db".into()), "the file follows data_dir");
+}
+
+#[test]
+fn the_store_and_replica_settings_load_from_the_file() {
+    let server = load(
+        "[server]\ndatabase = \"postgres://oneoff:pw@db/oneoff?sslmode=verify-full\"\nreplica = \"web-1\"\n\
+         replica_timeout = \"30s\"\ndatabase_pool = 25\ndatabase_statement_timeout = \"1m\"\n",
+    )
+    .unwrap()
+    .server;
+    let StoreUrl::Postgres(url) = &server.database else { panic!("{:?}", server.database) };
+    assert_eq!(url.connect_text_with_password(), "postgres://oneoff:pw@db/oneoff?sslmode=verify-full");
+    assert_eq!(server.replica.as_ref().map(ReplicaName::as_str), Some("web-1"));
+    assert_eq!(server.replica_timeout, Duration::from_secs(30));
+    assert_eq!(server.replica_heartbeat(), Duration::from_secs(10));
+    assert_eq!(server.database_pool, 25);
+    assert_eq!(server.database_statement_timeout, Duration::from_secs(60));
+    // A relative SQLite path is the file's, like data_dir and workdir.
+    let server = load("[server]\ndatabase = \"sqlite:state/oneoff.db\"\n").unwrap().server;
+    assert_eq!(server.database, StoreUrl::Sqlite("/etc/oneoff/state/oneoff.db".into()));
+    let server = load("[server]\ndatabase = \"sqlite:///var/lib/o.db\"\n").unwrap().server;
+    assert_eq!(server.database, StoreUrl::Sqlite("/var/lib/o.db".into()));
+}
+
+#[test]
+fn bad_store_and_replica_settings_are_named_where_they_are_written() {
+    let shown = errors(
+        "[server]\ndatabase = \"mysql://oneoff@db/oneoff\"\nreplica = \"-web 1\"\nreplica_timeout = \"500ms\"\n\
+         database_pool = 0\ndatabase_statement_timeout = \"0s\"\n",
+    );
+    assert_eq!(
+        shown,
+        [
+            "jobs.toml:2:12: `mysql:` is not a database oneoff can use: the database URL must start with \
+             postgres:// (PostgreSQL) or sqlite: (a SQLite file); without `database`, oneoff uses SQLite in data_dir",
+            "jobs.toml:3:11: replica name `-web 1` must be 1 to 63 characters of letters, digits, `.`, `_` and `-`, \
+             starting with a letter or a digit",
+            "jobs.toml:4:19: replica_timeout must be at least 1s",
+            "jobs.toml:5:17: database_pool must be between 1 and 1000 (connections per replica; PostgreSQL's \
+             max_connections must hold every replica's pool)",
+            "jobs.toml:6:30: database_statement_timeout must be at least 1s",
+        ]
+    );
+    let shown = errors("[server]\ndatabase_pool = 1001\nreplica_timeout = \"soon\"\n");
+    assert!(shown[0].starts_with("jobs.toml:3:19: `soon` is not a duration"), "{shown:#?}");
+    assert!(shown[1].starts_with("jobs.toml:2:17: database_pool must be between 1 and 1000"), "{shown:#?}");
+    assert!(load("[server]\ndatabase_pool = 1000\nreplica_timeout = \"1s\"\n").is_ok());
+    let shown = errors("[server]\ndatabse = \"sqlite:x.db\"\n");
+    assert!(shown[0].contains("unknown field `databse`: did you mean `database`?"), "{shown:#?}");
+    let shown = errors("[server]\nstatement_timeout = \"5s\"\n");
+    assert!(shown[0].contains("did you mean `database_statement_timeout`?"), "{shown:#?}");
+}
+
+#[test]
+fn database_and_replica_overrides_win_and_their_errors_name_where_they_came_from() {
+    let file = "[server]\ndatabase = \"sqlite:file.db\"\nreplica = \"from-file\"\n";
+    let overrides = Overrides {
+        database: Some(Given::new("sqlite:relative.db", "ONEOFF_DATABASE")),
+        replica: Some(Given::new("from-env\n", "ONEOFF_REPLICA")),
+        ..Overrides::default()
+    };
+    let server = Config::from_toml("f", file, Path::new("/x"), &overrides).unwrap().server;
+    // As the shell that gave it sees it: the working directory's, not the file's.
+    assert_eq!(server.database, StoreUrl::Sqlite("relative.db".into()));
+    assert_eq!(server.replica.as_ref().map(ReplicaName::as_str), Some("from-env"));
+
+    let overrides = Overrides {
+        listen: Some(Given::new("nowhere", "--listen")),
+        database: Some(Given::new("mysql://oneoff:hunter2-Sekret@db/oneoff", "ONEOFF_DATABASE")),
+        replica: Some(Given::new("a b", "--replica")),
+        ..Overrides::default()
+    };
+    let shown: Vec<String> = Config::from_toml("f", file, Path::new("/x"), &overrides)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "--listen: listen address `nowhere` is not IP:PORT",
+            "ONEOFF_DATABASE: `mysql:` is not a database oneoff can use: the database URL must start with \
+             postgres:// (PostgreSQL) or sqlite: (a SQLite file); without `database`, oneoff uses SQLite in data_dir",
+            "--replica: replica name `a b` must be 1 to 63 characters of letters, digits, `.`, `_` and `-`, \
+             starting with a letter or a digit",
+        ]
+    );
+}
+
+#[test]
+fn a_database_password_shows_in_no_error_and_no_debug_output() {
+    const PASSWORD: &str = "hunter2-Sekret";
+    let good = format!("postgres://oneoff:{PASSWORD}@db/oneoff");
+    let config = load(&format!("[server]\ndatabase = \"{good}\"\n")).unwrap();
+    assert!(!format!("{config:?}").contains(PASSWORD), "Debug of the config");
+    assert!(format!("{:?}", config.server).contains("postgres://oneoff:***@db/oneoff"));
+    let overrides = Overrides { database: Some(Given::new(good.clone(), "--database")), ..Overrides::default() };
+    assert!(!format!("{overrides:?}").contains(PASSWORD), "Debug of the overrides");
+    for bad in [
+        format!("postgres://oneoff:{PASSWORD}@db"),
+        format!("postgres://oneoff:{PASSWORD}@db/oneoff?sslmod=require"),
+        format!("postgres://oneoff:{PASSWORD}/@db/oneoff"),
+        format!("oneoff:{PASSWORD}@db/oneoff"),
+    ] {
+        let from_file = errors(&format!("[server]\ndatabase = \"{bad}\"\n")).join("\n");
+        let overrides =
+            Overrides { database: Some(Given::new(bad.clone(), "ONEOFF_DATABASE")), ..Overrides::default() };
+        let from_env = Config::from_toml("f", "", Path::new("/x"), &overrides).unwrap_err().to_string();
+        for shown in [from_file, from_env] {
+            assert!(!shown.is_empty() && !shown.contains(PASSWORD), "{bad}: {shown}");
+        }
+    }
 }

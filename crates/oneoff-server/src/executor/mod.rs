@@ -1,38 +1,52 @@
-//! The executor: a handle plus one scheduler task that owns the queue and the running set.
+//! The executor: a handle plus one scheduler task that owns the runs this replica runs.
 //!
-//! Every change to "what runs now" goes through the scheduler's closed [`Command`] enum,
-//! so limits are enforced in one place without locks: a global limit, a per-job
-//! `max_concurrent`, and a FIFO queue (a run waits behind older runs unless their job is at
-//! its limit). The queue is persisted as `queued` rows, so a restart resumes it.
+//! The queue is the database's `queued` rows, for both backends: the scheduler claims runs
+//! from it (`Store::claim_runs`, one transaction that counts what runs on every replica), so
+//! the global limit, each job's `max_concurrent` and the FIFO order (a run waits behind older
+//! runs unless their job is at its limit) hold across replicas. It claims when it has a reason
+//! to: a run submitted or finished here, and a poll every [`POLL_PERIOD`] for other replicas'
+//! submits and finishes. A queued run with secret parameters keeps its values in this
+//! replica's memory ([`SecretBook`]) and is `held_by` it: only this replica may claim it.
+//! Every change to what runs here goes through the scheduler's closed [`Command`] enum.
 //! Each running run has its own supervisor task ([`process`]); one [`LogWriter`] task stores
-//! the log lines of all of them.
+//! the log lines of all of them; [`replicas::Heartbeat`] keeps this replica's row alive and
+//! ends the runs of replicas that died.
 
 mod capture;
 mod isolation;
 mod log_writer;
 mod process;
 mod recovery;
+mod replicas;
+mod runner;
 mod secret_book;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use oneoff_core::params::{self, FieldError, ParamInput};
 use oneoff_core::run::{RunRecord, StoredParam};
 use oneoff_core::{Config, JobSpec, Launch, RunId, RunStatus, StopReason};
-use oneoff_store::{Finish, NewRun, Store, StoreError};
+use oneoff_store::{CancelRequest, Claim, Finish, NewRun, ReplicaIdentity, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::clock::now_us;
 use crate::hub::LogHub;
 
+pub(crate) use isolation::boot_id;
 pub use isolation::Isolation;
 use log_writer::{LogWriter, Refusal};
 pub use recovery::recover;
+use replicas::Heartbeat;
 pub use secret_book::server_secrets;
 use secret_book::{BookEntry, SecretBook};
+
+/// How often the scheduler looks for runs other replicas queued or made room for, and for
+/// cancels of its runs requested on other replicas.
+const POLL_PERIOD: Duration = Duration::from_millis(500);
 
 /// Why a run could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +68,11 @@ pub enum StartError {
 pub enum CancelOutcome {
     /// The run was queued and is now cancelled.
     CancelledWhileQueued,
-    /// SIGTERM was sent to the run's processes; the run ends after its grace period at most.
+    /// SIGTERM was sent to the run's processes (or, on another replica, will be within a
+    /// second); the run ends after its grace period at most.
     Signalled,
+    /// The run's replica is not responding: the run is now `lost`.
+    EndedLost,
     /// The run had already finished.
     AlreadyFinished,
 }
@@ -68,10 +85,21 @@ struct Pending {
     secrets: Vec<String>,
 }
 
+/// What the scheduler did with a cancel: only runs it holds are its to act on.
+enum LocalCancel {
+    Signalled,
+    NotHere,
+}
+
 enum Command {
-    Submit(Pending, oneshot::Sender<Result<(), StartError>>),
-    Cancel(RunId, oneshot::Sender<CancelOutcome>),
+    /// A run was queued here; with secret values, the scheduler holds them until it starts.
+    Submitted(Option<Pending>),
+    Cancel(RunId, oneshot::Sender<LocalCancel>),
     Finished(RunId),
+    /// Recovery is done: claiming may begin.
+    Resume,
+    /// This replica was declared lost by the others: its runs are `lost` already; stop them.
+    DeclaredLost,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -79,10 +107,10 @@ enum Command {
 #[derive(Debug, Clone)]
 struct Limits {
     max_concurrent_runs: u32,
-    max_queued_runs: u32,
     drain: Duration,
     max_line_bytes: usize,
     partial_line_flush: Duration,
+    replica_timeout: Duration,
 }
 
 /// Cheap to clone; every clone talks to the same scheduler.
@@ -93,45 +121,68 @@ pub struct ExecutorHandle {
     store: Store,
     hub: LogHub,
     refusal: Refusal,
+    replica: Arc<ReplicaIdentity>,
+    /// False once a stop began: no new runs are taken.
+    accepting: Arc<AtomicBool>,
 }
 
 impl ExecutorHandle {
-    /// Starts the scheduler task; `isolation` is how runs are held (decided once at start).
-    /// Every job's output is masked against `server_secrets` too (see [`server_secrets`]).
+    /// Starts the scheduler task and this replica's heartbeat (its row must be registered:
+    /// see `Store::register_replica`). `isolation` is how runs are held (decided once at
+    /// start). Every job's output is masked against `server_secrets` too (see
+    /// [`server_secrets`]). Nothing is claimed before [`recover`] has run.
     pub fn spawn(
         config: Arc<Config>,
         store: Store,
         hub: LogHub,
         isolation: Arc<Isolation>,
         server_secrets: Vec<Vec<u8>>,
+        replica: ReplicaIdentity,
     ) -> ExecutorHandle {
         let (commands, receiver) = mpsc::channel(256);
         let limits = Limits {
             max_concurrent_runs: config.server.max_concurrent_runs,
-            max_queued_runs: config.server.max_queued_runs,
             drain: config.server.drain,
             max_line_bytes: config.server.max_line_bytes,
             partial_line_flush: config.server.partial_line_flush,
+            replica_timeout: config.server.replica_timeout,
         };
+        let replica = Arc::new(replica);
         let writer = LogWriter::spawn(store.clone(), hub.clone(), config.server.store_wait);
         let refusal = writer.refusal();
+        let heartbeat = Heartbeat::spawn(store.clone(), replica.clone(), limits.replica_timeout, commands.downgrade());
+        let job_limits = config
+            .catalog
+            .jobs()
+            .iter()
+            .filter_map(|job| job.max_concurrent.map(|max| (job.name.to_string(), max)))
+            .collect();
         let scheduler = Scheduler {
             limits,
+            config: config.clone(),
             store: store.clone(),
             hub: hub.clone(),
             writer,
             isolation,
             book: SecretBook::new(server_secrets),
-            book_entries: HashMap::new(),
             commands: commands.downgrade(),
-            queue: VecDeque::new(),
+            replica: replica.clone(),
+            job_limits,
+            held: HashMap::new(),
             running: HashMap::new(),
-            running_per_job: HashMap::new(),
-            accepting: true,
+            claiming: false,
+            want_claim: false,
+            claim_failures: 0,
+            heartbeat: Some(heartbeat),
             drain: None,
         };
         tokio::spawn(scheduler.run(receiver));
-        ExecutorHandle { commands, config, store, hub, refusal }
+        ExecutorHandle { commands, config, store, hub, refusal, replica, accepting: Arc::new(AtomicBool::new(true)) }
+    }
+
+    /// Who this replica is.
+    pub fn replica(&self) -> &ReplicaIdentity {
+        &self.replica
     }
 
     /// The storage fault (a full disk) for which running runs' lines wait, if any: new runs
@@ -140,7 +191,8 @@ impl ExecutorHandle {
         self.refusal.current()
     }
 
-    /// Validates parameters, records the run as queued and hands it to the scheduler.
+    /// Validates parameters, records the run as queued (the database's queue, bounded by
+    /// `max_queued_runs` over all replicas) and tells the scheduler.
     pub async fn start_run(
         &self,
         job_name: &str,
@@ -149,57 +201,86 @@ impl ExecutorHandle {
     ) -> Result<RunRecord, StartError> {
         let job = self.config.catalog.get(job_name).ok_or_else(|| StartError::UnknownJob(job_name.to_string()))?;
         let resolved = params::resolve(&job.params, inputs).map_err(StartError::InvalidParams)?;
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(StartError::ShuttingDown);
+        }
         if let Some(fault) = self.store_refusal() {
             return Err(StartError::Store(fault));
         }
         let stored_params =
             resolved.iter().map(|(name, value)| (name.to_string(), StoredParam::from_value(value))).collect();
+        let secrets: Vec<String> = job.secret_values(&resolved).into_iter().map(str::to_string).collect();
         // The argv does not depend on the run id, so it can be computed before the id exists.
         let argv = job.launch(RunId(0), &resolved).argv;
-        let new =
-            NewRun { job: job_name.to_string(), params: stored_params, argv, requested_by, created_at_us: now_us() };
-        let record = self.store.insert_run(&new).await?;
-        self.hub.open(record.id);
-        let pending = Pending {
-            run: record.id,
-            job: Arc::new(job.clone()),
-            launch: job.launch(record.id, &resolved),
-            secrets: job.secret_values(&resolved).into_iter().map(str::to_string).collect(),
+        let new = NewRun {
+            job: job_name.to_string(),
+            params: stored_params,
+            argv,
+            requested_by,
+            created_at_us: now_us(),
+            // Secret values live only in this process: no other replica can start the run.
+            held_by: (!secrets.is_empty()).then(|| self.replica.name.clone()),
         };
-        if let Err(error) = self.submit(pending).await {
-            // Refused: the row must not stay queued forever.
-            let finish = Finish {
-                status: RunStatus::Failed,
-                finished_at_us: now_us(),
-                exit_code: None,
-                signal: None,
-                error: Some(error.to_string()),
-            };
+        let record = match self.store.insert_run(&new, self.config.server.max_queued_runs).await {
+            Ok(record) => record,
+            Err(StoreError::QueueFull(max)) => return Err(StartError::QueueFull(max)),
+            Err(error) => return Err(error.into()),
+        };
+        if secrets.is_empty() {
+            // A nudge: if the channel is full, the next poll claims it.
+            let _ = self.commands.try_send(Command::Submitted(None));
+            return Ok(record);
+        }
+        let pending =
+            Pending { run: record.id, job: Arc::new(job.clone()), launch: job.launch(record.id, &resolved), secrets };
+        if self.commands.send(Command::Submitted(Some(pending))).await.is_err() {
+            // The values are gone with the scheduler: the row must not stay queued forever.
+            let finish = failed(StartError::ShuttingDown.to_string());
             self.store.finish_run(record.id, &finish).await?;
-            self.hub.finish(record.id);
-            return Err(error);
+            return Err(StartError::ShuttingDown);
         }
         Ok(record)
     }
 
-    async fn submit(&self, pending: Pending) -> Result<(), StartError> {
+    /// Cancels a run wherever it is: signalled at once when it runs here; otherwise through
+    /// the store (a queued run is cancelled, a running one's replica acts within a second, a
+    /// run whose replica is dead ends `lost`).
+    pub async fn cancel(&self, run: RunId) -> Result<CancelOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Submit(pending, reply)).await.map_err(|_| StartError::ShuttingDown)?;
-        answer.await.unwrap_or(Err(StartError::ShuttingDown))
-    }
-
-    /// Cancels a queued run at once, or signals a running one.
-    pub async fn cancel(&self, run: RunId) -> CancelOutcome {
-        let (reply, answer) = oneshot::channel();
-        if self.commands.send(Command::Cancel(run, reply)).await.is_err() {
-            return CancelOutcome::AlreadyFinished;
+        if self.commands.send(Command::Cancel(run, reply)).await.is_ok() {
+            if let Ok(LocalCancel::Signalled) = answer.await {
+                return Ok(CancelOutcome::Signalled);
+            }
         }
-        answer.await.unwrap_or(CancelOutcome::AlreadyFinished)
+        let outcome = self.store.request_cancel(run, self.config.server.replica_timeout, now_us()).await?;
+        Ok(match outcome {
+            CancelRequest::CancelledWhileQueued => {
+                self.hub.finish(run);
+                CancelOutcome::CancelledWhileQueued
+            }
+            CancelRequest::Requested { replica } => {
+                tracing::info!(run = %run, %replica, "cancel recorded for the replica running the run");
+                CancelOutcome::Signalled
+            }
+            CancelRequest::EndedLost { replica } => {
+                tracing::warn!(run = %run, replica = ?replica, "cancel of a run whose replica is not responding: marked lost");
+                self.hub.finish(run);
+                CancelOutcome::EndedLost
+            }
+            CancelRequest::AlreadyFinished | CancelRequest::NotFound => CancelOutcome::AlreadyFinished,
+        })
     }
 
-    /// Stops accepting runs, lets running ones go on for the drain period, cancels the rest,
-    /// and returns when every run has a final state. Queued runs stay queued for the next start.
+    /// Lets claiming begin (after recovery stopped what an earlier instance left running).
+    fn resume(&self) {
+        let _ = self.commands.try_send(Command::Resume);
+    }
+
+    /// Stops claiming (the replica is marked draining, so other replicas take the queue), lets
+    /// running runs go on for the drain period, cancels the rest, removes this replica's row and
+    /// returns when every run here has a final state. Queued runs stay queued for the others.
     pub async fn shutdown(&self) {
+        self.accepting.store(false, Ordering::Release);
         let (reply, answer) = oneshot::channel();
         if self.commands.send(Command::Shutdown(reply)).await.is_ok() {
             let _ = answer.await;
@@ -207,13 +288,27 @@ impl ExecutorHandle {
     }
 }
 
+/// A run that failed before it could start.
+fn failed(error: String) -> Finish {
+    Finish { status: RunStatus::Failed, finished_at_us: now_us(), exit_code: None, signal: None, error: Some(error) }
+}
+
 struct RunningRun {
     job: String,
     stop: mpsc::Sender<StopReason>,
+    /// A cancel requested through the store was passed on already.
+    cancel_passed_on: bool,
+}
+
+/// A queued run whose secret values this replica holds.
+struct Held {
+    pending: Pending,
+    entry: BookEntry,
 }
 
 struct Scheduler {
     limits: Limits,
+    config: Arc<Config>,
     store: Store,
     hub: LogHub,
     writer: LogWriter,
@@ -221,14 +316,19 @@ struct Scheduler {
     /// Every secret value held while runs are queued or running: each run's output is masked
     /// against all of them, since a job can read another's environment.
     book: SecretBook,
-    /// The book entries of queued runs; a run's entry goes to its supervisor when it starts.
-    book_entries: HashMap<RunId, BookEntry>,
     /// Weak, so the scheduler ends when every handle is gone.
     commands: mpsc::WeakSender<Command>,
-    queue: VecDeque<Pending>,
+    replica: Arc<ReplicaIdentity>,
+    /// Each job's `max_concurrent`, for the jobs that have one.
+    job_limits: HashMap<String, u32>,
+    /// Queued runs held here (with secret values); a run's entry goes to its supervisor when it starts.
+    held: HashMap<RunId, Held>,
     running: HashMap<RunId, RunningRun>,
-    running_per_job: HashMap<String, u32>,
-    accepting: bool,
+    /// Claims are made: after recovery, until a stop begins.
+    claiming: bool,
+    want_claim: bool,
+    claim_failures: u32,
+    heartbeat: Option<Heartbeat>,
     drain: Option<Drain>,
 }
 
@@ -240,74 +340,138 @@ struct Drain {
 
 impl Scheduler {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut poll = tokio::time::interval(POLL_PERIOD);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.drain.as_ref().filter(|drain| !drain.cancelled).map(|drain| drain.deadline);
-            let command = tokio::select! {
-                command = commands.recv() => command,
-                () = sleep_until_some(deadline) => {
-                    self.cancel_all_running();
-                    continue;
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command).await;
                 }
-            };
-            let Some(command) = command else { break };
-            match command {
-                Command::Submit(pending, reply) => {
-                    let _ = reply.send(self.enqueue(pending));
+                _ = poll.tick() => {
+                    self.pass_on_cancels().await;
+                    self.forget_held_elsewhere().await;
+                    self.want_claim = true;
                 }
-                Command::Cancel(run, reply) => {
-                    let _ = reply.send(self.cancel(run).await);
-                }
-                Command::Finished(run) => self.finished(run),
-                Command::Shutdown(reply) => self.begin_drain(reply),
+                () = sleep_until_some(deadline) => self.cancel_all_running(),
             }
-            if self.accepting {
-                self.start_eligible();
+            if self.claiming && self.want_claim {
+                self.want_claim = false;
+                self.claim().await;
             }
             if self.drain.is_some() && self.running.is_empty() {
-                for waiter in self.drain.take().map(|drain| drain.waiters).unwrap_or_default() {
-                    let _ = waiter.send(());
-                }
+                self.finish_drain().await;
             }
         }
     }
 
-    fn enqueue(&mut self, pending: Pending) -> Result<(), StartError> {
-        if !self.accepting {
-            return Err(StartError::ShuttingDown);
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Submitted(None) => self.want_claim = true,
+            Command::Submitted(Some(pending)) => {
+                if self.drain.is_some() {
+                    self.fail_held_run(pending.run).await;
+                    return;
+                }
+                // Entered while queued: its values are in memory already, and must be in every
+                // masker before its process (and its environment) exists.
+                let entry = self.book.enter(&pending.secrets);
+                self.held.insert(pending.run, Held { pending, entry });
+                self.want_claim = true;
+            }
+            Command::Cancel(run, reply) => {
+                let outcome = match self.running.get(&run) {
+                    Some(running) => {
+                        // A full channel means a stop is already under way; that is the same outcome.
+                        let _ = running.stop.try_send(StopReason::Cancelled);
+                        LocalCancel::Signalled
+                    }
+                    None => {
+                        // A held run is cancelled in the store by the caller; its values go now.
+                        self.held.remove(&run);
+                        LocalCancel::NotHere
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            Command::Finished(run) => {
+                self.running.remove(&run);
+                self.want_claim = true;
+            }
+            Command::Resume => {
+                self.claiming = self.drain.is_none();
+                self.want_claim = true;
+            }
+            Command::DeclaredLost => {
+                tracing::error!(
+                    running = self.running.len(),
+                    "the other replicas declared this replica lost (its heartbeat was late): stopping its runs, \
+                     which they recorded as lost"
+                );
+                for running in self.running.values() {
+                    let _ = running.stop.try_send(StopReason::Cancelled);
+                }
+            }
+            Command::Shutdown(reply) => self.begin_drain(reply).await,
         }
-        if self.queue.len() >= self.limits.max_queued_runs as usize {
-            return Err(StartError::QueueFull(self.limits.max_queued_runs));
-        }
-        // Entered while queued: its values are in memory already, and must be in every masker
-        // before its process (and its environment) exists.
-        self.book_entries.insert(pending.run, self.book.enter(&pending.secrets));
-        self.queue.push_back(pending);
-        Ok(())
     }
 
-    /// Starts queued runs, oldest first, while slots are free.
-    fn start_eligible(&mut self) {
-        while self.running.len() < self.limits.max_concurrent_runs as usize {
-            let position = self.queue.iter().position(|pending| {
-                let running = self.running_per_job.get(pending.job.name.as_str()).copied().unwrap_or(0);
-                pending.job.max_concurrent.is_none_or(|max| running < max)
-            });
-            let Some(pending) = position.and_then(|index| self.queue.remove(index)) else { return };
-            self.launch(pending);
+    /// Claims what the limits allow, oldest first, and starts it.
+    async fn claim(&mut self) {
+        let holding: Vec<RunId> = self.held.keys().copied().collect();
+        let claim = Claim {
+            replica: &self.replica,
+            max_concurrent_runs: self.limits.max_concurrent_runs,
+            job_limits: &self.job_limits,
+            max: self.limits.max_concurrent_runs,
+            holding: &holding,
+            now_us: now_us(),
+        };
+        let claimed = match self.store.claim_runs(&claim).await {
+            Ok(claimed) => {
+                self.claim_failures = 0;
+                claimed
+            }
+            Err(error) => {
+                self.claim_failures += 1;
+                // Once per streak; the next poll tries again.
+                if self.claim_failures == 1 {
+                    tracing::warn!(%error, "cannot claim queued runs; trying again");
+                }
+                return;
+            }
+        };
+        for record in claimed {
+            let (pending, entry) = match self.held.remove(&record.id) {
+                Some(held) => (held.pending, Some(held.entry)),
+                None => match recovery::pending_again(&self.config, &record) {
+                    Ok(pending) => (pending, None),
+                    Err(reason) => {
+                        tracing::warn!(run = %record.id, job = %record.job, %reason, "claimed run cannot start");
+                        if let Err(error) = self.store.finish_run(record.id, &failed(reason)).await {
+                            tracing::error!(run = %record.id, %error, "cannot record the failed run");
+                        }
+                        self.want_claim = true;
+                        continue;
+                    }
+                },
+            };
+            self.launch(pending, entry);
         }
     }
 
-    fn launch(&mut self, pending: Pending) {
+    fn launch(&mut self, pending: Pending, book_entry: Option<BookEntry>) {
         let (stop, stop_requests) = mpsc::channel(4);
         let job = pending.job.name.to_string();
-        *self.running_per_job.entry(job.clone()).or_default() += 1;
-        self.running.insert(pending.run, RunningRun { job, stop });
+        self.hub.open(pending.run);
+        self.running.insert(pending.run, RunningRun { job, stop, cancel_passed_on: false });
         let context = process::Supervision {
             run: pending.run,
             job: pending.job,
             launch: pending.launch,
             book: self.book.clone(),
-            book_entry: self.book_entries.remove(&pending.run),
+            book_entry,
             store: self.store.clone(),
             hub: self.hub.clone(),
             writer: self.writer.clone(),
@@ -322,14 +486,8 @@ impl Scheduler {
             // A panic in a supervisor is a bug; it must still free the slot and give the run a final state.
             if let Err(panic) = supervisor.await {
                 tracing::error!(run = %run, error = %panic, "run supervisor panicked");
-                let finish = Finish {
-                    status: RunStatus::Failed,
-                    finished_at_us: now_us(),
-                    exit_code: None,
-                    signal: None,
-                    error: Some("internal error in the run supervisor".into()),
-                };
-                if let Err(error) = store.finish_run(run, &finish).await {
+                if let Err(error) = store.finish_run(run, &failed("internal error in the run supervisor".into())).await
+                {
                     tracing::error!(run = %run, %error, "cannot record the failed run");
                 }
                 hub.finish(run);
@@ -340,58 +498,80 @@ impl Scheduler {
         });
     }
 
-    fn finished(&mut self, run: RunId) {
-        if let Some(done) = self.running.remove(&run) {
-            if let Some(count) = self.running_per_job.get_mut(&done.job) {
-                *count = count.saturating_sub(1);
+    /// Signals the runs here whose cancel was requested on another replica.
+    async fn pass_on_cancels(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let requested = match self.store.cancel_requests(&self.replica).await {
+            Ok(requested) => requested,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read cancel requests; trying again");
+                return;
+            }
+        };
+        for run in requested {
+            if let Some(running) = self.running.get_mut(&run).filter(|running| !running.cancel_passed_on) {
+                tracing::info!(run = %run, job = %running.job, "cancel requested on another replica");
+                running.cancel_passed_on = true;
+                let _ = running.stop.try_send(StopReason::Cancelled);
             }
         }
     }
 
-    async fn cancel(&mut self, run: RunId) -> CancelOutcome {
-        if let Some(running) = self.running.get(&run) {
-            // A full channel means a stop is already under way; that is the same outcome.
-            let _ = running.stop.try_send(StopReason::Cancelled);
-            return CancelOutcome::Signalled;
+    /// Drops the values of held runs that ended elsewhere (cancelled through another replica,
+    /// or failed by a survivor while this replica was thought dead).
+    async fn forget_held_elsewhere(&mut self) {
+        let ids: Vec<RunId> = self.held.keys().copied().collect();
+        for run in ids {
+            if let Ok(record) = self.store.run(run).await {
+                if record.is_none_or(|record| record.status != RunStatus::Queued) {
+                    self.held.remove(&run);
+                }
+            }
         }
-        let Some(index) = self.queue.iter().position(|pending| pending.run == run) else {
-            return CancelOutcome::AlreadyFinished;
-        };
-        self.queue.remove(index);
-        self.book_entries.remove(&run);
-        let finish = Finish {
-            status: RunStatus::Cancelled,
-            finished_at_us: now_us(),
-            exit_code: None,
-            signal: None,
-            error: Some("cancelled while queued".into()),
-        };
-        if let Err(error) = self.store.finish_run(run, &finish).await {
-            tracing::error!(run = %run, %error, "cannot record the cancelled run");
-        }
-        self.hub.finish(run);
-        CancelOutcome::CancelledWhileQueued
     }
 
-    fn begin_drain(&mut self, reply: oneshot::Sender<()>) {
-        self.accepting = false;
-        // Queued runs keep their `queued` row and start after the next server start.
-        self.queue.clear();
-        self.book_entries.clear();
-        match &mut self.drain {
-            Some(drain) => drain.waiters.push(reply),
-            None => {
-                tracing::info!(
-                    running = self.running.len(),
-                    drain_s = self.limits.drain.as_secs_f64(),
-                    "draining running jobs"
-                );
-                self.drain = Some(Drain {
-                    deadline: Instant::now() + self.limits.drain,
-                    cancelled: false,
-                    waiters: vec![reply],
-                });
-            }
+    async fn fail_held_run(&mut self, run: RunId) {
+        let reason = format!(
+            "its secret values were only in the memory of replica {}, which stopped before the run could \
+             start; start the run again",
+            self.replica.name
+        );
+        if let Err(error) = self.store.finish_run(run, &failed(reason)).await {
+            tracing::error!(run = %run, %error, "cannot record the failed run");
+        }
+    }
+
+    async fn begin_drain(&mut self, reply: oneshot::Sender<()>) {
+        self.claiming = false;
+        if let Some(drain) = &mut self.drain {
+            drain.waiters.push(reply);
+            return;
+        }
+        tracing::info!(
+            running = self.running.len(),
+            drain_s = self.limits.drain.as_secs_f64(),
+            "draining running jobs; queued runs stay queued for the other replicas"
+        );
+        self.drain =
+            Some(Drain { deadline: Instant::now() + self.limits.drain, cancelled: false, waiters: vec![reply] });
+        if let Err(error) = self.store.set_draining(&self.replica).await {
+            tracing::warn!(%error, "cannot mark this replica as draining");
+        }
+        // Runs with secret values can start nowhere else: their values die with this process.
+        let held: Vec<RunId> = self.held.drain().map(|(run, _)| run).collect();
+        for run in held {
+            self.fail_held_run(run).await;
+        }
+    }
+
+    async fn finish_drain(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.shutdown().await;
+        }
+        for waiter in self.drain.take().map(|drain| drain.waiters).unwrap_or_default() {
+            let _ = waiter.send(());
         }
     }
 

@@ -1,42 +1,23 @@
-//! Supervising one run: spawn the child in its own process group, capture its output,
-//! stop it on cancel or timeout (SIGTERM to the group, SIGKILL after the grace period),
-//! and record how it ended.
-//!
-//! A run ends when its main process exits; whatever it left behind is killed then: its
-//! cgroup where it has one (so even a process that left the group with `setsid` goes), its
-//! process group otherwise. See [`isolation`] for what holds on which platform.
+//! Supervising one run, whatever runs it: mark it running, start the task that numbers and
+//! stores its lines, hand the run to its [`Runner`] (which starts, follows and stops its
+//! processes, see [`super::runner`]), wait for the last line to be stored, then record the
+//! final state and tell the hub. A run whose lines could not all be stored never succeeds.
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use oneoff_core::run::final_status;
-use oneoff_core::{ExitKind, JobSpec, Launch, LogStream, RunId, RunProcesses, RunStatus, SecretMasker, StopReason};
+use oneoff_core::{ExitKind, JobSpec, Launch, RunId, RunStatus, StopReason};
 use oneoff_store::{Finish, Store};
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::capture::{self, Lines, PipeWatch, CHANNEL_CHUNKS};
-use super::isolation::{self, Isolation, RunCgroup};
+use super::capture::{self, CHANNEL_CHUNKS};
+use super::isolation::Isolation;
 use super::log_writer::{with_store_retries, LogWriter, Unstored};
-use super::sleep_until_some;
+use super::runner::{Assignment, Ended, LocalRunner, Output, Runner, Stops, Whereabouts};
 use crate::clock::now_us;
 use crate::hub::LogHub;
-
-/// How long the pipes may stay open after the process group is gone, not counting time spent
-/// waiting for the log writer. Only a process that escaped the group (`setsid`) can hold them
-/// open longer; its output is then dropped.
-const PIPE_CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-/// How long the processes of a run's cgroup may take to die after SIGKILL before the cgroup
-/// is left behind (a process in uninterruptible sleep dies only when its IO ends).
-const CGROUP_EMPTY_WAIT: Duration = Duration::from_secs(5);
 
 /// How long each background attempt to record a run's end retries before it starts over.
 const FINISH_RETRY_PERIOD: Duration = Duration::from_secs(60);
@@ -57,31 +38,12 @@ pub struct Supervision {
     pub isolation: Arc<Isolation>,
 }
 
-struct Ended {
-    exit: ExitKind,
-    stop: Option<StopReason>,
-    error: Option<String>,
-}
-
 pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopReason>) {
     let run = context.run;
-    let finish = match run_to_end(&context, stop_requests).await {
-        Ok((ended, unstored)) => {
-            let (exit_code, signal) = match ended.exit {
-                ExitKind::Code(code) => (Some(code), None),
-                ExitKind::Signal(signal) => (None, Some(signal)),
-                ExitKind::SpawnFailed => (None, None),
-            };
-            // Never `succeeded` with lines missing; the error field says what the log could not.
-            let (status, error) = match unstored {
-                None => (final_status(ended.exit, ended.stop), ended.error),
-                Some(unstored) => {
-                    let lost = unstored.error();
-                    (RunStatus::Failed, Some(ended.error.map_or(lost.clone(), |error| format!("{error}; {lost}"))))
-                }
-            };
-            Finish { status, finished_at_us: now_us(), exit_code, signal, error }
-        }
+    // Every run is local today; another runner would be chosen here, from the job.
+    let runner = Runner::Local(LocalRunner::new(context.isolation.clone()));
+    let finish = match run_to_end(&context, &runner, stop_requests).await {
+        Ok((ended, unstored)) => final_state(ended, unstored.as_ref()),
         Err(error) => {
             tracing::error!(run = %run, %error, "run could not be supervised");
             Finish {
@@ -127,30 +89,28 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
 
 async fn run_to_end(
     context: &Supervision,
+    runner: &Runner,
     stop_requests: mpsc::Receiver<StopReason>,
 ) -> Result<(Ended, Option<Unstored>), oneoff_store::StoreError> {
     let run = context.run;
-    context.store.mark_running(run, now_us()).await?;
+    // The claim (`Store::claim_runs`) made the run `running` on this replica already.
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
     let store_refused = CancellationToken::new();
     let writer =
         tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, incoming, store_refused.clone()));
-    let ended = match context.isolation.create_cgroup(run) {
-        Err(error) => {
-            let message = format!("cannot create the run's cgroup: {error}");
-            let _ = lines.send(Lines::system(message.clone())).await;
-            Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) }
-        }
-        Ok(cgroup) => {
-            let ended = start_and_supervise(context, cgroup.as_ref(), stop_requests, &lines, &store_refused).await;
-            if let Some(cgroup) = cgroup {
-                remove_cgroup(run, cgroup, &lines).await;
-            }
-            ended
-        }
+    let output = Output::new(lines, context.max_line_bytes, context.partial_line_flush, context.book.clone());
+    let assignment = Assignment {
+        run,
+        job: &context.job,
+        launch: &context.launch,
+        stops: Stops { requests: stop_requests, store_refused },
+        output: &output,
+        whereabouts: Whereabouts::new(run, &context.store),
     };
-    drop(lines);
+    let ended = runner.run(assignment).await;
+    // The runner's readers are done: with the last sender gone, the log writer ends.
+    drop(output);
     // Output that could not be stored (the log says so, if it could): the run then fails.
     let unstored = writer.await.unwrap_or_else(|_| {
         tracing::error!(run = %run, "log writer panicked");
@@ -159,265 +119,58 @@ async fn run_to_end(
     Ok((ended, unstored))
 }
 
-/// Records where the run's processes will be, starts the leader, and supervises it until
-/// everything it started is gone (or, without a cgroup, its process group is).
-async fn start_and_supervise(
-    context: &Supervision,
-    cgroup: Option<&RunCgroup>,
-    stop_requests: mpsc::Receiver<StopReason>,
-    lines: &mpsc::Sender<Lines>,
-    store_refused: &CancellationToken,
-) -> Ended {
-    let run = context.run;
-    if let Some(cgroup) = cgroup {
-        // Before the spawn: a server that dies right after it still leaves a trail to follow.
-        let before = RunProcesses { cgroup: Some(cgroup.dir().display().to_string()), ..RunProcesses::default() };
-        if let Err(error) = context.store.set_run_processes(run, &before).await {
-            let message = format!("cannot record the run's cgroup, so the run was not started: {error}");
-            let _ = lines.send(Lines::system(message.clone())).await;
-            return Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) };
-        }
-    }
-    let mut child = match spawn(&context.launch, cgroup).await {
-        Ok(child) => child,
-        Err(error) => {
-            let program = context.launch.argv.first().map_or("", String::as_str);
-            // exec reports a missing working directory as ENOENT too, which reads as if the
-            // program were missing: name the directory.
-            let message = match context.launch.workdir.as_ref().filter(|dir| !dir.is_dir()) {
-                Some(dir) => {
-                    format!("cannot start `{program}`: its workdir {} is not a directory: {error}", dir.display())
-                }
-                None => format!("cannot start `{program}`: {error}"),
-            };
-            let _ = lines.send(Lines::system(message.clone())).await;
-            return Ended { exit: ExitKind::SpawnFailed, stop: None, error: Some(message) };
+/// How a run that ended as `ended` is recorded. Never `succeeded` with lines missing: a run
+/// with `unstored` output fails, and its error field says what the log could not.
+fn final_state(ended: Ended, unstored: Option<&Unstored>) -> Finish {
+    let (exit_code, signal) = match ended.exit {
+        ExitKind::Code(code) => (Some(code), None),
+        ExitKind::Signal(signal) => (None, Some(signal)),
+        ExitKind::SpawnFailed => (None, None),
+    };
+    let (status, error) = match unstored {
+        None => (final_status(ended.exit, ended.stop), ended.error),
+        Some(unstored) => {
+            let lost = unstored.error();
+            (RunStatus::Failed, Some(ended.error.map_or(lost.clone(), |error| format!("{error}; {lost}"))))
         }
     };
-    tracing::info!(run = %run, job = %context.job.name, pid = ?child.id(), "run started");
-    let processes = isolation::processes_of(child.id(), cgroup);
-    if let Err(error) = context.store.set_run_processes(run, &processes).await {
-        tracing::warn!(run = %run, %error, "cannot record the run's process group; after a crash it cannot be found again");
-    }
-    if let Err(error) = lower_priority(&child, context.job.nice) {
-        tracing::warn!(run = %run, nice = context.job.nice, %error, "cannot lower the run's priority");
-    }
-    let group_gone = CancellationToken::new();
-    let readers = start_readers(&mut child, context, &group_gone, lines);
-    let reach = Reach { group: child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw), cgroup };
-    let ended = wait_or_stop(child, &context.job, &reach, stop_requests, lines, store_refused).await;
-    group_gone.cancel();
-    for reader in readers {
-        // Each reader ends by itself: at the pipe's end, or when it stays open too long.
-        if let Err(error) = reader.await {
-            tracing::error!(run = %run, %error, "pipe reader panicked");
-        }
-    }
-    ended
+    Finish { status, finished_at_us: now_us(), exit_code, signal, error }
 }
 
-/// Empties and removes the run's cgroup once the run is over.
-async fn remove_cgroup(run: RunId, cgroup: RunCgroup, lines: &mpsc::Sender<Lines>) {
-    let dir = cgroup.into_dir();
-    isolation::kill_cgroup(&dir);
-    if !isolation::until_cgroup_empty(&dir, CGROUP_EMPTY_WAIT).await {
-        let left = isolation::cgroup_pids(&dir);
-        let message = format!(
-            "{} processes of this run were still alive {} after SIGKILL (pids {left:?}); they stay in cgroup {}",
-            left.len(),
-            humanize(CGROUP_EMPTY_WAIT),
-            dir.display()
-        );
-        tracing::warn!(run = %run, "{message}");
-        let _ = lines.send(Lines::system(message)).await;
-        return;
-    }
-    if let Err(error) = isolation::remove_cgroup(&dir) {
-        tracing::warn!(run = %run, cgroup = %dir.display(), %error, "cannot remove the run's cgroup");
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn spawn(launch: &Launch, cgroup: Option<&RunCgroup>) -> std::io::Result<Child> {
-    let (program, args) =
-        launch.argv.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"))?;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        // The server's own secrets are not the job's: it inherits the rest of the environment.
-        .env_remove(crate::audit_trail::AUDIT_KEY_ENV)
-        .envs(launch.env.iter().map(|(key, value)| (key, value)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so signals reach everything the job forks.
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(dir) = &launch.workdir {
-        command.current_dir(dir);
-    }
-    isolation::spawn(command, cgroup).await
-}
-
-/// Lowers the priority of the job's whole process group by `nice` below the server's own, as
-/// `nice -n` would, so whatever it forked before this call is niced too (later forks inherit it).
-fn lower_priority(child: &Child, nice: u8) -> std::io::Result<()> {
-    if nice == 0 {
-        return Ok(());
-    }
-    // `None` would mean the server's own group: only ever pass the child's.
-    let Some(group) = child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw)
-    else {
-        return Ok(());
-    };
-    let own = rustix::process::getpriority_process(None)?;
-    rustix::process::setpriority_pgrp(Some(group), (own + i32::from(nice)).min(19)).map_err(std::io::Error::from)
-}
-
-fn start_readers(
-    child: &mut Child,
-    context: &Supervision,
-    group_gone: &CancellationToken,
-    lines: &mpsc::Sender<Lines>,
-) -> Vec<JoinHandle<()>> {
-    let mut readers = Vec::new();
-    let (max, flush) = (context.max_line_bytes, context.partial_line_flush);
-    let watch = || PipeWatch { group_gone: group_gone.clone(), close_wait: PIPE_CLOSE_WAIT };
-    // One masker per pipe: each is a stream of its own, and a secret split between them was
-    // never printed whole. Each starts with no values and takes the book's before its first read.
-    let masker = || capture::Masking {
-        masker: SecretMasker::new(Vec::<Vec<u8>>::new()),
-        book: context.book.clone(),
-        seen: u64::MAX,
-    };
-    if let Some(stdout) = child.stdout.take() {
-        readers.push(tokio::spawn(capture::capture(
-            stdout,
-            LogStream::Stdout,
-            max,
-            flush,
-            masker(),
-            watch(),
-            lines.clone(),
-        )));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        readers.push(tokio::spawn(capture::capture(
-            stderr,
-            LogStream::Stderr,
-            max,
-            flush,
-            masker(),
-            watch(),
-            lines.clone(),
-        )));
-    }
-    readers
-}
-
-/// What the server can signal: the process group always, the cgroup where there is one.
-struct Reach<'a> {
-    group: Option<Pid>,
-    cgroup: Option<&'a RunCgroup>,
-}
-
-impl Reach<'_> {
-    fn what(&self) -> &'static str {
-        if self.cgroup.is_some() {
-            "every process of the run"
-        } else {
-            "the process group"
-        }
+    fn unstored() -> Unstored {
+        Unstored { first_seq: 7, lines: 3, reason: "the disk is full".into(), noted: true }
     }
 
-    fn terminate(&self) {
-        signal_group(self.group, Signal::SIGTERM);
-        if let Some(cgroup) = self.cgroup {
-            isolation::signal_cgroup(cgroup.dir(), Signal::SIGTERM);
-        }
+    #[test]
+    fn an_exit_code_and_a_signal_are_recorded_as_the_runner_saw_them() {
+        let exited = final_state(Ended { exit: ExitKind::Code(3), stop: None, error: None }, None);
+        assert_eq!((exited.status, exited.exit_code, exited.signal), (RunStatus::Failed, Some(3), None));
+        let killed =
+            final_state(Ended { exit: ExitKind::Signal(9), stop: Some(StopReason::TimedOut), error: None }, None);
+        assert_eq!((killed.status, killed.exit_code, killed.signal), (RunStatus::TimedOut, None, Some(9)));
+        let not_started = final_state(Ended::not_started("cannot start `nope`".into()), None);
+        assert_eq!((not_started.status, not_started.exit_code), (RunStatus::Failed, None));
+        assert_eq!(not_started.error.as_deref(), Some("cannot start `nope`"));
     }
 
-    fn kill(&self) {
-        signal_group(self.group, Signal::SIGKILL);
-        if let Some(cgroup) = self.cgroup {
-            isolation::kill_cgroup(cgroup.dir());
-        }
-    }
-}
-
-async fn wait_or_stop(
-    mut child: Child,
-    job: &JobSpec,
-    reach: &Reach<'_>,
-    mut stop_requests: mpsc::Receiver<StopReason>,
-    lines: &mpsc::Sender<Lines>,
-    store_refused: &CancellationToken,
-) -> Ended {
-    let timeout_at = job.timeout.map(|timeout| Instant::now() + timeout);
-    let mut stop: Option<StopReason> = None;
-    let mut kill_at: Option<Instant> = None;
-    let mut killed = false;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            Some(reason) = stop_requests.recv(), if stop.is_none() => {
-                let _ = lines.send(Lines::system(format!(
-                    "cancel requested: sending SIGTERM to {}; SIGKILL in {}",
-                    reach.what(),
-                    humanize(job.grace)
-                ))).await;
-                reach.terminate();
-                (stop, kill_at) = (Some(reason), Some(Instant::now() + job.grace));
-            }
-            () = sleep_until_some(timeout_at), if stop.is_none() => {
-                let _ = lines.send(Lines::system(format!(
-                    "timed out after {}: sending SIGTERM to {}; SIGKILL in {}",
-                    humanize(job.timeout.unwrap_or_default()),
-                    reach.what(),
-                    humanize(job.grace)
-                ))).await;
-                reach.terminate();
-                (stop, kill_at) = (Some(StopReason::TimedOut), Some(Instant::now() + job.grace));
-            }
-            // Its output can no longer be stored: stop it as on a timeout (the log says why).
-            () = store_refused.cancelled(), if kill_at.is_none() => {
-                reach.terminate();
-                kill_at = Some(Instant::now() + job.grace);
-            }
-            () = sleep_until_some(kill_at), if !killed => {
-                let _ = lines.send(Lines::system(format!("still running {} after SIGTERM: sending SIGKILL", humanize(job.grace)))).await;
-                reach.kill();
-                killed = true;
-            }
-        }
-    };
-    // Whatever the job left behind goes with it.
-    reach.kill();
-    match status {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => Ended { exit: ExitKind::Code(code), stop, error: None },
-            (None, Some(signal)) => Ended { exit: ExitKind::Signal(signal), stop, error: None },
-            (None, None) => Ended { exit: ExitKind::Code(-1), stop, error: Some("unknown exit status".into()) },
-        },
-        Err(error) => {
-            Ended { exit: ExitKind::SpawnFailed, stop, error: Some(format!("cannot wait for the process: {error}")) }
-        }
-    }
-}
-
-fn signal_group(group: Option<Pid>, signal: Signal) {
-    if let Some(group) = group {
-        // ESRCH (group already gone) is the normal case after the job exits.
-        let _ = killpg(group, signal);
-    }
-}
-
-fn humanize(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis < 1000 {
-        format!("{millis}ms")
-    } else if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{:.1}s", duration.as_secs_f64())
+    #[test]
+    fn a_run_with_unstored_lines_never_succeeds_and_says_why() {
+        let clean = final_state(Ended { exit: ExitKind::Code(0), stop: None, error: None }, Some(&unstored()));
+        assert_eq!(clean.status, RunStatus::Failed);
+        assert_eq!(clean.exit_code, Some(0));
+        assert_eq!(clean.error, Some(unstored().error()));
+        // A cancel does not hide the loss either, and the runner's own error stays in front.
+        let cancelled = Ended {
+            exit: ExitKind::Signal(15),
+            stop: Some(StopReason::Cancelled),
+            error: Some("cannot wait for the process".into()),
+        };
+        let cancelled = final_state(cancelled, Some(&unstored()));
+        assert_eq!(cancelled.status, RunStatus::Failed);
+        assert_eq!(cancelled.error, Some(format!("cannot wait for the process; {}", unstored().error())));
     }
 }

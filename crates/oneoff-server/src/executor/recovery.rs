@@ -1,15 +1,18 @@
-//! What a starting server does with runs a previous process left behind.
+//! What a starting replica does with runs an earlier instance of it left behind.
 //!
-//! `running` rows mean the previous process died without finishing them (a clean shutdown
-//! always writes a final state): they become `lost`, since nobody knows how they ended.
-//! Their processes may still be running, unsupervised and outside every limit, so first
-//! they are found again from what the run recorded when it started (its cgroup, or its
-//! process group and the leader's start time) and stopped as a cancel would: SIGTERM, the
-//! job's grace period, SIGKILL. Only then is the run marked lost (its last log line says
-//! what was found and how it ended) and only then does the queue resume, so a
+//! Only this replica's own runs are touched: `running` rows claimed under its name (by an
+//! earlier instance: this one has claimed nothing yet) and rows without a replica (from a
+//! version before replicas); never another live replica's, whose runs are its own business
+//! and, if it dies, its survivors'. Such a row means the earlier instance died without
+//! finishing it (a clean stop always writes a final state): it becomes `lost`, since nobody
+//! knows how it ended. Its processes may still be running, unsupervised and outside every
+//! limit, so first they are found again from what the run recorded when it started (its
+//! cgroup, or its process group and the leader's start time) and stopped as a cancel would:
+//! SIGTERM, the job's grace period, SIGKILL. Only then is the run marked lost (its last log
+//! line says what was found and how it ended) and only then does claiming begin, so a
 //! `max_concurrent = 1` job never runs twice at once across a crash.
-//! `queued` rows are the persisted FIFO queue: they are queued again, oldest first, unless
-//! they can no longer run exactly as requested.
+//! `queued` rows are the queue itself and wait there; those held by this name (with secret
+//! values, which died with the earlier instance) fail.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +23,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use oneoff_core::params::{self, ParamInput};
 use oneoff_core::run::{RunRecord, StoredParam};
-use oneoff_core::{LogEntry, LogStream, RunProcesses, RunStatus};
+use oneoff_core::{Config, LogEntry, LogStream, RunProcesses, RunStatus};
 use oneoff_store::{Finish, StoreError};
 
 use super::{isolation, ExecutorHandle, Pending};
@@ -35,15 +38,20 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// How many runs recovery touched.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Recovered {
+    /// Runs of an earlier instance marked lost.
     pub lost: usize,
-    pub requeued: usize,
+    /// Queued runs waiting in the store (of every replica).
+    pub queued: usize,
+    /// Held queued runs of an earlier instance, failed (their secret values are gone).
     pub failed: usize,
 }
 
 pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError> {
     let store = &executor.store;
+    let name = &executor.replica.name;
     let mut recovered = Recovered::default();
-    let lost = store.runs_with_status(RunStatus::Running).await?;
+    let leftovers = store.leftovers(name).await?;
+    let lost = leftovers.running;
     let mut found = Vec::with_capacity(lost.len());
     for run in &lost {
         found.push(store.run_processes(run.id).await?);
@@ -55,7 +63,7 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
     .await;
     for (run, report) in lost.iter().zip(reports) {
         let message = format!(
-            "the server stopped while this run was running (crash or kill -9); its outcome is unknown. {report}"
+            "replica {name} stopped while this run was running (crash or kill -9); its outcome is unknown. {report}"
         );
         let entry = LogEntry {
             seq: store.last_seq(run.id).await? + 1,
@@ -77,24 +85,17 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
         tracing::warn!(run = %run.id, job = %run.job, %report, "run marked lost");
         recovered.lost += 1;
     }
-    for run in store.runs_with_status(RunStatus::Queued).await? {
-        match pending_again(executor, &run) {
-            Ok(pending) => {
-                executor.hub.open(run.id);
-                match executor.submit(pending).await {
-                    Ok(()) => recovered.requeued += 1,
-                    Err(error) => {
-                        fail(executor, &run, error.to_string()).await?;
-                        recovered.failed += 1;
-                    }
-                }
-            }
-            Err(reason) => {
-                fail(executor, &run, reason).await?;
-                recovered.failed += 1;
-            }
-        }
+    for run in &leftovers.held {
+        let reason = format!(
+            "its secret values were only in the memory of the previous instance of replica {name}, which \
+             stopped before the run could start; start the run again"
+        );
+        fail(executor, run, reason).await?;
+        recovered.failed += 1;
     }
+    // The rest of the queue waits in the store, for this replica and the others.
+    recovered.queued = store.runs_with_status(RunStatus::Queued).await?.len();
+    executor.resume();
     Ok(recovered)
 }
 
@@ -194,13 +195,10 @@ fn list_pids(pids: &[i32]) -> String {
     format!("pids {}{tail}", shown.join(", "))
 }
 
-/// Rebuilds the launch of a queued run from its stored parameters and the current catalog.
-fn pending_again(executor: &ExecutorHandle, run: &RunRecord) -> Result<Pending, String> {
-    let job = executor
-        .config
-        .catalog
-        .get(&run.job)
-        .ok_or_else(|| format!("job `{}` is no longer in the catalog", run.job))?;
+/// Rebuilds the launch of a claimed run from its stored parameters and the current catalog
+/// (every run not submitted on this replica, and every run after a restart).
+pub(super) fn pending_again(config: &Config, run: &RunRecord) -> Result<Pending, String> {
+    let job = config.catalog.get(&run.job).ok_or_else(|| format!("job `{}` is no longer in the catalog", run.job))?;
     let mut inputs = BTreeMap::new();
     for (name, value) in &run.params {
         let input = match value {
@@ -209,7 +207,8 @@ fn pending_again(executor: &ExecutorHandle, run: &RunRecord) -> Result<Pending, 
             StoredParam::Boolean(flag) => ParamInput::Boolean(*flag),
             StoredParam::Redacted => {
                 return Err(format!(
-                    "secret parameter `{name}` is not kept across a server restart; start the run again"
+                    "secret parameter `{name}` is kept only in the memory of the replica it was given to, \
+                     which no longer holds it; start the run again"
                 ));
             }
         };

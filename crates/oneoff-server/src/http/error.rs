@@ -61,9 +61,10 @@ pub fn storage_fault(error: &StoreError) -> Option<(&'static str, &'static str)>
     Some(match error {
         StoreError::Full(_) => (
             "storage_full",
-            "storage full: the server's database has no disk space left; free space where it keeps its \
-             data (for the embedded SQLite, the server's `data_dir`). Runs waiting for the store go on \
-             by themselves once there is space.",
+            // docs/API.md and docs/security.md quote "free space in its data directory".
+            "storage full: the server's database has no disk space left; free space in its data directory \
+             (`data_dir`, for the embedded SQLite) or on the PostgreSQL server's disk. Runs waiting for \
+             the store go on by themselves once there is space.",
         ),
         StoreError::ReadOnly(_) => (
             "storage_read_only",

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use oneoff_core::StoreUrl;
 use serde_json::{json, Value};
 
 use super::error::storage_fault;
@@ -13,8 +14,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The store answers and accepts writes; the server can take runs. A full disk, a read-only
-/// or a damaged database is a 503 whose `status` names it and whose `reason` says what to fix;
+/// The store answers and accepts writes; the server can take runs. A full disk, a read-only,
+/// damaged or unreachable database is a 503 whose `status` names it and whose `reason` says what to fix;
 /// it turns ready by itself once the store can write again.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.shutdown.is_cancelled() {
@@ -29,10 +30,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             let (status, reason) = match storage_fault(&error) {
-                Some((code, _)) => {
-                    let data_dir = state.config.server.data_dir.display();
-                    (code, format!("{error}; the data directory is {data_dir}"))
-                }
+                Some((code, _)) => match &state.config.server.database {
+                    StoreUrl::Sqlite(path) => (code, format!("{error}; the database file is {}", path.display())),
+                    // The URL without its password: where an operator must look.
+                    StoreUrl::Postgres(url) => (code, format!("{error}; the database is {url}")),
+                },
                 None => ("store_unreachable", error.to_string()),
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": status, "reason": reason })))

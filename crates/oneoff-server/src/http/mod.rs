@@ -15,6 +15,7 @@ mod logs;
 mod metrics;
 mod paging;
 mod probe;
+mod replicas;
 mod runs;
 mod streams;
 mod tickets;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/log/ws", any(streams::websocket).layer(ticket()))
         .route("/runs/{id}/log/sse", get(streams::sse).layer(ticket()))
         .route("/runs/{id}/log/ticket", post(tickets::create))
+        .route("/replicas", get(replicas::list))
         .route("/whoami", get(tokens::whoami))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))

@@ -103,12 +103,12 @@ pub async fn cancel(
     if record.status.is_final() {
         return Err(ApiError::conflict(format!("run {} already finished ({})", record.id, record.status)));
     }
-    match state.executor.cancel(record.id).await {
+    match state.executor.cancel(record.id).await? {
         CancelOutcome::AlreadyFinished => {
             let now = state.store.run(record.id).await?.map_or(record.status, |run| run.status);
             Err(ApiError::conflict(format!("run {} already finished ({now})", record.id)))
         }
-        CancelOutcome::CancelledWhileQueued | CancelOutcome::Signalled => {
+        CancelOutcome::CancelledWhileQueued | CancelOutcome::Signalled | CancelOutcome::EndedLost => {
             record_audit(&state, &caller, AuditAction::RunCancel, Some(&record.job), Some(record.id.0), json!({}))
                 .await;
             let record = find_run(&state, &id).await?;

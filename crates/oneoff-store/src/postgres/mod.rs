@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::{TryFutureExt, TryStreamExt};
 use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
     chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
@@ -24,6 +24,7 @@ use crate::{Finish, NewRun, RunFilter, StoreError};
 
 mod access;
 pub(crate) mod events;
+mod replicas;
 mod tickets;
 
 /// How a replica connects to PostgreSQL (`[server] database_pool`, `database_statement_timeout`).
@@ -54,8 +55,8 @@ pub struct PgStore {
     health: WriteHealth,
 }
 
-const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
-     finished_at_us, exit_code, signal, error";
+pub(super) const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
+     finished_at_us, exit_code, signal, error, replica";
 
 /// The advisory lock key under which the audit chain is extended ("oneoff:a").
 pub(crate) const AUDIT_LOCK: i64 = 0x6f6e_656f_6666_3a61;
@@ -68,6 +69,9 @@ impl PgStore {
             .map_err(|error| StoreError::Unavailable(format!("the database URL is not usable: {}", redact(error))))?
             .application_name("oneoff")
             .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis()))]);
+        // One connection first: a pool that cannot connect only says it timed out, while this
+        // says why (refused, unknown host, wrong password).
+        PgConnection::connect_with(&connect).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -125,24 +129,33 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    pub(crate) async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
-        let row = self
-            .write(
-                sqlx::query(&format!(
-                    "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RUN_COLUMNS}"
-                ))
-                .bind(&new.job)
-                .bind(RunStatus::Queued.as_str())
-                .bind(encode_params(&new.params))
-                .bind(encode_argv(&new.argv))
-                .bind(&new.requested_by)
-                .bind(new.created_at_us)
-                .fetch_one(&self.pool)
-                .err_into(),
-            )
+    /// Queues a run unless `max_queued` runs are queued already, under the queue lock (a
+    /// count across rows: two replicas inserting at once would both see room).
+    pub(crate) async fn insert_run(&self, new: &NewRun, max_queued: u32) -> Result<RunRecord, StoreError> {
+        self.write(async {
+            let mut transaction = self.pool.begin().await?;
+            replicas::lock_queue(&mut transaction).await?;
+            let row = sqlx::query(&format!(
+                "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us, held_by) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE (SELECT COUNT(*) FROM runs WHERE status = 'queued') < $8 \
+                 RETURNING {RUN_COLUMNS}"
+            ))
+            .bind(&new.job)
+            .bind(RunStatus::Queued.as_str())
+            .bind(encode_params(&new.params))
+            .bind(encode_argv(&new.argv))
+            .bind(&new.requested_by)
+            .bind(new.created_at_us)
+            .bind(&new.held_by)
+            .bind(i64::from(max_queued))
+            .fetch_optional(&mut *transaction)
             .await?;
-        run_from_row(&row)
+            let Some(row) = row else { return Err(StoreError::QueueFull(max_queued)) };
+            let record = run_from_row(&row)?;
+            transaction.commit().await?;
+            Ok(record)
+        })
+        .await
     }
 
     pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
@@ -433,8 +446,9 @@ impl PgStore {
     }
 }
 
-/// The storage fault a PostgreSQL error is, by SQLSTATE class, or a server that cannot be
-/// reached at all; `None` for an error of one statement (and for every SQLite error).
+/// The fault of the database (not of one statement) a PostgreSQL error is, by SQLSTATE class,
+/// or a server that cannot be reached at all; `None` for an error of one statement (and for
+/// every SQLite error).
 pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
     match error {
         sqlx::Error::Database(database) => {
@@ -450,6 +464,8 @@ pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
                 "XX001" | "XX002" => StoreError::Damaged(detail),
                 // io_error
                 "58030" => StoreError::Io(detail),
+                // invalid authorization (a wrong password, an unknown role), no such database
+                _ if code.starts_with("28") || code == "3D000" => StoreError::Access(detail),
                 // connection exceptions; admin, crash shutdown and "starting up"; out of
                 // memory or connections
                 _ if code.starts_with("08") || code.starts_with("57P") || code == "53200" || code == "53300" => {
@@ -476,7 +492,7 @@ fn redact(error: sqlx::Error) -> String {
     }
 }
 
-fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
+pub(super) fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
     let status_text: String = row.try_get("status")?;
     let status = RunStatus::from_str(&status_text).map_err(StoreError::Corrupt)?;
     let exit_code: Option<i64> = row.try_get("exit_code")?;
@@ -494,6 +510,7 @@ fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
         exit_code: exit_code.and_then(|code| i32::try_from(code).ok()),
         signal: signal.and_then(|signal| i32::try_from(signal).ok()),
         error: row.try_get("error")?,
+        replica: row.try_get("replica")?,
     })
 }
 
@@ -502,6 +519,6 @@ pub(crate) fn head_from_row(id: i64, status: &str, last_seq: Option<i64>) -> Res
     Ok(LogHead { run: RunId(id), last_seq: last_seq.map_or(0, |seq| seq.max(0) as u64), finished: status.is_final() })
 }
 
-fn seq_column(seq: u64) -> i64 {
+pub(super) fn seq_column(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }

@@ -23,6 +23,7 @@ use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_CANTOPEN};
 
 mod access;
+mod replicas;
 mod tickets;
 use futures_util::{TryFutureExt, TryStreamExt};
 
@@ -33,8 +34,8 @@ pub struct SqliteStore {
     health: WriteHealth,
 }
 
-const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
-     finished_at_us, exit_code, signal, error";
+pub(super) const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
+     finished_at_us, exit_code, signal, error, replica";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file, checks it (damaged pages, a file that
@@ -123,15 +124,17 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    /// Records a new run in `queued` state and returns it with its id.
-    pub(crate) async fn insert_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
+    /// Records a new run in `queued` state and returns it with its id; refused with
+    /// [`StoreError::QueueFull`] when `max_queued` runs are queued already.
+    pub(crate) async fn insert_run(&self, new: &NewRun, max_queued: u32) -> Result<RunRecord, StoreError> {
         // Not `RETURNING id` with `fetch_one`: that stops stepping at the row, so the error of
         // the implicit COMMIT (a full disk) is never seen and an id that was rolled back is used.
-        let id = self
+        // One statement: the count and the insert see the same database (SQLite has one writer).
+        let done = self
             .write(
                 sqlx::query(
-                    "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO runs (job, status, params, argv, requested_by, created_at_us, held_by) \
+                     SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM runs WHERE status = 'queued') < ?",
                 )
                 .bind(&new.job)
                 .bind(RunStatus::Queued.as_str())
@@ -139,11 +142,16 @@ impl SqliteStore {
                 .bind(encode_argv(&new.argv))
                 .bind(&new.requested_by)
                 .bind(new.created_at_us)
+                .bind(&new.held_by)
+                .bind(i64::from(max_queued))
                 .execute(&self.pool)
                 .err_into(),
             )
-            .await?
-            .last_insert_rowid();
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::QueueFull(max_queued));
+        }
+        let id = done.last_insert_rowid();
         self.run(RunId(id)).await?.ok_or(StoreError::RunNotFound(RunId(id)))
     }
 
@@ -514,7 +522,7 @@ async fn checkpoint_in_background(pool: SqlitePool) {
     }
 }
 
-fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let status_text: String = row.try_get("status")?;
     let status = RunStatus::from_str(&status_text).map_err(StoreError::Corrupt)?;
     let exit_code: Option<i64> = row.try_get("exit_code")?;
@@ -532,9 +540,10 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         exit_code: exit_code.and_then(|code| i32::try_from(code).ok()),
         signal: signal.and_then(|signal| i32::try_from(signal).ok()),
         error: row.try_get("error")?,
+        replica: row.try_get("replica")?,
     })
 }
 
-fn seq_column(seq: u64) -> i64 {
+pub(super) fn seq_column(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }

@@ -16,6 +16,7 @@ pub mod check_config;
 pub mod doctor;
 pub mod jobs;
 pub mod logs;
+pub mod replicas;
 pub mod run;
 pub mod runs;
 pub mod serve;
@@ -41,6 +42,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Token(args) => token::run(args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Whoami(args) => token::whoami(args).await,
+        Command::Replicas(args) => replicas::run(args).await,
     }
 }
 

@@ -142,6 +142,7 @@ mod tests {
             signal,
             signal_name: signal.map(oneoff_api::v1::signal_name),
             error: None,
+            replica: None,
         }
     }
 

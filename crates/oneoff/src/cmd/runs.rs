@@ -100,6 +100,7 @@ mod tests {
             signal: None,
             signal_name: signal_name.map(str::to_string),
             error: None,
+            replica: None,
         }
     }
 

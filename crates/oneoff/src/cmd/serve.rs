@@ -1,5 +1,6 @@
 //! `oneoff serve`: runs the oneoff server.
 
 pub async fn run(args: crate::cli::ServeArgs) -> anyhow::Result<std::process::ExitCode> {
-    oneoff_server::cli_serve(args.config, args.listen, args.data_dir).await
+    let overrides = args.overrides();
+    oneoff_server::cli_serve(args.config, overrides).await
 }

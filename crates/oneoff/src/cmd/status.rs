@@ -32,6 +32,7 @@ fn details(run: &Run) -> Vec<(&'static str, String)> {
         ("started", run.started_at.as_deref().map_or_else(dash, short_time)),
         ("finished", run.finished_at.as_deref().map_or_else(dash, short_time)),
         ("duration", run.duration_ms.map_or_else(dash, duration_ms)),
+        ("replica", run.replica.clone().unwrap_or_else(dash)),
     ];
     match (run.exit_code, &run.signal_name, run.signal) {
         (Some(code), ..) => pairs.push(("exit code", code.to_string())),
@@ -92,6 +93,7 @@ mod tests {
             signal: Some(9),
             signal_name: Some("SIGKILL".into()),
             error: Some("killed".into()),
+            replica: Some("a".into()),
         };
         assert_eq!(
             output::key_values(&details(&run)),
@@ -105,6 +107,7 @@ mod tests {
              started:      2026-01-01 12:00:01\n\
              finished:     2026-01-01 12:00:02\n\
              duration:     1.2s\n\
+             replica:      a\n\
              signal:       SIGKILL (9)\n\
              error:        killed\n"
         );
@@ -128,6 +131,7 @@ mod tests {
             signal: None,
             signal_name: None,
             error: None,
+            replica: None,
         };
         let shown = output::key_values(&details(&run));
         assert!(shown.contains("argv:         sh -c $'since=\"$1\"\\necho \"$since\"' sh ''\n"), "{shown}");

@@ -116,7 +116,7 @@ async fn create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
             let user = args.user.clone().unwrap_or_else(|| "admin".into());
             oneoff_server::create_token_offline(
                 config,
-                args.data_dir.clone(),
+                &args.overrides(),
                 &args.name,
                 &user,
                 args.groups.clone(),

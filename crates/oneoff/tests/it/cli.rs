@@ -143,3 +143,79 @@ fn serve_rejects_a_bad_config_before_starting() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("2:10: listen address `nowhere` is not IP:PORT"), "{}", stderr(&output));
 }
+
+/// `--database` and `--replica` win over `ONEOFF_DATABASE` and `ONEOFF_REPLICA`, which win
+/// over the file; a bad value is refused before anything starts, naming where it came from
+/// and never showing the password.
+#[test]
+fn serve_names_the_flag_or_variable_that_holds_a_bad_database_or_replica() {
+    const PASSWORD: &str = "hunter2-Sekret";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[server]\ndatabase = \"mysql://file@db/oneoff\"\nreplica = \"from file\"\n");
+    let path = path.to_str().unwrap();
+    let serve = |flags: &[&str], database: Option<&str>, replica: Option<&str>| {
+        let mut command = cli_command(&[&["serve", "--config", path], flags].concat());
+        command.env_remove("ONEOFF_DATABASE").env_remove("ONEOFF_REPLICA").env_remove("ONEOFF_LISTEN");
+        if let Some(database) = database {
+            command.env("ONEOFF_DATABASE", database);
+        }
+        if let Some(replica) = replica {
+            command.env("ONEOFF_REPLICA", replica);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let shown = stderr(&output);
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        shown
+    };
+    let from_file = serve(&[], None, None);
+    assert!(from_file.contains("2:12: `mysql:` is not a database oneoff can use"), "{from_file}");
+    assert!(from_file.contains("3:11: replica name `from file` must be"), "{from_file}");
+
+    let bad_env = format!("postgres://oneoff:{PASSWORD}@db");
+    let from_env = serve(&[], Some(&bad_env), Some("a/b"));
+    assert!(from_env.contains("ONEOFF_DATABASE: the PostgreSQL URL names no database"), "{from_env}");
+    assert!(from_env.contains("ONEOFF_REPLICA: replica name `a/b` must be"), "{from_env}");
+    assert!(!from_env.contains("mysql") && !from_env.contains("from file"), "the variables win: {from_env}");
+
+    let bad_flag = format!("postgres://oneoff:{PASSWORD}@db/oneoff?sslmode=requir");
+    let good_env = format!("postgres://oneoff:{PASSWORD}@db/oneoff");
+    let from_flags = serve(&["--database", &bad_flag, "--replica=-x"], Some(&good_env), Some("web-1"));
+    assert!(from_flags.contains("--database: sslmode `requir` is not one of"), "{from_flags}");
+    assert!(from_flags.contains("--replica: replica name `-x` must be"), "{from_flags}");
+    assert!(!from_flags.contains("ONEOFF_"), "the flags win: {from_flags}");
+
+    // A good flag hides a bad variable; an empty variable counts as unset.
+    let shown = serve(&["--database", "sqlite:x.db", "--listen", "nowhere"], Some(&bad_env), Some(""));
+    assert!(!shown.contains("ONEOFF_DATABASE") && !shown.contains("database"), "{shown}");
+    assert!(shown.contains("--listen: listen address `nowhere` is not IP:PORT"), "{shown}");
+    assert!(shown.contains("3:11: replica name `from file`"), "an empty ONEOFF_REPLICA leaves the file's: {shown}");
+}
+
+#[test]
+fn help_never_shows_the_database_password() {
+    for args in [&["serve", "--help"][..], &["token", "create", "--help"]] {
+        let output =
+            cli_command(args).env("ONEOFF_DATABASE", "postgres://oneoff:hunter2-Sekret@db/oneoff").output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let help = stdout(&output);
+        assert!(help.contains("--database <URL>") && help.contains("ONEOFF_DATABASE"), "{help}");
+        assert!(!help.contains("hunter2"), "{help}");
+    }
+}
+
+/// `oneoff token create --config` reads `ONEOFF_DATABASE` as `oneoff serve` does, so the
+/// token lands in the server's database.
+#[test]
+fn token_create_offline_takes_the_database_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let output = cli_command(&["token", "create", "--name", "ci", "--config", path.to_str().unwrap()])
+        .env("ONEOFF_DATABASE", "mysql://oneoff:hunter2-Sekret@db/oneoff")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let shown = stderr(&output);
+    assert!(shown.contains("ONEOFF_DATABASE: `mysql:` is not a database oneoff can use"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}

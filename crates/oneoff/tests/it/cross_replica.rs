@@ -30,14 +30,27 @@ type = "integer"
     )
 }
 
-/// A replica: `oneoff serve` with a data directory of its own, on the shared database.
-fn replica(database: &str) -> (ServerProcess, TestServer) {
+/// A replica named `name`: `oneoff serve` with a data directory of its own, on the shared database.
+fn replica(name: &str, database: &str) -> (ServerProcess, TestServer) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let text = config_text(dir.path(), &format!("database = {database:?}"), &jobs());
+    let text = config_text(dir.path(), &format!("database = {database:?}\nreplica = {name:?}"), &jobs());
     let config = write_config(dir.path(), &text);
     let process = ServerProcess::start(&config);
     let server = TestServer::remote(process.url.clone(), dir);
     (process, server)
+}
+
+/// Which of `a` (named "a") and `b` runs `id` once it started, and the other: `(owner, other)`.
+async fn owner_and_other<'r>(a: &'r TestServer, b: &'r TestServer, id: i64) -> (&'r TestServer, &'r TestServer) {
+    let replica: String = eventually("the run to be claimed", Duration::from_secs(20), || async {
+        a.run_json(id).await["replica"].as_str().map(str::to_string)
+    })
+    .await;
+    if replica == "a" {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 /// `(seq, text)` of each entry, in the order received.
@@ -71,11 +84,12 @@ async fn long_poll_round_robin(replicas: &[&TestServer], id: i64, mut after: u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_on_one_replica_is_followed_live_from_another_over_every_transport() {
     let database = oneoff_testpg::Postgres::shared().new_database();
-    let (_a_process, a) = replica(&database);
-    let (_b_process, b) = replica(&database);
+    let (_a_process, a) = replica("a", &database);
+    let (_b_process, b) = replica("b", &database);
     let id = a.start_run("drip", json!({})).await;
-    // Every follower is on B, where the run does not execute; they start while it runs.
-    let only_b = [&b];
+    // Every follower is on the replica where the run does not execute; they start while it runs.
+    let (owner, b) = owner_and_other(&a, &b, id).await;
+    let only_b = [b];
     let (ws, sse, polled) =
         tokio::join!(b.ws_follow(id, 0), b.sse_follow(id, None), long_poll_round_robin(&only_b, id, 0));
     let all = expected(1, LINES);
@@ -86,15 +100,16 @@ async fn a_run_on_one_replica_is_followed_live_from_another_over_every_transport
     assert_eq!(sse.events.last().and_then(|event| event.event.as_deref()), Some("done"));
     assert_eq!(lines(&polled), all, "long-poll on B");
     assert!(ws.messages > 3, "followed live in several messages, not read at the end: {}", ws.messages);
-    assert_eq!(a.wait_final(id).await["status"], "succeeded");
+    assert_eq!(owner.wait_final(id).await["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_viewer_resumes_on_the_other_replica_exactly_where_it_stopped() {
     let database = oneoff_testpg::Postgres::shared().new_database();
-    let (_a_process, a) = replica(&database);
-    let (_b_process, b) = replica(&database);
+    let (_a_process, a) = replica("a", &database);
+    let (_b_process, b) = replica("b", &database);
     let id = a.start_run("drip", json!({})).await;
+    let (a, b) = owner_and_other(&a, &b, id).await;
     // Some lines read from the owner, then the rest from the other replica, while it runs.
     let first: Vec<Value> = eventually("the first lines on A", Duration::from_secs(20), || async {
         let (_, page) = a.get(&format!("/api/v1/runs/{id}/log?after=0&limit=20")).await;
@@ -102,7 +117,7 @@ async fn a_viewer_resumes_on_the_other_replica_exactly_where_it_stopped() {
         (entries.len() == 20).then_some(entries)
     })
     .await;
-    let alternate = [&b, &a];
+    let alternate = [b, a];
     let (sse, ws, polled) = tokio::join!(
         b.sse_follow(id, Some(20)),
         b.ws_follow(id, 20),
@@ -118,8 +133,8 @@ async fn a_viewer_resumes_on_the_other_replica_exactly_where_it_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_ticket_made_on_one_replica_works_once_on_any() {
     let database = oneoff_testpg::Postgres::shared().new_database();
-    let (_a_process, a) = replica(&database);
-    let (_b_process, b) = replica(&database);
+    let (_a_process, a) = replica("a", &database);
+    let (_b_process, b) = replica("b", &database);
     let id = a.start_run("slow", json!({ "n": 3 })).await;
     a.wait_final(id).await;
     let (status, issued) = a.post(&format!("/api/v1/runs/{id}/log/ticket"), json!({})).await;
@@ -224,9 +239,12 @@ command = ["sh", "-c", 'echo $$; i=2; while true; do echo "line $i"; i=$((i+1));
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn viewers_of_a_stopping_replica_resume_on_another_without_a_gap() {
     let database = oneoff_testpg::Postgres::shared().new_database();
-    let (_a_process, a) = replica(&database);
-    let (b_process, b) = replica(&database);
-    let id = a.start_run("drip", json!({})).await;
+    let (a_process, first) = replica("a", &database);
+    let (b_process, second) = replica("b", &database);
+    let id = first.start_run("drip", json!({})).await;
+    // `a` runs it, `b` (the one stopped) only serves its viewers.
+    let (a, b) = owner_and_other(&first, &second, id).await;
+    let b_process = if std::ptr::eq(b, &second) { &b_process } else { &a_process };
     let stop_b = async {
         eventually("B's viewers to be under way", Duration::from_secs(20), || async {
             let (_, page) = b.get(&format!("/api/v1/runs/{id}/log?after=30&limit=1")).await;

@@ -19,8 +19,17 @@ const KEY: [u8; 32] = *b"an audit key of 32 bytes, random";
 
 /// A server with an audit key in a file (outside its data directory), or without one.
 async fn server_with_key(key: Option<&Path>) -> TestServer {
+    TestServer::start(&keyed_catalog(key)).await
+}
+
+/// As [`server_with_key`], on SQLite whatever the suite's store, for the [`attacker`].
+async fn sqlite_server_with_key(key: Option<&Path>) -> TestServer {
+    TestServer::start_sqlite(&keyed_catalog(key), "").await
+}
+
+fn keyed_catalog(key: Option<&Path>) -> String {
     let audit = key.map(|path| format!("[audit]\nkey_file = {:?}\n", path.display().to_string())).unwrap_or_default();
-    TestServer::start(&format!("{audit}{OPEN_JOB}")).await
+    format!("{audit}{OPEN_JOB}")
 }
 
 fn key_file() -> (tempfile::TempDir, PathBuf) {
@@ -34,7 +43,9 @@ fn database(server: &TestServer) -> PathBuf {
     server.dir.path().join("data").join("oneoff.db")
 }
 
-/// A second connection to the server's database file, as an attacker with the file has.
+/// A second connection to the server's database file, as an attacker with the file has. The
+/// tests that tamper through it start their server on SQLite whatever the suite's store
+/// (`sqlite_server_with_key`, `TestServer::start_sqlite`): the attack is on the SQLite file.
 async fn attacker(server: &TestServer) -> sqlx::SqlitePool {
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(database(server));
     sqlx::SqlitePool::connect_with(options).await.unwrap()
@@ -102,7 +113,8 @@ async fn edit_and_rechain(pool: &sqlx::SqlitePool, id: i64, actor: &str) {
 async fn a_cut_tail_passes_the_bare_chain_but_not_a_checkpoint_nor_the_signed_head() {
     let (_key_dir, key_path) = key_file();
     for keyed in [false, true] {
-        let server = server_with_key(keyed.then_some(key_path.as_path())).await;
+        // The attacker edits the SQLite file: on SQLite whatever the suite's store.
+        let server = sqlite_server_with_key(keyed.then_some(key_path.as_path())).await;
         let (records, head) = five_records_and_a_checkpoint(&server).await;
         // With a key, the first record is the anchor that says the chain is signed.
         assert_eq!(records, if keyed { 6 } else { 5 });
@@ -148,7 +160,8 @@ async fn a_cut_tail_passes_the_bare_chain_but_not_a_checkpoint_nor_the_signed_he
 async fn an_edit_rechained_passes_the_bare_chain_but_not_a_checkpoint_nor_the_signed_head() {
     let (_key_dir, key_path) = key_file();
     for keyed in [false, true] {
-        let server = server_with_key(keyed.then_some(key_path.as_path())).await;
+        // The attacker edits the SQLite file: on SQLite whatever the suite's store.
+        let server = sqlite_server_with_key(keyed.then_some(key_path.as_path())).await;
         let (records, head) = five_records_and_a_checkpoint(&server).await;
 
         edit_and_rechain(&attacker(&server).await, 2, "mallory").await;
@@ -237,16 +250,18 @@ async fn a_chain_written_without_a_key_is_adopted_once_and_says_so() {
 
     // The key is never stored in the database.
     server.stop().await;
-    for suffix in ["", "-wal"] {
-        let bytes = std::fs::read(format!("{}{suffix}", database(&server).display())).unwrap_or_default();
-        assert!(!bytes.windows(KEY.len()).any(|window| window == KEY), "the audit key reached oneoff.db{suffix}");
+    let stored = crate::support::stored_files(&server.dir.path().join("data"));
+    assert!(stored.iter().any(|(_, bytes)| !bytes.is_empty()), "no stored data found");
+    for (file, bytes) in stored {
+        assert!(!bytes.windows(KEY.len()).any(|window| window == KEY), "the audit key reached {file}");
     }
 }
 
 #[tokio::test]
 async fn a_cut_tail_with_the_signed_head_deleted_is_tampering_not_a_new_key() {
     let (_key_dir, key_path) = key_file();
-    let mut server = server_with_key(Some(&key_path)).await;
+    // The attacker edits the SQLite file: on SQLite whatever the suite's store.
+    let mut server = sqlite_server_with_key(Some(&key_path)).await;
     for _ in 0..8 {
         server.start_run("open", json!({})).await;
     }
@@ -302,11 +317,10 @@ async fn as_user(server: &TestServer, method: reqwest::Method, path: &str, user:
     (response.status(), response.json().await.unwrap_or(Value::Null))
 }
 
+/// The size of everything the store keeps: the SQLite files, or the PostgreSQL database's.
 fn database_bytes(server: &TestServer) -> u64 {
-    ["", "-wal", "-shm"]
-        .iter()
-        .map(|suffix| std::fs::metadata(format!("{}{suffix}", database(server).display())).map_or(0, |meta| meta.len()))
-        .sum()
+    let stored = crate::support::stored_files(&server.dir.path().join("data"));
+    stored.iter().map(|(_, bytes)| bytes.len() as u64).sum()
 }
 
 #[tokio::test]
@@ -378,7 +392,8 @@ async fn a_flood_of_denials_with_huge_forwarded_chains_stays_small_and_is_still_
 
 #[tokio::test]
 async fn actions_are_stable_codes_with_the_message_apart_and_old_prose_still_reads() {
-    let mut server = TestServer::start(GUARDED).await;
+    // It writes a legacy record into the SQLite file: on SQLite whatever the suite's store.
+    let mut server = TestServer::start_sqlite(GUARDED, "").await;
     let get = reqwest::Method::GET;
     assert_eq!(as_user(&server, get.clone(), "/api/v1/audit", "alice").await.0, StatusCode::FORBIDDEN);
     assert_eq!(as_user(&server, get.clone(), "/api/v1/audit/verify", "alice").await.0, StatusCode::FORBIDDEN);

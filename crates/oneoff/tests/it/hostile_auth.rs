@@ -640,12 +640,13 @@ async fn debug_echo_needs_an_admin_and_never_shows_a_credential() {
 
 #[tokio::test]
 async fn token_create_with_config_writes_where_oneoff_data_dir_says() {
-    let server = TestServer::start(TRUSTED).await;
+    // ONEOFF_DATA_DIR places the SQLite file; on PostgreSQL `database` names the store instead.
+    let server = TestServer::start_sqlite(TRUSTED, "").await;
     // The config file names another data directory; the server's is given by the environment.
     let elsewhere = tempfile::tempdir().unwrap();
     let config = crate::support::write_config(
         elsewhere.path(),
-        &crate::support::config_text(&elsewhere.path().join("unused"), "", TRUSTED),
+        &crate::support::sqlite_config_text(&elsewhere.path().join("unused"), "", TRUSTED),
     );
     let output =
         cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "boot", "--user", "root"])

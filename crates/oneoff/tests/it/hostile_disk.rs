@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{config_text, eventually, write_config, TestServer};
+use crate::support::{eventually, sqlite_config_text, write_config, TestServer};
 
 /// 30 MB: far more than 4 MB of disk and the 16 MB the capture channel can hold at most, so
 /// the job must block on its writes while the disk is full.
@@ -64,7 +64,8 @@ impl SmallDisk {
         // a long flush keeps it one entry, so a line's number is its sequence number here
         // (lines stored in pieces are it::progress's).
         let extra = format!("drain = \"1s\"\npartial_line_flush = \"10m\"\n{server_extra}");
-        let config = write_config(dir.path(), &config_text(&data_dir, &extra, &jobs()));
+        // The disk that fills is the one under the SQLite file: on SQLite whatever the suite's store.
+        let config = write_config(dir.path(), &sqlite_config_text(&data_dir, &extra, &jobs()));
         let server_log = dir.path().join("server.log");
         let script = r#"mount -t tmpfs -o size="$1" tmpfs "$2" && exec "$3" serve --config "$4""#;
         let mut server = tokio::process::Command::new("unshare")
@@ -306,7 +307,9 @@ async fn a_disk_that_stays_full_fails_the_run_with_a_system_line_counting_the_li
 
 #[tokio::test]
 async fn when_even_the_system_line_cannot_be_stored_the_run_error_says_how_many_lines_are_missing() {
-    let disk = SmallDisk::start("4m", "store_wait = \"2s\"").await;
+    // The run's wait outlasts `use_up_every_byte` even on a loaded machine: a system line tried
+    // before the last bytes are taken would still fit in them.
+    let disk = SmallDisk::start("4m", "store_wait = \"10s\"").await;
     let run = disk.api.start_run("count", json!({})).await;
     disk.job_blocked_on_its_writes().await;
     disk.use_up_every_byte().await;
@@ -332,7 +335,8 @@ async fn when_even_the_system_line_cannot_be_stored_the_run_error_says_how_many_
 
 /// Starts a server on `data_dir` in-process; returns the error it fails with.
 async fn start_error(data_dir: &Path) -> String {
-    let path = write_config(data_dir.parent().expect("a parent"), &config_text(data_dir, "", &jobs()));
+    // The SQLite file is what is damaged or read-only: on SQLite whatever the suite's store.
+    let path = write_config(data_dir.parent().expect("a parent"), &sqlite_config_text(data_dir, "", &jobs()));
     let config = oneoff_server::load_config(&path, &Default::default()).expect("valid config");
     match oneoff_server::start(config).await {
         Ok(_) => panic!("the server started on a bad database"),
@@ -342,7 +346,8 @@ async fn start_error(data_dir: &Path) -> String {
 
 #[tokio::test]
 async fn a_database_with_damaged_pages_stops_the_start_and_says_what_to_do() {
-    let mut server = TestServer::start(&jobs()).await;
+    // Damaged pages of the SQLite file: on SQLite whatever the suite's store.
+    let mut server = TestServer::start_sqlite(&jobs(), "").await;
     let run = server.start_run("hello", json!({})).await;
     server.wait_final(run).await;
     server.stop().await;
@@ -367,12 +372,13 @@ async fn a_database_with_damaged_pages_stops_the_start_and_says_what_to_do() {
 
 #[tokio::test]
 async fn a_read_only_data_directory_stops_the_start_with_read_only_in_the_message() {
-    let mut server = TestServer::start(&jobs()).await;
+    // A read-only SQLite file and directory: on SQLite whatever the suite's store.
+    let mut server = TestServer::start_sqlite(&jobs(), "").await;
     server.stop().await;
     let data_dir = server.dir.path().join("data");
     let empty_dir = server.dir.path().join("empty");
     std::fs::create_dir(&empty_dir).expect("empty data dir");
-    let config = write_config(server.dir.path(), &config_text(&data_dir, "", &jobs()));
+    let config = write_config(server.dir.path(), &sqlite_config_text(&data_dir, "", &jobs()));
     // A read-only bind mount of each directory, in a mount namespace that ends with the server.
     for (dir, what) in [(&data_dir, "an existing database"), (&empty_dir, "no database yet")] {
         let script = r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" serve --config "$3" --data-dir "$1""#;

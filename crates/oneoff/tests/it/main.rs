@@ -1,10 +1,14 @@
 //! The one integration-test binary: boots the real server (real SQLite file, real child
-//! processes, real HTTP on a loopback port) and drives it through the API and the CLI.
+//! processes, real HTTP on a loopback port) and drives it through the API and the CLI. With
+//! `ONEOFF_TEST_DATABASE=postgres` every server stores in a throwaway PostgreSQL instead
+//! (`oneoff-testpg`), except the tests of the SQLite file itself.
 
 mod api;
 mod api_doc;
 mod auth;
+mod behind_a_balancer;
 mod cli;
+mod cluster;
 mod cross_replica;
 mod doctor;
 mod doctor_defaults;
@@ -20,7 +24,9 @@ mod logs;
 mod messages;
 mod progress;
 mod proxy;
+mod replicas;
 mod restart;
 mod streams;
+mod suite;
 mod support;
 mod ui_api;

@@ -53,6 +53,12 @@ pub async fn nginx(app: &str, location: &str) -> Nginx {
 
 /// nginx with `server_body` inside its `server { listen ...; }` block.
 pub async fn nginx_server(server_body: &str) -> Nginx {
+    nginx_with(server_body, "").await
+}
+
+/// nginx with `server_body` inside its `server { listen ...; }` block and `http_extra` (an
+/// `upstream` block, say) in its `http` block.
+pub async fn nginx_with(server_body: &str, http_extra: &str) -> Nginx {
     let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|path| Path::new(path).exists())
@@ -73,6 +79,7 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    {http_extra}
     server {{
         listen 127.0.0.1:{port};
         {server_body}

@@ -15,14 +15,60 @@ pub struct TestServer {
     pub url: String,
     pub dir: tempfile::TempDir,
     http: reqwest::Client,
+    /// Set by [`TestServer::start_sqlite`]: boots and restarts use SQLite whatever the suite's store.
+    sqlite_only: bool,
 }
 
-/// The `[server]` table every test server gets, plus whatever the test adds.
+/// The `[server]` table every test server gets, plus whatever the test adds. With
+/// `ONEOFF_TEST_DATABASE=postgres` it names a PostgreSQL database of its own for each
+/// `data_dir`: the same one every time, so a server started again on it finds its data.
 pub fn config_text(data_dir: &Path, server_extra: &str, jobs: &str) -> String {
+    let database = match suite_store() {
+        SuiteStore::Sqlite => String::new(),
+        SuiteStore::Postgres => format!("database = {:?}\n", postgres_database_of(data_dir)),
+    };
+    sqlite_config_text(data_dir, &format!("{database}{server_extra}"), jobs)
+}
+
+/// As [`config_text`], always on SQLite in `data_dir`: for tests about the SQLite file itself.
+pub fn sqlite_config_text(data_dir: &Path, server_extra: &str, jobs: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n{server_extra}\n{jobs}",
         data_dir.display().to_string()
     )
+}
+
+/// The store the suite's servers use, from `ONEOFF_TEST_DATABASE` (`sqlite` when unset).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SuiteStore {
+    Sqlite,
+    Postgres,
+}
+
+fn suite_store() -> SuiteStore {
+    match std::env::var("ONEOFF_TEST_DATABASE").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("sqlite") => SuiteStore::Sqlite,
+        Ok("postgres") => SuiteStore::Postgres,
+        Ok(other) => panic!(
+            "ONEOFF_TEST_DATABASE is `{other}`: set it to `sqlite` (the default) or `postgres` to choose the \
+             store the integration tests run on"
+        ),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            panic!("ONEOFF_TEST_DATABASE is not UTF-8: set it to `sqlite` (the default) or `postgres`")
+        }
+    }
+}
+
+/// The URL of the fresh PostgreSQL database that belongs to `data_dir`, made on first use.
+pub fn postgres_database_of(data_dir: &Path) -> String {
+    static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut databases = DATABASES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, url)) = databases.iter().find(|(dir, _)| dir == data_dir) {
+        return url.clone();
+    }
+    let url = oneoff_testpg::Postgres::shared().new_database();
+    databases.push((data_dir.to_path_buf(), url.clone()));
+    url
 }
 
 impl TestServer {
@@ -32,18 +78,28 @@ impl TestServer {
 
     /// `server_extra` adds keys to the `[server]` table.
     pub async fn start_with(jobs: &str, server_extra: &str) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = boot(dir.path(), jobs, server_extra).await;
-        let url = server.url();
-        TestServer { server: Some(server), url, dir, http: reqwest::Client::new() }
+        TestServer::start_on(jobs, server_extra, false).await
     }
 
-    /// Stops gracefully and boots again on the same data directory.
+    /// As [`TestServer::start_with`], on SQLite whatever `ONEOFF_TEST_DATABASE` says: for
+    /// tests of the SQLite file itself (its disk, its pages, its bytes).
+    pub async fn start_sqlite(jobs: &str, server_extra: &str) -> TestServer {
+        TestServer::start_on(jobs, server_extra, true).await
+    }
+
+    async fn start_on(jobs: &str, server_extra: &str, sqlite_only: bool) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = boot(dir.path(), jobs, server_extra, sqlite_only).await;
+        let url = server.url();
+        TestServer { server: Some(server), url, dir, http: reqwest::Client::new(), sqlite_only }
+    }
+
+    /// Stops gracefully and boots again on the same data directory (and the same database).
     pub async fn restart(&mut self, jobs: &str, server_extra: &str) {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("graceful stop");
         }
-        let server = boot(self.dir.path(), jobs, server_extra).await;
+        let server = boot(self.dir.path(), jobs, server_extra, self.sqlite_only).await;
         self.url = server.url();
         self.server = Some(server);
     }
@@ -151,11 +207,16 @@ impl TestServer {
 
 pub fn cli_command(args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oneoff"));
-    command.args(args).env_remove("ONEOFF_SERVER").env_remove("ONEOFF_CONFIG");
+    command.args(args);
+    // A developer's shell must not choose the server, config, store or replica of a test.
+    for variable in ["ONEOFF_SERVER", "ONEOFF_CONFIG", "ONEOFF_DATABASE", "ONEOFF_REPLICA"] {
+        command.env_remove(variable);
+    }
     command
 }
 
-async fn boot(data_dir: &Path, jobs: &str, server_extra: &str) -> RunningServer {
+async fn boot(data_dir: &Path, jobs: &str, server_extra: &str, sqlite_only: bool) -> RunningServer {
+    let config_text = if sqlite_only { sqlite_config_text } else { config_text };
     let path = write_config(data_dir, &config_text(&data_dir.join("data"), server_extra, jobs));
     let config = oneoff_server::load_config(&path, &Default::default()).expect("valid test config");
     oneoff_server::start(config).await.expect("server starts")
@@ -410,6 +471,33 @@ impl TestServer {
     /// The same helpers for a server running in another process (the `oneoff` binary), with
     /// `dir` as its directory; [`TestServer::stop`] and `restart` do nothing for it.
     pub fn remote(url: String, dir: tempfile::TempDir) -> TestServer {
-        TestServer { server: None, url, dir, http: reqwest::Client::new() }
+        TestServer { server: None, url, dir, http: reqwest::Client::new(), sqlite_only: false }
     }
+}
+
+/// The bytes the store of the server on `data_dir` keeps, each with a name for messages: the
+/// SQLite database and its WAL, or, on PostgreSQL, every file of the server's database after
+/// a checkpoint (its live rows and the dead ones not yet vacuumed). For tests that a secret
+/// never reaches the store, however it is read.
+pub fn stored_files(data_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    if suite_store() == SuiteStore::Sqlite {
+        return ["oneoff.db", "oneoff.db-wal"]
+            .iter()
+            .map(|file| (file.to_string(), std::fs::read(data_dir.join(file)).unwrap_or_default()))
+            .collect();
+    }
+    let url = postgres_database_of(data_dir);
+    let postgres = oneoff_testpg::Postgres::shared();
+    let database = url.rsplit('/').next().expect("the URL names its database");
+    // With fsync off, written pages may still be only in PostgreSQL's memory.
+    postgres.psql(database, "CHECKPOINT");
+    let oid = postgres.psql(database, "SELECT oid FROM pg_database WHERE datname = current_database()");
+    let files = postgres.directory().join("data").join("base").join(oid.trim());
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(&files).expect("the database's files") {
+        let path = entry.expect("a file of the database").path();
+        let name = format!("{database}/{}", path.file_name().unwrap_or_default().to_string_lossy());
+        stored.push((name, std::fs::read(&path).unwrap_or_default()));
+    }
+    stored
 }
