@@ -19,7 +19,8 @@
 //  5. Every step, and every reconnect, resumes with `after=<last seq seen>`; entries with a
 //     sequence not above it are dropped, so there is no gap and no duplicate.
 //  6. A transport that worked on this page and then drops is reconnected (same transport)
-//     with exponential backoff; after two failed reconnects while plain HTTP works, the
+//     with exponential backoff (a replica that is stopping, WebSocket close 1001 or SSE
+//     `shutting_down`, is left at once: the next connect lands on another replica); after two failed reconnects while plain HTTP works, the
 //     next transport is used.
 //  7. When the page's identity is an API token (`token` option), fetches send it as
 //     `Authorization: Bearer`; WebSocket and EventSource cannot send headers, so every
@@ -562,8 +563,10 @@ export class LogStream {
       }
       if (!opened) {
         this.lost(session, () => this.explainWs(false));
-      } else if (event.code === 1013) {
-        this.lost(session, null, true); // too slow: resume at once
+      } else if (event.code === 1013 || event.code === 1001) {
+        // Too slow, or this replica is stopping (its reason names the `after` to resume
+        // from, which is ours): resume at once, through the load balancer to any replica.
+        this.lost(session, null, true);
       } else {
         this.lost(session, () => this.reachable());
       }
@@ -666,6 +669,11 @@ export class LogStream {
         const body = parseJson(event.data);
         if (body?.error?.code === 'not_found') {
           this.fail(body.error.message || 'the run was deleted');
+          return;
+        }
+        if (body?.error?.code === 'shutting_down') {
+          // This replica is stopping: resume at once from our last entry, on any replica.
+          this.lost(session, null, true);
           return;
         }
         this.lost(session, async () => ({ reachable: false, reason: body?.error?.message || 'the stream ended' }));

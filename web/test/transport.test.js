@@ -427,3 +427,46 @@ test('with a token: a busy ticket service is retried with backoff; a refused tok
   assert.equal(revoked.log.fetches.filter((path) => path.endsWith('/log/ticket')).length, 1, 'not retried');
   t.stop();
 });
+
+test('a stopping replica (WebSocket close 1001): resumed at once, no probe, after the last seq', async () => {
+  const h = harness({ ws: 'open' });
+  const s = h.stream();
+  s.start();
+  await h.advance(20);
+  h.log.sockets[0].send({ entries: [{ seq: 1 }, { seq: 2 }], next: 2 });
+  const fetchesBefore = h.log.fetches.length;
+  h.log.sockets[0].onclose({ code: 1001, reason: 'server stopping; resume with after=2' });
+  await h.advance(1);
+  assert.equal(h.log.fetches.length, fetchesBefore, 'nothing to diagnose: no probe');
+  const state = h.log.states.at(-1);
+  assert.equal(state.state, 'reconnecting');
+  assert.equal(state.transport, 'ws', 'the same transport, not a fallback');
+  await h.advance(state.retryInMs + 20);
+  assert.equal(h.log.sockets.length, 2);
+  assert.ok(h.log.sockets[1].url.endsWith('after=2'), h.log.sockets[1].url);
+  h.log.sockets[1].send({ entries: [{ seq: 2 }, { seq: 3 }], next: 3 });
+  assert.deepEqual(h.log.entries, [1, 2, 3]);
+  assert.equal(h.log.states.at(-1).fallbacks.length, 0);
+  s.stop();
+});
+
+test('a stopping replica (SSE shutting_down): resumed at once on SSE after the last seq', async () => {
+  const h = harness({ ws: 'fail', sse: 'works', memory: { ws: { failedAt: 1_000_000 - 1000, reason: 'x' } } });
+  h.add(2);
+  const s = h.stream();
+  s.start();
+  await h.advance(50);
+  assert.equal(h.log.sources.length, 1);
+  assert.deepEqual(h.log.entries, [1, 2]);
+  const body = { error: { code: 'shutting_down', message: 'server stopping; reconnect to resume after 2' } };
+  h.log.sources[0].listeners.error({ data: JSON.stringify(body) });
+  await h.advance(1);
+  assert.equal(h.log.states.at(-1).state, 'reconnecting');
+  h.add(1);
+  await h.advance(h.log.states.at(-1).retryInMs + 50);
+  assert.equal(h.log.sources.length, 2);
+  assert.equal(h.log.sources[1].url, '/api/v1/runs/7/log/sse?after=2');
+  assert.deepEqual(h.log.entries, [1, 2, 3]);
+  assert.equal(h.log.states.at(-1).transport, 'sse');
+  s.stop();
+});

@@ -112,12 +112,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let viewers = Arc::new(viewers::Viewers::new(config.streams.max_connections, config.streams.max_viewers_per_run));
+    let shutdown = CancellationToken::new();
+    // Followers of runs executing on other replicas are woken by the store's log events.
+    let remote_watch = hub.spawn_remote_watch(store.clone(), shutdown.clone());
     let state = AppState {
         config: config.clone(),
         store: store.clone(),
         executor: executor.clone(),
         hub,
-        shutdown: CancellationToken::new(),
+        shutdown,
         viewers,
         counters: Arc::default(),
         jwt: Arc::new(jwt::JwtVerifier::new(&config.auth.jwt)),
@@ -126,11 +129,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let stop = CancellationToken::new();
     retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());
     state.audit.spawn(&config.audit, state.shutdown.clone());
-    let task = tokio::spawn(serve(listener, state, stop.clone()));
+    let task = tokio::spawn(serve(listener, state, stop.clone(), remote_watch));
     Ok(RunningServer { addr, stop, task })
 }
 
-async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) -> anyhow::Result<()> {
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+    remote_watch: JoinHandle<()>,
+) -> anyhow::Result<()> {
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let http_stop = state.shutdown.clone();
     let http = tokio::spawn(async move {
@@ -151,6 +159,10 @@ async fn serve(listener: TcpListener, state: AppState, stop: CancellationToken) 
     // resume); a viewer that does not read its close frame is not waited for long.
     if tokio::time::timeout(VIEWERS_CLOSE_WAIT, state.viewers.until_none_left()).await.is_err() {
         tracing::warn!(viewers = state.viewers.total(), "closing the store while some viewers have not left");
+    }
+    // It saw the shutdown too; it stops listening for log events.
+    if let Err(error) = remote_watch.await {
+        tracing::error!(%error, "the remote log watch panicked");
     }
     state.audit.close().await;
     state.store.close().await;

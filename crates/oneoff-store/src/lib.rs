@@ -11,12 +11,14 @@
 mod access;
 mod codec;
 mod copy;
+mod events;
 mod health;
 mod postgres;
 mod replicas;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod tickets;
 
 use std::path::Path;
 
@@ -24,10 +26,12 @@ use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus, StoredPar
 
 pub use access::{Appended, AuditFilter, HeadUpdate, NewToken, TokenRecord};
 pub use copy::{CopyError, LiveRuns, StoreContents};
+pub use events::{LogEvent, LogEvents, LogHead, LOG_CHANNEL};
 use postgres::PgStore;
 pub use postgres::PostgresOptions;
 pub use replicas::{CancelRequest, Claim, Leftovers, LostReplica, Registration, ReplicaIdentity, ReplicaRecord};
 use sqlite::SqliteStore;
+pub use tickets::{NewStreamTicket, StreamTicketRecord, TicketCaps, TicketRefusal};
 
 /// A handle to the store; cheap to clone, safe to share between tasks.
 #[derive(Debug, Clone)]
@@ -162,6 +166,24 @@ impl Store {
     /// The highest sequence number stored for a run (0 when it has no lines).
     pub async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
         dispatch!(self, store => store.last_seq(run_id).await)
+    }
+
+    /// The stored head of each of `runs` that exists (a missing run is left out), read in one
+    /// statement: how followers of runs executing elsewhere catch up without notifications.
+    pub async fn log_heads(&self, runs: &[RunId]) -> Result<Vec<LogHead>, StoreError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, store => store.log_heads(runs).await)
+    }
+
+    /// Events announcing other replicas' commits of log lines and final states (see
+    /// [`LogEvents`]); `None` on SQLite, which one process writes.
+    pub fn log_events(&self) -> Option<LogEvents> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(store) => Some(store.log_events()),
+        }
     }
 
     /// Deletes runs that finished before `cutoff_us`, with their logs; returns how many runs.

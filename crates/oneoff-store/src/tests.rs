@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::{
-    CancelRequest, Claim, Finish, LostReplica, NewRun, PostgresOptions, Registration, ReplicaIdentity, RunFilter,
-    Store, StoreError,
+    CancelRequest, Claim, Finish, LogEvent, LogEvents, LogHead, LostReplica, NewRun, NewStreamTicket, PostgresOptions,
+    Registration, ReplicaIdentity, RunFilter, Store, StoreError, StreamTicketRecord, TicketCaps, TicketRefusal,
 };
 
 /// An empty store of one backend, what keeps it alive, and raw access for tampering.
@@ -558,6 +558,152 @@ async fn two_writers_of_one_log_cannot_both_extend_it(fresh: Fresh) {
     assert_eq!(first.read_log(contested.id, 0, 10, usize::MAX).await.unwrap().len(), 1);
 }
 
+fn ticket_for(user: &str, hash: &str, run: RunId, expires_at_us: i64) -> NewStreamTicket {
+    let principal = oneoff_core::auth::Principal {
+        user: user.into(),
+        email: None,
+        groups: vec!["eng".into()],
+        source: oneoff_core::auth::IdentitySource::Token { id: 3, name: "laptop".into() },
+        admin: false,
+    };
+    NewStreamTicket { hash: hash.into(), run, principal, expires_at_us }
+}
+
+async fn stream_tickets_are_taken_once_on_any_handle_and_capped_in_the_database(fresh: Fresh) {
+    let (a, b) = (fresh.store.clone(), fresh.reopen().await);
+    let caps = TicketCaps { max_outstanding: 3, max_per_user: 2 };
+    let run = RunId(7);
+    assert_eq!(a.issue_stream_ticket(&ticket_for("alice", "h1", run, 100), caps, 10).await.unwrap(), Ok(()));
+    // Made on one replica, taken on the other, once, with what it was bound to.
+    let taken = b.take_stream_ticket("h1").await.unwrap().expect("the ticket is stored");
+    let expected = ticket_for("alice", "h1", run, 100);
+    assert_eq!(taken, StreamTicketRecord { run, principal: expected.principal, expires_at_us: 100 });
+    assert_eq!(a.take_stream_ticket("h1").await.unwrap(), None, "never twice");
+    assert_eq!(b.take_stream_ticket("h1").await.unwrap(), None);
+    assert_eq!(a.take_stream_ticket("never-issued").await.unwrap(), None);
+
+    // The caps count unused tickets of both handles, per user (429) and in all (503).
+    a.issue_stream_ticket(&ticket_for("alice", "h2", run, 100), caps, 10).await.unwrap().unwrap();
+    b.issue_stream_ticket(&ticket_for("alice", "h3", run, 200), caps, 10).await.unwrap().unwrap();
+    let refused = a.issue_stream_ticket(&ticket_for("alice", "h4", run, 100), caps, 10).await.unwrap();
+    assert_eq!(refused, Err(TicketRefusal::TooManyForUser(2)));
+    b.issue_stream_ticket(&ticket_for("bob", "h5", run, 100), caps, 10).await.unwrap().unwrap();
+    let refused = a.issue_stream_ticket(&ticket_for("carol", "h6", run, 100), caps, 10).await.unwrap();
+    assert_eq!(refused, Err(TicketRefusal::Full(3)));
+    assert_eq!(b.take_stream_ticket("h6").await.unwrap(), None, "a refused ticket is not stored");
+    // Expired rows are swept when the next ticket is issued: they neither count nor stay.
+    b.issue_stream_ticket(&ticket_for("carol", "h7", run, 300), caps, 100).await.unwrap().unwrap();
+    assert_eq!(a.take_stream_ticket("h2").await.unwrap(), None, "expired and swept");
+    a.issue_stream_ticket(&ticket_for("alice", "h8", run, 300), caps, 100).await.unwrap().unwrap();
+    assert!(a.take_stream_ticket("h3").await.unwrap().is_some(), "not expired: still there");
+
+    // Presented to both at once, a ticket is taken by exactly one.
+    for round in 0..20 {
+        let hash = format!("race{round}");
+        a.issue_stream_ticket(
+            &ticket_for("dave", &hash, run, 1_000),
+            TicketCaps { max_outstanding: 100, max_per_user: 100 },
+            100,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let (first, second) = tokio::join!(a.take_stream_ticket(&hash), b.take_stream_ticket(&hash));
+        let taken = [first.unwrap(), second.unwrap()].into_iter().flatten().count();
+        assert_eq!(taken, 1, "round {round}");
+    }
+}
+
+async fn log_heads_say_how_far_each_run_is_stored_and_whether_it_ended(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let live = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap().id;
+    let ended = store.insert_run(&new_run("b", 1), u32::MAX).await.unwrap().id;
+    let quiet = store.insert_run(&new_run("c", 1), u32::MAX).await.unwrap().id;
+    store.append_log(live, &[entry(1, b"x"), entry(2, b"y")]).await.unwrap();
+    store.append_log(ended, &[entry(1, b"z")]).await.unwrap();
+    let finish =
+        Finish { status: RunStatus::Succeeded, finished_at_us: 2, exit_code: Some(0), signal: None, error: None };
+    store.finish_run(ended, &finish).await.unwrap();
+    let mut heads = store.log_heads(&[live, ended, quiet, RunId(999_999)]).await.unwrap();
+    heads.sort_by_key(|head| head.run.0);
+    assert_eq!(
+        heads,
+        vec![
+            LogHead { run: live, last_seq: 2, finished: false },
+            LogHead { run: ended, last_seq: 1, finished: true },
+            LogHead { run: quiet, last_seq: 0, finished: false },
+        ],
+        "a run that does not exist is left out"
+    );
+    assert!(store.log_heads(&[]).await.unwrap().is_empty());
+}
+
+/// The next event, within a bound (a missing notification fails the test instead of hanging it).
+async fn next_event(events: &mut LogEvents) -> LogEvent {
+    let next = tokio::time::timeout(std::time::Duration::from_secs(20), events.next()).await;
+    next.expect("an event within 20 s").expect("the listener is running")
+}
+
+async fn commits_notify_their_heads_and_a_rolled_back_group_notifies_nothing(fresh: Fresh) {
+    let Location::Postgres(_) = &fresh.location else {
+        assert!(fresh.store.log_events().is_none(), "SQLite has one writer: no events");
+        return;
+    };
+    let listening = fresh.store.clone();
+    let mut events = listening.log_events().expect("PostgreSQL has events");
+    assert_eq!(next_event(&mut events).await, LogEvent::Missed, "listening: whatever came before was missed");
+    // Another replica's commits.
+    let writer = fresh.reopen().await;
+    let run = writer.insert_run(&new_run("a", 1), u32::MAX).await.unwrap().id;
+    let other = writer.insert_run(&new_run("b", 1), u32::MAX).await.unwrap().id;
+    writer.append_logs(&[(run, &[entry(1, b"x"), entry(2, b"y")]), (other, &[entry(1, b"z")])]).await.unwrap();
+    // One commit, one notification: both runs' heads, in the order they were appended.
+    assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run, last_seq: 2, finished: false }));
+    assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run: other, last_seq: 1, finished: false }));
+
+    // A group whose transaction fails stores nothing and announces nothing, not even the
+    // run that was fine: the next event is the next commit's.
+    fresh
+        .tamper(
+            "CREATE FUNCTION refuse_chunk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+        )
+        .await;
+    fresh
+        .tamper(&format!(
+            "CREATE TRIGGER refuse_chunk BEFORE INSERT ON log_chunks FOR EACH ROW WHEN (NEW.run_id = {other}) \
+             EXECUTE FUNCTION refuse_chunk()"
+        ))
+        .await;
+    let failed = writer.append_logs(&[(run, &[entry(3, b"lost")]), (other, &[entry(2, b"refused")])]).await;
+    assert!(failed.is_err(), "the whole group fails");
+    assert_eq!(writer.last_seq(run).await.unwrap(), 2);
+    writer.append_log(run, &[entry(3, b"again")]).await.unwrap();
+    assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run, last_seq: 3, finished: false }));
+
+    // The final state is announced with the head; a second outcome (ignored) is not.
+    let finish = Finish { status: RunStatus::Failed, finished_at_us: 2, exit_code: Some(1), signal: None, error: None };
+    writer.finish_run(run, &finish).await.unwrap();
+    assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run, last_seq: 3, finished: true }));
+    writer.finish_run(run, &finish).await.unwrap();
+    let quiet = writer.insert_run(&new_run("c", 1), u32::MAX).await.unwrap().id;
+    writer.finish_run(quiet, &finish).await.unwrap();
+    assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run: quiet, last_seq: 0, finished: true }));
+
+    // The listening connection cut: the listener comes back, says what may be lost, goes on.
+    fresh
+        .tamper(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .await;
+    assert_eq!(next_event(&mut events).await, LogEvent::Missed);
+    writer.append_log(other, &[entry(1, b"z")]).await.unwrap_err();
+    let third = writer.insert_run(&new_run("d", 1), u32::MAX).await.unwrap().id;
+    writer.append_log(third, &[entry(1, b"after the cut")]).await.unwrap();
+    assert_eq!(next_event(&mut events).await, LogEvent::Stored(LogHead { run: third, last_seq: 1, finished: false }));
+    events.shutdown().await;
+}
+
 fn replica(name: &str, instance: &str) -> ReplicaIdentity {
     ReplicaIdentity {
         name: name.into(),
@@ -826,6 +972,9 @@ async fn leftovers_are_this_names_runs_those_from_before_replicas_and_those_of_n
 
 story!(
     leftovers_are_this_names_runs_those_from_before_replicas_and_those_of_no_replica,
+    stream_tickets_are_taken_once_on_any_handle_and_capped_in_the_database,
+    log_heads_say_how_far_each_run_is_stored_and_whether_it_ended,
+    commits_notify_their_heads_and_a_rolled_back_group_notifies_nothing,
     three_replicas_claiming_at_once_never_exceed_the_limits,
     claims_take_the_oldest_runs_unless_their_job_is_at_its_limit,
     a_run_held_by_a_replica_is_claimed_by_it_alone_once_it_is_ready,

@@ -10,6 +10,11 @@
 //! at once. Each run has at most one append in flight, so the channel never holds more
 //! appends than there are live runs.
 //!
+//! On PostgreSQL the store sends, inside each group's transaction, one notification naming
+//! every run the group extended and its new head (see `oneoff_store::LogEvents`): other
+//! replicas' followers wake on the commit, never before it, and a group that is retried sends
+//! nothing until it is stored. One notification per commit, whatever its size.
+//!
 //! When the store refuses a group (a full disk), the group is kept, with its sequence numbers,
 //! and tried again with back-off, taking in the appends that arrive meanwhile; each run waits
 //! for its answer, so its pipes fill and its job blocks on its writes. An append is given up

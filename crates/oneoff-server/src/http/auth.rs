@@ -68,7 +68,7 @@ async fn from_ticket(parts: &mut Parts, state: &AppState, presented: &PresentedT
             .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
         run = params.iter().find(|(name, _)| *name == "id").map(|(_, value)| value.to_string()).unwrap_or_default();
     }
-    tickets::redeem(&book, presented, accepted_here, &run)
+    tickets::redeem(&book, presented, accepted_here, &run).await
 }
 
 fn client_chain(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {

@@ -39,7 +39,8 @@ use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.config.server.max_body_bytes;
-    let stream_tickets = Arc::new(tickets::StreamTickets::new(state.config.auth.stream_tickets.clone()));
+    let stream_tickets =
+        Arc::new(tickets::StreamTickets::new(state.config.auth.stream_tickets.clone(), state.store.clone()));
     // The log transports also take `?ticket=` as the identity (see tickets.rs).
     let ticket = || Extension(tickets::TicketAccepted);
     let api = Router::new()

@@ -364,14 +364,18 @@ async fn next_event(sse: Option<SseState>) -> Option<(Result<Event, Infallible>,
             Ok(Step::Finished(record)) => {
                 Event::default().event("done").id(position.to_string()).data(done_message(&record, position))
             }
+            // With the position as its id, so that a reconnect (to any replica) sends it as
+            // Last-Event-ID even when no entry was sent on this connection.
             Ok(Step::Quiet) if sse.state.shutdown.is_cancelled() => {
                 error_event("shutting_down", format!("server stopping; reconnect to resume after {position}"))
+                    .id(position.to_string())
             }
             Ok(Step::Quiet) => continue,
             Ok(Step::Gone) => error_event("not_found", "the run was deleted".into()),
             Err(error) => {
                 tracing::error!(%error, "SSE log stream failed");
                 error_event("internal", format!("internal error; reconnect to resume after {position}"))
+                    .id(position.to_string())
             }
         };
         return Some((Ok(event), None));

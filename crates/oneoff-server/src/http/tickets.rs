@@ -6,16 +6,18 @@
 //! random, bound to that run and that principal, valid for `[auth] stream_ticket_ttl`, and
 //! good for one connection. The log endpoints then take `?ticket=` as the identity.
 //!
-//! Tickets live in memory only, in a book with two bounds (`max_stream_tickets` in all,
-//! `max_stream_tickets_per_user` per user), swept of expired ones as it is used, so a flood
-//! of ticket requests is refused (503 / 429) rather than growing memory. Only a SHA-256 of
-//! each ticket is kept. [`take_from_query`] moves the ticket out of the URL before anything
-//! (the request trace, the handler's query parsing) sees it, so tickets are never logged.
+//! Tickets live in the store, so that a ticket asked of one replica opens the stream on whichever
+//! replica the load balancer picks, and only once anywhere: only a SHA-256 of each ticket is
+//! stored, and presenting it deletes it in the same statement that reads it. Both bounds
+//! (`max_stream_tickets` in all, `max_stream_tickets_per_user` per user) are counted in the
+//! database when a ticket is issued, after expired ones are swept, so a flood of ticket
+//! requests is refused (503 / 429) rather than growing the table. [`take_from_query`] moves the
+//! ticket out of the URL before anything (the request trace, the handler's query parsing) sees
+//! it, so tickets are never logged. Expiry is by the replicas' wall clocks (keep them in sync).
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::uri::PathAndQuery;
@@ -26,6 +28,7 @@ use axum::{Extension, Json};
 use oneoff_api::v1::{timestamp, StreamTicket};
 use oneoff_core::auth::{token_hash, Principal, StreamTicketLimits};
 use oneoff_core::RunId;
+use oneoff_store::{NewStreamTicket, Store, StoreError, TicketCaps, TicketRefusal};
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -36,33 +39,17 @@ use crate::state::AppState;
 
 /// The query parameter that carries a ticket.
 const QUERY_PARAMETER: &str = "ticket";
-/// How often a full book may be swept, at most.
-const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Every ticket starts with this, so a leaked one is easy to recognise.
 const TICKET_PREFIX: &str = "ticket_";
 
-/// The tickets given out and not used yet.
+/// The tickets given out and not used yet, in the store every replica shares.
 pub struct StreamTickets {
     limits: StreamTicketLimits,
-    book: Mutex<Book>,
-}
-
-struct Book {
-    /// By SHA-256 of the ticket.
-    tickets: HashMap<String, Ticket>,
-    /// Unused tickets per user, to refuse one user's flood without refusing everyone.
-    held_by_user: HashMap<String, usize>,
-    swept_at: Instant,
-}
-
-struct Ticket {
-    principal: Principal,
-    run: RunId,
-    expires: Instant,
+    store: Store,
 }
 
 /// Why no ticket was given.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum IssueRefusal {
     /// `max_stream_tickets` unused tickets exist already.
     Full(usize),
@@ -70,10 +57,11 @@ pub enum IssueRefusal {
     TooManyForUser(usize),
     /// The operating system's random generator failed.
     NoRandomness,
+    Store(StoreError),
 }
 
-/// Why a presented ticket was not accepted. Every case is a 401.
-#[derive(Debug, PartialEq, Eq)]
+/// Why a presented ticket was not accepted. Every case but the store's is a 401.
+#[derive(Debug)]
 pub enum RedeemRefusal {
     /// Never issued, already used, or expired and swept: these cannot be told apart.
     Unknown,
@@ -81,92 +69,56 @@ pub enum RedeemRefusal {
     OtherRun {
         issued_for: RunId,
     },
+    Store(StoreError),
 }
 
 impl StreamTickets {
-    pub fn new(limits: StreamTicketLimits) -> StreamTickets {
-        let book = Book { tickets: HashMap::new(), held_by_user: HashMap::new(), swept_at: Instant::now() };
-        StreamTickets { limits, book: Mutex::new(book) }
+    pub fn new(limits: StreamTicketLimits, store: Store) -> StreamTickets {
+        StreamTickets { limits, store }
     }
 
     pub fn ttl(&self) -> Duration {
         self.limits.ttl
     }
 
-    /// A new ticket for `principal` to follow `run` once.
-    pub fn issue(&self, principal: &Principal, run: RunId, now: Instant) -> Result<String, IssueRefusal> {
-        let mut book = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Sweeping costs a pass over the book: do it once per TTL, or when a bound is reached.
-        if now.saturating_duration_since(book.swept_at) >= self.limits.ttl {
-            book.sweep(now);
-        }
-        let held = |book: &Book| book.held_by_user.get(&principal.user).copied().unwrap_or(0);
-        let at_a_bound =
-            book.tickets.len() >= self.limits.max_outstanding || held(&book) >= self.limits.max_per_principal;
-        // At a bound, a flood of refused requests must not each pay for a pass over the book.
-        if at_a_bound && now.saturating_duration_since(book.swept_at) >= MIN_SWEEP_INTERVAL {
-            book.sweep(now);
-        }
-        if book.tickets.len() >= self.limits.max_outstanding {
-            return Err(IssueRefusal::Full(self.limits.max_outstanding));
-        }
-        if held(&book) >= self.limits.max_per_principal {
-            return Err(IssueRefusal::TooManyForUser(self.limits.max_per_principal));
-        }
+    /// A new ticket for `principal` to follow `run` once, valid from `now_us` for the TTL.
+    pub async fn issue(&self, principal: &Principal, run: RunId, now_us: i64) -> Result<String, IssueRefusal> {
         let mut random = [0u8; 32];
         getrandom::fill(&mut random).map_err(|_| IssueRefusal::NoRandomness)?;
         let ticket: String =
             TICKET_PREFIX.chars().chain(random.iter().flat_map(|byte| hex_digits(*byte))).collect::<String>();
-        let expires = now + self.limits.ttl;
-        book.tickets.insert(token_hash(&ticket), Ticket { principal: principal.clone(), run, expires });
-        *book.held_by_user.entry(principal.user.clone()).or_insert(0) += 1;
-        Ok(ticket)
+        let ttl_us = i64::try_from(self.limits.ttl.as_micros()).unwrap_or(i64::MAX);
+        let new = NewStreamTicket {
+            hash: token_hash(&ticket),
+            run,
+            principal: principal.clone(),
+            expires_at_us: now_us.saturating_add(ttl_us),
+        };
+        let caps =
+            TicketCaps { max_outstanding: self.limits.max_outstanding, max_per_user: self.limits.max_per_principal };
+        match self.store.issue_stream_ticket(&new, caps, now_us).await.map_err(IssueRefusal::Store)? {
+            Ok(()) => Ok(ticket),
+            Err(TicketRefusal::Full(max)) => Err(IssueRefusal::Full(max)),
+            Err(TicketRefusal::TooManyForUser(max)) => Err(IssueRefusal::TooManyForUser(max)),
+        }
     }
 
-    /// Uses up `ticket` (whatever the outcome: a ticket is presented once) and returns
-    /// its principal if it was issued for `run` and has not expired.
-    pub fn redeem(&self, ticket: &str, run: RunId, now: Instant) -> Result<Principal, RedeemRefusal> {
-        let mut book = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let found = book.tickets.remove(&token_hash(ticket)).ok_or(RedeemRefusal::Unknown)?;
-        book.release(&found.principal.user);
-        if found.expires <= now {
+    /// Uses up `ticket` (whatever the outcome: a ticket is presented once, on any replica)
+    /// and returns its principal if it was issued for `run` and has not expired at `now_us`.
+    pub async fn redeem(&self, ticket: &str, run: RunId, now_us: i64) -> Result<Principal, RedeemRefusal> {
+        let found = self
+            .store
+            .take_stream_ticket(&token_hash(ticket))
+            .await
+            .map_err(RedeemRefusal::Store)?
+            .ok_or(RedeemRefusal::Unknown)?;
+        if found.expires_at_us <= now_us {
             return Err(RedeemRefusal::Expired);
         }
         if found.run != run {
             return Err(RedeemRefusal::OtherRun { issued_for: found.run });
         }
         Ok(found.principal)
-    }
-
-    #[cfg(test)]
-    fn outstanding(&self) -> usize {
-        self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner).tickets.len()
-    }
-}
-
-impl Book {
-    fn sweep(&mut self, now: Instant) {
-        let mut released = Vec::new();
-        self.tickets.retain(|_, ticket| {
-            let live = ticket.expires > now;
-            if !live {
-                released.push(ticket.principal.user.clone());
-            }
-            live
-        });
-        for user in released {
-            self.release(&user);
-        }
-        self.swept_at = now;
-    }
-
-    fn release(&mut self, user: &str) {
-        if let Some(held) = self.held_by_user.get_mut(user) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                self.held_by_user.remove(user);
-            }
-        }
     }
 }
 
@@ -226,7 +178,7 @@ pub async fn take_from_query(mut request: Request, next: Next) -> Response {
 }
 
 /// The principal a presented ticket stands for, if `route_run` is the run it was issued for.
-pub fn redeem(
+pub async fn redeem(
     tickets: &StreamTickets,
     presented: &PresentedTicket,
     accepted_here: bool,
@@ -241,10 +193,11 @@ pub fn redeem(
         return Err(super::auth::unauthorized("more than one `ticket` in the URL"));
     }
     let run = RunId::from_str(route_run).map_err(ApiError::bad_request)?;
-    tickets.redeem(&presented.value, run, Instant::now()).map_err(|refusal| {
-        tracing::info!(%run, ?refusal, "stream ticket refused");
+    tickets.redeem(&presented.value, run, now_us()).await.map_err(|refusal| {
         let ask = format!("ask POST /api/v1/runs/{run}/log/ticket for a new one");
-        super::auth::unauthorized(match refusal {
+        let message = match refusal {
+            // The database is away: a 503 the UI retries, not a verdict on the ticket.
+            RedeemRefusal::Store(error) => return ApiError::from(error),
             RedeemRefusal::Unknown => format!("the stream ticket is unknown or already used (single use: {ask})"),
             RedeemRefusal::Expired => {
                 format!("the stream ticket has expired (valid for {}s: {ask})", tickets.ttl().as_secs())
@@ -252,7 +205,9 @@ pub fn redeem(
             RedeemRefusal::OtherRun { issued_for } => {
                 format!("the stream ticket was issued for run {issued_for}, not run {run}")
             }
-        })
+        };
+        tracing::info!(%run, reason = %message, "stream ticket refused");
+        super::auth::unauthorized(message)
     })
 }
 
@@ -264,7 +219,8 @@ pub async fn create(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let run = visible_run(&state, &caller, &id).await?.id;
-    let ticket = tickets.issue(&caller.principal, run, Instant::now()).map_err(|refusal| match refusal {
+    let issued_at_us = now_us();
+    let ticket = tickets.issue(&caller.principal, run, issued_at_us).await.map_err(|refusal| match refusal {
         IssueRefusal::Full(max) => {
             tracing::warn!(max, "stream tickets refused: max_stream_tickets unused tickets exist");
             ApiError::Client {
@@ -286,72 +242,10 @@ pub async fn create(
             ),
         },
         IssueRefusal::NoRandomness => ApiError::Internal("the system's random generator failed".into()),
+        IssueRefusal::Store(error) => ApiError::from(error),
     })?;
     let ttl_us = i64::try_from(tickets.ttl().as_micros()).unwrap_or(i64::MAX);
-    let body = StreamTicket { ticket, run: run.0, expires_at: timestamp(now_us().saturating_add(ttl_us)) };
+    let body = StreamTicket { ticket, run: run.0, expires_at: timestamp(issued_at_us.saturating_add(ttl_us)) };
     // A credential: no cache may keep it.
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use oneoff_core::auth::IdentitySource;
-
-    use super::*;
-
-    fn person(user: &str) -> Principal {
-        Principal {
-            user: user.into(),
-            email: None,
-            groups: vec!["eng".into()],
-            source: IdentitySource::Token { id: 1, name: "laptop".into() },
-            admin: false,
-        }
-    }
-
-    fn book(max_outstanding: usize, max_per_principal: usize) -> StreamTickets {
-        StreamTickets::new(StreamTicketLimits { ttl: Duration::from_secs(30), max_outstanding, max_per_principal })
-    }
-
-    #[test]
-    fn a_ticket_is_random_and_good_once_for_its_run() {
-        let tickets = book(10, 10);
-        let now = Instant::now();
-        let ticket = tickets.issue(&person("alice"), RunId(7), now).unwrap();
-        assert!(ticket.starts_with(TICKET_PREFIX) && ticket.len() == TICKET_PREFIX.len() + 64, "{ticket}");
-        assert_ne!(ticket, tickets.issue(&person("alice"), RunId(7), now).unwrap());
-        assert_eq!(tickets.redeem(&ticket, RunId(7), now).unwrap(), person("alice"));
-        assert_eq!(tickets.redeem(&ticket, RunId(7), now), Err(RedeemRefusal::Unknown), "single use");
-        assert_eq!(tickets.redeem("ticket_forged", RunId(7), now), Err(RedeemRefusal::Unknown));
-    }
-
-    #[test]
-    fn expired_and_other_run_tickets_are_refused_and_used_up() {
-        let tickets = book(10, 10);
-        let now = Instant::now();
-        let late = tickets.issue(&person("alice"), RunId(1), now).unwrap();
-        assert_eq!(tickets.redeem(&late, RunId(1), now + Duration::from_secs(30)), Err(RedeemRefusal::Expired));
-        let elsewhere = tickets.issue(&person("alice"), RunId(1), now).unwrap();
-        assert_eq!(tickets.redeem(&elsewhere, RunId(2), now), Err(RedeemRefusal::OtherRun { issued_for: RunId(1) }));
-        assert_eq!(tickets.redeem(&elsewhere, RunId(1), now), Err(RedeemRefusal::Unknown), "presented once");
-        assert_eq!(tickets.outstanding(), 0);
-    }
-
-    #[test]
-    fn the_book_is_bounded_in_all_and_per_user_and_sweeps_expired_tickets() {
-        let tickets = book(3, 2);
-        let now = Instant::now();
-        tickets.issue(&person("alice"), RunId(1), now).unwrap();
-        tickets.issue(&person("alice"), RunId(1), now).unwrap();
-        assert_eq!(tickets.issue(&person("alice"), RunId(1), now), Err(IssueRefusal::TooManyForUser(2)));
-        tickets.issue(&person("bob"), RunId(1), now).unwrap();
-        assert_eq!(tickets.issue(&person("carol"), RunId(1), now), Err(IssueRefusal::Full(3)));
-        assert_eq!(tickets.outstanding(), 3);
-        // Once they expire, the bounds free up without anyone redeeming them.
-        let later = now + Duration::from_secs(31);
-        tickets.issue(&person("carol"), RunId(1), later).unwrap();
-        tickets.issue(&person("alice"), RunId(1), later).unwrap();
-        tickets.issue(&person("alice"), RunId(1), later).unwrap();
-        assert_eq!(tickets.outstanding(), 3);
-    }
 }

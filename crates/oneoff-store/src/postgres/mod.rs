@@ -18,12 +18,15 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row};
 use crate::codec::{
     chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
 };
+use crate::events::LogHead;
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::{Finish, NewRun, RunFilter, StoreError};
 
 mod access;
 mod copy;
+pub(crate) mod events;
 mod replicas;
+mod tickets;
 
 /// How a replica connects to PostgreSQL (`[server] database_pool`, `database_statement_timeout`).
 #[derive(Debug, Clone)]
@@ -244,21 +247,31 @@ impl PgStore {
     }
 
     pub(crate) async fn finish_run(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
-        self.write(
-            sqlx::query(
-                "UPDATE runs SET status = $1, finished_at_us = $2, exit_code = $3, signal = $4, error = $5 \
-                 WHERE id = $6 AND status IN ('queued', 'running')",
-            )
-            .bind(finish.status.as_str())
-            .bind(finish.finished_at_us)
-            .bind(finish.exit_code.map(i64::from))
-            .bind(finish.signal.map(i64::from))
-            .bind(&finish.error)
-            .bind(id.0)
-            .execute(&self.pool)
-            .err_into(),
+        self.write(self.finish_and_notify(id, finish)).await
+    }
+
+    /// The final state, and in the same transaction the notification that the run is
+    /// finished (with its stored head), so other replicas' followers end without polling.
+    async fn finish_and_notify(&self, id: RunId, finish: &Finish) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let finished: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE runs SET status = $1, finished_at_us = $2, exit_code = $3, signal = $4, error = $5 \
+             WHERE id = $6 AND status IN ('queued', 'running') \
+             RETURNING (SELECT MAX(last_seq) FROM log_chunks WHERE run_id = $6)",
         )
+        .bind(finish.status.as_str())
+        .bind(finish.finished_at_us)
+        .bind(finish.exit_code.map(i64::from))
+        .bind(finish.signal.map(i64::from))
+        .bind(&finish.error)
+        .bind(id.0)
+        .fetch_optional(&mut *transaction)
         .await?;
+        if let Some(last_seq) = finished {
+            let head = LogHead { run: id, last_seq: last_seq.map_or(0, |seq| seq.max(0) as u64), finished: true };
+            events::notify(&mut transaction, &[head]).await?;
+        }
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -326,6 +339,16 @@ impl PgStore {
             .execute(&mut *transaction)
             .await?;
         }
+        // Other replicas' followers learn of these lines when, and only if, they are committed.
+        let heads: Vec<LogHead> = appends
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.is_ok())
+            .filter_map(|((run, entries), _)| {
+                Some(LogHead { run: *run, last_seq: entries.last()?.seq, finished: false })
+            })
+            .collect();
+        events::notify(&mut transaction, &heads).await?;
         transaction.commit().await?;
         Ok(results)
     }
@@ -374,6 +397,23 @@ impl PgStore {
             decode_chunk(first_seq.max(0) as u64, data, after, &mut page)?;
         }
         Ok(page.into_entries())
+    }
+
+    /// Each existing run's stored head, in one statement (so a final status and the head are
+    /// read from one snapshot: a final run's head is its last line).
+    pub(crate) async fn log_heads(&self, runs: &[RunId]) -> Result<Vec<LogHead>, StoreError> {
+        let ids: Vec<i64> = runs.iter().map(|run| run.0).collect();
+        let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, status, (SELECT MAX(last_seq) FROM log_chunks WHERE run_id = id) FROM runs WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|(id, status, last)| head_from_row(id, &status, last)).collect()
+    }
+
+    pub(crate) fn log_events(&self) -> crate::events::LogEvents {
+        events::listen(&self.pool)
     }
 
     pub(crate) async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
@@ -473,6 +513,11 @@ pub(super) fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
         error: row.try_get("error")?,
         replica: row.try_get("replica")?,
     })
+}
+
+pub(crate) fn head_from_row(id: i64, status: &str, last_seq: Option<i64>) -> Result<LogHead, StoreError> {
+    let status = RunStatus::from_str(status).map_err(StoreError::Corrupt)?;
+    Ok(LogHead { run: RunId(id), last_seq: last_seq.map_or(0, |seq| seq.max(0) as u64), finished: status.is_final() })
 }
 
 pub(super) fn seq_column(seq: u64) -> i64 {

@@ -25,6 +25,7 @@ use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_CANTOPEN}
 mod access;
 mod copy;
 mod replicas;
+mod tickets;
 use futures_util::{TryFutureExt, TryStreamExt};
 
 /// A SQLite database file; cheap to clone, safe to share between tasks.
@@ -384,6 +385,19 @@ impl SqliteStore {
     }
 
     /// The highest sequence number stored for a run (0 when it has no lines).
+    /// Each existing run's stored head, in one statement (one snapshot).
+    pub(crate) async fn log_heads(&self, runs: &[RunId]) -> Result<Vec<crate::events::LogHead>, StoreError> {
+        let ids: Vec<i64> = runs.iter().map(|run| run.0).collect();
+        let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, status, (SELECT MAX(last_seq) FROM log_chunks WHERE run_id = id) FROM runs \
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|(id, status, last)| crate::postgres::head_from_row(id, &status, last)).collect()
+    }
+
     pub(crate) async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(last_seq) FROM log_chunks WHERE run_id = ?")
             .bind(run_id.0)

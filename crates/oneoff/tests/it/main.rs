@@ -9,6 +9,7 @@ mod auth;
 mod behind_a_balancer;
 mod cli;
 mod cluster;
+mod cross_replica;
 mod doctor;
 mod doctor_defaults;
 mod executor;
