@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { JOBS, launchBrowser, logTexts, openPage, startCluster, statusBadge, waitFor, waitForText } from './support.js';
+import {
+  JOBS, launchBrowser, logTexts, openPage, startCluster, statusBadge, transportBadge, waitFor, waitForText,
+} from './support.js';
 
 const LINES = 40;
 const CLUSTER_JOBS = `${JOBS}
@@ -47,6 +49,9 @@ test('a rolling restart of every replica under a watched run page loses no line'
 
   await waitForText(statusBadge(page), /^succeeded$/, { timeout: 60000 });
   await waitFor(async () => (await logTexts(page)).length >= LINES, { timeout: 20000, message: 'every line on the page' });
+  // WebSocket all along: a replica going away is not a proxy problem, and must not read as one.
+  assert.match(await transportBadge(page).textContent(), /WebSocket/);
+  assert.equal(await page.locator('.notice.fallback').isVisible(), false, 'no fallback notice');
   const expected = Array.from({ length: LINES }, (_, i) => `step ${i + 1}`);
   assert.deepEqual(await logTexts(page), expected, 'every line once, in order, across the restarts');
   const replicaRow = page.locator('dt', { hasText: /^Replica$/ }).locator('xpath=following-sibling::dd[1]');

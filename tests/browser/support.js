@@ -509,7 +509,7 @@ export async function watchDrip(page, server, id) {
 
 /** The settings a balancer needs for live logs (docs/deployment.md), and retries on a replica that is down. */
 export const BALANCES_LIVE_LOGS = `proxy_http_version 1.1;
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_buffering off;

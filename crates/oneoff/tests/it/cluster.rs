@@ -139,7 +139,7 @@ async fn balancer(upstreams: &str) -> Nginx {
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
             proxy_buffering off;
             proxy_read_timeout 1h;
             proxy_next_upstream error timeout http_502 http_503;
