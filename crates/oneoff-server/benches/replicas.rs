@@ -556,8 +556,10 @@ async fn failover_round(replicas: &[Arc<Server>], timeout: u64) -> anyhow::Resul
     let first = replicas[0].create_run("serial", json!({})).await?;
     let (owner, source) = owner_of(replicas, 0, first).await?;
     let survivors: Vec<usize> = (0..replicas.len()).filter(|index| *index != owner).collect();
-    let next = replicas[survivors[0]].create_run("serial", json!({})).await?;
-    let last = replicas[survivors[1]].create_run("serial", json!({})).await?;
+    // Posted where the first run was: before the shared queue, each replica enforces
+    // `max_concurrent` for its own runs only, and these must wait behind the first.
+    let next = replicas[0].create_run("serial", json!({})).await?;
+    let last = replicas[0].create_run("serial", json!({})).await?;
     for run in [next, last] {
         let status = replicas[survivors[0]].run_status(run).await?;
         ensure!(status == "queued", "run {run} is {status}, not queued behind run {first} (max_concurrent = 1)");
