@@ -622,7 +622,14 @@ async fn failover_round(replicas: &[Arc<Server>], timeout: u64) -> anyhow::Resul
     let runner = replica_in(replicas, &ask(attempt).run(next).await?)?
         .map_or("a survivor".into(), |index| replicas[index].name.clone());
     let log = ask(attempt).log_text(first).await?;
-    let system_line = log.lines().rev().find(|line| line.contains(&owner_name)).map(str::to_string);
+    // The replicas are named `a`, `b`, `c`: the name must be a word of a line about a replica.
+    let names_owner = |line: &str| {
+        line.to_lowercase().contains("replica")
+            && line
+                .split(|char: char| !char.is_alphanumeric() && char != '-' && char != '_')
+                .any(|word| word == owner_name)
+    };
+    let system_line = log.lines().rev().find(|line| names_owner(line)).map(str::to_string);
     println!(
         "  run {first} lost after {:.2} s; run {next} running on {runner} after {:.2} s; run {last} still queued; {}",
         lost.as_secs_f64(),
