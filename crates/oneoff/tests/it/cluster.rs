@@ -9,7 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::proxy::{free_port, nginx_with, Nginx};
-use crate::support::{cli_command, config_text, write_config, TestServer};
+use crate::support::{cli_command, sqlite_config_text, write_config, TestServer};
 
 /// One replica: its name, its fixed port, and its process while it runs.
 pub struct Replica {
@@ -71,8 +71,8 @@ impl Cluster {
             std::fs::create_dir_all(&home).unwrap();
             let extra =
                 format!("database = {database:?}\nreplica = {name:?}\nlisten = \"127.0.0.1:{port}\"\n{server_extra}");
-            // `config_text` puts its own `listen` first; this replica's later one is its port.
-            let text = config_text(&home.join("data"), "", jobs).replacen("listen = \"127.0.0.1:0\"\n", "", 1);
+            // `sqlite_config_text` puts its own `listen` first; this replica's later one is its port.
+            let text = sqlite_config_text(&home.join("data"), "", jobs).replacen("listen = \"127.0.0.1:0\"\n", "", 1);
             let text = text.replacen("[server]\n", &format!("[server]\n{extra}\n"), 1);
             let config = write_config(&home, &text);
             replicas.push(Replica { name, port, config, log: home.join("server.log"), process: None });

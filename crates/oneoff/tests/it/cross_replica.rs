@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{config_text, eventually, write_config, ServerProcess, TestServer};
+use crate::support::{eventually, sqlite_config_text, write_config, ServerProcess, TestServer};
 
 const LINES: u64 = 150;
 
@@ -33,7 +33,7 @@ type = "integer"
 /// A replica named `name`: `oneoff serve` with a data directory of its own, on the shared database.
 fn replica(name: &str, database: &str) -> (ServerProcess, TestServer) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let text = config_text(dir.path(), &format!("database = {database:?}\nreplica = {name:?}"), &jobs());
+    let text = sqlite_config_text(dir.path(), &format!("database = {database:?}\nreplica = {name:?}"), &jobs());
     let config = write_config(dir.path(), &text);
     let process = ServerProcess::start(&config);
     let server = TestServer::remote(process.url.clone(), dir);
@@ -158,7 +158,7 @@ async fn a_stream_ticket_made_on_one_replica_works_once_on_any() {
 async fn a_postgres_outage_mid_run_holds_the_lines_and_stores_them_when_it_returns() {
     let postgres = oneoff_testpg::Postgres::start_new();
     let database = postgres.new_database();
-    let server = TestServer::start_with(&jobs(), &format!("database = {database:?}\nstore_wait = \"2m\"")).await;
+    let server = TestServer::start_sqlite(&jobs(), &format!("database = {database:?}\nstore_wait = \"2m\"")).await;
     let id = server.start_run("slow", json!({ "n": 200 })).await;
     eventually("the first lines stored", Duration::from_secs(20), || async {
         (server.get(&format!("/api/v1/runs/{id}/log?after=0&limit=10")).await.1["entries"].as_array()?.len() == 10)
@@ -197,7 +197,7 @@ async fn past_store_wait_a_postgres_outage_fails_the_run_and_says_why() {
 name = "endless"
 command = ["sh", "-c", 'echo $$; i=2; while true; do echo "line $i"; i=$((i+1)); sleep 0.02; done']
 "#;
-    let server = TestServer::start_with(endless, &format!("database = {database:?}\nstore_wait = \"1s\"")).await;
+    let server = TestServer::start_sqlite(endless, &format!("database = {database:?}\nstore_wait = \"1s\"")).await;
     let id = server.start_run("endless", json!({})).await;
     let pid: i32 = eventually("the job's pid stored", Duration::from_secs(20), || async {
         let (_, page) = server.get(&format!("/api/v1/runs/{id}/log?after=0&limit=1")).await;

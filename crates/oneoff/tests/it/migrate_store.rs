@@ -14,7 +14,7 @@ use oneoff_store::{PostgresOptions, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{cli_command, config_text, stderr, stdout, write_config, ServerProcess, TestServer};
+use crate::support::{cli_command, sqlite_config_text, stderr, stdout, write_config, ServerProcess, TestServer};
 
 const KEY: [u8; 32] = *b"an audit key of 32 bytes, random";
 
@@ -151,7 +151,8 @@ fn key_file(dir: &Path) -> PathBuf {
 async fn a_servers_store_moves_to_postgres_and_back_with_every_log_byte_and_the_audit_chain() {
     let keys = tempfile::tempdir().unwrap();
     let catalog = catalog(&key_file(keys.path()));
-    let mut first = TestServer::start(&catalog).await;
+    // The store being moved is a SQLite file, whatever store the suite runs on.
+    let mut first = TestServer::start_sqlite(&catalog, "").await;
     let mut runs = Vec::new();
     for job in ["binary", "many", "long-line", "binary"] {
         let id = start_run(&first.url, job).await;
@@ -187,7 +188,7 @@ async fn a_servers_store_moves_to_postgres_and_back_with_every_log_byte_and_the_
 
     // A server on the PostgreSQL store serves every log byte for byte, verifies the chain with
     // the audit key, and takes the old tokens.
-    let mut on_postgres = TestServer::start_with(&catalog, &format!("database = {postgres_url:?}")).await;
+    let mut on_postgres = TestServer::start_sqlite(&catalog, &format!("database = {postgres_url:?}")).await;
     for (&id, log) in runs.iter().zip(&logs) {
         assert!(
             log_text(&on_postgres.url, id, Who::Token(&child)).await == *log,
@@ -297,7 +298,7 @@ async fn a_source_with_live_runs_is_refused_unless_allowed() {
     let keys = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = write_config(dir.path(), &config_text(&data, "", &catalog(&key_file(keys.path()))));
+    let config = write_config(dir.path(), &sqlite_config_text(&data, "", &catalog(&key_file(keys.path()))));
     let mut server = ServerProcess::start(&config);
     let running = start_run(&server.url, "sleeper").await;
     wait_status(&server.url, running, |status| status == "running").await;

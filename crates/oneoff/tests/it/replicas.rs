@@ -9,7 +9,9 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{cli_command, config_text, eventually, stderr, stdout, write_config, ServerProcess, TestServer};
+use crate::support::{
+    cli_command, eventually, sqlite_config_text, stderr, stdout, write_config, ServerProcess, TestServer,
+};
 
 /// One replica: its process (killed on drop) and the API helpers on its URL.
 struct Replica {
@@ -21,7 +23,7 @@ struct Replica {
 /// The config of replica `name` on `database`, with its own data directory.
 fn replica_config(dir: &std::path::Path, database: &str, name: &str, extra: &str, jobs: &str) -> std::path::PathBuf {
     let server = format!("database = {database:?}\nreplica = {name:?}\nreplica_timeout = \"3s\"\n{extra}");
-    write_config(dir, &config_text(&dir.join("data"), &server, jobs))
+    write_config(dir, &sqlite_config_text(&dir.join("data"), &server, jobs))
 }
 
 fn start_replica(database: &str, name: &str, extra: &str, jobs: &str) -> Replica {

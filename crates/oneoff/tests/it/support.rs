@@ -30,7 +30,9 @@ pub fn config_text(data_dir: &Path, server_extra: &str, jobs: &str) -> String {
     sqlite_config_text(data_dir, &format!("{database}{server_extra}"), jobs)
 }
 
-/// As [`config_text`], always on SQLite in `data_dir`: for tests about the SQLite file itself.
+/// As [`config_text`], without the suite's store: SQLite in `data_dir`, for tests about the
+/// SQLite file itself, unless `server_extra` names a `database` (tests of several replicas
+/// choose theirs).
 pub fn sqlite_config_text(data_dir: &Path, server_extra: &str, jobs: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n{server_extra}\n{jobs}",
@@ -83,6 +85,7 @@ impl TestServer {
 
     /// As [`TestServer::start_with`], on SQLite whatever `ONEOFF_TEST_DATABASE` says: for
     /// tests of the SQLite file itself (its disk, its pages, its bytes).
+    /// A server on SQLite whatever the suite's store, or on the `database` `server_extra` names.
     pub async fn start_sqlite(jobs: &str, server_extra: &str) -> TestServer {
         TestServer::start_on(jobs, server_extra, true).await
     }
