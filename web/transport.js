@@ -495,12 +495,12 @@ export class LogStream {
     }
   }
 
-  async probe(path, { abortAfterHeaders = false, timeoutMs = 4000 } = {}) {
+  async probe(path, { abortAfterHeaders = false, timeoutMs = 4000, extraHeaders = {} } = {}) {
     const controller = typeof AbortController === 'function' ? new AbortController() : null;
     const timeout = this.env.setTimeout(() => controller?.abort(), timeoutMs);
     try {
       const response = await this.env.fetch(path, {
-        headers: this.headers({ 'X-Oneoff-Probe': '1', Accept: 'application/json' }),
+        headers: this.headers({ 'X-Oneoff-Probe': '1', Accept: 'application/json', ...extraHeaders }),
         cache: 'no-store',
         signal: controller?.signal,
       });
@@ -574,7 +574,10 @@ export class LogStream {
   }
 
   async explainWs(timedOut) {
-    const ws = await this.probe(this.url('/log/ws'));
+    // The probe's fetch carries no Origin (same-origin GET): name it, so that a handshake
+    // refused for its origin is not mistaken for one that lost its upgrade headers.
+    const origin = this.env.location?.origin;
+    const ws = await this.probe(this.url('/log/ws'), { extraHeaders: origin ? { 'X-Oneoff-Probe-Origin': origin } : {} });
     let sse = null;
     // Only to tell a viewer limit from a stripped upgrade; a buffering proxy may hold it, so briefly.
     if (ws.status === 426) {

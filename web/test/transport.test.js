@@ -142,7 +142,14 @@ function harness({ ws = 'fail', sse = 'buffered', probe = 426, memory = null, to
       log.tickets.push(ticket);
       return json(201, { ticket, run: 7, expires_at: '2026-11-26T09:00:30Z' });
     }
-    if (url.pathname.endsWith('/log/ws')) return json(probe, { error: { code: 'websocket_required', message: 'x' } });
+    if (url.pathname.endsWith('/log/ws')) {
+      // Like the server: a probe that names its page's origin gets the origin refusal the
+      // handshake met (`probe: 'origin'`), if any.
+      if (probe === 'origin' && init.headers?.['X-Oneoff-Probe-Origin'] === 'http://oneoff.test') {
+        return json(403, { error: { code: 'origin_rejected', message: 'Origin `http://oneoff.test` is not this server (oneoff)' } });
+      }
+      return json(probe === 'origin' ? 426 : probe, { error: { code: 'websocket_required', message: 'x' } });
+    }
     if (url.pathname.endsWith('/log/sse')) return json(200, null);
     if (url.pathname.endsWith('/log')) {
       const after = Number(url.searchParams.get('after'));
@@ -165,7 +172,7 @@ function harness({ ws = 'fail', sse = 'buffered', probe = 426, memory = null, to
     now: () => now,
     setTimeout: (fn, ms) => { const id = nextId++; timers.push({ id, at: now + ms, fn }); return id; },
     clearTimeout: (id) => { timers = timers.filter((timer) => timer.id !== id); },
-    location: { protocol: 'http:', host: 'oneoff.test' },
+    location: { protocol: 'http:', host: 'oneoff.test', origin: 'http://oneoff.test' },
     storage: { getItem: (key) => store.get(key) ?? null, setItem: (key, value) => store.set(key, value) },
     window: null,
     random: () => 0.5,
@@ -468,5 +475,20 @@ test('a stopping replica (SSE shutting_down): resumed at once on SSE after the l
   assert.equal(h.log.sources[1].url, '/api/v1/runs/7/log/sse?after=2');
   assert.deepEqual(h.log.entries, [1, 2, 3]);
   assert.equal(h.log.states.at(-1).transport, 'sse');
+  s.stop();
+});
+
+test('a handshake refused for its origin (a proxy rewrote Host) is named, not blamed on upgrade headers', async () => {
+  const h = harness({ ws: 'fail', sse: 'works', probe: 'origin' });
+  h.add(3);
+  const s = h.stream();
+  s.start();
+  await h.advance(100);
+  const probe = h.log.requests.find((request) => request.path === '/api/v1/runs/7/log/ws');
+  assert.equal(probe.headers['X-Oneoff-Probe-Origin'], 'http://oneoff.test', 'the probe names its page\'s origin');
+  const live = h.log.states.at(-1);
+  assert.equal(live.transport, 'sse');
+  assert.match(live.fallbacks[0].reason, /^the server refused this page's origin: Origin `http:\/\/oneoff.test` is not this server/);
+  assert.deepEqual(h.log.entries, [1, 2, 3]);
   s.stop();
 });

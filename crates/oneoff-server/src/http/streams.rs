@@ -57,9 +57,13 @@ pub async fn websocket(
     let run = visible_run(&state, &caller, &id).await?.id;
     let (mut parts, _body) = request.into_parts();
     let fallbacks = vec![format!("/api/v1/runs/{run}/log/sse"), format!("/api/v1/runs/{run}/log")];
-    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers).and_then(|()| {
-        handshake::check_origin(&parts.headers, &state.config.server.public_origins, caller.own_authority.as_deref())
-    }) {
+    let own_authority = caller.own_authority.as_deref();
+    if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
+        .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins, own_authority))
+    {
+        let problem =
+            probed_origin_refusal(&problem, &parts.headers, &state.config.server.public_origins, own_authority)
+                .unwrap_or(problem);
         return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
     }
     let slot = acquire(&state, run)?;
@@ -93,6 +97,27 @@ fn acquire(state: &AppState, run: RunId) -> Result<ViewerSlot, ApiError> {
     })
 }
 
+/// The web UI's probe after a failed handshake is a plain `fetch`, which carries no `Origin`
+/// (the browser sends none on a same-origin GET), so its 426 alone would blame the upgrade
+/// headers even when the handshake was refused for its origin (a proxy that rewrites `Host`,
+/// e.g. nginx's `$host` without the port). The probe names its page's origin in
+/// `X-Oneoff-Probe-Origin`; the origin refusal the handshake would have met is the answer then.
+/// It streams nothing: it only says which of the two refusals the browser hid.
+fn probed_origin_refusal(
+    problem: &HandshakeProblem,
+    headers: &HeaderMap,
+    public_origins: &[String],
+    own_authority: Option<&str>,
+) -> Option<HandshakeProblem> {
+    if problem.code != handshake::WEBSOCKET_REQUIRED || !headers.contains_key("x-oneoff-probe") {
+        return None;
+    }
+    let origin = headers.get("x-oneoff-probe-origin")?.clone();
+    let mut as_handshake = HeaderMap::new();
+    as_handshake.insert(axum::http::header::ORIGIN, origin);
+    handshake::check_origin(&as_handshake, public_origins, own_authority).err()
+}
+
 /// A refused handshake: logged once as a warning, counted, and answered with the diagnosis.
 fn refuse(
     state: &AppState,
@@ -105,7 +130,9 @@ fn refuse(
     let diagnosis = handshake::diagnosis(problem, version, headers, fallbacks);
     // The web UI asks on purpose (`X-Oneoff-Probe`) after a failed handshake: answer, but
     // do not count or log its question as another refusal.
-    let probe = headers.contains_key("x-oneoff-probe") && problem.code == handshake::WEBSOCKET_REQUIRED;
+    let probe = headers.contains_key("x-oneoff-probe")
+        && !handshake::looks_like_handshake(headers)
+        && (problem.code == handshake::WEBSOCKET_REQUIRED || problem.code == handshake::ORIGIN_REJECTED);
     if !probe {
         state.counters.count_refusal(problem.code);
         tracing::warn!(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::TestServer;
 
@@ -285,4 +286,51 @@ allow_run = { groups = ["eng"] }
         .await
         .unwrap();
     assert_eq!(direct.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
+
+/// nginx's `$host` drops the port: on a non-standard port the browser's WebSocket handshake
+/// (Origin `http://127.0.0.1:PORT`) then reaches the app as from another site and is refused
+/// (403). The web UI cannot see that answer, and its plain probe carries no Origin, so it
+/// names its page's origin: the probe then gets the same 403 and the UI says why, instead of
+/// blaming upgrade headers that arrived intact.
+#[tokio::test]
+async fn a_proxy_that_drops_the_port_from_host_is_named_by_the_probe_not_blamed_on_upgrade_headers() {
+    let server = TestServer::start(JOBS).await;
+    let proxy = nginx(
+        &server.url,
+        "proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;",
+    )
+    .await;
+    let id = server.start_run("drip", json!({})).await;
+    let path = format!("/api/v1/runs/{id}/log/ws");
+    let mut handshake = format!("{}{path}", proxy.url.replacen("http://", "ws://", 1)).into_client_request().unwrap();
+    handshake.headers_mut().insert("origin", proxy.url.parse().unwrap());
+    match tokio_tungstenite::connect_async(handshake).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("the handshake from the proxy's own page should be refused as cross-site: {other:?}"),
+    }
+    let client = reqwest::Client::new();
+    let probe = |origin: Option<&str>| {
+        let mut request = client.get(format!("{}{path}", proxy.url)).header("x-oneoff-probe", "1");
+        if let Some(origin) = origin {
+            request = request.header("x-oneoff-probe-origin", origin);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = probe(Some(&proxy.url)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("origin_rejected")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("keep the Host at the proxy"), "{message}");
+    // A page whose origin matches the Host the server was given gets the usual answer.
+    let (status, body) = probe(Some("http://127.0.0.1")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (426, Some("websocket_required")), "{body}");
+    let (status, _) = probe(None).await;
+    assert_eq!(status, 426, "without the page's origin, nothing to judge");
 }
