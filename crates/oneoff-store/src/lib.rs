@@ -280,6 +280,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+const SQLITE_BUSY: i64 = 5;
 const SQLITE_READONLY: i64 = 8;
 const SQLITE_IOERR: i64 = 10;
 const SQLITE_CORRUPT: i64 = 11;

@@ -20,7 +20,7 @@ use crate::codec::{
     chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
 };
 use crate::health::{WriteHealth, PROBE_PERIOD};
-use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_CANTOPEN};
+use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_BUSY, SQLITE_CANTOPEN};
 
 mod access;
 mod copy;
@@ -35,6 +35,9 @@ pub struct SqliteStore {
     health: WriteHealth,
 }
 
+/// How long opening waits for another process's lock on the file.
+const OPEN_BUSY_WAIT: Duration = Duration::from_secs(10);
+
 pub(super) const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
      finished_at_us, exit_code, signal, error, replica";
 
@@ -42,11 +45,23 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file, checks it (damaged pages, a file that
     /// cannot be written) and brings its schema up to date.
     pub(crate) async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        match SqliteStore::open_with(connect_options(path)).await {
-            Err(StoreError::Database(error)) if sqlite_code(&error) == Some(SQLITE_CANTOPEN) => {
-                Err(unwritable(path).unwrap_or(StoreError::Database(error)))
+        // Another process on the same file (`oneoff token create --config` beside a running
+        // server) can hold a lock that SQLite reports as busy at once, without its busy
+        // timeout, for the few statements opening runs: wait for it as for any write.
+        let deadline = std::time::Instant::now() + OPEN_BUSY_WAIT;
+        loop {
+            match SqliteStore::open_with(connect_options(path)).await {
+                Err(StoreError::Database(error)) if sqlite_code(&error) == Some(SQLITE_CANTOPEN) => {
+                    return Err(unwritable(path).unwrap_or(StoreError::Database(error)));
+                }
+                Err(StoreError::Database(error))
+                    if sqlite_code(&error) == Some(SQLITE_BUSY) && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(%error, "the database file is busy; opening it again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                opened => return opened,
             }
-            opened => opened,
         }
     }
 
