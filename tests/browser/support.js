@@ -276,8 +276,14 @@ ${jobs}`);
 
 export const NGINX_BINARY = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((candidate) => existsSync(candidate));
 
-/** The usual mistake: HTTP/1.1 to the upstream, but `Upgrade` and `Connection` are not forwarded. */
+/**
+ * The usual mistake: HTTP/1.1 to the upstream, but `Upgrade` and `Connection` are not
+ * forwarded. (`Host` is kept as the browser sent it, so that the dropped upgrade is the only
+ * fault: nginx's default `Host`, the upstream's address, would also make the page's origin
+ * foreign to the server, which the UI then names first.)
+ */
 export const DROPS_UPGRADES = `proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
             proxy_set_header Connection "";`;
 
 /**
