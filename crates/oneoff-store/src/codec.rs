@@ -1,6 +1,8 @@
 //! How domain values are encoded in columns: parameter lists and argv as JSON text.
 
-use oneoff_core::{LogEntry, LogStream, StoredParam};
+use std::collections::HashMap;
+
+use oneoff_core::{LogEntry, LogStream, RunId, StoredParam};
 use serde_json::{json, Value};
 
 use crate::StoreError;
@@ -193,6 +195,70 @@ fn take_varint(data: &mut &[u8]) -> Option<u64> {
         }
     }
     None
+}
+
+/// A chunk row to insert: run, first and last sequence numbers, encoded entries.
+pub struct ChunkRow {
+    pub run: RunId,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub data: Vec<u8>,
+}
+
+/// Checks each append against its run's stored head (`heads`: run id → highest stored seq,
+/// none for a run without lines) and cuts the accepted ones into chunk rows. One result per
+/// append, in order: a gap or a repeated sequence number refuses that append only. The same
+/// rule for every backend; only how the heads are read and the rows written differs.
+pub fn plan_appends(
+    appends: &[(RunId, &[LogEntry])],
+    heads: impl IntoIterator<Item = (i64, Option<i64>)>,
+) -> (Vec<Result<(), StoreError>>, Vec<ChunkRow>) {
+    let mut next_seq: HashMap<i64, u64> =
+        heads.into_iter().map(|(run, head)| (run, head.map_or(1, |seq| seq.max(0) as u64 + 1))).collect();
+    let (mut results, mut rows) = (Vec::with_capacity(appends.len()), Vec::new());
+    for &(run, entries) in appends {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            results.push(Ok(()));
+            continue;
+        };
+        let expected = next_seq.get(&run.0).copied().unwrap_or(1);
+        if first.seq != expected {
+            results.push(Err(StoreError::Sequence { run, expected, found: first.seq }));
+        } else if last.seq.checked_sub(first.seq) != Some(entries.len() as u64 - 1) {
+            results.push(Err(StoreError::Sequence { run, expected: first.seq, found: last.seq }));
+        } else {
+            next_seq.insert(run.0, last.seq + 1);
+            // Several rows for a batch of long lines, so that reading a chunk stays cheap.
+            for piece in chunk_pieces(entries) {
+                let (first_seq, last_seq) = (piece[0].seq, piece[piece.len() - 1].seq);
+                rows.push(ChunkRow { run, first_seq, last_seq, data: encode_chunk(piece) });
+            }
+            results.push(Ok(()));
+        }
+    }
+    (results, rows)
+}
+
+/// Which chunks a read of entries after `after` needs, from the chunks' `(first_seq,
+/// last_seq, stored size)` in order, without loading any: the `last_seq` of the last one
+/// needed (`None`: nothing after `after`). At least one chunk, so a read always progresses.
+pub fn plan_read(
+    sizes: impl IntoIterator<Item = (i64, i64, i64)>,
+    after: u64,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Option<i64> {
+    let (mut wanted_entries, mut wanted_bytes, mut through) = (0u64, 0usize, None);
+    for (first_seq, last_seq, size) in sizes {
+        if wanted_entries >= max_entries as u64 || (wanted_bytes >= max_bytes && through.is_some()) {
+            break;
+        }
+        let skipped = after.max(first_seq.max(1) as u64 - 1);
+        wanted_entries += (last_seq.max(0) as u64).saturating_sub(skipped);
+        wanted_bytes = wanted_bytes.saturating_add(size.max(0) as usize);
+        through = Some(last_seq);
+    }
+    through
 }
 
 #[cfg(test)]

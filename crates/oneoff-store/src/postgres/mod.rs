@@ -5,7 +5,6 @@
 //! audit chain is extended under one transaction-level advisory lock (so two replicas cannot
 //! fork it). Everything else is plain statements under READ COMMITTED.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
-    chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
+    decode_argv, decode_chunk, decode_params, encode_argv, encode_params, plan_appends, plan_read, Page,
 };
 use crate::events::LogHead;
 use crate::health::{WriteHealth, PROBE_PERIOD};
@@ -283,7 +282,6 @@ impl PgStore {
     }
 
     async fn store_chunks(&self, appends: &[(RunId, &[LogEntry])]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut results = Vec::with_capacity(appends.len());
         let mut transaction = self.pool.begin().await?;
         let mut runs: Vec<i64> = appends.iter().map(|(run_id, _)| run_id.0).collect();
         runs.sort_unstable();
@@ -301,31 +299,11 @@ impl PgStore {
         .bind(&runs)
         .fetch_all(&mut *transaction)
         .await?;
-        let mut next_seq: HashMap<i64, u64> =
-            heads.into_iter().map(|(run, head)| (run, head.map_or(1, |seq| seq.max(0) as u64 + 1))).collect();
-        let (mut run_ids, mut firsts, mut lasts, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for &(run_id, entries) in appends {
-            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-                results.push(Ok(()));
-                continue;
-            };
-            let expected = next_seq.get(&run_id.0).copied().unwrap_or(1);
-            if first.seq != expected {
-                results.push(Err(StoreError::Sequence { run: run_id, expected, found: first.seq }));
-            } else if last.seq.checked_sub(first.seq) != Some(entries.len() as u64 - 1) {
-                results.push(Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq }));
-            } else {
-                next_seq.insert(run_id.0, last.seq + 1);
-                for piece in chunk_pieces(entries) {
-                    let (first, last) = (&piece[0], &piece[piece.len() - 1]);
-                    run_ids.push(run_id.0);
-                    firsts.push(seq_column(first.seq));
-                    lasts.push(seq_column(last.seq));
-                    data.push(encode_chunk(piece));
-                }
-                results.push(Ok(()));
-            }
-        }
+        let (results, rows) = plan_appends(appends, heads);
+        let run_ids: Vec<i64> = rows.iter().map(|row| row.run.0).collect();
+        let firsts: Vec<i64> = rows.iter().map(|row| seq_column(row.first_seq)).collect();
+        let lasts: Vec<i64> = rows.iter().map(|row| seq_column(row.last_seq)).collect();
+        let data: Vec<&[u8]> = rows.iter().map(|row| row.data.as_slice()).collect();
         if !run_ids.is_empty() {
             // One statement whatever the group's size: four arrays, unnested together.
             sqlx::query(
@@ -370,16 +348,12 @@ impl PgStore {
         .bind(i64::try_from(max_entries).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        let (mut wanted_entries, mut wanted_bytes, mut through) = (0u64, 0usize, None);
-        for (first_seq, last_seq, size) in sizes {
-            if wanted_entries >= max_entries as u64 || (wanted_bytes >= max_bytes && through.is_some()) {
-                break;
-            }
-            let skipped = after.max(first_seq.max(1) as u64 - 1);
-            wanted_entries += (last_seq.max(0) as u64).saturating_sub(skipped);
-            wanted_bytes = wanted_bytes.saturating_add(size.max(0) as usize);
-            through = Some(last_seq);
-        }
+        let through = plan_read(
+            sizes.into_iter().map(|(first, last, size)| (first, last, i64::from(size))),
+            after,
+            max_entries,
+            max_bytes,
+        );
         let Some(through) = through else { return Ok(Vec::new()) };
         let mut page = Page::new(max_entries, max_bytes);
         let mut chunks = sqlx::query(

@@ -2,7 +2,6 @@
 //!
 //! The embedded default for one machine: one server process owns the file.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
@@ -17,7 +16,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::codec::{
-    chunk_pieces, decode_argv, decode_chunk, decode_params, encode_argv, encode_chunk, encode_params, Page,
+    decode_argv, decode_chunk, decode_params, encode_argv, encode_params, plan_appends, plan_read, Page,
 };
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_BUSY, SQLITE_CANTOPEN};
@@ -298,7 +297,6 @@ impl SqliteStore {
     }
 
     async fn store_chunks(&self, appends: &[(RunId, &[LogEntry])]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut results = Vec::with_capacity(appends.len());
         // IMMEDIATE takes the write lock before the reads: a deferred transaction that reads first
         // cannot wait for the lock in WAL mode and would fail with SQLITE_BUSY under load.
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -311,34 +309,15 @@ impl SqliteStore {
         .bind(serde_json::Value::from(runs).to_string())
         .fetch_all(&mut *transaction)
         .await?;
-        let mut next_seq: HashMap<i64, u64> =
-            heads.into_iter().map(|(run, head)| (run, head.map_or(1, |seq| seq.max(0) as u64 + 1))).collect();
-        let mut rows = Vec::with_capacity(appends.len());
-        for &(run_id, entries) in appends {
-            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-                results.push(Ok(()));
-                continue;
-            };
-            let expected = next_seq.get(&run_id.0).copied().unwrap_or(1);
-            if first.seq != expected {
-                results.push(Err(StoreError::Sequence { run: run_id, expected, found: first.seq }));
-            } else if last.seq.checked_sub(first.seq) != Some(entries.len() as u64 - 1) {
-                results.push(Err(StoreError::Sequence { run: run_id, expected: first.seq, found: last.seq }));
-            } else {
-                next_seq.insert(run_id.0, last.seq + 1);
-                // Several rows for a batch of long lines, so that reading a chunk stays cheap.
-                for piece in chunk_pieces(entries) {
-                    let (first, last) = (&piece[0], &piece[piece.len() - 1]);
-                    rows.push((run_id, first.seq, last.seq, encode_chunk(piece)));
-                }
-                results.push(Ok(()));
-            }
-        }
+        let (results, rows) = plan_appends(appends, heads);
         // At most 4 parameters a row; SQLite allows 32,766 in one statement.
         for chunk in rows.chunks(4096) {
             QueryBuilder::<Sqlite>::new("INSERT INTO log_chunks (run_id, first_seq, last_seq, entries) ")
-                .push_values(chunk, |mut row, (run_id, first, last, data)| {
-                    row.push_bind(run_id.0).push_bind(seq_column(*first)).push_bind(seq_column(*last)).push_bind(data);
+                .push_values(chunk, |mut row, chunk| {
+                    row.push_bind(chunk.run.0)
+                        .push_bind(seq_column(chunk.first_seq))
+                        .push_bind(seq_column(chunk.last_seq))
+                        .push_bind(&chunk.data);
                 })
                 .build()
                 .execute(&mut *transaction)
@@ -370,16 +349,7 @@ impl SqliteStore {
         .bind(i64::try_from(max_entries).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        let (mut wanted_entries, mut wanted_bytes, mut through) = (0u64, 0usize, None);
-        for (first_seq, last_seq, size) in sizes {
-            if wanted_entries >= max_entries as u64 || (wanted_bytes >= max_bytes && through.is_some()) {
-                break;
-            }
-            let skipped = after.max(first_seq.max(1) as u64 - 1);
-            wanted_entries += (last_seq.max(0) as u64).saturating_sub(skipped);
-            wanted_bytes = wanted_bytes.saturating_add(size.max(0) as usize);
-            through = Some(last_seq);
-        }
+        let through = plan_read(sizes, after, max_entries, max_bytes);
         let Some(through) = through else { return Ok(Vec::new()) };
         let mut page = Page::new(max_entries, max_bytes);
         let mut chunks = sqlx::query(
