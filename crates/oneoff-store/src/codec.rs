@@ -1,4 +1,5 @@
-//! How domain values are encoded in columns: parameter lists and argv as JSON text.
+//! How domain values are stored, the same for every backend: parameter lists and argv as
+//! JSON text, log entries as chunks, and the rules for appending and reading chunks.
 
 use std::collections::HashMap;
 
