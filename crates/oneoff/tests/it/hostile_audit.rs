@@ -240,10 +240,10 @@ async fn a_chain_written_without_a_key_is_adopted_once_and_says_so() {
 
     // A token made on the host from the same config signs its record with the same key.
     let config = server.dir.path().join("oneoff.toml");
-    let output =
-        cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "ops", "--user", "root"])
-            .output()
-            .unwrap();
+    // Not a blocking call: the server runs on this test's runtime (see hostile_auth).
+    let command =
+        cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "ops", "--user", "root"]);
+    let output = tokio::process::Command::from(command).output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let after_token = verify(&server, "").await;
     assert_eq!((after_token["ok"].clone(), after_token["records"].clone()), (json!(true), json!(7)), "{after_token}");

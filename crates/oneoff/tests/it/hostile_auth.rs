@@ -648,11 +648,13 @@ async fn token_create_with_config_writes_where_oneoff_data_dir_says() {
         elsewhere.path(),
         &crate::support::sqlite_config_text(&elsewhere.path().join("unused"), "", TRUSTED),
     );
-    let output =
-        cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "boot", "--user", "root"])
-            .env("ONEOFF_DATA_DIR", server.dir.path().join("data"))
-            .output()
-            .unwrap();
+    let mut command =
+        cli_command(&["token", "create", "--config", config.to_str().unwrap(), "--name", "boot", "--user", "root"]);
+    command.env("ONEOFF_DATA_DIR", server.dir.path().join("data"));
+    // Not a blocking call: the server runs on this test's runtime, and blocking it in the
+    // middle of one of its write transactions (a heartbeat) would hold the file's lock
+    // against the CLI for as long as the CLI waits.
+    let output = tokio::process::Command::from(command).output().await.unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let token = stdout(&output).trim().to_string();
     let (status, me) = with_token(&server, reqwest::Method::GET, "/api/v1/whoami", &token, None).await;
