@@ -15,6 +15,7 @@ mod events;
 mod health;
 mod postgres;
 mod replicas;
+mod rows;
 mod sqlite;
 #[cfg(test)]
 mod tests;

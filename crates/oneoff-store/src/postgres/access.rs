@@ -6,11 +6,11 @@ use oneoff_core::audit::anchor::check_signed_head;
 use oneoff_core::audit::{
     chain_hash, AuditAction, AuditEntry, AuditKey, AuditRecord, ChainHead, RecordFormat, SignedHead, GENESIS,
 };
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 
 use super::{PgStore, AUDIT_LOCK};
 use crate::access::AUDIT_COLUMNS;
+use crate::rows::{audit_from_row, token_from_row};
 use crate::{Appended, AuditFilter, HeadUpdate, NewToken, StoreError, TokenRecord};
 
 const TOKEN_COLUMNS: &str =
@@ -268,58 +268,10 @@ impl PgStore {
     }
 }
 
-fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
-    let groups: String = row.try_get("groups")?;
-    Ok(TokenRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        user: row.try_get("user")?,
-        groups: serde_json::from_str(&groups).map_err(|_| StoreError::Corrupt(format!("token groups: {groups}")))?,
-        created_by: row.try_get("created_by")?,
-        created_at_us: row.try_get("created_at_us")?,
-        expires_at_us: row.try_get("expires_at_us")?,
-        revoked_at_us: row.try_get("revoked_at_us")?,
-        last_used_us: row.try_get("last_used_us")?,
-        parent_id: row.try_get("parent_id")?,
-    })
-}
-
 async fn read_head(connection: &mut sqlx::PgConnection) -> Result<Option<SignedHead>, StoreError> {
     let row: Option<(i64, String, String)> =
         sqlx::query_as("SELECT records, hash, mac FROM audit_head WHERE singleton = 1")
             .fetch_optional(connection)
             .await?;
     Ok(row.map(|(records, hash, mac)| SignedHead { head: ChainHead { records, hash }, mac }))
-}
-
-/// A stored record; one without a message was written before actions were codes, and is
-/// read (and hashed) as it was written.
-fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
-    let stored_action: String = row.try_get("action")?;
-    let action = AuditAction::decode(&stored_action);
-    let actor: String = row.try_get("actor")?;
-    let job: Option<String> = row.try_get("job")?;
-    let run_id: Option<i64> = row.try_get("run_id")?;
-    let (message, format) = match row.try_get::<Option<String>, _>("message")? {
-        Some(message) => (message, RecordFormat::Coded),
-        None => (action.sentence(&actor, job.as_deref(), run_id), RecordFormat::Legacy { stored_action }),
-    };
-    let entry = AuditEntry {
-        at_us: row.try_get("at_us")?,
-        actor,
-        source: row.try_get("source")?,
-        client: row.try_get("client")?,
-        action,
-        message,
-        job,
-        run_id,
-        detail: row.try_get("detail")?,
-    };
-    Ok(AuditRecord {
-        id: row.try_get("id")?,
-        entry,
-        format,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
 }

@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use futures_util::{TryFutureExt, TryStreamExt};
 use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
-use crate::codec::{
-    decode_argv, decode_chunk, decode_params, encode_argv, encode_params, plan_appends, plan_read, Page,
-};
+use crate::codec::{decode_chunk, encode_argv, encode_params, plan_appends, plan_read, Page};
 use crate::events::LogHead;
 use crate::health::{WriteHealth, PROBE_PERIOD};
+use crate::rows::run_from_row;
 use crate::{Finish, NewRun, RunFilter, StoreError};
 
 mod access;
@@ -465,28 +464,6 @@ fn redact(error: sqlx::Error) -> String {
         sqlx::Error::Configuration(_) => "check its form: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE".into(),
         other => other.to_string(),
     }
-}
-
-pub(super) fn run_from_row(row: &PgRow) -> Result<RunRecord, StoreError> {
-    let status_text: String = row.try_get("status")?;
-    let status = RunStatus::from_str(&status_text).map_err(StoreError::Corrupt)?;
-    let exit_code: Option<i64> = row.try_get("exit_code")?;
-    let signal: Option<i64> = row.try_get("signal")?;
-    Ok(RunRecord {
-        id: RunId(row.try_get("id")?),
-        job: row.try_get("job")?,
-        status,
-        params: decode_params(&row.try_get::<String, _>("params")?)?,
-        argv: decode_argv(&row.try_get::<String, _>("argv")?)?,
-        requested_by: row.try_get("requested_by")?,
-        created_at_us: row.try_get("created_at_us")?,
-        started_at_us: row.try_get("started_at_us")?,
-        finished_at_us: row.try_get("finished_at_us")?,
-        exit_code: exit_code.and_then(|code| i32::try_from(code).ok()),
-        signal: signal.and_then(|signal| i32::try_from(signal).ok()),
-        error: row.try_get("error")?,
-        replica: row.try_get("replica")?,
-    })
 }
 
 pub(crate) fn head_from_row(id: i64, status: &str, last_seq: Option<i64>) -> Result<LogHead, StoreError> {

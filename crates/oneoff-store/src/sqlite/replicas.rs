@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use futures_util::TryFutureExt;
 use oneoff_core::{LogEntry, LogStream, RunId, RunRecord};
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{run_from_row, seq_column, SqliteStore, RUN_COLUMNS};
+use super::{seq_column, SqliteStore, RUN_COLUMNS};
 use crate::codec::encode_chunk;
 use crate::replicas::{
     lost_on_cancel_line, pick_claims, CancelRequest, Claim, Leftovers, LostReplica, QueuedRow, Registration,
     ReplicaIdentity, ReplicaRecord,
 };
+use crate::rows::{replica_from_row, run_from_row};
 use crate::StoreError;
 
 /// The database's clock, in microseconds since the epoch (millisecond resolution).
@@ -25,23 +25,6 @@ fn replica_columns() -> String {
         "name, instance, host, boot_id, pid, started_at_us, heartbeat_at_us, ({NOW} - heartbeat_at_us) / 1000 AS age_ms, \
          draining, (SELECT COUNT(*) FROM runs WHERE runs.status = 'running' AND runs.replica = replicas.name) AS running"
     )
-}
-
-fn replica_from_row(row: &SqliteRow) -> Result<ReplicaRecord, StoreError> {
-    let pid: i64 = row.try_get("pid")?;
-    let running: i64 = row.try_get("running")?;
-    Ok(ReplicaRecord {
-        name: row.try_get("name")?,
-        instance: row.try_get("instance")?,
-        host: row.try_get("host")?,
-        boot_id: row.try_get("boot_id")?,
-        pid: u32::try_from(pid).unwrap_or(0),
-        started_at_us: row.try_get("started_at_us")?,
-        heartbeat_at_us: row.try_get("heartbeat_at_us")?,
-        heartbeat_age_ms: row.try_get("age_ms")?,
-        draining: row.try_get::<i64, _>("draining")? != 0,
-        running: u32::try_from(running).unwrap_or(u32::MAX),
-    })
 }
 
 fn timeout_us(timeout: Duration) -> i64 {
