@@ -185,6 +185,11 @@ impl ExecutorHandle {
         &self.replica
     }
 
+    /// False once a stop began (SIGTERM): this replica takes no new runs and is draining.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
     /// The storage fault (a full disk) for which running runs' lines wait, if any: new runs
     /// are refused meanwhile, as their lines would only wait too.
     pub fn store_refusal(&self) -> Option<StoreError> {

@@ -17,9 +17,18 @@ pub async fn healthz() -> Json<Value> {
 /// The store answers and accepts writes; the server can take runs. A full disk, a read-only,
 /// damaged or unreachable database is a 503 whose `status` names it and whose `reason` says what to fix;
 /// it turns ready by itself once the store can write again.
+///
+/// From the moment a stop begins it is a 503 `draining`: the balancer takes the replica out of
+/// rotation while its running jobs finish and its viewers are still served.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" })));
+    }
+    if !state.executor.is_accepting() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining", "reason": "this replica is stopping; its running jobs are draining" })),
+        );
     }
     let writable = match state.executor.store_refusal() {
         Some(fault) => Err(fault),

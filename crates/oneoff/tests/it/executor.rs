@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{process_alive, TestServer};
+use crate::support::{eventually, process_alive, TestServer};
 
 /// A job that forks a child which ignores SIGTERM, and ignores SIGTERM itself.
 const STUBBORN: &str = r#"
@@ -184,6 +184,34 @@ grace = "1s"
     // The queued run survived the restart and runs now.
     assert_eq!(server.wait_final(waiting).await["status"], "succeeded");
     assert_eq!(server.lines(waiting, "stdout").await, vec!["finished"]);
+}
+
+#[tokio::test]
+async fn a_draining_server_is_not_ready_while_its_runs_finish_and_still_serves_them() {
+    let jobs = r#"
+[[job]]
+name = "endless"
+command = ["sh", "-c", "echo begin; sleep 600"]
+grace = "1s"
+"#;
+    let mut server = TestServer::start_with(jobs, "drain = \"60s\"").await;
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!((status, ready["status"].as_str()), (StatusCode::OK, Some("ready")), "{ready}");
+    let id = server.start_run("endless", json!({})).await;
+    server.wait_status(id, |status| status == "running").await;
+    server.begin_stop();
+    let ready = eventually("readiness to see the drain", Duration::from_secs(10), || async {
+        let (status, body) = server.get("/readyz").await;
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(body)
+    })
+    .await;
+    assert_eq!(ready["status"], "draining", "{ready}");
+    // Still serving: the run is running, its log is readable, and it can be cancelled.
+    assert_eq!(server.run_json(id).await["status"], "running");
+    assert_eq!(server.lines(id, "stdout").await, vec!["begin"]);
+    let (status, body) = server.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await;
+    assert!(status.is_success(), "{status} {body}");
+    server.stop().await;
 }
 
 async fn wait_for_child_pid(server: &TestServer, id: i64) -> i32 {

@@ -514,3 +514,11 @@ impl TestServer {
         TestServer { server: Some(server), url, dir, http: reqwest::Client::new(), sqlite_only: true }
     }
 }
+
+impl TestServer {
+    /// Begins a graceful stop, as SIGTERM does, without waiting for it: the server drains
+    /// while HTTP goes on. [`TestServer::stop`] then waits for the end.
+    pub fn begin_stop(&self) {
+        self.server.as_ref().expect("a running server").stop_token().cancel();
+    }
+}
