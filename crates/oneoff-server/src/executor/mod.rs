@@ -277,8 +277,10 @@ impl ExecutorHandle {
     }
 
     /// Lets claiming begin (after recovery stopped what an earlier instance left running).
-    fn resume(&self) {
-        let _ = self.commands.try_send(Command::Resume);
+    /// Waits for room in the queue rather than drop the command: a lost `Resume` would leave
+    /// the replica claiming nothing, ever.
+    async fn resume(&self) {
+        let _ = self.commands.send(Command::Resume).await;
     }
 
     /// Stops claiming (the replica is marked draining, so other replicas take the queue), lets

@@ -95,7 +95,7 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
     }
     // The rest of the queue waits in the store, for this replica and the others.
     recovered.queued = store.runs_with_status(RunStatus::Queued).await?.len();
-    executor.resume();
+    executor.resume().await;
     Ok(recovered)
 }
 
