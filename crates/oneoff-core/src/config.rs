@@ -72,6 +72,31 @@ pub struct ServerConfig {
     /// PostgreSQL: a statement that runs longer than this is cancelled by the database and
     /// fails, so that a lock or a stuck database costs a failed statement, not a hung replica.
     pub database_statement_timeout: Duration,
+    /// How the server writes its own log to stderr: `[server] log_format`,
+    /// `ONEOFF_LOG_FORMAT` or `--log-format`.
+    pub log_format: LogFormat,
+}
+
+/// The server log's form: lines for people, or one JSON object per line for a collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`; the error names both.
+    pub fn parse(text: &str) -> Result<LogFormat, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => {
+                let hint = suggest::hint(other, &["text", "json"], LOG_FORMAT_ALIASES);
+                Err(format!("log_format `{other}` must be \"text\" or \"json\"{hint}"))
+            }
+        }
+    }
 }
 
 impl ServerConfig {
@@ -182,6 +207,7 @@ pub struct Overrides {
     /// A [`StoreUrl`]'s text; it may hold a password, which `Debug` does not show.
     pub database: Option<Given>,
     pub replica: Option<Given>,
+    pub log_format: Option<Given>,
 }
 
 /// A setting's value from outside the file, with where it came from (`--database`,
@@ -281,6 +307,7 @@ struct RawServer {
     replica_timeout: Option<Spanned<String>>,
     database_pool: Option<Spanned<u32>>,
     database_statement_timeout: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -501,6 +528,8 @@ const JWT_KIND_ALIASES: &[(&str, &str)] = &[
     ("jwks", "generic"),
     ("jwt", "generic"),
 ];
+const LOG_FORMAT_ALIASES: &[(&str, &str)] =
+    &[("plain", "text"), ("pretty", "text"), ("human", "text"), ("ndjson", "json"), ("jsonl", "json")];
 const CGROUP_ALIASES: &[(&str, &str)] =
     &[("on", "auto"), ("true", "auto"), ("yes", "auto"), ("none", "off"), ("false", "off"), ("no", "off")];
 /// Names of keys people reach for, mapped to ours (only suggested where ours is expected).
@@ -635,7 +664,15 @@ fn validate_server(
             }
         },
     };
+    let log_format = match (&overrides.log_format, &raw.log_format) {
+        (Some(given), _) => LogFormat::parse(&given.value).map_err(|message| problems.given(given, message)).ok(),
+        (None, Some(text)) => {
+            LogFormat::parse(text.get_ref()).map_err(|message| problems.at(text.span(), message)).ok()
+        }
+        (None, None) => Some(LogFormat::Text),
+    };
     Some(ServerConfig {
+        log_format: log_format?,
         listen: listen?,
         data_dir,
         max_concurrent_runs,

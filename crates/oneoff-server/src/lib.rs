@@ -29,6 +29,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use oneoff_core::config::ServerConfig;
 use oneoff_core::store_url::default_replica_name;
+use oneoff_core::LogFormat;
 use oneoff_core::{Config, Overrides, StoreUrl};
 use oneoff_store::{PostgresOptions, Registration, ReplicaIdentity, Store, StoreError};
 use tokio::net::TcpListener;
@@ -307,14 +308,21 @@ pub fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config>
 /// `oneoff serve`: load the config, start, serve until SIGTERM or SIGINT, stop gracefully.
 /// `overrides` come from flags and environment variables.
 pub async fn cli_serve(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<ExitCode> {
-    init_logging();
     let config = match load_config(&config_path, &overrides) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("{error:#}");
+            // The form asked for outside the file, if any: a collector reads the error too.
+            let format = overrides.log_format.as_ref().and_then(|given| LogFormat::parse(&given.value).ok());
+            if format == Some(LogFormat::Json) {
+                init_logging(LogFormat::Json);
+                tracing::error!(error = format!("{error:#}"), "the configuration is not valid; oneoff did not start");
+            } else {
+                eprintln!("{error:#}");
+            }
             return Ok(ExitCode::from(2));
         }
     };
+    init_logging(config.server.log_format);
     if config.auth.anonymous && !config.server.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %config.server.listen,
@@ -351,10 +359,24 @@ async fn wait_for_signal() {
     }
 }
 
-fn init_logging() {
+/// The server's log on stderr, filtered by `ONEOFF_LOG`. Text has colours only on a terminal,
+/// and never with `NO_COLOR` set (no-color.org); JSON is one object per line, with the fields
+/// of the spans it happened in (`request_id` and `user` of a request, `run`, `job` and `user`
+/// of a run).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ONEOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(colour_on_stderr()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).try_init(),
+    };
+}
+
+/// Whether stderr may carry colour escapes: a terminal, and no `NO_COLOR` (any non-empty value).
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
 /// `oneoff token create --config FILE`: creates a token directly in the server's database,

@@ -44,6 +44,7 @@ pub const LISTEN_ENV: &str = "ONEOFF_LISTEN";
 pub const DATA_DIR_ENV: &str = "ONEOFF_DATA_DIR";
 pub const DATABASE_ENV: &str = "ONEOFF_DATABASE";
 pub const REPLICA_ENV: &str = "ONEOFF_REPLICA";
+pub const LOG_FORMAT_ENV: &str = "ONEOFF_LOG_FORMAT";
 
 /// Which arguments of one subcommand took their value from an environment variable.
 #[derive(Debug, Clone, Default)]
@@ -284,6 +285,10 @@ pub struct ServeArgs {
     /// This replica's name (default: the hostname); wins over the config file.
     #[arg(long, env = REPLICA_ENV, value_name = "NAME")]
     pub replica: Option<String>,
+    /// The server log's form on stderr: `text`, or `json` (one object per line, for a log
+    /// collector); wins over the config file.
+    #[arg(long, env = LOG_FORMAT_ENV, value_name = "FORMAT")]
+    pub log_format: Option<String>,
     #[arg(skip)]
     pub sources: Sources,
 }
@@ -297,6 +302,7 @@ impl ServeArgs {
             data_dir: sources.path("data_dir", self.data_dir.clone()),
             database: sources.given("database", self.database.clone(), "--database", DATABASE_ENV),
             replica: sources.given("replica", self.replica.clone(), "--replica", REPLICA_ENV),
+            log_format: sources.given("log_format", self.log_format.clone(), "--log-format", LOG_FORMAT_ENV),
         }
     }
 }

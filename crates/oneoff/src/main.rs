@@ -36,5 +36,9 @@ fn main() -> ExitCode {
 fn init_client_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ONEOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(oneoff_server::colour_on_stderr())
+        .try_init();
 }

@@ -32,6 +32,7 @@ use oneoff_core::{Config, JobSpec, Launch, RunId, RunStatus, StopReason};
 use oneoff_store::{CancelRequest, Claim, Finish, NewRun, ReplicaIdentity, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::clock::now_us;
 use crate::hub::LogHub;
@@ -464,11 +465,18 @@ impl Scheduler {
                     }
                 },
             };
-            self.launch(pending, entry);
+            // Every line the run's tasks log carries who asked for what (in the JSON log too).
+            let span = tracing::info_span!(
+                "run",
+                run = %record.id,
+                job = %record.job,
+                user = record.requested_by.as_deref().unwrap_or("")
+            );
+            self.launch(pending, entry, span);
         }
     }
 
-    fn launch(&mut self, pending: Pending, book_entry: Option<BookEntry>) {
+    fn launch(&mut self, pending: Pending, book_entry: Option<BookEntry>, span: tracing::Span) {
         let (stop, stop_requests) = mpsc::channel(4);
         let job = pending.job.name.to_string();
         self.hub.open(pending.run);
@@ -488,7 +496,7 @@ impl Scheduler {
         };
         let commands = self.commands.clone();
         let (store, hub, run) = (self.store.clone(), self.hub.clone(), pending.run);
-        let supervisor = tokio::spawn(process::supervise(context, stop_requests));
+        let supervisor = tokio::spawn(process::supervise(context, stop_requests).instrument(span));
         tokio::spawn(async move {
             // A panic in a supervisor is a bug; it must still free the slot and give the run a final state.
             if let Err(panic) = supervisor.await {

@@ -11,6 +11,7 @@ use oneoff_core::{ExitKind, JobSpec, Launch, RunId, RunStatus, StopReason};
 use oneoff_store::{Finish, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::capture::{self, CHANNEL_CHUNKS};
 use super::isolation::Isolation;
@@ -68,16 +69,20 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
         Ok(()) => {}
         Err(error) if error.is_storage_fault() => {
             tracing::error!(run = %run, %error, "cannot record how the run ended yet; trying again until the store can write");
-            tokio::spawn(async move {
-                while let Err(error) = with_store_retries(FINISH_RETRY_PERIOD, || store.finish_run(run, &finish)).await
-                {
-                    if !error.is_storage_fault() {
-                        tracing::error!(run = %run, %error, "cannot record how the run ended");
-                        return;
+            tokio::spawn(
+                async move {
+                    while let Err(error) =
+                        with_store_retries(FINISH_RETRY_PERIOD, || store.finish_run(run, &finish)).await
+                    {
+                        if !error.is_storage_fault() {
+                            tracing::error!(run = %run, %error, "cannot record how the run ended");
+                            return;
+                        }
                     }
+                    tracing::info!(run = %run, "recorded how the run ended, once the store could write again");
                 }
-                tracing::info!(run = %run, "recorded how the run ended, once the store could write again");
-            });
+                .in_current_span(),
+            );
         }
         Err(error) => tracing::error!(run = %run, %error, "cannot record how the run ended"),
     }
@@ -97,8 +102,9 @@ async fn run_to_end(
     let first_seq = context.store.last_seq(run).await?;
     let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
     let store_refused = CancellationToken::new();
-    let writer =
-        tokio::spawn(capture::write_log(run, context.writer.clone(), first_seq, incoming, store_refused.clone()));
+    let writer = tokio::spawn(
+        capture::write_log(run, context.writer.clone(), first_seq, incoming, store_refused.clone()).in_current_span(),
+    );
     let output = Output::new(lines, context.max_line_bytes, context.partial_line_flush, context.book.clone());
     let assignment = Assignment {
         run,

@@ -22,6 +22,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use local::LocalRunner;
 
@@ -123,15 +124,18 @@ impl Output {
             book: self.book.clone(),
             seen: u64::MAX,
         };
-        tokio::spawn(capture::capture(
-            bytes,
-            stream,
-            self.max_line_bytes,
-            self.partial_line_flush,
-            masking,
-            watch,
-            self.lines.clone(),
-        ))
+        tokio::spawn(
+            capture::capture(
+                bytes,
+                stream,
+                self.max_line_bytes,
+                self.partial_line_flush,
+                masking,
+                watch,
+                self.lines.clone(),
+            )
+            .in_current_span(),
+        )
     }
 }
 

@@ -52,6 +52,7 @@ impl FromRequestParts<AppState> for Caller {
             Some(presented) => from_ticket(parts, state, &presented).await?,
             None => identify(state, peer, &parts.headers).await?,
         };
+        tracing::Span::current().record("user", principal.user.as_str());
         Ok(Caller { principal, client, own_authority: own })
     }
 }

@@ -16,6 +16,7 @@ mod metrics;
 mod paging;
 mod probe;
 mod replicas;
+mod request_id;
 mod runs;
 mod streams;
 mod tickets;
@@ -86,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(stream_tickets))
         .layer(Extension(probe::ProbeStreams::new(probe::MAX_PROBE_STREAMS)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), known_host))
+        // Inside the trace layer, so that the caller's user is recorded into this span.
+        .layer(axum::middleware::from_fn(request_id::with_request_id))
         .layer(TraceLayer::new_for_http())
         // Outermost, so not even the request trace sees a ticket in a URL.
         .layer(axum::middleware::from_fn(tickets::take_from_query))

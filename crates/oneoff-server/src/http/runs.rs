@@ -38,6 +38,7 @@ pub async fn create(
     let inputs: BTreeMap<_, _> =
         body.params.into_iter().filter_map(|(name, value)| param_input(value).map(|input| (name, input))).collect();
     let record = state.executor.start_run(&body.job, inputs, Some(caller.principal.user.clone())).await?;
+    tracing::info!(run = %record.id, job = %record.job, "run queued");
     let run = Run::from_record(&record, now_us());
     let detail = json!({ "params": run.params, "argv": run.argv });
     record_audit(&state, &caller, AuditAction::RunStart, Some(&record.job), Some(record.id.0), detail).await;

@@ -198,7 +198,10 @@ grace = "1s"
     let (status, ready) = server.get("/readyz").await;
     assert_eq!((status, ready["status"].as_str()), (StatusCode::OK, Some("ready")), "{ready}");
     let id = server.start_run("endless", json!({})).await;
-    server.wait_status(id, |status| status == "running").await;
+    eventually("the run's first line", Duration::from_secs(10), || async {
+        (server.lines(id, "stdout").await == ["begin"]).then_some(())
+    })
+    .await;
     server.begin_stop();
     let ready = eventually("readiness to see the drain", Duration::from_secs(10), || async {
         let (status, body) = server.get("/readyz").await;

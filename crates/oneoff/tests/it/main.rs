@@ -27,6 +27,7 @@ mod progress;
 mod proxy;
 mod replicas;
 mod restart;
+mod server_log;
 mod streams;
 mod suite;
 mod support;

@@ -212,7 +212,9 @@ pub fn cli_command(args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oneoff"));
     command.args(args);
     // A developer's shell must not choose the server, config, store or replica of a test.
-    for variable in ["ONEOFF_SERVER", "ONEOFF_CONFIG", "ONEOFF_DATABASE", "ONEOFF_REPLICA"] {
+    for variable in
+        ["ONEOFF_SERVER", "ONEOFF_CONFIG", "ONEOFF_DATABASE", "ONEOFF_REPLICA", "ONEOFF_LOG_FORMAT", "NO_COLOR"]
+    {
         command.env_remove(variable);
     }
     command
