@@ -120,6 +120,22 @@ pub struct Replica {
     pub draining: bool,
 }
 
+/// `POST /api/v1/admin/reload` (and `kill -HUP`): what a reload of the catalog changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reloaded {
+    /// Jobs in the catalog now in force.
+    pub jobs: usize,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Jobs whose definition changed: runs in progress keep the one they started with.
+    pub changed: Vec<String>,
+    /// Sections of the file other than the jobs that differ from the ones in force: they take
+    /// effect at the next start only.
+    pub restart_needed: Vec<String>,
+    /// What this host lacks for the new catalog (`file:line:column: ...`), as at start.
+    pub warnings: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunList {
     pub runs: Vec<Run>,

@@ -9,12 +9,14 @@
 //! final state or is still `queued` for the next start.
 
 mod audit_trail;
+mod catalog;
 mod clock;
 pub mod executor;
 pub mod host;
 mod http;
 mod hub;
 mod jwt;
+pub mod reload;
 mod retention;
 mod state;
 mod viewers;
@@ -36,8 +38,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::Catalogs;
 use crate::executor::ExecutorHandle;
 use crate::hub::LogHub;
+pub use crate::reload::{ConfigFile, ReloadError};
+use crate::reload::{ReloadedBy, Reloader};
 use crate::state::AppState;
 
 /// How long stopping waits for live viewers to take their close frames.
@@ -48,9 +53,15 @@ pub struct RunningServer {
     addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    reloader: Arc<Reloader>,
 }
 
 impl RunningServer {
+    /// Reads the config file again and puts its catalog in force, as `kill -HUP` does.
+    pub async fn reload(&self) -> Result<oneoff_api::v1::Reloaded, ReloadError> {
+        self.reloader.reload(ReloadedBy::signal()).await
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -77,10 +88,22 @@ impl RunningServer {
 }
 
 /// Opens the store, recovers runs left by a previous process, binds the listener and serves.
+/// A server started so cannot reload its catalog: see [`start_from_file`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    start_with(config, None).await
+}
+
+/// As [`start`], for a config read from `file`: a reload reads it again.
+pub async fn start_from_file(config: Config, file: ConfigFile) -> anyhow::Result<RunningServer> {
+    start_with(config, Some(file)).await
+}
+
+async fn start_with(mut config: Config, file: Option<ConfigFile>) -> anyhow::Result<RunningServer> {
     for warning in host_warnings(&config) {
         tracing::warn!("{warning}");
     }
+    // Out of the config, so that nothing reads the catalog of the start after a reload.
+    let catalogs = Catalogs::new(std::mem::take(&mut config.catalog));
     let config = Arc::new(config);
     let store = open_store(&config.server).await?;
     tracing::info!(engine = store.engine(), database = %config.server.database, "store opened");
@@ -93,6 +116,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     // Recovery stops what an earlier instance's runs left running before claiming begins.
     let executor = ExecutorHandle::spawn(
         config.clone(),
+        catalogs.clone(),
         store.clone(),
         hub.clone(),
         Arc::new(isolation),
@@ -116,8 +140,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let shutdown = CancellationToken::new();
     // Followers of runs executing on other replicas are woken by the store's log events.
     let remote_watch = hub.spawn_remote_watch(store.clone(), shutdown.clone());
+    let reloader = Arc::new(Reloader::new(file, config.clone(), catalogs.clone(), executor.clone(), audit.clone()));
     let state = AppState {
         config: config.clone(),
+        catalogs,
+        reloader: reloader.clone(),
         store: store.clone(),
         executor: executor.clone(),
         hub,
@@ -131,7 +158,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());
     state.audit.spawn(&config.audit, state.shutdown.clone());
     let task = tokio::spawn(serve(listener, state, stop.clone(), remote_watch));
-    Ok(RunningServer { addr, stop, task })
+    Ok(RunningServer { addr, stop, task, reloader })
 }
 
 async fn serve(
@@ -330,7 +357,8 @@ pub async fn cli_serve(config_path: PathBuf, overrides: Overrides) -> anyhow::Re
         );
     }
     let jobs = config.catalog.jobs().len();
-    let running = start(config).await?;
+    let file = ConfigFile { path: config_path, overrides };
+    let running = start_from_file(config, file).await?;
     tracing::info!(url = %running.url(), jobs, "oneoff is serving");
     println!("oneoff listening on {}", running.url());
     let stop = running.stop_token();
@@ -339,8 +367,37 @@ pub async fn cli_serve(config_path: PathBuf, overrides: Overrides) -> anyhow::Re
         tracing::info!("signal received; shutting down gracefully (send it again to repeat)");
         stop.cancel();
     });
+    let reloads = spawn_reload_on_hangup(running.reloader.clone(), running.stop_token());
     running.wait().await?;
+    reloads.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP reloads the catalog, never stops the server; SIGUSR1 and SIGUSR2, whose default
+/// would end it at once (losing running jobs), are logged and ignored. Only SIGTERM and
+/// SIGINT stop it (gracefully).
+fn spawn_reload_on_hangup(reloader: Arc<Reloader>, stop: CancellationToken) -> JoinHandle<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let (Ok(mut hangup), Ok(mut user1), Ok(mut user2)) =
+            (signal(SignalKind::hangup()), signal(SignalKind::user_defined1()), signal(SignalKind::user_defined2()))
+        else {
+            tracing::error!("cannot install the SIGHUP handler; reload with POST /api/v1/admin/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the catalog");
+                    // The outcome is logged and audited by the reload itself.
+                    let _ = reloader.reload(ReloadedBy::signal()).await;
+                }
+                _ = user1.recv() => tracing::warn!("SIGUSR1 means nothing to oneoff; ignored"),
+                _ = user2.recv() => tracing::warn!("SIGUSR2 means nothing to oneoff; ignored"),
+                () = stop.cancelled() => return,
+            }
+        }
+    })
 }
 
 async fn wait_for_signal() {

@@ -15,6 +15,10 @@ pub enum AuditAction {
     TokenRevoke,
     /// The server started with an audit key and signed the chain it found (see `anchor`).
     AuditAnchor,
+    /// A new catalog was put in force (`kill -HUP`, `POST /api/v1/admin/reload`).
+    CatalogReload,
+    /// A reload was refused (the file is invalid or unreadable); the catalog did not change.
+    CatalogReloadRefused,
     /// A refused attempt (answered 403).
     Denied(Denial),
     /// A stored action this version does not know (written by hand or by a newer version).
@@ -35,10 +39,12 @@ pub enum Denial {
     TokenRevoke,
     /// Use `/debug/echo`, which shows what reached the server.
     DebugEcho,
+    /// Reload the catalog (`POST /api/v1/admin/reload`).
+    Reload,
 }
 
 impl Denial {
-    pub const ALL: [Denial; 9] = [
+    pub const ALL: [Denial; 10] = [
         Denial::Run,
         Denial::Cancel,
         Denial::View,
@@ -48,6 +54,7 @@ impl Denial {
         Denial::TokenCreateForOthers,
         Denial::TokenRevoke,
         Denial::DebugEcho,
+        Denial::Reload,
     ];
 
     /// The stable code, after `denied.`.
@@ -62,6 +69,7 @@ impl Denial {
             Denial::TokenCreateForOthers => "token.create_for_others",
             Denial::TokenRevoke => "token.revoke",
             Denial::DebugEcho => "debug.echo",
+            Denial::Reload => "catalog.reload",
         }
     }
 
@@ -77,6 +85,7 @@ impl Denial {
             Denial::TokenCreateForOthers => "create tokens for other users or groups",
             Denial::TokenRevoke => "revoke this token",
             Denial::DebugEcho => "use /debug/echo",
+            Denial::Reload => "reload the catalog",
         }
     }
 
@@ -98,6 +107,8 @@ impl AuditAction {
             AuditAction::TokenCreate => "token.create".into(),
             AuditAction::TokenRevoke => "token.revoke".into(),
             AuditAction::AuditAnchor => "audit.anchor".into(),
+            AuditAction::CatalogReload => "catalog.reload".into(),
+            AuditAction::CatalogReloadRefused => "catalog.reload_refused".into(),
             AuditAction::Denied(denial) => format!("denied.{}", denial.code()),
             AuditAction::Unrecognised(text) => text.clone(),
         }
@@ -135,6 +146,8 @@ impl AuditAction {
             AuditAction::TokenCreate,
             AuditAction::TokenRevoke,
             AuditAction::AuditAnchor,
+            AuditAction::CatalogReload,
+            AuditAction::CatalogReloadRefused,
         ];
         all.extend(Denial::ALL.into_iter().map(AuditAction::Denied));
         all
@@ -153,6 +166,8 @@ impl AuditAction {
             AuditAction::TokenCreate => format!("{actor} created an API token"),
             AuditAction::TokenRevoke => format!("{actor} revoked an API token"),
             AuditAction::AuditAnchor => format!("{actor} signed the audit chain with the configured audit key"),
+            AuditAction::CatalogReload => format!("{actor} reloaded the catalog"),
+            AuditAction::CatalogReloadRefused => format!("{actor} asked for a reload of an invalid catalog"),
             AuditAction::Denied(denial) => denial.sentence(actor, job),
             AuditAction::Unrecognised(text) => format!("{actor}: {text}"),
         }

@@ -28,12 +28,13 @@ use std::time::Duration;
 
 use oneoff_core::params::{self, FieldError, ParamInput};
 use oneoff_core::run::{RunRecord, StoredParam};
-use oneoff_core::{Config, JobSpec, Launch, RunId, RunStatus, StopReason};
+use oneoff_core::{Catalog, Config, JobSpec, Launch, RunId, RunStatus, StopReason};
 use oneoff_store::{CancelRequest, Claim, Finish, NewRun, ReplicaIdentity, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::catalog::Catalogs;
 use crate::clock::now_us;
 use crate::hub::LogHub;
 
@@ -99,6 +100,8 @@ enum Command {
     Finished(RunId),
     /// Recovery is done: claiming may begin.
     Resume,
+    /// A reload put a new catalog in force: its jobs' limits hold from the next claim.
+    CatalogChanged,
     /// This replica was declared lost by the others: its runs are `lost` already; stop them.
     DeclaredLost,
     Shutdown(oneshot::Sender<()>),
@@ -121,6 +124,7 @@ pub struct ExecutorHandle {
     config: Arc<Config>,
     store: Store,
     hub: LogHub,
+    catalogs: Catalogs,
     refusal: Refusal,
     replica: Arc<ReplicaIdentity>,
     /// False once a stop began: no new runs are taken.
@@ -134,6 +138,7 @@ impl ExecutorHandle {
     /// [`server_secrets`]). Nothing is claimed before [`recover`] has run.
     pub fn spawn(
         config: Arc<Config>,
+        catalogs: Catalogs,
         store: Store,
         hub: LogHub,
         isolation: Arc<Isolation>,
@@ -152,15 +157,10 @@ impl ExecutorHandle {
         let writer = LogWriter::spawn(store.clone(), hub.clone(), config.server.store_wait);
         let refusal = writer.refusal();
         let heartbeat = Heartbeat::spawn(store.clone(), replica.clone(), limits.replica_timeout, commands.downgrade());
-        let job_limits = config
-            .catalog
-            .jobs()
-            .iter()
-            .filter_map(|job| job.max_concurrent.map(|max| (job.name.to_string(), max)))
-            .collect();
+        let job_limits = job_limits(&catalogs.current());
         let scheduler = Scheduler {
             limits,
-            config: config.clone(),
+            catalogs: catalogs.clone(),
             store: store.clone(),
             hub: hub.clone(),
             writer,
@@ -178,7 +178,16 @@ impl ExecutorHandle {
             drain: None,
         };
         tokio::spawn(scheduler.run(receiver));
-        ExecutorHandle { commands, config, store, hub, refusal, replica, accepting: Arc::new(AtomicBool::new(true)) }
+        ExecutorHandle {
+            commands,
+            config,
+            store,
+            hub,
+            catalogs,
+            refusal,
+            replica,
+            accepting: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     /// Who this replica is.
@@ -205,7 +214,8 @@ impl ExecutorHandle {
         inputs: BTreeMap<String, ParamInput>,
         requested_by: Option<String>,
     ) -> Result<RunRecord, StartError> {
-        let job = self.config.catalog.get(job_name).ok_or_else(|| StartError::UnknownJob(job_name.to_string()))?;
+        let catalog = self.catalogs.current();
+        let job = catalog.get(job_name).ok_or_else(|| StartError::UnknownJob(job_name.to_string()))?;
         let resolved = params::resolve(&job.params, inputs).map_err(StartError::InvalidParams)?;
         if !self.accepting.load(Ordering::Acquire) {
             return Err(StartError::ShuttingDown);
@@ -284,6 +294,11 @@ impl ExecutorHandle {
         let _ = self.commands.send(Command::Resume).await;
     }
 
+    /// Tells the scheduler a reload put a new catalog in force (see [`Catalogs`]).
+    pub async fn catalog_changed(&self) {
+        let _ = self.commands.send(Command::CatalogChanged).await;
+    }
+
     /// Stops claiming (the replica is marked draining, so other replicas take the queue), lets
     /// running runs go on for the drain period, cancels the rest, removes this replica's row and
     /// returns when every run here has a final state. Queued runs stay queued for the others.
@@ -294,6 +309,11 @@ impl ExecutorHandle {
             let _ = answer.await;
         }
     }
+}
+
+/// Each job's `max_concurrent`, for the jobs that have one.
+fn job_limits(catalog: &Catalog) -> HashMap<String, u32> {
+    catalog.jobs().iter().filter_map(|job| job.max_concurrent.map(|max| (job.name.to_string(), max))).collect()
 }
 
 /// A run that failed before it could start.
@@ -316,7 +336,7 @@ struct Held {
 
 struct Scheduler {
     limits: Limits,
-    config: Arc<Config>,
+    catalogs: Catalogs,
     store: Store,
     hub: LogHub,
     writer: LogWriter,
@@ -411,6 +431,11 @@ impl Scheduler {
                 self.claiming = self.drain.is_none();
                 self.want_claim = true;
             }
+            Command::CatalogChanged => {
+                self.job_limits = job_limits(&self.catalogs.current());
+                // A limit may have grown, or a job come back.
+                self.want_claim = true;
+            }
             Command::DeclaredLost => {
                 tracing::error!(
                     running = self.running.len(),
@@ -453,7 +478,7 @@ impl Scheduler {
         for record in claimed {
             let (pending, entry) = match self.held.remove(&record.id) {
                 Some(held) => (held.pending, Some(held.entry)),
-                None => match recovery::pending_again(&self.config, &record) {
+                None => match recovery::pending_again(&self.catalogs.current(), &record) {
                     Ok(pending) => (pending, None),
                     Err(reason) => {
                         tracing::warn!(run = %record.id, job = %record.job, %reason, "claimed run cannot start");

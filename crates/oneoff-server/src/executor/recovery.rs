@@ -23,7 +23,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use oneoff_core::params::{self, ParamInput};
 use oneoff_core::run::{RunRecord, StoredParam};
-use oneoff_core::{Config, LogEntry, LogStream, RunProcesses, RunStatus};
+use oneoff_core::{Catalog, LogEntry, LogStream, RunProcesses, RunStatus};
 use oneoff_store::{Finish, StoreError};
 
 use super::{isolation, ExecutorHandle, Pending};
@@ -101,7 +101,7 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
 
 /// The grace period a cancel of this run would give; the default when its job is gone.
 fn grace_of(executor: &ExecutorHandle, run: &RunRecord) -> Duration {
-    executor.config.catalog.get(&run.job).map_or(DEFAULT_GRACE, |job| job.grace)
+    executor.catalogs.current().get(&run.job).map_or(DEFAULT_GRACE, |job| job.grace)
 }
 
 /// Finds what is left of a lost run and stops it (SIGTERM, `grace`, SIGKILL); says what
@@ -197,8 +197,8 @@ fn list_pids(pids: &[i32]) -> String {
 
 /// Rebuilds the launch of a claimed run from its stored parameters and the current catalog
 /// (every run not submitted on this replica, and every run after a restart).
-pub(super) fn pending_again(config: &Config, run: &RunRecord) -> Result<Pending, String> {
-    let job = config.catalog.get(&run.job).ok_or_else(|| format!("job `{}` is no longer in the catalog", run.job))?;
+pub(super) fn pending_again(catalog: &Catalog, run: &RunRecord) -> Result<Pending, String> {
+    let job = catalog.get(&run.job).ok_or_else(|| format!("job `{}` is no longer in the catalog", run.job))?;
     let mut inputs = BTreeMap::new();
     for (name, value) in &run.params {
         let input = match value {

@@ -12,8 +12,8 @@ use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<JobList> {
     let jobs = state
-        .config
-        .catalog
+        .catalogs
+        .current()
         .jobs()
         .iter()
         .filter(|job| job.access.may_view(&caller.principal))
@@ -28,9 +28,8 @@ pub async fn show(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Job>, ApiError> {
     // A job the caller may not see is as absent here as in the listing.
-    let job = state
-        .config
-        .catalog
+    let catalog = state.catalogs.current();
+    let job = catalog
         .get(&name)
         .filter(|job| job.access.may_view(&caller.principal))
         .ok_or_else(|| ApiError::not_found(format!("no job named `{name}`")))?;

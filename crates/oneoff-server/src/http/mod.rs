@@ -3,6 +3,7 @@
 //! Only this module knows HTTP status codes and JSON. Handlers extract, call one function
 //! of the store or the executor, and map the result; they never spawn processes or write SQL.
 
+mod admin;
 mod audit;
 mod auth;
 mod echo;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/whoami", get(tokens::whoami))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/admin/reload", axum::routing::post(admin::reload))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/probe/echo", get(probe::echo))

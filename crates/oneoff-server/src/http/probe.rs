@@ -94,7 +94,7 @@ impl ProbeStreams {
 /// Probing shows how to reach the log streams, so it takes what viewing a log takes.
 fn may_probe(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     let principal = &caller.principal;
-    if principal.admin || state.config.catalog.jobs().iter().any(|job| job.access.may_view(principal)) {
+    if principal.admin || state.catalogs.current().jobs().iter().any(|job| job.access.may_view(principal)) {
         return Ok(());
     }
     Err(ApiError::Client {

@@ -30,7 +30,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateRun>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let job = state.config.catalog.get(&body.job).filter(|job| job.access.may_view(&caller.principal));
+    let catalog = state.catalogs.current();
+    let job = catalog.get(&body.job).filter(|job| job.access.may_view(&caller.principal));
     let Some(job) = job else { return Err(ApiError::not_found(format!("no job named `{}`", body.job))) };
     if !job.access.may_run(&caller.principal) {
         return Err(deny(&state, &caller, Denial::Run, Some(job), None).await);
@@ -65,7 +66,8 @@ pub async fn list(
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     // Administrators see every run, even of jobs no longer in the catalog.
     let jobs_in = (!caller.principal.admin).then(|| {
-        let visible = state.config.catalog.jobs().iter().filter(|job| job.access.may_view(&caller.principal));
+        let catalog = state.catalogs.current();
+        let visible = catalog.jobs().iter().filter(|job| job.access.may_view(&caller.principal));
         visible.map(|job| job.name.to_string()).collect()
     });
     let filter = RunFilter {
@@ -97,7 +99,8 @@ pub async fn cancel(
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let record = visible_run(&state, &caller, &id).await?;
-    let job = state.config.catalog.get(&record.job);
+    let catalog = state.catalogs.current();
+    let job = catalog.get(&record.job);
     if !caller.principal.admin && !job.is_some_and(|job| job.access.may_run(&caller.principal)) {
         return Err(deny(&state, &caller, Denial::Cancel, job, Some(record.id.0)).await);
     }
@@ -123,7 +126,8 @@ pub async fn cancel(
 /// attempt is still recorded in the audit trail.
 pub async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRecord, ApiError> {
     let record = find_run(state, id).await?;
-    let job = state.config.catalog.get(&record.job);
+    let catalog = state.catalogs.current();
+    let job = catalog.get(&record.job);
     if caller.principal.admin || job.is_some_and(|job| job.access.may_view(&caller.principal)) {
         return Ok(record);
     }

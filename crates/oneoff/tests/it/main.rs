@@ -25,6 +25,7 @@ mod messages;
 mod migrate_store;
 mod progress;
 mod proxy;
+mod reload;
 mod replicas;
 mod restart;
 mod server_log;

@@ -224,7 +224,8 @@ async fn boot(data_dir: &Path, jobs: &str, server_extra: &str, sqlite_only: bool
     let config_text = if sqlite_only { sqlite_config_text } else { config_text };
     let path = write_config(data_dir, &config_text(&data_dir.join("data"), server_extra, jobs));
     let config = oneoff_server::load_config(&path, &Default::default()).expect("valid test config");
-    oneoff_server::start(config).await.expect("server starts")
+    let file = oneoff_server::ConfigFile { path, overrides: Default::default() };
+    oneoff_server::start_from_file(config, file).await.expect("server starts")
 }
 
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
@@ -522,5 +523,19 @@ impl TestServer {
     /// while HTTP goes on. [`TestServer::stop`] then waits for the end.
     pub fn begin_stop(&self) {
         self.server.as_ref().expect("a running server").stop_token().cancel();
+    }
+}
+
+impl TestServer {
+    /// Writes the server's config file again with `jobs` (and the `[server]` lines it
+    /// started with plus `server_extra`), as an operator editing it before a reload would.
+    pub fn rewrite_config(&self, server_extra: &str, jobs: &str) -> PathBuf {
+        let config_text = if self.sqlite_only { sqlite_config_text } else { config_text };
+        write_config(self.dir.path(), &config_text(&self.dir.path().join("data"), server_extra, jobs))
+    }
+
+    /// Writes `text` as the server's whole config file.
+    pub fn write_raw_config(&self, text: &str) -> PathBuf {
+        write_config(self.dir.path(), text)
     }
 }
