@@ -253,6 +253,9 @@ async fn decode<T: DeserializeOwned>(url: &str, response: Result<Response, reqwe
 /// Why `base` cannot be a server URL, in words that say what to write instead.
 fn server_url_problem(base: &str) -> Option<String> {
     let base = base.trim();
+    if base.is_empty() {
+        return Some("the server URL is empty (--server or ONEOFF_SERVER): give it as http://HOST:PORT, e.g. http://127.0.0.1:8080".into());
+    }
     if !base.contains("://") {
         // `127.0.0.1:8080` is a relative URL to the parser, `localhost:8080` a URL of scheme `localhost`.
         return Some(format!(
@@ -267,7 +270,10 @@ fn server_url_problem(base: &str) -> Option<String> {
             Some(format!("the server URL `{base}` names no host, e.g. http://127.0.0.1:8080"))
         }
         Ok(_) => None,
-        Err(error) => Some(format!("the server URL `{base}` is not a URL ({error}), e.g. http://127.0.0.1:8080")),
+        // The parser's reason ("empty host", "invalid port number") is its own wording.
+        Err(_) => Some(format!(
+            "the server URL `{base}` is not a URL: give it as http://HOST:PORT, e.g. http://127.0.0.1:8080"
+        )),
     }
 }
 
@@ -304,10 +310,12 @@ mod tests {
         );
         assert!(server_url_problem("localhost:8080").unwrap().contains("write http://localhost:8080"));
         assert!(server_url_problem("ftp://host").unwrap().contains("must start with http:// or https://"));
-        assert!(
-            server_url_problem("http://").unwrap().contains("is not a URL")
-                || server_url_problem("http://").unwrap().contains("names no host")
+        assert_eq!(
+            server_url_problem("http://").unwrap(),
+            "the server URL `http://` is not a URL: give it as http://HOST:PORT, e.g. http://127.0.0.1:8080"
         );
+        assert!(server_url_problem("http://host:99999").unwrap().contains("is not a URL: give it as"));
+        assert!(server_url_problem(" ").unwrap().starts_with("the server URL is empty (--server or ONEOFF_SERVER)"));
         assert_eq!(server_url_problem("http://127.0.0.1:8080/"), None);
         assert_eq!(server_url_problem("https://oneoff.example.com/base"), None);
     }

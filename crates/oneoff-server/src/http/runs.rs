@@ -32,7 +32,17 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let catalog = state.catalogs.current();
     let job = catalog.get(&body.job).filter(|job| job.access.may_view(&caller.principal));
-    let Some(job) = job else { return Err(ApiError::not_found(format!("no job named `{}`", body.job))) };
+    let Some(job) = job else {
+        // Suggested only among the jobs this caller may see, so the hint leaks nothing.
+        let visible: Vec<&str> = catalog
+            .jobs()
+            .iter()
+            .filter(|job| job.access.may_view(&caller.principal))
+            .map(|job| job.name.as_str())
+            .collect();
+        let hint = oneoff_core::suggest::hint(&body.job, &visible, &[]);
+        return Err(ApiError::not_found(format!("no job named `{}`{hint}", body.job)));
+    };
     if !job.access.may_run(&caller.principal) {
         return Err(deny(&state, &caller, Denial::Run, Some(job), None).await);
     }

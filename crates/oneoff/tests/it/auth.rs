@@ -434,3 +434,18 @@ async fn stream_tickets_expire_and_their_number_is_bounded() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(ticket(&server, &carol, id).await.0, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_mistyped_job_is_suggested_only_among_the_jobs_the_caller_may_see() {
+    let server = TestServer::start(AUTH).await;
+    let post = reqwest::Method::POST;
+    let mistyped = Some(json!({ "job": "backfil" }));
+    let (status, body) =
+        call(&server, post.clone(), "/api/v1/runs", Some(("carol", "support")), mistyped.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["message"], "no job named `backfil`: did you mean `backfill`?");
+    // bob may not see `backfill`: the answer is the one for a job that does not exist.
+    let (status, body) = call(&server, post, "/api/v1/runs", Some(("bob", "")), mistyped).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["message"], "no job named `backfil`");
+}

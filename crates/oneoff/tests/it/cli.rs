@@ -72,6 +72,9 @@ async fn run_reports_invalid_params_per_field() {
     let output = server.cli(&["run", "nope"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("no job named `nope`"), "{}", stderr(&output));
+    let output = server.cli(&["run", "gret", "-p", "name=bob"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no job named `gret`: did you mean `greet`?"), "{}", stderr(&output));
 }
 
 #[tokio::test]
