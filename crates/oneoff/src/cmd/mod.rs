@@ -28,10 +28,19 @@ pub mod token;
 const EXIT_FAILURE: u8 = 1;
 /// Exit code for a request the server (or we) rejected as wrong: bad input, unknown job or run.
 const EXIT_USAGE: u8 = 2;
+/// Exit code of `oneoff run --follow` when oneoff itself failed (a usage error, the network,
+/// the server) rather than the job: that command exits with the job's own code otherwise, so
+/// 1 and 2 are the job's. 125, as `docker run` and `podman run` use it for their own errors.
+const EXIT_OWN_FAILURE_WHILE_FOLLOWING: u8 = 125;
 
 pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Jobs(args) => jobs::run(args).await,
+        // Its exit code is the job's: oneoff's own failures must not pass for one.
+        Command::Run(args) if args.follow => Ok(match run::run(args).await {
+            Ok(code) => code,
+            Err(error) => report_with(&error, Some(EXIT_OWN_FAILURE_WHILE_FOLLOWING)),
+        }),
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Status(args) => status::run(args).await,
@@ -66,6 +75,11 @@ impl std::error::Error for UsageError {}
 
 /// Prints `error` as `oneoff: <message>` (plus a 422's per-field messages) and picks the exit code.
 pub fn report(error: &anyhow::Error) -> ExitCode {
+    report_with(error, None)
+}
+
+/// As [`report`], with `code` instead of the one the error would pick.
+fn report_with(error: &anyhow::Error, code: Option<u8>) -> ExitCode {
     if is_broken_pipe(error) {
         // Whoever read our output has had enough (`oneoff logs 1 | head`): not a failure.
         return ExitCode::SUCCESS;
@@ -86,7 +100,7 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
             stderr_line(&token::sign_in_hint(&token::origin()));
         }
     }
-    ExitCode::from(exit_code(error))
+    ExitCode::from(code.unwrap_or_else(|| exit_code(error)))
 }
 
 /// A 422's message is `invalid parameters: a: ...; b: ...`; the fields are printed one per

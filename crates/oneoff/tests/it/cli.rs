@@ -222,3 +222,19 @@ fn token_create_offline_takes_the_database_from_the_environment() {
     assert!(shown.contains("ONEOFF_DATABASE: `mysql:` is not a database oneoff can use"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[tokio::test]
+async fn run_follow_exits_125_when_oneoff_fails_so_a_job_s_own_codes_stay_its_own() {
+    let server = TestServer::start(JOBS).await;
+    // The request is wrong: 2 without --follow, 125 with it (a job may exit 2 itself).
+    let output = server.cli(&["run", "nope", "--follow"]).await;
+    assert_eq!(output.status.code(), Some(125), "{}", stderr(&output));
+    assert!(stderr(&output).starts_with("oneoff: no job named `nope`"), "{}", stderr(&output));
+    let output = server.cli(&["run", "greet", "-p", "name=Bob", "-f"]).await;
+    assert_eq!(output.status.code(), Some(125), "{}", stderr(&output));
+    // No server there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let command = cli_command(&["run", "greet", "-p", "name=bob", "-f", "--server", &format!("http://{closed}")]);
+    let output = tokio::process::Command::from(command).output().await.expect("run oneoff");
+    assert_eq!(output.status.code(), Some(125), "{}", stderr(&output));
+}
