@@ -13,6 +13,7 @@ mod clock;
 pub mod executor;
 pub mod host;
 mod http;
+mod frames;
 mod hub;
 mod jwt;
 mod retention;
