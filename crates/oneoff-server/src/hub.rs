@@ -453,12 +453,7 @@ impl LogHub {
             let feed = Arc::new(Feed::new(stored_seq, self.cache_bytes));
             let (head, heads) = watch::channel(Progress { last_seq: stored_seq, finished: false });
             let stop = CancellationToken::new();
-            let fetcher = Fetcher {
-                store: store.clone(),
-                run,
-                feed: feed.clone(),
-                step_bytes: self.step_bytes,
-            };
+            let fetcher = Fetcher { store: store.clone(), run, feed: feed.clone(), step_bytes: self.step_bytes };
             tokio::spawn(fetcher.run(heads, stop.clone()));
             Remote { feed, head, followers: 0, stop }
         });
@@ -596,6 +591,8 @@ fn batch_bytes(batch: &[LogEntry]) -> usize {
 }
 
 /// One step of following a run.
+// A step is returned and taken apart at once, never stored in bulk: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Step<T = Vec<LogEntry>> {
     /// The next entries after the cursor's position (which has moved past them).

@@ -11,9 +11,9 @@
 mod audit_trail;
 mod clock;
 pub mod executor;
+mod frames;
 pub mod host;
 mod http;
-mod frames;
 mod hub;
 mod jwt;
 mod retention;
