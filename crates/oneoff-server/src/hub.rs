@@ -553,11 +553,16 @@ struct Fetcher {
 
 impl Fetcher {
     async fn run(self, mut heads: watch::Receiver<Progress>, stop: CancellationToken) {
+        let mut first_pass = true;
         loop {
             // The head first, then the lines: lines are stored before the final state, so once
             // the head says finished, reading to the end reads every line.
             let head = *heads.borrow_and_update();
-            loop {
+            // Up to the head the events and polls announced, and no further read to confirm
+            // there is nothing beyond (one query per commit elsewhere, not two): anything
+            // stored later is announced too. The first pass (lines stored before this feed
+            // listened were announced to no one) and the end of a run read until nothing is left.
+            while first_pass || head.finished || self.feed.last_seq() < head.last_seq {
                 let read = tokio::select! {
                     () = stop.cancelled() => return,
                     read = self.store.read_log(self.run, self.feed.last_seq(), FETCH_ENTRIES, self.step_bytes) => read,
@@ -574,6 +579,7 @@ impl Fetcher {
                     }
                 }
             }
+            first_pass = false;
             if head.finished {
                 self.feed.finish();
                 return;
