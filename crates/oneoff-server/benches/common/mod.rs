@@ -838,15 +838,15 @@ impl TickView {
         // cores, a full JSON parse of every entry made the viewers cost as much as the server.
         // Each entry is `{"seq":N,"ts":"…","stream":"stdout","text":"LINE NS"}` (the server's
         // field order); a message the scan cannot read fails the round.
-        let mut rest = text;
-        while let Some(at) = rest.find(r#"{"seq":"#) {
+        let mut rest = text.as_bytes();
+        while let Some(at) = find(rest, br#"{"seq":"#) {
             rest = &rest[at + 7..];
             let (seq, after_seq) = leading_number(rest).context("an entry without a seq")?;
-            let at = after_seq.find(r#""text":""#).context("an entry without a text")?;
+            let at = find(after_seq, br#""text":""#).context("an entry without a text")?;
             let (line, after_line) = leading_number(&after_seq[at + 8..]).context("not a ticker line")?;
-            let after_space = after_line.strip_prefix(' ').context("not a ticker line")?;
+            let after_space = after_line.strip_prefix(b" ").context("not a ticker line")?;
             let (written, after_written) = leading_number(after_space).context("not a ticker line")?;
-            ensure!(after_written.starts_with('"'), "not a ticker line at seq {seq}");
+            ensure!(after_written.starts_with(b"\""), "not a ticker line at seq {seq}");
             rest = after_written;
             ensure!(seq == self.last + 1, "gap or duplicate: seq {seq} after {}", self.last);
             ensure!(line > self.last_line, "job line {line} after job line {}", self.last_line);
@@ -854,7 +854,9 @@ impl TickView {
             self.latencies_us.push((received_ns.saturating_sub(written) / 1000).min(u64::from(u32::MAX)) as u32);
             (self.last, self.last_line) = (seq, line);
         }
-        let next = rest.rfind(r#""next":"#).and_then(|at| leading_number(&rest[at + 7..])).map(|(next, _)| next);
+        let rest = std::str::from_utf8(rest)?;
+        let next =
+            rest.rfind(r#""next":"#).and_then(|at| leading_number(&rest.as_bytes()[at + 7..])).map(|(next, _)| next);
         ensure!(next == Some(self.last), "next={next:?} but the last entry is {}", self.last);
         Ok(())
     }
@@ -874,9 +876,27 @@ pub async fn tick_viewer(socket: Socket) -> anyhow::Result<TickView> {
 }
 
 /// The decimal number `text` starts with, and what follows it.
-fn leading_number(text: &str) -> Option<(u64, &str)> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    Some((text[..digits].parse().ok()?, &text[digits..]))
+fn leading_number(text: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = text.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let value = text[..digits].iter().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));
+    Some((value, &text[digits..]))
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = needle[0];
+    let mut from = 0;
+    while let Some(offset) = haystack[from..].iter().position(|byte| *byte == first) {
+        let at = from + offset;
+        if haystack[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Where in time the slowest lines were: `worst_us[i]` is the worst latency of line `i + 1`
