@@ -165,23 +165,29 @@ struct TickSummary {
     views_missing: usize,
     messages: usize,
     samples: usize,
+    /// The worst latency of each line over the viewers that got every line.
+    worst_us: Vec<u32>,
 }
 
 async fn collect_views(tasks: Vec<JoinHandle<anyhow::Result<TickView>>>, lines: u64) -> anyhow::Result<TickSummary> {
     let mut all = Vec::new();
     let mut per_view = Vec::with_capacity(tasks.len());
     let (mut missing, mut views_missing, mut messages) = (0, 0, 0);
+    let mut worst_us = Vec::new();
     for task in tasks {
         let mut view = task.await??;
         let lost = view.finish(lines)?;
         missing += lost;
         views_missing += usize::from(lost > 0);
         messages += view.messages;
+        if lost == 0 {
+            fold_worst(&mut worst_us, &view.latencies_us);
+        }
         per_view.push(percentiles(&mut view.latencies_us));
         all.append(&mut view.latencies_us);
     }
     let samples = all.len();
-    Ok(TickSummary { all: percentiles(&mut all), per_view, missing, views_missing, messages, samples })
+    Ok(TickSummary { all: percentiles(&mut all), per_view, missing, views_missing, messages, samples, worst_us })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -288,6 +294,7 @@ async fn cross_round(
         "  job write → viewer receipt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; worst viewer's p99 {worst_p99:.1} ms{target}",
         summary.all.p50, summary.all.p99, summary.all.max,
     );
+    println!("  slowest 100 ms windows (job's clock): {}", slowest_windows(&summary.worst_us, rate, 5));
     Ok((if summary.missing == 0 { summary.all.p99 } else { f64::INFINITY }, cpu))
 }
 

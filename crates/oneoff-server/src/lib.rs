@@ -12,6 +12,7 @@ mod audit_trail;
 mod catalog;
 mod clock;
 pub mod executor;
+mod frames;
 pub mod host;
 mod http;
 mod hub;
