@@ -79,6 +79,7 @@ pub(crate) struct WalStats {
 pub(crate) struct Checkpointer {
     stop: watch::Sender<bool>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    #[cfg(test)]
     stats: watch::Receiver<WalStats>,
 }
 
@@ -91,9 +92,15 @@ impl Checkpointer {
     ) -> Result<Checkpointer, StoreError> {
         let connection = SqliteConnection::connect_with(&options.clone().busy_timeout(RESTART_BUSY_WAIT)).await?;
         let (stop, stopped) = watch::channel(false);
-        let (stats_sender, stats) = watch::channel(WalStats::default());
+        // A `watch` updates its value with no receiver left, so only tests keep one.
+        let (stats_sender, _stats) = watch::channel(WalStats::default());
         let task = tokio::spawn(checkpoint_in_background(connection, turn, policy, stats_sender, stopped));
-        Ok(Checkpointer { stop, task: std::sync::Mutex::new(Some(task)), stats })
+        Ok(Checkpointer {
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+            #[cfg(test)]
+            stats: _stats,
+        })
     }
 
     /// Ends the task (after the checkpoint it is running, if any) and closes its connection.
