@@ -144,9 +144,22 @@ async fn checkpoint(connection: &mut SqliteConnection, mode: &str) -> Result<Che
 }
 
 /// What the task does after a PASSIVE checkpoint: copy again at the next period, or make the log
-/// start over now (it is past the policy's size and no refused RESTART asks to wait).
-fn wants_restart(passive: Checkpointed, policy: &CheckpointPolicy, retry_at: Option<Instant>, now: Instant) -> bool {
-    passive.log_frames >= policy.restart_frames && retry_at.is_none_or(|at| now >= at)
+/// start over now: it is past the policy's size, no refused RESTART asks to wait, and it is not
+/// the log the last RESTART left, which no commit has written to since (it starts over at the
+/// next commit).
+fn wants_restart(passive: Checkpointed, policy: &CheckpointPolicy, last: Restarts, now: Instant) -> bool {
+    passive.log_frames >= policy.restart_frames
+        && last.retry_at.is_none_or(|at| now >= at)
+        && last.restarted_frames != Some(passive.log_frames)
+}
+
+/// What the last RESTART checkpoints did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Restarts {
+    /// After a refused one: when to try again.
+    retry_at: Option<Instant>,
+    /// After one that finished: the size of the log it left.
+    restarted_frames: Option<u64>,
 }
 
 async fn checkpoint_in_background(
@@ -157,8 +170,8 @@ async fn checkpoint_in_background(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
-    // After a refused RESTART: when to try again, and the wait after the next refusal.
-    let mut retry_at: Option<Instant> = None;
+    let mut last = Restarts::default();
+    // The wait after the next refused RESTART.
     let mut backoff = RESTART_BACKOFF_FIRST;
     loop {
         tokio::select! {
@@ -186,7 +199,7 @@ async fn checkpoint_in_background(
             stats.largest_frames = stats.largest_frames.max(passive.log_frames);
             larger
         });
-        if !wants_restart(passive, &policy, retry_at, Instant::now()) {
+        if !wants_restart(passive, &policy, last, Instant::now()) {
             continue;
         }
         let restarted = {
@@ -196,7 +209,7 @@ async fn checkpoint_in_background(
         match restarted {
             Ok(restart) if !restart.busy => {
                 stats.send_modify(|stats| stats.restarts += 1);
-                retry_at = None;
+                last = Restarts { retry_at: None, restarted_frames: Some(restart.log_frames) };
                 backoff = RESTART_BACKOFF_FIRST;
                 tracing::trace!(
                     frames = passive.log_frames,
@@ -215,7 +228,7 @@ async fn checkpoint_in_background(
                         ),
                     }
                 }
-                retry_at = Some(Instant::now() + backoff);
+                last = Restarts { retry_at: Some(Instant::now() + backoff), restarted_frames: None };
                 backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
             }
         }
@@ -240,10 +253,16 @@ mod tests {
         let policy = CheckpointPolicy { period: Duration::from_millis(200), restart_frames: 100 };
         let now = Instant::now();
         let log = |frames| Checkpointed { busy: true, log_frames: frames, copied_frames: frames / 2 };
-        assert!(!wants_restart(log(99), &policy, None, now));
-        assert!(wants_restart(log(100), &policy, None, now));
-        assert!(!wants_restart(log(5000), &policy, Some(now + Duration::from_secs(1)), now));
-        assert!(wants_restart(log(5000), &policy, Some(now), now));
+        let none = Restarts::default();
+        assert!(!wants_restart(log(99), &policy, none, now));
+        assert!(wants_restart(log(100), &policy, none, now));
+        let refused = |at| Restarts { retry_at: Some(at), restarted_frames: None };
+        assert!(!wants_restart(log(5000), &policy, refused(now + Duration::from_secs(1)), now));
+        assert!(wants_restart(log(5000), &policy, refused(now), now));
+        // An idle log that a RESTART left is not restarted again and again.
+        let restarted = Restarts { retry_at: None, restarted_frames: Some(5000) };
+        assert!(!wants_restart(log(5000), &policy, restarted, now));
+        assert!(wants_restart(log(5200), &policy, restarted, now));
     }
 
     /// A store in a fresh directory whose checkpointer copies every `period_ms` and makes the
