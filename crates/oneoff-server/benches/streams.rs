@@ -20,6 +20,9 @@
 //!   of the server's VmRSS per viewer.
 //! - `many`: `ONEOFF_BENCH_RUNS` (200) runs printing 1,000 lines/s each at the same time,
 //!   one WebSocket viewer each: per-run latency percentiles.
+//! - `steady`: one job printing `ONEOFF_BENCH_RATE` lines/s (1,000) for `ONEOFF_BENCH_SECONDS`
+//!   (10 s) on an otherwise idle server, one WebSocket viewer: latency of every line (what a
+//!   user watching one job sees), then the stored log read back, line for line.
 //!
 //! The job of `fanout` and `many` is this program itself (`__oneoff_bench_ticker`): from a
 //! given wall-clock instant on, it writes line `i` at `start + (i - 1) / rate`, each line being
@@ -62,7 +65,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use common::*;
 
-const ALL: &str = "firehose,fanout,fanout5k,idle,many";
+const ALL: &str = "firehose,fanout,fanout5k,idle,many,steady";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -82,6 +85,7 @@ fn main() -> anyhow::Result<()> {
                 "fanout5k" => fanout5k().await?,
                 "idle" => idle().await?,
                 "many" => many().await?,
+                "steady" => steady().await?,
                 _ => unreachable!("checked above"),
             }
         }
@@ -448,4 +452,70 @@ async fn many_round(server: &Server, runs: usize, rate: u64, seconds: u64) -> an
         p50s[p50s.len() / 2]
     );
     Ok((if missing == 0 { p99s[p99s.len() - 1] } else { f64::INFINITY }, cpu))
+}
+
+async fn steady() -> anyhow::Result<()> {
+    let rate = setting("ONEOFF_BENCH_RATE", 1000);
+    let seconds = setting("ONEOFF_BENCH_SECONDS", 10);
+    let count = setting("ONEOFF_BENCH_ROUNDS", 3);
+    println!("one job printing {rate} lines/s for {seconds} s ({}), one WebSocket viewer; {count} rounds", pacing());
+    with_server(|server| async move {
+        let results = rounds(count, |round| {
+            let server = server.clone();
+            async move {
+                println!("round {round}:");
+                steady_round(&server, rate, seconds).await
+            }
+        })
+        .await?;
+        let met = results.iter().filter(|p99| **p99 <= 2.0).count();
+        println!(
+            "p99 of the rounds counted: {}; target p99 ≤ 2 ms met in {met} of {}",
+            results.iter().map(|p99| format!("{p99:.2} ms")).collect::<Vec<_>>().join(", "),
+            results.len()
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// One run with one viewer; returns its p99 in milliseconds (infinite when a line was lost or
+/// the stored log differs from what the viewer got).
+async fn steady_round(server: &Server, rate: u64, seconds: u64) -> anyhow::Result<(f64, CpuReport)> {
+    let start_ms = (unix_ns() / 1_000_000) + 2000;
+    let run = server.create_run("ticker", ticker_params(rate, seconds, start_ms)).await?;
+    let socket = connect(&server.ws_url(run), Some(small_messages())).await?;
+    let viewer = tokio::spawn(tick_viewer(socket));
+    ensure!(unix_ns() / 1_000_000 < start_ms, "the viewer connected after the job started; raise the lead");
+    sleep_until_unix_ms(start_ms).await;
+    let cpu = CpuUse::start(&[server]);
+    let mut view = viewer.await??;
+    let cpu = cpu.report();
+    let lines = rate * seconds;
+    let missing = view.finish(lines)?;
+    let messages = view.messages;
+    let stats = percentiles(&mut view.latencies_us);
+    // The viewer was sent only stored lines; the store must hold each, in order.
+    let stored = server.log_text(run).await?;
+    let stored_lines = stored.lines().enumerate().all(|(index, line)| {
+        line.split_once(' ').and_then(|(number, _)| number.parse::<u64>().ok()) == Some(index as u64 + 1)
+    }) && stored.lines().count() as u64 == lines;
+    println!(
+        "  {}; {messages} messages ({:.2} lines per message); the stored log {}",
+        if missing == 0 {
+            format!("the viewer got all {lines} lines once, in order")
+        } else {
+            format!("LINES LOST: {missing}")
+        },
+        lines as f64 / messages.saturating_sub(1).max(1) as f64,
+        if stored_lines { "holds every line, in order" } else { "DIFFERS from the lines written" }
+    );
+    println!(
+        "  job write → viewer receipt: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 ≤ 2 ms: {})",
+        stats.p50,
+        stats.p99,
+        stats.max,
+        verdict(stats.p99 <= 2.0 && missing == 0 && stored_lines)
+    );
+    Ok((if missing == 0 && stored_lines { stats.p99 } else { f64::INFINITY }, cpu))
 }

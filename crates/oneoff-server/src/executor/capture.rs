@@ -9,6 +9,11 @@
 //! batches to the shared [`LogWriter`], which stores and publishes them. A run has one
 //! batch in flight; the lines read meanwhile wait in a bounded channel, so memory stays
 //! bounded even when the disk is slower than the job.
+//!
+//! Batches follow the load, with no timer: a line of a run with nothing in flight goes to the
+//! writer at once (a viewer of an idle server sees it a commit later, not after a linger),
+//! and the lines that arrive while a batch is being stored make up the next batch. A run
+//! printing faster than the store commits thus sends fewer, larger batches.
 
 use std::time::Duration;
 
@@ -40,10 +45,8 @@ impl Lines {
 /// Chunks of lines in flight between capture and writer; each chunk holds at most one read.
 pub const CHANNEL_CHUNKS: usize = 256;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Entries per batch, and the longest a line waits for others to join its batch (which keeps
-/// a trickling run from storing one row per line).
+/// Entries per batch (a batch may pass it by the lines of one read).
 const BATCH_ENTRIES: usize = 8192;
-const BATCH_DELAY: Duration = Duration::from_millis(5);
 
 /// How a reader learns that the job's process group is gone.
 pub struct PipeWatch {
@@ -205,16 +208,10 @@ pub async fn write_log(
     let mut batch: Vec<LogEntry> = Vec::new();
     while let Some(first) = incoming.recv().await {
         push_lines(&mut batch, &mut last_seq, first);
-        let deadline = Instant::now() + BATCH_DELAY;
+        // What arrived while the previous batch was stored joins this one; nothing waits for more.
         while batch.len() < BATCH_ENTRIES {
-            tokio::select! {
-                biased;
-                more = incoming.recv() => match more {
-                    Some(lines) => push_lines(&mut batch, &mut last_seq, lines),
-                    None => break,
-                },
-                () = tokio::time::sleep_until(deadline) => break,
-            }
+            let Ok(lines) = incoming.try_recv() else { break };
+            push_lines(&mut batch, &mut last_seq, lines);
         }
         let entries = batch.len() as u64;
         if let Some(unstored) = &mut unstored {
@@ -243,5 +240,78 @@ fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines) {
         *last_seq += 1;
         let Piece { bytes, continues, partial } = piece;
         batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes, continues, partial });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stdout(texts: &[&str]) -> Lines {
+        let lines = texts
+            .iter()
+            .map(|text| Piece { bytes: text.as_bytes().to_vec(), continues: false, partial: false })
+            .collect();
+        Lines { stream: LogStream::Stdout, ts_us: 1, lines }
+    }
+
+    /// Lets the other tasks of this single-threaded runtime run until they wait, a hundred
+    /// scheduler turns: microseconds, so a batching timer of milliseconds has not fired yet.
+    async fn let_tasks_run() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_goes_to_the_writer_at_once_and_the_lines_arriving_meanwhile_make_the_next_batch() {
+        let (writer, mut appends) = LogWriter::detached(Duration::from_secs(60));
+        let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
+        let task = tokio::spawn(write_log(RunId(7), writer, 0, incoming, CancellationToken::new()));
+
+        lines.send(stdout(&["one"])).await.unwrap();
+        let_tasks_run().await;
+        let first = appends.try_recv().expect("the line of an idle run waits for company");
+        assert_eq!(first.seqs(), [1]);
+
+        // While that batch is being stored, more lines come, in several reads.
+        lines.send(stdout(&["two", "three"])).await.unwrap();
+        lines.send(stdout(&["four"])).await.unwrap();
+        let_tasks_run().await;
+        assert!(appends.try_recv().is_err(), "a second batch was sent while one was in flight");
+        first.answer(Ok(()));
+        let_tasks_run().await;
+        let second = appends.try_recv().expect("the lines that arrived meanwhile wait for company");
+        assert_eq!(second.seqs(), [2, 3, 4], "the lines that arrived meanwhile are one batch");
+        second.answer(Ok(()));
+
+        drop(lines);
+        assert_eq!(task.await.unwrap(), None, "every line was stored");
+        assert!(appends.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_at_most_its_bound_and_the_rest_follows_in_order() {
+        let (writer, mut appends) = LogWriter::detached(Duration::from_secs(60));
+        let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
+        let task = tokio::spawn(write_log(RunId(7), writer, 0, incoming, CancellationToken::new()));
+        lines.send(stdout(&["first"])).await.unwrap();
+        let first = appends.recv().await.unwrap();
+        // 3 reads of 5,000 lines while the first batch is stored: 8,192 entries is the bound, and
+        // a read is never split, so the next batch takes two reads and the third comes after.
+        let read: Vec<String> = (0..5000).map(|index| index.to_string()).collect();
+        let read: Vec<&str> = read.iter().map(String::as_str).collect();
+        for _ in 0..3 {
+            lines.send(stdout(&read)).await.unwrap();
+        }
+        first.answer(Ok(()));
+        let second = appends.recv().await.unwrap();
+        assert_eq!(second.seqs(), (2..=10001).collect::<Vec<_>>());
+        second.answer(Ok(()));
+        let third = appends.recv().await.unwrap();
+        assert_eq!(third.seqs(), (10002..=15001).collect::<Vec<_>>());
+        third.answer(Ok(()));
+        drop(lines);
+        assert_eq!(task.await.unwrap(), None);
     }
 }

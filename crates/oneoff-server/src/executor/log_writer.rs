@@ -7,7 +7,7 @@
 //! for the commit; the task takes every append waiting (up to a bound), stores them all in
 //! one transaction, publishes each to the hub and answers. Commits run back to back, so under
 //! load the transactions grow instead of the queue, and a quiet server commits a lone batch
-//! at once. Each run has at most one append in flight, so the channel never holds more
+//! at once: nothing waits on a timer, neither here nor in the runs' tasks. Each run has at most one append in flight, so the channel never holds more
 //! appends than there are live runs.
 //!
 //! On PostgreSQL the store sends, inside each group's transaction, one notification naming
@@ -62,7 +62,7 @@ pub enum AppendError {
 
 type Outcome = Result<(), AppendError>;
 
-struct Append {
+pub(super) struct Append {
     run: RunId,
     entries: Arc<[LogEntry]>,
     /// When the writer stops retrying this append.
@@ -107,6 +107,13 @@ impl LogWriter {
         let refusal = Refusal::default();
         tokio::spawn(write_groups(store, hub, receiver, refusal.clone()));
         LogWriter { appends, store_wait, refusal }
+    }
+
+    /// A writer without its task, for tests that play the task: they receive the appends and answer them.
+    #[cfg(test)]
+    pub(super) fn detached(store_wait: Duration) -> (LogWriter, mpsc::Receiver<Append>) {
+        let (appends, receiver) = mpsc::channel(QUEUED_APPENDS);
+        (LogWriter { appends, store_wait, refusal: Refusal::default() }, receiver)
     }
 
     /// Whether runs' lines are being held back by a fault of the store, and which.
@@ -205,6 +212,9 @@ async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Ap
         if group.is_empty() {
             let Some(first) = receiver.recv().await else { return };
             group.push(first);
+            // No timer: one turn of the scheduler, so that the runs the last commit answered
+            // (woken, about to send their next batch) join this group instead of the next one.
+            tokio::task::yield_now().await;
         }
         // A group being retried takes in the appends that arrived meanwhile (other runs').
         let mut entries: usize = group.iter().map(|append| append.entries.len()).sum();
@@ -250,6 +260,17 @@ async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Ap
         for (append, outcome) in group.drain(..).zip(outcomes) {
             let _ = append.stored.send(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+impl Append {
+    pub(super) fn seqs(&self) -> Vec<u64> {
+        self.entries.iter().map(|entry| entry.seq).collect()
+    }
+
+    pub(super) fn answer(self, outcome: Outcome) {
+        let _ = self.stored.send(outcome);
     }
 }
 

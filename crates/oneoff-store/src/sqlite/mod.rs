@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -12,12 +13,14 @@ use sqlx::pool::PoolConnectionMetadata;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 
+use self::checkpoint::{CheckpointPolicy, Checkpointer, WriteTurn};
 use crate::codec::{decode_chunk, encode_argv, encode_params, plan_appends, plan_read, Page};
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::rows::run_from_row;
 use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_BUSY, SQLITE_CANTOPEN};
 
 mod access;
+mod checkpoint;
 mod copy;
 mod replicas;
 mod tickets;
@@ -28,6 +31,9 @@ use futures_util::{TryFutureExt, TryStreamExt};
 pub struct SqliteStore {
     pool: SqlitePool,
     health: WriteHealth,
+    /// Taken by every group commit of log lines and by the checkpointer's RESTART.
+    turn: WriteTurn,
+    pub(crate) checkpointer: Arc<Checkpointer>,
 }
 
 /// How long opening waits for another process's lock on the file.
@@ -61,18 +67,31 @@ impl SqliteStore {
     }
 
     pub(crate) async fn open_with(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_policy(options, CheckpointPolicy::default()).await
+    }
+
+    async fn open_with_policy(
+        options: SqliteConnectOptions,
+        policy: CheckpointPolicy,
+    ) -> Result<SqliteStore, StoreError> {
+        // No commit checkpoints: the checkpointer does, and no commit waits for it (see `checkpoint.rs`).
+        let options = options.pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .after_release(|connection, metadata| no_transaction_left(connection, metadata))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = SqliteStore { pool, health: WriteHealth::default() };
         // Before the migrations, which would otherwise be the first to trip over a bad page.
-        store.quick_check().await?;
-        sqlx::migrate!("./migrations/sqlite").run(&store.pool).await?;
+        quick_check(&pool).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let turn = WriteTurn::default();
+        let checkpointer = Arc::new(Checkpointer::spawn(&options, turn.clone(), policy).await?);
+        let store = SqliteStore { pool, health: WriteHealth::default(), turn, checkpointer };
         // A read-only file reads fine; the first run would be the first to find out.
-        store.probe_write().await?;
-        tokio::spawn(checkpoint_in_background(store.pool.clone()));
+        if let Err(error) = store.probe_write().await {
+            store.close().await;
+            return Err(error);
+        }
         Ok(store)
     }
 
@@ -107,19 +126,6 @@ impl SqliteStore {
         .await
     }
 
-    /// SQLite's `quick_check`: every page readable and well-formed (indexes are not compared
-    /// with their tables). It reads the whole file once.
-    async fn quick_check(&self) -> Result<(), StoreError> {
-        let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)").fetch_all(&self.pool).await?;
-        match problems.as_slice() {
-            [ok] if ok == "ok" => Ok(()),
-            _ => {
-                let found = problems.join("\n").lines().map(str::trim).collect::<Vec<_>>().join("; ");
-                Err(StoreError::Damaged(format!("SQLite's quick_check found: {found}")))
-            }
-        }
-    }
-
     /// Runs a write and keeps its outcome for [`SqliteStore::check_writable`].
     pub(crate) async fn write<T>(&self, write: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let result = write.await;
@@ -131,7 +137,9 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Stops the checkpointer, then closes every connection.
     pub(crate) async fn close(&self) {
+        self.checkpointer.stop().await;
         self.pool.close().await;
     }
 
@@ -293,6 +301,7 @@ impl SqliteStore {
     }
 
     async fn store_chunks(&self, appends: &[(RunId, &[LogEntry])]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let _turn = self.turn.lock().await;
         // IMMEDIATE takes the write lock before the reads: a deferred transaction that reads first
         // cannot wait for the lock in WAL mode and would fail with SQLITE_BUSY under load.
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -473,33 +482,15 @@ fn no_transaction_left(
     })
 }
 
-/// How often the write-ahead log is copied into the database file.
-const CHECKPOINT_PERIOD: Duration = Duration::from_millis(500);
-
-/// SQLite checkpoints inside the commit that grows the WAL past 1,000 pages, and that commit
-/// (with group commit: every live run's lines) waits while 1,000 pages are copied, 50–200 ms
-/// under load. This task copies the WAL into the database file on a connection of its own
-/// every [`CHECKPOINT_PERIOD`]; a PASSIVE checkpoint never waits for the writer or readers.
-/// SQLite's own checkpoint stays on: it then finds most pages copied already and only does
-/// the rest, and it is what lets the next commit start the WAL over, so the WAL stays small
-/// however long a job writes. The task ends when the store is closed.
-async fn checkpoint_in_background(pool: SqlitePool) {
-    let mut failures = 0u32;
-    loop {
-        tokio::time::sleep(CHECKPOINT_PERIOD).await;
-        if pool.is_closed() {
-            return;
-        }
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            Ok(_) => failures = 0,
-            Err(sqlx::Error::PoolClosed) => return,
-            Err(error) => {
-                failures += 1;
-                // Once per streak: a broken disk is reported by the writes themselves.
-                if failures == 1 {
-                    tracing::warn!(%error, "cannot checkpoint the database's write-ahead log");
-                }
-            }
+/// SQLite's `quick_check`: every page readable and well-formed (indexes are not compared
+/// with their tables). It reads the whole file once.
+async fn quick_check(pool: &SqlitePool) -> Result<(), StoreError> {
+    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)").fetch_all(pool).await?;
+    match problems.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        _ => {
+            let found = problems.join("\n").lines().map(str::trim).collect::<Vec<_>>().join("; ");
+            Err(StoreError::Damaged(format!("SQLite's quick_check found: {found}")))
         }
     }
 }
