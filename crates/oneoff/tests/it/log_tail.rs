@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{eventually, seqs_of, TestServer};
+use crate::support::{cli_command, eventually, seqs_of, stderr, stdout, TestServer};
 
 const JOBS: &str = r#"
 [[job]]
@@ -263,4 +263,89 @@ async fn hostile_positions_are_refused_in_our_words_on_every_transport() {
     // Still alive and exact after all that.
     let (_, page) = server.get(&format!("{base}/log?tail=2")).await;
     assert_eq!(seqs_of(page["entries"].as_array().unwrap()), vec![9, 10]);
+}
+
+const MIXED: &str = r#"
+[[job]]
+name = "mixed"
+command = ["sh", "-c", "seq 1 3000; echo oops >&2; seq 3001 3005"]
+"#;
+
+#[tokio::test]
+async fn oneoff_logs_tail_prints_the_last_entries_on_their_streams() {
+    let server = TestServer::start(MIXED).await;
+    let id = server.start_run("mixed", json!({})).await;
+    assert_eq!(server.wait_final(id).await["status"], "succeeded");
+    let id = id.to_string();
+
+    let output = server.cli(&["logs", &id, "--tail", "6"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "3001\n3002\n3003\n3004\n3005\n");
+    assert_eq!(stderr(&output), "oops\n", "the tail's stderr line on stderr");
+
+    let whole = server.cli(&["logs", &id]).await;
+    let everything: String = (1..=3005).map(|n| format!("{n}\n")).collect();
+    assert_eq!(stdout(&whole), everything, "the default form: the whole log, stdout on stdout");
+    assert_eq!(stderr(&whole), "oops\n");
+    let longer = server.cli(&["logs", &id, "--tail", "18446744073709551615"]).await;
+    assert_eq!((stdout(&longer), stderr(&longer)), (everything, "oops\n".to_string()), "a tail longer than the log");
+
+    let nothing = server.cli(&["logs", &id, "--tail", "0"]).await;
+    assert!(nothing.status.success());
+    assert_eq!((stdout(&nothing).as_str(), stderr(&nothing).as_str()), ("", ""));
+
+    let json = server.cli(&["logs", &id, "--tail", "2", "--json"]).await;
+    let seqs: Vec<u64> = stdout(&json)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![3005, 3006]);
+
+    for (args, says) in [
+        (vec!["--tail", "5", "--after", "3"], "cannot be used with"),
+        (vec!["--tail=-1"], "invalid value '-1' for '--tail <N>'"),
+        (vec!["--tail", "many"], "invalid value"),
+    ] {
+        let mut full = vec!["logs", id.as_str()];
+        full.extend(args.iter().copied());
+        let refused = server.cli(&full).await;
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&refused).contains(says), "{args:?}: {}", stderr(&refused));
+    }
+}
+
+#[tokio::test]
+async fn oneoff_logs_tail_follow_starts_at_the_end_and_goes_on_to_the_last_line() {
+    use tokio::io::AsyncBufReadExt;
+    let gate = tempfile::tempdir().unwrap();
+    let go = gate.path().join("go");
+    let jobs = format!(
+        r#"
+[[job]]
+name = "gated"
+command = ["sh", "-c", "seq 1 100; while [ ! -e '{}' ]; do sleep 0.01; done; seq 101 150"]
+"#,
+        go.display()
+    );
+    let server = TestServer::start(&jobs).await;
+    let id = server.start_run("gated", json!({})).await;
+    eventually("the first hundred lines stored", std::time::Duration::from_secs(20), || async {
+        let (_, page) = server.get(&format!("/api/v1/runs/{id}/log?tail=0")).await;
+        (page["head"] == 100).then_some(())
+    })
+    .await;
+    let mut command = cli_command(&["logs", &id.to_string(), "--tail", "5", "-f"]);
+    command.env("ONEOFF_SERVER", &server.url).stdout(std::process::Stdio::piped());
+    let mut child = tokio::process::Command::from(command).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push(line.parse::<u64>().unwrap());
+        if seen.last() == Some(&100) {
+            // The follower printed its tail; only now does the job go on.
+            std::fs::write(&go, "").unwrap();
+        }
+    }
+    assert!(child.wait().await.unwrap().success());
+    assert_eq!(seen, range(96, 150), "the last 5, then every line after them");
 }
