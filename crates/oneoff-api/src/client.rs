@@ -161,6 +161,21 @@ impl Client {
         self.get(&format!("/api/v1/runs/{id}/log"), query).await
     }
 
+    /// The body of a successful `GET .../log` answer, undecoded (for [`crate::v1::LogPageRef`]);
+    /// an error status is decoded as the API error it carries.
+    pub async fn log_query_body(&self, id: i64, query: &[(&str, String)]) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(&format!("/api/v1/runs/{id}/log"))?;
+        let response = self.http.get(&url).query(query).send().await.map_err(|error| transport_error(&url, error))?;
+        if response.status().is_success() {
+            return Ok(response.bytes().await.map_err(|error| transport_error(&url, error))?.to_vec());
+        }
+        Err(decode::<Value>(&url, Ok(response)).await.err().unwrap_or_else(|| ClientError::Unexpected {
+            url,
+            status: StatusCode::OK,
+            snippet: "an error status with a JSON body that is not an error".into(),
+        }))
+    }
+
     /// The raw log (`log.txt`) as a response to stream, with its query (`after`, `tail`,
     /// `follow`); an error status is decoded as the API error it carries.
     pub async fn log_text(&self, id: i64, query: &[(&str, String)]) -> Result<Response, ClientError> {

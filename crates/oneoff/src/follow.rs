@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant};
 
-use oneoff_api::v1::{Entry, LogPage, Run};
+use oneoff_api::v1::{EntryRef, LogPageRef, Run};
 use oneoff_api::{Client, ClientError};
 
 use crate::cmd::client_error_text;
@@ -54,7 +54,7 @@ impl<O: Write, E: Write> Printer<O, E> {
         Printer { out: BufWriter::new(out), err, format, open_line: None }
     }
 
-    pub fn print(&mut self, entry: &Entry) -> io::Result<()> {
+    pub fn print(&mut self, entry: &EntryRef<'_>) -> io::Result<()> {
         let timestamps = match self.format {
             Format::Json => {
                 let line = serde_json::to_string(entry).map_err(io::Error::from)?;
@@ -62,14 +62,14 @@ impl<O: Write, E: Write> Printer<O, E> {
             }
             Format::Text { timestamps } => timestamps,
         };
-        let continues = entry.continues && self.open_line.as_deref() == Some(entry.stream.as_str());
+        let continues = entry.continues && self.open_line.as_deref() == Some(entry.stream.as_ref());
         if !continues {
             // A line left open by another stream (or cut off by a resumed read) ends here.
             self.end_line()?;
         }
         let prefix = if timestamps && !continues { format!("{} ", entry.ts) } else { String::new() };
         let newline = if entry.partial { "" } else { "\n" };
-        match entry.stream.as_str() {
+        match entry.stream.as_ref() {
             "stdout" => write!(self.out, "{prefix}{}{newline}", entry.text)?,
             stream => {
                 // stdout is buffered and stderr is not: flush first so a terminal that
@@ -79,7 +79,7 @@ impl<O: Write, E: Write> Printer<O, E> {
                 write!(self.err, "{prefix}{tag}{}{newline}", entry.text)?;
             }
         }
-        self.open_line = entry.partial.then(|| entry.stream.clone());
+        self.open_line = entry.partial.then(|| entry.stream.to_string());
         Ok(())
     }
 
@@ -127,7 +127,10 @@ pub async fn print_log<O: Write, E: Write>(
     };
     let mut pending = fetch_page(client, id, first, wait, follow, Duration::ZERO);
     loop {
-        let page = pending.await.map_err(|error| anyhow::anyhow!("reading the log stopped: {error}"))??;
+        let body = pending.await.map_err(|error| anyhow::anyhow!("reading the log stopped: {error}"))??;
+        let page: LogPageRef<'_> = serde_json::from_slice(&body).map_err(|error| {
+            anyhow::anyhow!("the server's answer is not a page of the log ({error}); is this a oneoff server?")
+        })?;
         let printed_through = after;
         after = after.max(page.next);
         let finished = page.done || (!follow && page.entries.is_empty());
@@ -154,7 +157,7 @@ pub async fn print_log<O: Write, E: Write>(
 }
 
 /// Asks for one page in a task of its own (after `pause`), retrying transient failures
-/// when following.
+/// when following. The body is decoded by the caller, borrowing the entries' text from it.
 fn fetch_page(
     client: &Client,
     id: i64,
@@ -162,7 +165,7 @@ fn fetch_page(
     wait: Option<u32>,
     retry: bool,
     pause: Duration,
-) -> tokio::task::JoinHandle<Result<LogPage, ClientError>> {
+) -> tokio::task::JoinHandle<Result<Vec<u8>, ClientError>> {
     let client = client.clone();
     tokio::spawn(async move {
         if !pause.is_zero() {
@@ -173,7 +176,7 @@ fn fetch_page(
             query.push(("wait", wait.to_string()));
         }
         tracing::debug!(id, ?query, "reading log page");
-        call(retry, || client.log_query(id, &query)).await
+        call(retry, || client.log_query_body(id, &query)).await
     })
 }
 
@@ -268,6 +271,8 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use oneoff_api::v1::Entry;
+
     use super::*;
 
     fn entry(seq: u64, stream: &str, text: &str) -> Entry {
@@ -286,7 +291,7 @@ mod tests {
         {
             let mut printer = Printer::new(&mut out, &mut err, format);
             for entry in entries {
-                printer.print(entry).expect("writing to memory");
+                printer.print(&EntryRef::from(entry)).expect("writing to memory");
             }
             printer.end_line().expect("writing to memory");
             printer.flush().expect("writing to memory");
