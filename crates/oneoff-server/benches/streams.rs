@@ -18,7 +18,7 @@
 //! - `many`: `ONEOFF_BENCH_RUNS` (200) runs printing 1,000 lines/s each at the same time,
 //!   one WebSocket viewer each: per-run latency percentiles.
 //! - `tailopen`: a finished run of `ONEOFF_BENCH_TAIL_LINES` (1,000,000) lines opened at its
-//!   end through the HTTP calls the web UI makes: `log?tail=N` (N = `ONEOFF_BENCH_TAIL_PAGE`,
+//!   end through the HTTP calls the web UI makes: `log?tail=N&limit=N` (N = `ONEOFF_BENCH_TAIL_PAGE`,
 //!   2,000), five `log?before=PREV&limit=N` pages (scrolling up), one search request and a
 //!   search of the whole log (a text that is not there, following `next` until `done`);
 //!   then `oneoff logs RUN > file` (the CLI, the same binary) and its output checked line by line.
@@ -440,7 +440,7 @@ async fn tail_open() -> anyhow::Result<()> {
                 let cpu = CpuUse::start(&[&*server]);
                 let log = format!("/api/v1/runs/{run}/log");
                 let started = Instant::now();
-                let tail = get_json(&server, &format!("{log}?tail={page}")).await?;
+                let tail = get_json(&server, &format!("{log}?tail={page}&limit={page}")).await?;
                 let first_page = started.elapsed();
                 ensure!(page_seqs(&tail) == (lines - page + 1..=lines).collect::<Vec<_>>(), "tail page: {:?}", &page_seqs(&tail)[..3]);
                 let mut prev = tail["prev"].as_u64().unwrap_or(0);
