@@ -469,4 +469,37 @@ mod tests {
         assert_eq!(pieces, vec![vec![1, 2, 3], vec![4, 5, 6], vec![7], vec![8], vec![9, 10]]);
         assert_eq!(chunk_pieces(&[]).count(), 0);
     }
+    #[test]
+    fn a_backward_decode_keeps_the_entries_nearest_before_and_refuses_damage() {
+        let entries: Vec<LogEntry> = (1..=10).map(|seq| line(seq, 100)).collect();
+        let chunk = encode_chunk(&entries);
+        let mut page = Page::new(3, usize::MAX);
+        decode_chunk_before(1, &chunk, 0, 9, &mut page).unwrap();
+        assert!(page.is_full());
+        let seqs: Vec<u64> = page.into_entries_oldest_first().iter().map(|entry| entry.seq).collect();
+        assert_eq!(seqs, vec![6, 7, 8]);
+        let mut bounded = Page::new(usize::MAX, 250);
+        decode_chunk_before(1, &chunk, 0, 11, &mut bounded).unwrap();
+        assert_eq!(bounded.into_entries_oldest_first().len(), 2, "the bytes bound counts from `before` down");
+        let mut between = Page::new(usize::MAX, usize::MAX);
+        decode_chunk_before(1, &chunk, 4, 7, &mut between).unwrap();
+        assert_eq!(between.into_entries_oldest_first().iter().map(|entry| entry.seq).collect::<Vec<_>>(), vec![5, 6]);
+        assert!(decode_chunk_before(1, &chunk[..chunk.len() - 1], 0, 11, &mut Page::new(10, usize::MAX)).is_err());
+    }
+
+    #[test]
+    fn a_backward_plan_counts_from_before_down_and_takes_at_least_one_chunk() {
+        // Chunks newest first: (first_seq, last_seq, size).
+        let sizes = [(201, 300, 1000), (101, 200, 1000), (1, 100, 1000)];
+        assert_eq!(plan_read_before(sizes, 0, 251, 50, usize::MAX), Some((300, 300)), "50 of the first chunk");
+        assert_eq!(plan_read_before(sizes, 0, 251, 51, usize::MAX), Some((200, 300)));
+        assert_eq!(plan_read_before(sizes, 0, 301, 1000, 1500), Some((200, 300)), "bytes: stop once enough");
+        assert_eq!(plan_read_before(sizes, 0, 301, 1000, 1), Some((300, 300)), "always one chunk");
+        assert_eq!(
+            plan_read_before(sizes, 150, 301, 1000, usize::MAX),
+            Some((100, 300)),
+            "last_seq of the oldest and newest"
+        );
+        assert_eq!(plan_read_before([], 0, 10, 10, 10), None);
+    }
 }
