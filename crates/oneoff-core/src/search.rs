@@ -158,7 +158,12 @@ mod tests {
     fn visible_text_drops_what_a_terminal_does_not_show() {
         assert_eq!(visible_text("\x1b[31mred\x1b[0m \x1b(Bplain\x1b7 x\x1b"), "red plain x");
         assert_eq!(visible_text("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"), "link");
-        assert_eq!(visible_text("\x1b[unterminated"), "nterminated", "a malformed CSI drops what was read");
+        assert_eq!(
+            visible_text("\x1b[unterminated"),
+            "nterminated",
+            "`u` is a CSI final byte: `ESC [ u` is one sequence"
+        );
+        assert_eq!(visible_text("a\x1b[12;\x01b"), "ab", "a CSI cut by a control byte drops what was read");
         assert_eq!(visible_text("\x1b\u{e9}t\u{e9}"), "t\u{e9}", "a multi-byte character is never cut");
         assert_eq!(visible_text("\u{1b}]unterminated osc"), "");
     }
