@@ -1,5 +1,6 @@
 //! Version 1 of the API: request and response bodies, and their conversions from domain types.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use oneoff_core::catalog::{param_env_name, JobSpec};
@@ -151,6 +152,76 @@ pub struct LogPage {
     /// True when the run is final and no entry follows `next`.
     pub done: bool,
     pub status: String,
+    /// The highest sequence number stored for the run when the page was read (0: none).
+    /// Every log is numbered `1..=head` without gaps.
+    #[serde(default)]
+    pub head: u64,
+    /// Pass as `before` to read the page before this one: the first entry's seq (on an
+    /// empty page: `before`, or `after + 1` for a forward read). `prev <= 1`: nothing before.
+    #[serde(default)]
+    pub prev: u64,
+}
+
+/// A [`LogPage`] read without copying its entries' text out of the JSON (unless escaped):
+/// for a reader of many pages, such as `oneoff logs` printing a long log.
+#[derive(Debug, Deserialize)]
+pub struct LogPageRef<'a> {
+    #[serde(borrow)]
+    pub entries: Vec<EntryRef<'a>>,
+    pub next: u64,
+    pub done: bool,
+}
+
+/// An [`Entry`] borrowing its strings; serializes to the same JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntryRef<'a> {
+    pub seq: u64,
+    #[serde(borrow)]
+    pub ts: Cow<'a, str>,
+    #[serde(borrow)]
+    pub stream: Cow<'a, str>,
+    #[serde(borrow)]
+    pub text: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(entry: &'a Entry) -> EntryRef<'a> {
+        EntryRef {
+            seq: entry.seq,
+            ts: Cow::Borrowed(&entry.ts),
+            stream: Cow::Borrowed(&entry.stream),
+            text: Cow::Borrowed(&entry.text),
+            continues: entry.continues,
+            partial: entry.partial,
+        }
+    }
+}
+
+/// `GET /api/v1/runs/{id}/log/search`: the matches of one bounded scan of the log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchPage {
+    pub matches: Vec<SearchMatch>,
+    /// Pass as `after` to go on scanning where this request stopped.
+    pub next: u64,
+    /// True when the scan reached `before` or the stored head: nothing is left to scan.
+    pub done: bool,
+    /// The highest sequence number stored for the run when the scan started.
+    pub head: u64,
+}
+
+/// A matching entry, with the entries around it when `context` was asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchMatch {
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// The entries within `context` of the match (itself included), ascending; present only
+    /// when `context` was more than 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Vec<Entry>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

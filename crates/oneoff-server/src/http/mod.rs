@@ -19,6 +19,7 @@ mod probe;
 mod replicas;
 mod request_id;
 mod runs;
+mod search;
 mod streams;
 mod tickets;
 pub(crate) mod tokens;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/log.txt", get(logs::text).layer(ticket()))
         .route("/runs/{id}/log/ws", any(streams::websocket).layer(ticket()))
         .route("/runs/{id}/log/sse", get(streams::sse).layer(ticket()))
+        .route("/runs/{id}/log/search", get(search::search))
         .route("/runs/{id}/log/ticket", post(tickets::create))
         .route("/replicas", get(replicas::list))
         .route("/whoami", get(tokens::whoami))

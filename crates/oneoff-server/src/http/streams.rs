@@ -35,6 +35,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::handshake::{self, HandshakeProblem};
+use super::logs::start_after;
 use super::runs::visible_run;
 pub use crate::frames::Batches;
 use crate::hub::{Cursor, Frames, Step};
@@ -48,6 +49,8 @@ const SSE_KEEP_ALIVE: &[u8] = b": ping\n\n";
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     after: Option<u64>,
+    /// Start from the last N entries stored (see [`start_after`]).
+    tail: Option<u64>,
 }
 
 pub async fn websocket(
@@ -70,6 +73,7 @@ pub async fn websocket(
                 .unwrap_or(problem);
         return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
     }
+    let after = start_after(&state, run, query.after, query.tail).await?;
     let slot = acquire(&state, run)?;
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
@@ -79,7 +83,6 @@ pub async fn websocket(
         }
     };
     let streams = &state.config.streams;
-    let after = query.after.unwrap_or(0);
     state.counters.ws_sessions.fetch_add(1, Ordering::Relaxed);
     // A step's messages (at most `max_message_bytes` in all) are queued, then written with one
     // flush; whatever is queued beyond `max_message_bytes` goes out at once.
@@ -252,14 +255,15 @@ pub async fn sse(
     {
         return Ok(refuse(&state, &problem, Version::HTTP_11, &headers, peer, vec![]));
     }
-    // EventSource sends Last-Event-ID on reconnect while the URL keeps its first `after`.
+    // EventSource sends Last-Event-ID on reconnect while the URL keeps its first `after` (or
+    // `tail`): the header wins, so a reconnect resumes exactly.
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
             .ok()
             .and_then(|text| u64::from_str(text.trim()).ok())
             .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a sequence number"))?,
-        None => query.after.unwrap_or(0),
+        None => start_after(&state, run, query.after, query.tail).await?,
     };
     let slot = acquire(&state, run)?;
     state.counters.sse_sessions.fetch_add(1, Ordering::Relaxed);
