@@ -72,10 +72,12 @@ function shown(page, text, timeout) {
   }, text, { polling: 'raf', timeout }).then((handle) => handle.jsonValue());
 }
 
+/** The JS heap in use as the page left it, and after a forced GC (MiB). */
 async function heapMiB(cdp) {
+  const before = (await cdp.send('Runtime.getHeapUsage')).usedSize / 1048576;
   await cdp.send('HeapProfiler.collectGarbage');
-  const { usedSize } = await cdp.send('Runtime.getHeapUsage');
-  return usedSize / 1048576;
+  const after = (await cdp.send('Runtime.getHeapUsage')).usedSize / 1048576;
+  return { before, after };
 }
 
 async function open(id, lastLine) {
@@ -101,10 +103,10 @@ for (const scenario of scenarios) {
     const results = [];
     for (let round = 0; round < rounds; round++) {
       const result = await open(id, String(lines));
-      console.log(`  ${scenario} round ${round + 1}: last line at ${result.ms.toFixed(0)} ms, heap ${result.heap.toFixed(1)} MiB, longest task ${result.longest} ms`);
+      console.log(`  ${scenario} round ${round + 1}: last line at ${result.ms.toFixed(0)} ms, heap ${result.heap.before.toFixed(1)} MiB (${result.heap.after.toFixed(1)} after GC), longest task ${result.longest} ms`);
       results.push(result);
     }
-    console.log(`${scenario}: last line on screen (ms) ${stats(results.map((r) => r.ms))}; heap after GC (MiB) ${stats(results.map((r) => r.heap))}; longest task (ms) ${stats(results.map((r) => r.longest))}`);
+    console.log(`${scenario}: last line on screen (ms) ${stats(results.map((r) => r.ms))}; heap (MiB) ${stats(results.map((r) => r.heap.before))}; after GC ${stats(results.map((r) => r.heap.after))}; longest task (ms) ${stats(results.map((r) => r.longest))}`);
   } else if (scenario === 'firehose') {
     for (let round = 0; round < rounds; round++) {
       const { page, cdp, close } = await freshPage();
@@ -114,7 +116,7 @@ for (const scenario of scenarios) {
       const tasks = await page.evaluate(() => window.__longTasks);
       const heap = await heapMiB(cdp);
       const run = await server.waitForStatus(id, 'succeeded', 600000);
-      console.log(`  firehose round ${round + 1}: run took ${run.duration_ms} ms; longest task ${Math.max(0, ...tasks)} ms, tasks over 100 ms: ${tasks.filter((t) => t > 100).length}, over 50 ms: ${tasks.length}; heap after GC ${heap.toFixed(1)} MiB`);
+      console.log(`  firehose round ${round + 1}: run took ${run.duration_ms} ms; longest task ${Math.max(0, ...tasks)} ms, tasks over 100 ms: ${tasks.filter((t) => t > 100).length}, over 50 ms: ${tasks.length}; heap ${heap.before.toFixed(1)} MiB (${heap.after.toFixed(1)} after GC)`);
       await close();
     }
   } else {
