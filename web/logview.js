@@ -581,12 +581,11 @@ export class LogView {
     let text = '';
     if (search) {
       const scanning = !search.done && this.searching;
-      const more = search.done ? '' : (scanning ? '…' : '+');
       const total = `${formatCount(search.seqs.length)}${search.done ? '' : '+'}`;
       if (search.error) text = `search failed: ${search.error}`;
       else if (search.seqs.length === 0) text = search.done ? 'no matches' : 'searching…';
       else if (search.current >= 0) text = `${formatCount(search.current + 1)} of ${total}${scanning ? '…' : ''}`;
-      else text = `${formatCount(search.seqs.length)}${more} match${search.seqs.length === 1 && search.done ? '' : 'es'}`;
+      else text = `${formatCount(search.seqs.length)}${search.done ? '' : '+'} match${search.seqs.length === 1 && search.done ? '' : 'es'}${scanning ? '…' : ''}`;
     }
     this.countLabel.textContent = text;
     this.prevButton.disabled = !search || search.seqs.length === 0;
