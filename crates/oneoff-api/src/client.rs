@@ -7,7 +7,7 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::v1::{CreateRun, ErrorBody, Job, JobList, LogPage, Run, RunList};
+use crate::v1::{CreateRun, ErrorBody, Job, JobList, LogPage, Run, RunList, SearchPage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -153,6 +153,32 @@ impl Client {
             pairs.push(("wait", wait.to_string()));
         }
         self.get(&format!("/api/v1/runs/{id}/log"), &pairs).await
+    }
+
+    /// One page of log entries with the query of `GET .../log` given as pairs
+    /// (`before`, `tail`, `after`, `limit`, `wait`).
+    pub async fn log_query(&self, id: i64, query: &[(&str, String)]) -> Result<LogPage, ClientError> {
+        self.get(&format!("/api/v1/runs/{id}/log"), query).await
+    }
+
+    /// The raw log (`log.txt`) as a response to stream, with its query (`after`, `tail`,
+    /// `follow`); an error status is decoded as the API error it carries.
+    pub async fn log_text(&self, id: i64, query: &[(&str, String)]) -> Result<Response, ClientError> {
+        let url = self.url(&format!("/api/v1/runs/{id}/log.txt"))?;
+        let response = self.http.get(&url).query(query).send().await.map_err(|error| transport_error(&url, error))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(decode::<Value>(&url, Ok(response)).await.err().unwrap_or_else(|| ClientError::Unexpected {
+            url,
+            status: StatusCode::OK,
+            snippet: "an error status with a JSON body that is not an error".into(),
+        }))
+    }
+
+    /// One scan of `GET .../log/search` (`q`, `after`, `before`, `limit`, `context`).
+    pub async fn search_log(&self, id: i64, query: &[(&str, String)]) -> Result<SearchPage, ClientError> {
+        self.get(&format!("/api/v1/runs/{id}/log/search"), query).await
     }
 
     /// A single-use ticket for one log connection to run `id` (what the web UI does before it

@@ -135,6 +135,37 @@ pub struct LogPage {
     /// True when the run is final and no entry follows `next`.
     pub done: bool,
     pub status: String,
+    /// The highest sequence number stored for the run when the page was read (0: none).
+    /// Every log is numbered `1..=head` without gaps.
+    #[serde(default)]
+    pub head: u64,
+    /// Pass as `before` to read the page before this one: the first entry's seq (on an
+    /// empty page: `before`, or `after + 1` for a forward read). `prev <= 1`: nothing before.
+    #[serde(default)]
+    pub prev: u64,
+}
+
+/// `GET /api/v1/runs/{id}/log/search`: the matches of one bounded scan of the log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchPage {
+    pub matches: Vec<SearchMatch>,
+    /// Pass as `after` to go on scanning where this request stopped.
+    pub next: u64,
+    /// True when the scan reached `before` or the stored head: nothing is left to scan.
+    pub done: bool,
+    /// The highest sequence number stored for the run when the scan started.
+    pub head: u64,
+}
+
+/// A matching entry, with the entries around it when `context` was asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchMatch {
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// The entries within `context` of the match (itself included), ascending; present only
+    /// when `context` was more than 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Vec<Entry>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

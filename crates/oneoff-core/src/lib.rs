@@ -15,6 +15,7 @@ pub mod log;
 pub mod mask;
 pub mod params;
 pub mod run;
+pub mod search;
 pub mod shell;
 pub mod store_url;
 pub mod suggest;

@@ -143,14 +143,84 @@ impl Page {
     pub fn into_entries(self) -> Vec<LogEntry> {
         self.entries
     }
+
+    /// The entries of a backward read ([`decode_chunk_before`]), in ascending order.
+    pub fn into_entries_oldest_first(mut self) -> Vec<LogEntry> {
+        self.entries.reverse();
+        self.entries
+    }
 }
 
 /// Decodes a chunk, keeping the entries with `seq > after` that fit in `page`.
-pub fn decode_chunk(first_seq: u64, mut data: &[u8], after: u64, page: &mut Page) -> Result<(), StoreError> {
+pub fn decode_chunk(first_seq: u64, data: &[u8], after: u64, page: &mut Page) -> Result<(), StoreError> {
+    for_each_entry(first_seq, data, |seq, piece| {
+        if seq > after && page.offer(piece.bytes.len()) {
+            page.push(piece.to_entry(seq));
+        }
+        !page.is_full()
+    })
+}
+
+/// Decodes a chunk for a backward read (chunks newest first): keeps the entries with
+/// `after < seq < before` that fit in `page`, newest first; [`Page::into_entries_oldest_first`]
+/// puts them back in order. A page cut by its bounds keeps the entries nearest `before`.
+pub fn decode_chunk_before(
+    first_seq: u64,
+    data: &[u8],
+    after: u64,
+    before: u64,
+    page: &mut Page,
+) -> Result<(), StoreError> {
+    // Entries are encoded forward (timestamps are deltas), so the chunk is decoded whole and
+    // then taken from its end; a chunk is at most `CHUNK_MAX_BYTES` (or one entry).
+    let mut wanted = Vec::new();
+    for_each_entry(first_seq, data, |seq, piece| {
+        if seq > after && seq < before {
+            wanted.push((seq, piece));
+        }
+        seq + 1 < before
+    })?;
+    for (seq, piece) in wanted.into_iter().rev() {
+        if !page.offer(piece.bytes.len()) {
+            break;
+        }
+        page.push(piece.to_entry(seq));
+    }
+    Ok(())
+}
+
+/// One entry of a chunk as it is decoded, borrowing its bytes.
+struct Piece<'a> {
+    ts_us: i64,
+    stream: LogStream,
+    bytes: &'a [u8],
+    continues: bool,
+    partial: bool,
+}
+
+impl Piece<'_> {
+    fn to_entry(&self, seq: u64) -> LogEntry {
+        LogEntry {
+            seq,
+            ts_us: self.ts_us,
+            stream: self.stream,
+            bytes: self.bytes.to_vec(),
+            continues: self.continues,
+            partial: self.partial,
+        }
+    }
+}
+
+/// Walks a chunk's entries in order while `visit` returns true.
+fn for_each_entry<'a>(
+    first_seq: u64,
+    mut data: &'a [u8],
+    mut visit: impl FnMut(u64, Piece<'a>) -> bool,
+) -> Result<(), StoreError> {
     let corrupt = || StoreError::Corrupt(format!("log chunk starting at seq {first_seq}"));
     let mut seq = first_seq;
     let mut ts_us = 0i64;
-    while !data.is_empty() && !page.is_full() {
+    while !data.is_empty() {
         ts_us = ts_us.wrapping_add(unzigzag(take_varint(&mut data).ok_or_else(corrupt)?));
         let (&code, rest) = data.split_first().ok_or_else(corrupt)?;
         data = rest;
@@ -162,8 +232,8 @@ pub fn decode_chunk(first_seq: u64, mut data: &[u8], after: u64, page: &mut Page
         }
         let (bytes, rest) = data.split_at(length);
         data = rest;
-        if seq > after && page.offer(bytes.len()) {
-            page.push(LogEntry { seq, ts_us, stream, bytes: bytes.to_vec(), continues, partial });
+        if !visit(seq, Piece { ts_us, stream, bytes, continues, partial }) {
+            break;
         }
         seq += 1;
     }
@@ -260,6 +330,31 @@ pub fn plan_read(
         through = Some(last_seq);
     }
     through
+}
+
+/// Which chunks a backward read of entries with `after < seq < before` needs, from the
+/// chunks' `(first_seq, last_seq, stored size)` newest first, without loading any: the
+/// `last_seq` of the oldest and of the newest one needed (`None`: nothing in range). The
+/// same rule as [`plan_read`], counted from `before` down; at least one chunk.
+pub fn plan_read_before(
+    sizes: impl IntoIterator<Item = (i64, i64, i64)>,
+    after: u64,
+    before: u64,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Option<(i64, i64)> {
+    let (mut wanted_entries, mut wanted_bytes, mut range) = (0u64, 0usize, None::<(i64, i64)>);
+    for (first_seq, last_seq, size) in sizes {
+        if wanted_entries >= max_entries as u64 || (wanted_bytes >= max_bytes && range.is_some()) {
+            break;
+        }
+        let skipped_below = after.max(first_seq.max(1) as u64 - 1);
+        let highest = (last_seq.max(0) as u64).min(before.saturating_sub(1));
+        wanted_entries += highest.saturating_sub(skipped_below);
+        wanted_bytes = wanted_bytes.saturating_add(size.max(0) as usize);
+        range = Some((last_seq, range.map_or(last_seq, |(_, newest)| newest)));
+    }
+    range
 }
 
 #[cfg(test)]

@@ -164,6 +164,21 @@ impl Store {
         dispatch!(self, store => store.read_log(run_id, after, max_entries, max_bytes).await)
     }
 
+    /// The last entries with `after < seq < before`, in ascending order (a backward read: the
+    /// page before `before`). Bounded as [`Store::read_log`] is; when the bounds cut the page,
+    /// it keeps the entries nearest `before`. What a read costs is bounded the same way,
+    /// however far back `before` is.
+    pub async fn read_log_before(
+        &self,
+        run_id: RunId,
+        after: u64,
+        before: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        dispatch!(self, store => store.read_log_before(run_id, after, before, max_entries, max_bytes).await)
+    }
+
     /// The highest sequence number stored for a run (0 when it has no lines).
     pub async fn last_seq(&self, run_id: RunId) -> Result<u64, StoreError> {
         dispatch!(self, store => store.last_seq(run_id).await)

@@ -970,7 +970,58 @@ async fn leftovers_are_this_names_runs_those_from_before_replicas_and_those_of_n
     assert!(!left.running.iter().any(|run| run.id == their_run.id));
 }
 
+async fn a_backward_read_pages_from_any_point_to_the_start_without_gap_or_overlap(fresh: Fresh) {
+    let store = fresh.store.clone();
+    let run = store.insert_run(&new_run("a", 1), u32::MAX).await.unwrap();
+    // Chunks of uneven sizes, and long lines that a byte bound cuts.
+    let entries: Vec<LogEntry> = (1..=3000)
+        .map(|seq| {
+            if seq % 1000 == 500 {
+                entry(seq, &vec![b'L'; 100_000])
+            } else {
+                entry(seq, format!("line {seq}").as_bytes())
+            }
+        })
+        .collect();
+    for chunk in entries.chunks(337) {
+        store.append_log(run.id, chunk).await.unwrap();
+    }
+    let seqs = |page: &[LogEntry]| page.iter().map(|e| e.seq).collect::<Vec<_>>();
+
+    let last = store.read_log_before(run.id, 0, u64::MAX, 5, usize::MAX).await.unwrap();
+    assert_eq!(seqs(&last), (2996..=3000).collect::<Vec<_>>(), "`before` past the head: the last entries");
+    let middle = store.read_log_before(run.id, 0, 1012, 20, usize::MAX).await.unwrap();
+    assert_eq!(seqs(&middle), (992..=1011).collect::<Vec<_>>(), "across a chunk boundary, ascending");
+    assert_eq!(middle[0].bytes, b"line 992");
+    let between = store.read_log_before(run.id, 1005, 1012, 20, usize::MAX).await.unwrap();
+    assert_eq!(seqs(&between), (1006..=1011).collect::<Vec<_>>(), "with `after`: only after < seq < before");
+    for (after, before) in [(0, 0), (0, 1), (7, 8), (9, 3), (u64::MAX, u64::MAX)] {
+        assert!(
+            store.read_log_before(run.id, after, before, 10, usize::MAX).await.unwrap().is_empty(),
+            "{after}..{before}"
+        );
+    }
+    assert_eq!(seqs(&store.read_log_before(run.id, 0, 2, 10, usize::MAX).await.unwrap()), vec![1]);
+    let cut = store.read_log_before(run.id, 0, 1503, 1000, 90_000).await.unwrap();
+    assert_eq!(seqs(&cut), vec![1501, 1502], "a byte bound keeps the entries nearest `before`");
+    let alone = store.read_log_before(run.id, 0, 1501, 1000, 10).await.unwrap();
+    assert_eq!(seqs(&alone), vec![1500], "a line larger than the bound comes alone");
+
+    // Paging back from the head reads every entry once.
+    let (mut before, mut seen) = (u64::MAX, Vec::new());
+    loop {
+        let page = store.read_log_before(run.id, 0, before, 250, 120_000).await.unwrap();
+        let Some(first) = page.first() else { break };
+        before = first.seq;
+        seen.splice(0..0, seqs(&page));
+    }
+    assert_eq!(seen, (1..=3000).collect::<Vec<_>>());
+    let other = store.insert_run(&new_run("b", 2), u32::MAX).await.unwrap();
+    assert!(store.read_log_before(other.id, 0, 10, 10, usize::MAX).await.unwrap().is_empty(), "another run's log");
+}
+
 story!(
+    a_backward_read_pages_from_any_point_to_the_start_without_gap_or_overlap,
     leftovers_are_this_names_runs_those_from_before_replicas_and_those_of_no_replica,
     stream_tickets_are_taken_once_on_any_handle_and_capped_in_the_database,
     log_heads_say_how_far_each_run_is_stored_and_whether_it_ended,

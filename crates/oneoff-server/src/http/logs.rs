@@ -1,4 +1,6 @@
-//! Log transports over the store's "read from SEQ, then follow": long-poll JSON and raw text.
+//! Log transports over the store's "read from SEQ, then follow": long-poll JSON and raw text,
+//! and where every transport starts ([`start_after`]: `after`, or the last `tail` entries).
+//! A long-poll page also reads backwards (`before`), for a viewer that opened at the end.
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::{BufMut, Bytes, BytesMut};
-use oneoff_api::v1::LogPage;
+use oneoff_api::v1::{Entry, LogPage};
 use oneoff_core::{LogEntry, LogStream, RunId};
 use serde::Deserialize;
 
@@ -31,9 +33,26 @@ const FOLLOW_STEP: Duration = Duration::from_secs(20);
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     after: Option<u64>,
+    /// Only entries before this sequence number, the last `limit` of them.
+    before: Option<u64>,
+    /// Start from the last N entries stored.
+    tail: Option<u64>,
     limit: Option<u32>,
     /// Seconds to wait for new entries when there are none yet.
     wait: Option<f64>,
+}
+
+/// Where a read of run `run`'s log starts, as the `after` to read from: `after` itself, or
+/// with `tail=N` the last N entries stored now (`head - N`, from the start when the log is
+/// shorter; `tail=0` is the head: only what follows). The one rule of every transport.
+pub async fn start_after(state: &AppState, run: RunId, after: Option<u64>, tail: Option<u64>) -> Result<u64, ApiError> {
+    match (after, tail) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give `after` or `tail`, not both: `after=SEQ` starts right after SEQ, `tail=N` with the last N entries",
+        )),
+        (None, Some(tail)) => Ok(state.store.last_seq(run).await?.saturating_sub(tail)),
+        (after, None) => Ok(after.unwrap_or(0)),
+    }
 }
 
 /// One page of a run's log as [`LogPage`] JSON. The page is bounded by its *encoded* size,
@@ -46,9 +65,26 @@ pub async fn long_poll(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let run = visible_run(&state, &caller, &id).await?.id;
-    let after = query.after.unwrap_or(0);
+    let record = visible_run(&state, &caller, &id).await?;
+    let run = record.id;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    // The first message a stream would send of these entries is this page, but for the
+    // fields after `next`; their room is kept out of the budget.
+    let budget_bytes = state.config.streams.max_message_bytes.saturating_sub(PAGE_TAIL_BYTES);
+    if let Some(before) = query.before {
+        if query.tail.is_some() {
+            return Err(ApiError::bad_request(
+                "give `before` or `tail`, not both: `tail=N` is the last N entries, `before=SEQ` those before SEQ",
+            ));
+        }
+        if query.wait.is_some() {
+            return Err(ApiError::bad_request(
+                "`wait` waits for new entries after `after`; a page `before` a sequence number is already stored: drop `wait`",
+            ));
+        }
+        return backward_page(&state, record, query.after.unwrap_or(0), before, limit, budget_bytes).await;
+    }
+    let after = start_after(&state, run, query.after, query.tail).await?;
     let wait = match query.wait {
         None => Duration::ZERO,
         Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
@@ -61,22 +97,59 @@ pub async fn long_poll(
         .ok_or_else(|| ApiError::not_found(format!("no run {run}")))?;
     let status = read.run.status.to_string();
     let last_read = read.entries.last().map(|entry| entry.seq);
-    // The first message a stream would send of these entries is this page, but for its
-    // `done` and `status`; their room is kept out of the budget.
-    let budget_bytes = state.config.streams.max_message_bytes.saturating_sub(PAGE_TAIL_BYTES);
+    // Read after the entries, so the head is never below them.
+    let head = state.store.last_seq(run).await?.max(last_read.unwrap_or(0));
     let Some(batch) = Batches::new(read.entries, budget_bytes).next() else {
-        return Ok(Json(LogPage { entries: Vec::new(), next: after, done: read.done, status }).into_response());
+        let page =
+            LogPage { entries: Vec::new(), next: after, done: read.done, status, head, prev: after.saturating_add(1) };
+        return Ok(Json(page).into_response());
     };
     // Done only when the page holds every entry read, and the read reached the end.
     let done = read.done && last_read == Some(batch.last_seq);
+    let prev = after.saturating_add(1); // the first entry: entries follow `after` without a gap
     let mut body = batch.text;
     body.pop(); // the closing `}` of `{"entries":[...],"next":N}`
-    body.push_str(&format!(r#","done":{done},"status":{}}}"#, serde_json::Value::String(status)));
+    let status = serde_json::Value::String(status);
+    body.push_str(&format!(r#","done":{done},"status":{status},"head":{head},"prev":{prev}}}"#));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Room for `,"done":false,"status":"..."}` after a [`Batches`] message.
-const PAGE_TAIL_BYTES: usize = 64;
+/// The page before `before` (and after `after`): the last `limit` entries that fit in
+/// `budget_bytes` of JSON, so a page cut by size keeps the entries nearest `before`.
+async fn backward_page(
+    state: &AppState,
+    record: oneoff_core::RunRecord,
+    after: u64,
+    before: u64,
+    limit: u32,
+    budget_bytes: usize,
+) -> Result<Response, ApiError> {
+    let run = record.id;
+    // Head first: a run final before it has nothing after it, so `done` is never premature.
+    let head = state.store.last_seq(run).await?;
+    let entries = state.store.read_log_before(run, after, before, limit as usize, budget_bytes).await?;
+    let head = head.max(entries.last().map_or(0, |entry| entry.seq));
+    let mut kept: Vec<Entry> = Vec::with_capacity(entries.len());
+    let mut page_bytes = 0usize;
+    for entry in entries.iter().rev() {
+        let entry = Entry::from(entry);
+        let entry_bytes = serde_json::to_vec(&entry).map_or(0, |json| json.len()) + 1; // and its comma
+        if !kept.is_empty() && page_bytes + entry_bytes > budget_bytes {
+            break;
+        }
+        page_bytes += entry_bytes;
+        kept.push(entry);
+    }
+    kept.reverse();
+    let next = kept.last().map_or(after, |entry| entry.seq);
+    let prev = kept.first().map_or(before, |entry| entry.seq);
+    let done = record.status.is_final() && next >= head;
+    let status = record.status.to_string();
+    Ok(Json(LogPage { entries: kept, next, done, status, head, prev }).into_response())
+}
+
+/// Room for `,"done":false,"status":"...","head":N,"prev":N}` after a [`Batches`] message.
+const PAGE_TAIL_BYTES: usize = 128;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +157,8 @@ pub struct TextQuery {
     #[serde(default)]
     follow: bool,
     after: Option<u64>,
+    /// Start from the last N entries stored.
+    tail: Option<u64>,
 }
 
 /// The raw log: each entry's exact bytes, and a newline where its line ends (a partial entry,
@@ -97,7 +172,7 @@ pub async fn text(
 ) -> Result<Response, ApiError> {
     let run = visible_run(&state, &caller, &id).await?.id;
     let follow = query.follow;
-    let after = query.after.unwrap_or(0);
+    let after = start_after(&state, run, query.after, query.tail).await?;
     let start = TextStream { state, run, after, follow, finished: false, line_open: false };
     let stream = futures_util::stream::unfold(start, next_text_chunk);
     let disposition = format!("inline; filename=\"oneoff-run-{run}.log\"");

@@ -17,6 +17,7 @@ mod paging;
 mod probe;
 mod replicas;
 mod runs;
+mod search;
 mod streams;
 mod tickets;
 pub(crate) mod tokens;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/log.txt", get(logs::text).layer(ticket()))
         .route("/runs/{id}/log/ws", any(streams::websocket).layer(ticket()))
         .route("/runs/{id}/log/sse", get(streams::sse).layer(ticket()))
+        .route("/runs/{id}/log/search", get(search::search))
         .route("/runs/{id}/log/ticket", post(tickets::create))
         .route("/replicas", get(replicas::list))
         .route("/whoami", get(tokens::whoami))

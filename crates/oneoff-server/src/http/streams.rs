@@ -29,6 +29,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::handshake::{self, HandshakeProblem};
+use super::logs::start_after;
 use super::runs::visible_run;
 use crate::hub::{Cursor, Step};
 use crate::state::AppState;
@@ -44,6 +45,8 @@ const SSE_STEP: Duration = Duration::from_secs(3600);
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     after: Option<u64>,
+    /// Start from the last N entries stored (see [`start_after`]).
+    tail: Option<u64>,
 }
 
 pub async fn websocket(
@@ -75,7 +78,7 @@ pub async fn websocket(
         }
     };
     let streams = &state.config.streams;
-    let after = query.after.unwrap_or(0);
+    let after = start_after(&state, run, query.after, query.tail).await?;
     state.counters.ws_sessions.fetch_add(1, Ordering::Relaxed);
     let upgrade = upgrade
         .read_buffer_size(4 * 1024)
@@ -342,14 +345,15 @@ pub async fn sse(
     {
         return Ok(refuse(&state, &problem, Version::HTTP_11, &headers, peer, vec![]));
     }
-    // EventSource sends Last-Event-ID on reconnect while the URL keeps its first `after`.
+    // EventSource sends Last-Event-ID on reconnect while the URL keeps its first `after` (or
+    // `tail`): the header wins, so a reconnect resumes exactly.
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
             .ok()
             .and_then(|text| u64::from_str(text.trim()).ok())
             .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a sequence number"))?,
-        None => query.after.unwrap_or(0),
+        None => start_after(&state, run, query.after, query.tail).await?,
     };
     let slot = acquire(&state, run)?;
     state.counters.sse_sessions.fetch_add(1, Ordering::Relaxed);

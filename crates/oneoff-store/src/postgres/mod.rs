@@ -14,7 +14,9 @@ use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
-use crate::codec::{decode_chunk, encode_argv, encode_params, plan_appends, plan_read, Page};
+use crate::codec::{
+    decode_chunk, decode_chunk_before, encode_argv, encode_params, plan_appends, plan_read, plan_read_before, Page,
+};
 use crate::events::LogHead;
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::rows::run_from_row;
@@ -370,6 +372,58 @@ impl PgStore {
             decode_chunk(first_seq.max(0) as u64, data, after, &mut page)?;
         }
         Ok(page.into_entries())
+    }
+
+    /// The last entries with `after < seq < before`, in ascending order, within the same
+    /// bounds as [`Self::read_log`]; a page cut by them keeps the entries nearest `before`.
+    pub(crate) async fn read_log_before(
+        &self,
+        run_id: RunId,
+        after: u64,
+        before: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        if before <= after.saturating_add(1) {
+            return Ok(Vec::new());
+        }
+        // Bounded from above by the chunk holding `before - 1` (see the SQLite backend).
+        let sizes: Vec<(i64, i64, i32)> = sqlx::query_as(
+            "SELECT first_seq, last_seq, octet_length(entries) FROM log_chunks \
+             WHERE run_id = $1 AND last_seq > $2 AND first_seq < $3 \
+             AND last_seq <= COALESCE((SELECT MIN(last_seq) FROM log_chunks WHERE run_id = $1 AND last_seq >= $3 - 1), $3) \
+             ORDER BY last_seq DESC LIMIT $4",
+        )
+        .bind(run_id.0)
+        .bind(seq_column(after))
+        .bind(seq_column(before))
+        .bind(i64::try_from(max_entries).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let range = plan_read_before(
+            sizes.into_iter().map(|(first, last, size)| (first, last, i64::from(size))),
+            after,
+            before,
+            max_entries,
+            max_bytes,
+        );
+        let Some((oldest, newest)) = range else { return Ok(Vec::new()) };
+        let mut page = Page::new(max_entries, max_bytes);
+        let mut chunks = sqlx::query(
+            "SELECT first_seq, entries FROM log_chunks WHERE run_id = $1 AND last_seq >= $2 AND last_seq <= $3 \
+             ORDER BY last_seq DESC",
+        )
+        .bind(run_id.0)
+        .bind(oldest)
+        .bind(newest)
+        .fetch(&self.pool);
+        while !page.is_full() {
+            let Some(row) = chunks.try_next().await? else { break };
+            let first_seq: i64 = row.try_get("first_seq")?;
+            let data: &[u8] = row.try_get("entries")?;
+            decode_chunk_before(first_seq.max(0) as u64, data, after, before, &mut page)?;
+        }
+        Ok(page.into_entries_oldest_first())
     }
 
     /// Each existing run's stored head, in one statement (so a final status and the head are

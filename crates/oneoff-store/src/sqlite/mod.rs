@@ -12,7 +12,9 @@ use sqlx::pool::PoolConnectionMetadata;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::codec::{decode_chunk, encode_argv, encode_params, plan_appends, plan_read, Page};
+use crate::codec::{
+    decode_chunk, decode_chunk_before, encode_argv, encode_params, plan_appends, plan_read, plan_read_before, Page,
+};
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::rows::run_from_row;
 use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_BUSY, SQLITE_CANTOPEN};
@@ -363,6 +365,53 @@ impl SqliteStore {
             decode_chunk(first_seq.max(0) as u64, data, after, &mut page)?;
         }
         Ok(page.into_entries())
+    }
+
+    /// The last entries with `after < seq < before`, in ascending order, within the same
+    /// bounds as [`Self::read_log`]; a page cut by them keeps the entries nearest `before`.
+    pub(crate) async fn read_log_before(
+        &self,
+        run_id: RunId,
+        after: u64,
+        before: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        if before <= after.saturating_add(1) {
+            return Ok(Vec::new());
+        }
+        // The chunk holding `before - 1` bounds the scan from above, so that the index on
+        // `(run_id, last_seq)` starts there rather than at the head, however far back the page is.
+        let sizes: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT first_seq, last_seq, length(entries) FROM log_chunks \
+             WHERE run_id = ?1 AND last_seq > ?2 AND first_seq < ?3 \
+             AND last_seq <= COALESCE((SELECT MIN(last_seq) FROM log_chunks WHERE run_id = ?1 AND last_seq >= ?3 - 1), ?3) \
+             ORDER BY last_seq DESC LIMIT ?4",
+        )
+        .bind(run_id.0)
+        .bind(seq_column(after))
+        .bind(seq_column(before))
+        .bind(i64::try_from(max_entries).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let range = plan_read_before(sizes, after, before, max_entries, max_bytes);
+        let Some((oldest, newest)) = range else { return Ok(Vec::new()) };
+        let mut page = Page::new(max_entries, max_bytes);
+        let mut chunks = sqlx::query(
+            "SELECT first_seq, entries FROM log_chunks WHERE run_id = ? AND last_seq >= ? AND last_seq <= ? \
+             ORDER BY last_seq DESC",
+        )
+        .bind(run_id.0)
+        .bind(oldest)
+        .bind(newest)
+        .fetch(&self.pool);
+        while !page.is_full() {
+            let Some(row) = chunks.try_next().await? else { break };
+            let first_seq: i64 = row.try_get("first_seq")?;
+            let data: &[u8] = row.try_get("entries")?;
+            decode_chunk_before(first_seq.max(0) as u64, data, after, before, &mut page)?;
+        }
+        Ok(page.into_entries_oldest_first())
     }
 
     /// The highest sequence number stored for a run (0 when it has no lines).
