@@ -603,9 +603,15 @@ export class LogView {
     this.wrapRows = [];
     this.layer.replaceChildren();
     this.wrapList.replaceChildren();
+    // Swapping the scroller's content resets its scrollTop: that scroll event is ours, and
+    // must not turn following off.
+    this.expectedScrollTop = 0;
     if (on) {
       this.scroller.replaceChildren(this.earlierButton, this.wrapList, this.laterButton);
-      if (!this.follow) {
+      if (this.follow) {
+        this.wrapStart = Math.max(0, this.log.length - WRAP_WINDOW);
+        this.wrapStartSeq = this.log.seqAt(this.wrapStart) || 1;
+      } else {
         this.wrapStart = Math.max(0, top);
         this.wrapStartSeq = this.log.seqAt(this.wrapStart) || 1;
         this.pendingWrapScroll = top;
