@@ -695,6 +695,9 @@ export class LogView {
     this.dirtyAll = false;
     this.dirtyFrom = Infinity;
     this.updateJump();
+    // What the window holds, for the curious (and the browser tests): entries and the head.
+    this.root.dataset.held = String(log.entries);
+    this.root.dataset.head = String(log.head);
     if (this.revealMark) {
       const mark = this.scroller.querySelector('mark.current');
       if (mark) {

@@ -1,9 +1,13 @@
 // Tail first, in a real Chromium, on a finished 1,000,000-line run: the page opens at the
 // end having fetched only the last screens; scrolling back reaches line 1, a `#L` permalink
 // opens in the middle, a search finds a line the browser never loaded, wrapping shows
-// fetched rows too, and "Download raw" is still the whole log.
+// fetched rows too, "Download raw" is still the whole log, and a live firehose leaves a
+// bounded window whose dropped lines are fetched again.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { logLine, openPage, transportBadge, useServerAndBrowser, waitFor, waitForText } from './support.js';
@@ -213,4 +217,30 @@ test('Download raw is the whole log', async () => {
   }, href);
   assert.deepEqual(summary, { count: LINES, first: '1', last: String(LINES), inOrder: true });
   await close();
+});
+
+test('following a live firehose keeps a bounded window, and what it dropped comes back when scrolled to', async () => {
+  const { server, browser } = fixture;
+  const flag = path.join(await mkdtemp(path.join(os.tmpdir(), 'oneoff-burst-')), 'go');
+  const id = await server.createRun('burst', { flag });
+  const { page, close } = await openPage(browser);
+  await page.goto(`${server.url}/runs/${id}`);
+  await waitForText(transportBadge(page), /live/);
+  await writeFile(flag, '');
+  await logLine(page, '400000').waitFor({ timeout: 60000 });
+  await waitForText(transportBadge(page), /complete/, { timeout: 60000 });
+  const held = await page.locator('.logview').evaluate((node) => ({ held: Number(node.dataset.held), head: Number(node.dataset.head) }));
+  assert.equal(held.head, 400000);
+  assert.ok(held.held <= 200_000, `at most 200,000 entries held after 400,000 live ones: ${held.held}`);
+  // Line 1 was dropped while following; scrolled to, it is fetched again.
+  await page.locator('.log-scroller').evaluate((node) => {
+    node.scrollTop = 0;
+  });
+  await logLine(page, '1').waitFor({ timeout: 15000 });
+  await waitFor(async () => {
+    const rows = await shownNumbers(page);
+    return rows.length > 10 && rows.every((row, i) => row.no === i + 1 && row.text === String(i + 1));
+  }, { timeout: 15000, message: 'lines 1, 2, 3… fetched again' });
+  await close();
+  await rm(path.dirname(flag), { recursive: true, force: true });
 });
