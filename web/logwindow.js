@@ -62,6 +62,8 @@ export class Block {
     this.streams = [];
     this.lastRowOf = [-1, -1, -1];
     this.lead = [-1, -1, -1];
+    this.lastTsText = undefined;
+    this.lastTs = NaN;
   }
 
   get rows() {
@@ -86,7 +88,12 @@ export class Block {
         const i = this.texts.length;
         this.texts.push(text);
         this.seqs.push(entry.seq);
-        this.tss.push(parseTimestamp(entry.ts));
+        // Entries of one batch mostly share their timestamp: parse each distinct one once.
+        if (entry.ts !== this.lastTsText) {
+          this.lastTsText = entry.ts;
+          this.lastTs = parseTimestamp(entry.ts);
+        }
+        this.tss.push(this.lastTs);
         this.streams.push(stream);
         if (previous < 0 && entry?.continues === true) this.lead[stream] = i;
         this.lastRowOf[stream] = i;
