@@ -17,6 +17,11 @@
 //!   of the server's VmRSS per viewer.
 //! - `many`: `ONEOFF_BENCH_RUNS` (200) runs printing 1,000 lines/s each at the same time,
 //!   one WebSocket viewer each: per-run latency percentiles.
+//! - `tailopen`: a finished run of `ONEOFF_BENCH_TAIL_LINES` (1,000,000) lines opened at its
+//!   end through the HTTP calls the web UI makes: `log?tail=N` (N = `ONEOFF_BENCH_TAIL_PAGE`,
+//!   2,000), five `log?before=PREV&limit=N` pages (scrolling up), one search request and a
+//!   search of the whole log (a text that is not there, following `next` until `done`);
+//!   then `oneoff logs RUN > file` (the CLI, the same binary) and its output checked line by line.
 //!
 //! The job of `fanout` and `many` is this program itself (`__oneoff_bench_ticker`): from a
 //! given wall-clock instant on, it writes line `i` at `start + (i - 1) / rate`, each line being
@@ -59,7 +64,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use common::*;
 
-const ALL: &str = "firehose,fanout,idle,many";
+const ALL: &str = "firehose,fanout,idle,many,tailopen";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -78,6 +83,7 @@ fn main() -> anyhow::Result<()> {
                 "fanout" => fanout().await?,
                 "idle" => idle().await?,
                 "many" => many().await?,
+                "tailopen" => tail_open().await?,
                 _ => unreachable!("checked above"),
             }
         }
@@ -398,4 +404,115 @@ async fn many_round(server: &Server, runs: usize, rate: u64, seconds: u64) -> an
         p50s[p50s.len() / 2]
     );
     Ok((if missing == 0 { p99s[p99s.len() - 1] } else { f64::INFINITY }, cpu))
+}
+
+// ---------------------------------------------------------------------------------------
+// Tail-first open of a big finished run
+
+/// GET `path` on `server` as JSON, failing on an error status.
+async fn get_json(server: &Server, path: &str) -> anyhow::Result<serde_json::Value> {
+    let response = server.http.get(format!("{}{path}", server.base)).send().await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    ensure!(status.is_success(), "GET {path} answered {status}: {body}");
+    Ok(body)
+}
+
+fn page_seqs(page: &serde_json::Value) -> Vec<u64> {
+    page["entries"].as_array().map_or(Vec::new(), |entries| entries.iter().filter_map(|e| e["seq"].as_u64()).collect())
+}
+
+async fn tail_open() -> anyhow::Result<()> {
+    let lines = setting("ONEOFF_BENCH_TAIL_LINES", 1_000_000);
+    let page = setting("ONEOFF_BENCH_TAIL_PAGE", 2000);
+    let count = setting("ONEOFF_BENCH_ROUNDS", 3);
+    println!("a finished run of `seq 1 {lines}` opened at its end, pages of {page}; {count} rounds");
+    with_server(|server| async move {
+        let run = server.create_run("flood", json!({ "lines": lines })).await?;
+        let stored = Instant::now();
+        while !["succeeded", "failed", "cancelled"].contains(&server.run_status(run).await?.as_str()) {
+            ensure!(stored.elapsed() < Duration::from_secs(300), "run {run} did not finish in 300 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let results = rounds(count, |round| {
+            let server = server.clone();
+            async move {
+                let cpu = CpuUse::start(&[&*server]);
+                let log = format!("/api/v1/runs/{run}/log");
+                let started = Instant::now();
+                let tail = get_json(&server, &format!("{log}?tail={page}")).await?;
+                let first_page = started.elapsed();
+                ensure!(page_seqs(&tail) == (lines - page + 1..=lines).collect::<Vec<_>>(), "tail page: {:?}", &page_seqs(&tail)[..3]);
+                let mut prev = tail["prev"].as_u64().unwrap_or(0);
+                for _ in 0..5 {
+                    let older = get_json(&server, &format!("{log}?before={prev}&limit={page}")).await?;
+                    ensure!(page_seqs(&older) == (prev - page..prev).collect::<Vec<_>>(), "page before {prev}");
+                    prev = older["prev"].as_u64().unwrap_or(0);
+                }
+                let six_pages = started.elapsed();
+                let search_started = Instant::now();
+                let mut answer = get_json(&server, &format!("{log}/search?q=needle")).await?;
+                let one_search = search_started.elapsed();
+                let mut requests = 1;
+                while answer["done"] != true {
+                    answer = get_json(&server, &format!("{log}/search?q=needle&after={}", answer["next"])).await?;
+                    requests += 1;
+                }
+                let whole_search = search_started.elapsed();
+                ensure!(answer["next"] == lines, "the search covered the log: {answer}");
+                let cli = cli_logs_to_file(&server, run, lines).await?;
+                println!(
+                    "round {round}: tail page {:.1} ms, tail + 5 pages back {:.1} ms | search: one request {:.1} ms, whole log {:.1} ms in {requests} requests | `oneoff logs > file` {:.3} s",
+                    first_page.as_secs_f64() * 1000.0,
+                    six_pages.as_secs_f64() * 1000.0,
+                    one_search.as_secs_f64() * 1000.0,
+                    whole_search.as_secs_f64() * 1000.0,
+                    cli.as_secs_f64(),
+                );
+                Ok(((first_page.as_secs_f64(), six_pages.as_secs_f64(), one_search.as_secs_f64(), whole_search.as_secs_f64(), cli.as_secs_f64()), cpu.report()))
+            }
+        })
+        .await?;
+        let pick = |index: usize| median(results.iter().map(|result| [result.0, result.1, result.2, result.3, result.4][index]).collect());
+        println!(
+            "median of {} rounds: tail page {:.1} ms, tail + 5 pages {:.1} ms, one search request {:.1} ms, whole-log search {:.1} ms, `oneoff logs > file` {:.3} s (target ≤ 1 s: {})",
+            results.len(),
+            pick(0) * 1000.0,
+            pick(1) * 1000.0,
+            pick(2) * 1000.0,
+            pick(3) * 1000.0,
+            pick(4),
+            verdict(pick(4) <= 1.0)
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Times `oneoff logs RUN > file` with the server binary as the CLI, and checks the file:
+/// `1..=lines`, one per line.
+async fn cli_logs_to_file(server: &Server, run: i64, lines: u64) -> anyhow::Result<Duration> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("log.txt");
+    let started = Instant::now();
+    let status = tokio::process::Command::new(server_binary()?)
+        .args(["logs", "--server", &server.base, &run.to_string()])
+        .stdout(std::fs::File::create(&path)?)
+        .stderr(Stdio::inherit())
+        .status()
+        .await?;
+    let elapsed = started.elapsed();
+    ensure!(status.success(), "oneoff logs failed: {status}");
+    let text = std::fs::read_to_string(&path)?;
+    let mut count = 0u64;
+    for (index, line) in text.lines().enumerate() {
+        ensure!(
+            line.parse::<u64>().ok() == Some(index as u64 + 1),
+            "line {} of the CLI's output is {line:?}",
+            index + 1
+        );
+        count += 1;
+    }
+    ensure!(count == lines, "the CLI printed {count} lines of {lines}");
+    Ok(elapsed)
 }

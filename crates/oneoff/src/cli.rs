@@ -241,6 +241,10 @@ pub struct LogsArgs {
     /// Start after this log sequence number (0 is the beginning).
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     pub after: u64,
+    /// Start with the last N log entries (0: only what follows, with --follow), like
+    /// `kubectl logs --tail`. A line stored in pieces (a progress bar) counts one per piece.
+    #[arg(long, value_name = "N", conflicts_with = "after")]
+    pub tail: Option<u64>,
     /// Prefix each line with the time it was captured.
     #[arg(long)]
     pub timestamps: bool,

@@ -12,14 +12,14 @@ use std::future::Future;
 use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant};
 
-use oneoff_api::v1::{Entry, Run};
+use oneoff_api::v1::{Entry, LogPage, Run};
 use oneoff_api::{Client, ClientError};
 
 use crate::cmd::client_error_text;
 use crate::output::stderr_line;
 
-/// Entries asked for per request.
-const PAGE_LIMIT: u32 = 1000;
+/// Entries asked for per request (the server's most; a page is bounded by its size too).
+const PAGE_LIMIT: u32 = 10_000;
 /// How long one long-poll request may wait for new entries.
 const LONG_POLL_SECONDS: u32 = 25;
 /// A pause after an empty long-poll answer, so a server that does not wait cannot make us spin.
@@ -98,38 +98,83 @@ impl<O: Write, E: Write> Printer<O, E> {
     }
 }
 
-/// Prints the log of run `id` from after `after`, returning the `next` to continue from.
+/// Where printing a log starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Right after this sequence number (0: the beginning).
+    After(u64),
+    /// With the last N entries stored when the first request arrives (`tail=N`).
+    Tail(u64),
+}
+
+/// Prints the log of run `id` from `start`, returning the `next` to continue from.
 ///
 /// Without `follow`, reads pages until one comes back empty (or the run is done);
 /// with `follow`, long-polls until the server says the run is done and retries
-/// transient failures.
+/// transient failures. The next page is asked for as soon as a page arrives, and printed
+/// while it travels, so a long log costs the server's and the printing's time, not their sum.
 pub async fn print_log<O: Write, E: Write>(
     client: &Client,
     id: i64,
-    mut after: u64,
+    start: Start,
     follow: bool,
     printer: &mut Printer<O, E>,
 ) -> anyhow::Result<u64> {
     let wait = follow.then_some(LONG_POLL_SECONDS);
+    let (mut after, first) = match start {
+        Start::After(after) => (after, ("after", after.to_string())),
+        Start::Tail(tail) => (0, ("tail", tail.to_string())),
+    };
+    let mut pending = fetch_page(client, id, first, wait, follow, Duration::ZERO);
     loop {
-        tracing::debug!(id, after, "reading log page");
-        let page = call(follow, || client.log(id, after, Some(PAGE_LIMIT), wait)).await?;
-        // The server never repeats entries before `after`; skipping them anyway keeps a
-        // misbehaving proxy cache from printing a line twice.
-        for entry in page.entries.iter().filter(|entry| entry.seq > after) {
-            printer.print(entry)?;
-        }
-        printer.flush()?;
+        let page = pending.await.map_err(|error| anyhow::anyhow!("reading the log stopped: {error}"))??;
+        let printed_through = after;
         after = after.max(page.next);
-        if page.done || (!follow && page.entries.is_empty()) {
+        let finished = page.done || (!follow && page.entries.is_empty());
+        if finished {
+            // The server never repeats entries before `after`; skipping them anyway keeps a
+            // misbehaving proxy cache from printing a line twice.
+            for entry in page.entries.iter().filter(|entry| entry.seq > printed_through) {
+                printer.print(entry)?;
+            }
             printer.end_line()?;
             printer.flush()?;
             return Ok(after);
         }
-        if page.entries.is_empty() {
-            tokio::time::sleep(EMPTY_PAGE_PAUSE).await;
+        let pause = if page.entries.is_empty() { EMPTY_PAGE_PAUSE } else { Duration::ZERO };
+        pending = fetch_page(client, id, ("after", after.to_string()), wait, follow, pause);
+        for entry in page.entries.iter().filter(|entry| entry.seq > printed_through) {
+            if let Err(error) = printer.print(entry) {
+                pending.abort();
+                return Err(error.into());
+            }
         }
+        printer.flush()?;
     }
+}
+
+/// Asks for one page in a task of its own (after `pause`), retrying transient failures
+/// when following.
+fn fetch_page(
+    client: &Client,
+    id: i64,
+    position: (&'static str, String),
+    wait: Option<u32>,
+    retry: bool,
+    pause: Duration,
+) -> tokio::task::JoinHandle<Result<LogPage, ClientError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        let mut query = vec![position, ("limit", PAGE_LIMIT.to_string())];
+        if let Some(wait) = wait {
+            query.push(("wait", wait.to_string()));
+        }
+        tracing::debug!(id, ?query, "reading log page");
+        call(retry, || client.log_query(id, &query)).await
+    })
 }
 
 /// Fetches a run, retrying transient failures like the log stream does.

@@ -5,9 +5,9 @@
 //! One request scans forward from `after` and stops at `limit` matches or after a fixed budget
 //! of log output, whichever first, so every request stays bounded in time however large the
 //! log; `next` says where to go on. A secret is masked before it is stored, so no search can
-//! find one. The same permission as reading the log (`visible_run`); a stream ticket does not
-//! open search (it is for one stream connection, and search is a plain request that carries
-//! the caller's own credentials).
+//! find one. The same permission as reading the log (`visible_run`). A stream ticket does not
+//! open search (the ticket middleware accepts tickets only on the log transports): a ticket is
+//! for one stream connection, and search is a plain request with the caller's own credentials.
 
 use std::collections::VecDeque;
 
@@ -45,8 +45,6 @@ pub struct SearchQuery {
     before: Option<u64>,
     limit: Option<u32>,
     context: Option<u32>,
-    /// Named so that its refusal can say why.
-    ticket: Option<String>,
 }
 
 /// A match found, with its context gathered as the scan goes.
@@ -61,11 +59,6 @@ pub async fn search(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<SearchPage>, ApiError> {
-    if query.ticket.is_some() {
-        return Err(ApiError::bad_request(
-            "a stream ticket opens one log stream, not a search; send your credentials (the API token) as for any request",
-        ));
-    }
     let run = visible_run(&state, &caller, &id).await?.id;
     let text = query.q.unwrap_or_default();
     if text.len() > MAX_QUERY_BYTES {

@@ -69,6 +69,7 @@ pub async fn websocket(
                 .unwrap_or(problem);
         return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
     }
+    let after = start_after(&state, run, query.after, query.tail).await?;
     let slot = acquire(&state, run)?;
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
@@ -78,7 +79,6 @@ pub async fn websocket(
         }
     };
     let streams = &state.config.streams;
-    let after = start_after(&state, run, query.after, query.tail).await?;
     state.counters.ws_sessions.fetch_add(1, Ordering::Relaxed);
     let upgrade = upgrade
         .read_buffer_size(4 * 1024)

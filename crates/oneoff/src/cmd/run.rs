@@ -31,7 +31,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     stderr_line(&format!("run #{} started", run.id));
     let format = if args.client.json { Format::Json } else { Format::Text { timestamps: false } };
-    follow::print_log(&client, run.id, 0, true, &mut Printer::stdio(format)).await?;
+    follow::print_log(&client, run.id, follow::Start::After(0), true, &mut Printer::stdio(format)).await?;
     let finished = follow::fetch_run(&client, run.id).await?;
     stderr_line(&summary(&finished));
     Ok(ExitCode::from(exit_code(&finished)))

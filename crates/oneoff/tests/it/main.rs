@@ -20,6 +20,8 @@ mod hostile_masking;
 mod hostile_processes;
 mod hostile_streams;
 mod jwt;
+mod log_search;
+mod log_tail;
 mod logs;
 mod messages;
 mod migrate_store;

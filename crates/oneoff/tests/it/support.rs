@@ -514,3 +514,112 @@ impl TestServer {
         TestServer { server: Some(server), url, dir, http: reqwest::Client::new(), sqlite_only: true }
     }
 }
+
+/// The sequence numbers of log entries (JSON), in order.
+pub fn seqs_of(entries: &[Value]) -> Vec<u64> {
+    entries.iter().map(|entry| entry["seq"].as_u64().expect("an entry's seq")).collect()
+}
+
+impl TestServer {
+    /// Follows a run's log over WebSocket with `query` (e.g. `tail=5`) until the server
+    /// closes the stream, or only its first `max_messages` text messages (then it hangs up).
+    /// `Err` is the status and body of a refused handshake.
+    pub async fn ws_follow_query(
+        &self,
+        id: i64,
+        query: &str,
+        max_messages: Option<usize>,
+    ) -> Result<(WsLog, Vec<Value>), (u16, Value)> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::{Error, Message};
+        let url = self.ws_url(&format!("/api/v1/runs/{id}/log/ws?{query}"));
+        let mut socket = match tokio_tungstenite::connect_async(url).await {
+            Ok((socket, _)) => socket,
+            Err(Error::Http(response)) => {
+                let body = response.body().as_deref().and_then(|body| serde_json::from_slice(body).ok());
+                return Err((response.status().as_u16(), body.unwrap_or(Value::Null)));
+            }
+            Err(error) => panic!("WebSocket handshake: {error}"),
+        };
+        let (mut log, mut messages) = (WsLog::default(), Vec::new());
+        while let Some(message) = socket.next().await {
+            match message.expect("WebSocket message") {
+                Message::Text(text) => {
+                    log.messages += 1;
+                    let value: Value = serde_json::from_str(&text).expect("JSON message");
+                    if value["done"] == true {
+                        log.done = Some(value.clone());
+                    } else {
+                        log.entries.extend(value["entries"].as_array().expect("entries").iter().cloned());
+                    }
+                    messages.push(value);
+                    if max_messages.is_some_and(|max| log.messages >= max) {
+                        break;
+                    }
+                }
+                Message::Close(frame) => {
+                    log.close_code = frame.as_ref().map(|frame| u16::from(frame.code));
+                    log.close_reason = frame.map(|frame| frame.reason.to_string()).unwrap_or_default();
+                    break;
+                }
+                _ => {}
+            }
+        }
+        Ok((log, messages))
+    }
+
+    /// Follows a run's log over SSE with `query` (and `Last-Event-ID` when given) until the
+    /// `done` or `error` event, or only its first `max_events` data events. `Err`: the
+    /// status and body of a refused request.
+    pub async fn sse_follow_query(
+        &self,
+        id: i64,
+        query: &str,
+        last_event_id: Option<u64>,
+        max_events: Option<usize>,
+    ) -> Result<SseLog, (u16, Value)> {
+        use futures_util::StreamExt;
+        let mut request = self.http.get(format!("{}/api/v1/runs/{id}/log/sse?{query}", self.url));
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().await.expect("SSE request");
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            return Err((status, response.json().await.unwrap_or(Value::Null)));
+        }
+        let mut log = SseLog { headers: response.headers().clone(), ..SseLog::default() };
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        let mut data_events = 0;
+        while let Some(chunk) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk.expect("SSE chunk")));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                for line in block.lines() {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        event.comment = Some(comment.to_string());
+                    } else if let Some((field, value)) = line.split_once(':') {
+                        let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+                        match field {
+                            "id" => event.id = Some(value),
+                            "event" => event.event = Some(value),
+                            "data" => event.data.push_str(&value),
+                            _ => {}
+                        }
+                    }
+                }
+                let finished = matches!(event.event.as_deref(), Some("done" | "error"));
+                if event.event.is_none() && event.comment.is_none() {
+                    data_events += 1;
+                }
+                log.events.push(event);
+                if finished || max_events.is_some_and(|max| data_events >= max) {
+                    return Ok(log);
+                }
+            }
+        }
+        Ok(log)
+    }
+}
