@@ -140,6 +140,11 @@ test('a #L permalink into the middle opens there with its line highlighted', asy
     location.hash = '#L250000';
   });
   await waitForText(page.locator('.log-row.target .log-text'), /^250000$/, { timeout: 15000 });
+  // A line past the end of the log goes to its end.
+  await page.evaluate(() => {
+    location.hash = '#L5000000';
+  });
+  await logLine(page, String(LINES)).waitFor({ timeout: 15000 });
   await close();
 });
 
