@@ -9,7 +9,7 @@
 // (this tab only) and sent as `Authorization: Bearer`; live logs then use single-use stream
 // tickets (see transport.js), since WebSocket and EventSource cannot send that header.
 
-import { LogView } from './logview.js';
+import { LogView, TAIL_ENTRIES } from './logview.js';
 import { LogStream, LABELS } from './transport.js';
 import { checkParam, paramsSummary, rerunQuery, initialValue, compilePattern } from './params.js';
 import { commandLine, shellQuote } from './shell.js';
@@ -778,13 +778,44 @@ async function runPage(ctx, idText) {
     })
     .catch(() => {});
 
-  // Permalinks: #L123 scrolls to and highlights the line holding sequence 123.
-  const followHash = () => {
+  // Permalinks: #L123 scrolls to and highlights the line holding sequence 123 (its page is
+  // fetched when the view does not hold it).
+  const hashSeq = () => {
     const match = /^#L([0-9]+)$/.exec(location.hash);
-    if (match) view.setTarget(Number(match[1]));
+    return match ? Number(match[1]) : null;
+  };
+  const followHash = () => {
+    const seq = hashSeq();
+    if (seq !== null) view.setTarget(seq);
   };
   ctx.onHash = followHash;
+
+  // Tail first: the page opens at the end of the log (or around a permalink's line), learns
+  // the head from that page, and follows live from the head. Earlier lines are fetched when
+  // the view comes to them.
+  const logPath = `/api/v1/runs/${id}/log`;
+  view.setSource({
+    fetchPage: async ({ after: afterSeq, before, limit }) =>
+      (await api(`${logPath}?after=${afterSeq}&before=${before}&limit=${limit}`, { signal: ctx.signal })).data,
+    search: async (query, afterSeq, limit) =>
+      (await api(`${logPath}/search?q=${encodeURIComponent(query)}&after=${afterSeq}&limit=${limit}`, { signal: ctx.signal })).data,
+  });
+  const wanted = hashSeq();
+  let opening = null;
+  try {
+    const first = wanted === null
+      ? `${logPath}?tail=${TAIL_ENTRIES}`
+      : `${logPath}?after=${Math.max(0, wanted - TAIL_ENTRIES / 2)}&limit=${TAIL_ENTRIES}`;
+    ({ data: opening } = await api(first, { signal: ctx.signal }));
+  } catch (error) {
+    if (isAbort(error)) throw error;
+    // The stream then starts from the beginning: the window still bounds what is kept.
+    view.addNotice(errorBox(`Cannot load the end of the log (${error.message}); reading it from the start.`));
+  }
+  if (opening) view.loadPage(opening);
   followHash();
+  const openingEntries = opening?.entries || [];
+  const liveAfter = Number.isFinite(opening?.head) ? opening.head : (openingEntries.at(-1)?.seq ?? 0);
 
   // The live log.
   const transportBadge = h('span', { class: 'transport', role: 'status', title: '' });
@@ -793,6 +824,7 @@ async function runPage(ctx, idText) {
   view.addNotice(fallbackNotice);
   let sawEntries = false;
   const stream = new LogStream(id, {
+    after: liveAfter,
     token: readToken(),
     onEntries: (entries) => {
       view.append(entries);

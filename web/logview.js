@@ -1,171 +1,38 @@
-// The log viewer: compact storage of a run's entries, search, and a virtualised view.
+// The log viewer: a virtualised view over a bounded window of a run's log, and search.
 //
-// Storage (`LogStore`, pure): one row per displayed line, as parallel arrays — the text (a
-// JS string), the first sequence number and timestamp (Float64Array) and the stream
-// (Uint8Array) — so a million lines cost little more than their text. A line stored in
-// pieces (a `\r` progress bar the server stores while it runs, a line cut at
-// `max_line_bytes`: each piece after the first is marked `continues`) is merged into one row,
-// so it shows one line updating, like a terminal would. The
-// store keeps at most `maxRows` rows; beyond, the oldest tenth is dropped at a time (with a
-// notice pointing at the raw download).
+// The log itself is held by `LogWindow` (logwindow.js): the tail the page opened with, the
+// pages scrolled through, the live entries, at most about 200,000 entries; the rest shows as
+// placeholder rows that are fetched (`log?before=&after=&limit=`) when they come into view.
+// The row space covers the whole log (sized by its head), so the scrollbar means position
+// in the whole log.
 //
 // View (`LogView`): without wrapping, rows have a fixed height and only the visible ones are
 // in the DOM (a pool of row elements positioned by transform), updated at most once per
 // animation frame. With wrapping, heights vary, so the view instead renders a window of at
 // most 1,000 consecutive rows (the latest ones while following), with buttons to move the
-// window; the whole log stays searchable and reachable by permalink.
+// window. Search runs on the server (`log/search`), over the whole log; a match, like a
+// permalink, is fetched when it is not held.
 
-import { renderLine, plainText, applyHighlights, appendSpans } from './ansi.js';
-import { parseTimestamp, formatClock, formatCount } from './format.js';
+import { renderLine, applyHighlights, appendSpans } from './ansi.js';
+import { formatClock, formatCount } from './format.js';
+import { LogWindow, MatchList, planFetches } from './logwindow.js';
 
-export const MAX_ROWS = 2_000_000;
+export { continuesLine } from './logwindow.js';
+
 export const ROW_HEIGHT = 20;
 export const WRAP_WINDOW = 1000;
-export const MAX_MATCHES = 100_000;
+/** The last screens fetched first when a run page opens. */
+export const TAIL_ENTRIES = 500;
+/** The search keeps counting (in the background, page by page) up to this many matches. */
+export const MAX_MATCHES = 10_000;
+/** Matches per search request. */
+const SEARCH_PAGE = 1000;
+/** Pages fetched at once while scrolling. */
+const MAX_IN_FLIGHT = 2;
+/** Rows beyond the view (either side) fetched ahead of scrolling. */
+const FETCH_MARGIN_ROWS = 600;
 /** Browsers cap element heights (Firefox near 17.9M px): beyond this the scroll is scaled. */
 const MAX_SCROLL_PX = 8_000_000;
-/** A merged progress line is cut back to about this many characters (at a `\r`). */
-const MAX_MERGED_CHARS = 65536;
-
-const STREAM_CODES = { stdout: 0, stderr: 1, system: 2 };
-const STREAM_NAMES = ['stdout', 'stderr', 'system'];
-
-/**
- * Whether `entry` joins `prev`, the text of the last row of the same stream (the server
- * splits each pipe into lines separately), instead of starting a new row: the server marks
- * every piece after the first of a line with `continues: true`. An empty piece is the
- * newline that ended a line stored in pieces, not a blank line. A row stays within about
- * MAX_MERGED_CHARS: a `\r` line is cut back to its latest states, and a long plain line
- * (cut at `max_line_bytes`) goes on in a new row rather than lose its start.
- */
-export function continuesLine(prev, entry) {
-  if (prev === undefined || entry?.continues !== true) return false;
-  const text = typeof entry.text === 'string' ? entry.text : '';
-  return prev.length + text.length <= MAX_MERGED_CHARS || prev.includes('\r') || text.includes('\r');
-}
-
-function trimMerged(text) {
-  if (text.length <= MAX_MERGED_CHARS) return text;
-  const cut = text.indexOf('\r', text.length - MAX_MERGED_CHARS / 2);
-  return cut > 0 ? text.slice(cut) : text.slice(text.length - MAX_MERGED_CHARS / 2);
-}
-
-export class LogStore {
-  constructor({ maxRows = MAX_ROWS } = {}) {
-    this.maxRows = maxRows;
-    this.dropChunk = Math.max(1, Math.floor(maxRows / 10));
-    this.base = 0; // absolute index of local row 0 (rows dropped from the head)
-    this.texts = [];
-    this.capacity = 1024;
-    this.seqs = new Float64Array(this.capacity);
-    this.tss = new Float64Array(this.capacity);
-    this.streams = new Uint8Array(this.capacity);
-    this.lastSeq = 0;
-    this.droppedThroughSeq = 0;
-    this.lastRowOf = [-1, -1, -1]; // local index of each stream's last row
-  }
-
-  get length() {
-    return this.texts.length;
-  }
-
-  /** One past the last absolute row index. */
-  get end() {
-    return this.base + this.texts.length;
-  }
-
-  grow(needed) {
-    if (needed <= this.capacity) return;
-    let capacity = this.capacity;
-    while (capacity < needed) capacity *= 2;
-    const seqs = new Float64Array(capacity);
-    seqs.set(this.seqs.subarray(0, this.length));
-    const tss = new Float64Array(capacity);
-    tss.set(this.tss.subarray(0, this.length));
-    const streams = new Uint8Array(capacity);
-    streams.set(this.streams.subarray(0, this.length));
-    this.seqs = seqs;
-    this.tss = tss;
-    this.streams = streams;
-    this.capacity = capacity;
-  }
-
-  /**
-   * Adds entries (in sequence order, already deduplicated). Returns {from, dropped}: the
-   * first absolute row that changed (a merged row or the first new one), and how many rows
-   * were dropped from the head.
-   */
-  append(entries) {
-    let from = this.end;
-    let dropped = 0;
-    for (const entry of entries) {
-      const stream = STREAM_CODES[entry.stream] ?? 0;
-      const text = typeof entry.text === 'string' ? entry.text : '';
-      const previous = this.lastRowOf[stream];
-      if (previous >= 0 && continuesLine(this.texts[previous], entry)) {
-        if (text !== '') this.texts[previous] = trimMerged(this.texts[previous] + text);
-        from = Math.min(from, this.base + previous);
-      } else {
-        if (this.texts.length >= this.maxRows) {
-          dropped += this.dropHead(this.dropChunk);
-          from = Math.max(this.base, Math.min(from, this.end));
-        }
-        const i = this.texts.length;
-        this.grow(i + 1);
-        this.texts.push(text);
-        this.seqs[i] = entry.seq;
-        this.tss[i] = parseTimestamp(entry.ts);
-        this.streams[i] = stream;
-        this.lastRowOf[stream] = i;
-      }
-      this.lastSeq = entry.seq;
-    }
-    return { from, dropped };
-  }
-
-  dropHead(count) {
-    const k = Math.min(count, this.texts.length);
-    if (k === 0) return 0;
-    this.droppedThroughSeq = k < this.texts.length ? this.seqs[k] - 1 : this.lastSeq;
-    this.texts.splice(0, k);
-    this.seqs.copyWithin(0, k, this.texts.length + k);
-    this.tss.copyWithin(0, k, this.texts.length + k);
-    this.streams.copyWithin(0, k, this.texts.length + k);
-    this.lastRowOf = this.lastRowOf.map((row) => (row >= k ? row - k : -1));
-    this.base += k;
-    return k;
-  }
-
-  /** Row `abs` (absolute index) as {seq, ts, stream, text}, or null when not stored. */
-  row(abs) {
-    const i = abs - this.base;
-    if (i < 0 || i >= this.texts.length) return null;
-    return { seq: this.seqs[i], ts: this.tss[i], stream: STREAM_NAMES[this.streams[i]], text: this.texts[i] };
-  }
-
-  text(abs) {
-    return this.texts[abs - this.base];
-  }
-
-  /** The absolute row holding `seq`, or -1 (not arrived yet, or dropped). */
-  rowOfSeq(seq) {
-    const n = this.texts.length;
-    if (n === 0 || seq < this.seqs[0] || seq > this.lastSeq) return -1;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.seqs[mid] <= seq) lo = mid;
-      else hi = mid - 1;
-    }
-    return this.base + lo;
-  }
-}
-
-/** Smart case: case-insensitive unless the query has an upper-case letter. */
-export function searchMode(query) {
-  return { needle: query === query.toLowerCase() ? query.toLowerCase() : query, fold: query === query.toLowerCase() };
-}
 
 /** Start offsets of `needle` in `haystack` (non-overlapping), at most `limit`. */
 export function findAll(haystack, needle, fold, limit = 1000) {
@@ -178,82 +45,6 @@ export function findAll(haystack, needle, fold, limit = 1000) {
     at = text.indexOf(needle, at + needle.length);
   }
   return out;
-}
-
-/** Matches of one query over a store: parallel arrays of absolute rows and offsets. */
-export class LogSearch {
-  constructor(query) {
-    this.query = query;
-    const { needle, fold } = searchMode(query);
-    this.needle = needle;
-    this.fold = fold;
-    this.rows = [];
-    this.starts = [];
-    this.scanned = 0; // absolute row up to which the store was scanned
-    this.capped = false;
-    this.current = -1;
-  }
-
-  /** Scans rows [scanned, until) of `store`. */
-  scan(store, until) {
-    let abs = Math.max(this.scanned, store.base);
-    const end = Math.min(until, store.end);
-    for (; abs < end; abs++) {
-      for (const start of findAll(plainText(store.text(abs)), this.needle, this.fold)) {
-        if (this.rows.length >= MAX_MATCHES) {
-          this.capped = true;
-          this.scanned = store.end;
-          return;
-        }
-        this.rows.push(abs);
-        this.starts.push(start);
-      }
-    }
-    this.scanned = Math.max(this.scanned, end);
-  }
-
-  /** Forgets matches at or after row `from` (it changed) and before `base` (dropped). */
-  invalidate(from, base) {
-    let keepFrom = 0;
-    while (keepFrom < this.rows.length && this.rows[keepFrom] < base) keepFrom++;
-    let keepTo = this.rows.length;
-    while (keepTo > keepFrom && this.rows[keepTo - 1] >= from) keepTo--;
-    if (keepFrom > 0 || keepTo < this.rows.length) {
-      const currentRow = this.rows[this.current];
-      const currentStart = this.starts[this.current];
-      this.rows = this.rows.slice(keepFrom, keepTo);
-      this.starts = this.starts.slice(keepFrom, keepTo);
-      this.current = this.indexOf(currentRow, currentStart);
-      if (this.capped) this.capped = false;
-    }
-    this.scanned = Math.min(this.scanned, from);
-  }
-
-  indexOf(row, start) {
-    for (let i = 0; i < this.rows.length; i++) if (this.rows[i] === row && this.starts[i] === start) return i;
-    return -1;
-  }
-
-  /** Index of the first match at or after `row` (wrapping to 0), or -1. */
-  firstFrom(row) {
-    if (this.rows.length === 0) return -1;
-    let lo = 0;
-    let hi = this.rows.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.rows[mid] < row) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo < this.rows.length ? lo : 0;
-  }
-
-  step(direction) {
-    const n = this.rows.length;
-    if (n === 0) return -1;
-    if (this.current < 0) this.current = direction > 0 ? 0 : n - 1;
-    else this.current = (this.current + direction + n) % n;
-    return this.current;
-  }
 }
 
 function el(doc, tag, attrs = {}, text) {
@@ -288,37 +79,49 @@ let viewCount = 0;
 
 export class LogView {
   /**
-   * `root`: an element to fill. Options: downloadUrl, onTarget(seq) (a line number was chosen).
+   * `root`: an element to fill. Options: downloadUrl (the raw log). The log arrives through
+   * `setSource` (how to fetch pages and search), `loadPage` (a fetched page) and `append`
+   * (live entries from the stream).
    */
   constructor(root, { downloadUrl } = {}) {
     this.doc = root.ownerDocument;
     this.win = this.doc.defaultView;
-    this.store = new LogStore();
+    this.log = new LogWindow();
+    this.source = null;
+    this.inFlight = []; // [from, to] of pages being fetched
+    this.fetchFailures = 0;
+    this.fetchRetry = null;
     this.follow = true;
     this.wrap = readSetting('oneoff.log.wrap', false);
     this.showTimestamps = readSetting('oneoff.log.timestamps', false);
-    this.search = null;
+    this.search = null; // a MatchList
     this.searchTimer = null;
-    this.scanHandle = null;
-    this.scanActive = false;
-    this.firstJumpDone = false;
+    this.searching = false;
+    this.pendingStep = 0; // a step (+1/-1) waiting for the search to scan further
+    this.autoJump = false; // jump to the first match once one is found (typed, no Enter yet)
     this.revealMark = false;
     this.pendingWrapScroll = undefined;
-    this.anchorRow = null;
+    // The line at the top of the view while paused, as a sequence number (row indices move
+    // when a fetched gap merges pieces into fewer rows) and the fraction of a row above it.
+    this.anchorSeq = null;
+    this.anchorFrac = 0;
     this.renderedScrollTop = 0;
     this.targetSeq = null;
-    this.targetAbs = -1;
     this.targetPending = false;
+    // A sequence number to bring into view once its page arrives: {seq, match}.
+    this.reveal = null;
     this.dirtyFrom = Infinity;
     this.dirtyAll = true;
     this.frame = 0;
     this.expectedScrollTop = -1;
     this.pool = [];
     this.wrapRows = []; // [{abs, node}] in wrap mode, in order
+    this.wrapStartSeq = 1;
     this.wrapStart = 0;
     this.wrapEnd = 0;
     this.newWhilePaused = 0;
     this.finished = false;
+    this.opened = false; // the first page arrived (until then "Loading…", not "nothing")
     this.noWidth = 0;
     this.destroyed = false;
     this.id = `log${++viewCount}`;
@@ -436,6 +239,7 @@ export class LogView {
     });
   }
 
+
   applyClasses() {
     this.root.classList.toggle('show-ts', this.showTimestamps);
     this.root.classList.toggle('wrap', this.wrap);
@@ -445,43 +249,111 @@ export class LogView {
     this.destroyed = true;
     this.win.cancelAnimationFrame(this.frame);
     this.win.clearTimeout(this.searchTimer);
-    this.win.clearTimeout(this.scanHandle);
+    this.win.clearTimeout(this.fetchRetry);
     this.resizeObserver?.disconnect();
   }
 
   // -- data
 
+  /**
+   * How to read the log: `fetchPage({after, before, limit})` and `search(query, after, limit)`,
+   * each a promise of the API's answer (a `LogPage`; `{matches, next, done, head}`).
+   */
+  setSource(source) {
+    this.source = source;
+    this.invalidate();
+  }
+
+  /** A fetched page of the log: the tail, or a page a scroll, a permalink or a match asked for. */
+  loadPage(page) {
+    this.opened = true;
+    const changed = this.log.insert(Array.isArray(page?.entries) ? page.entries : []);
+    this.log.setHead(page?.head);
+    this.afterChange(changed);
+  }
+
+  /** Live entries from the stream (they follow the head without a gap). */
   append(entries) {
     if (!entries.length) return;
-    const { from, dropped } = this.store.append(entries);
-    this.dirtyFrom = Math.min(this.dirtyFrom, from);
-    if (dropped) {
-      this.dirtyAll = true;
-      this.showDropNotice();
-    }
-    if (this.search) {
-      this.search.invalidate(from, this.store.base);
-      this.continueScan();
-    }
+    this.opened = true;
+    const log = this.log;
+    const last = log.blocks[log.blocks.length - 1];
+    const extendsTail = log.head === 0 || (last !== undefined && last.to === log.head);
+    let changed = Infinity;
+    // Far from the end (the tail was dropped to bound the window), only the head moves: the
+    // rows are fetched again if the view comes back.
+    if (this.follow || extendsTail) changed = log.insert(entries);
+    else log.setHead(entries[entries.length - 1].seq);
     if (!this.follow) this.newWhilePaused += entries.length;
-    if (this.targetPending) this.resolveTarget();
+    this.afterChange(changed);
+  }
+
+  afterChange(changed) {
+    this.dirtyFrom = Math.min(this.dirtyFrom, changed);
+    if (this.log.evict(this.centerSeq())) this.dirtyAll = true;
+    this.resolveReveal();
     this.invalidate();
+  }
+
+  /** The sequence number at the middle of the view (the window is kept around it). */
+  centerSeq() {
+    if (this.follow) return this.log.head;
+    const rows = Math.ceil(this.scroller.clientHeight / ROW_HEIGHT);
+    return this.log.seqAt(Math.min(this.log.length - 1, this.topRow() + Math.floor(rows / 2))) || this.log.head;
+  }
+
+  /** Fetches the gaps around rows `first..=last` (the view), a few pages at a time. */
+  fetchMissing(first, last) {
+    if (!this.source || this.destroyed || this.fetchRetry || this.log.head === 0) return;
+    const room = MAX_IN_FLIGHT - this.inFlight.length;
+    if (room <= 0) return;
+    const centerSeq = this.log.seqAt(Math.max(0, Math.floor((first + last) / 2)));
+    const pages = planFetches(this.log, Math.max(0, first - FETCH_MARGIN_ROWS), last + FETCH_MARGIN_ROWS,
+      { inFlight: this.inFlight, centerSeq });
+    for (const page of pages.slice(0, room)) this.fetchPage(page);
+  }
+
+  async fetchPage(page) {
+    const range = [page.from, page.to];
+    this.inFlight.push(range);
+    try {
+      const result = await this.source.fetchPage({ after: page.after, before: page.before, limit: page.limit });
+      if (this.destroyed) return;
+      const entries = Array.isArray(result?.entries) ? result.entries : [];
+      if (!entries.some((entry) => entry?.seq >= page.from && entry?.seq <= page.to)) {
+        throw new Error(`the server sent no lines for ${formatCount(page.from)}–${formatCount(page.to)}`);
+      }
+      this.fetchFailures = 0;
+      this.notices.querySelector('.notice-fetch')?.remove();
+      this.loadPage(result);
+    } catch (error) {
+      if (this.destroyed || error?.name === 'AbortError') return;
+      this.fetchFailures += 1;
+      this.showFetchNotice(error?.message || String(error));
+      const delay = Math.min(15000, 500 * 2 ** Math.min(5, this.fetchFailures));
+      this.fetchRetry = this.win.setTimeout(() => {
+        this.fetchRetry = null;
+        this.invalidate();
+      }, delay);
+    } finally {
+      this.inFlight = this.inFlight.filter((item) => item !== range);
+      this.invalidate();
+    }
+  }
+
+  showFetchNotice(message) {
+    let notice = this.notices.querySelector('.notice-fetch');
+    if (!notice) {
+      notice = el(this.doc, 'p', { class: 'notice error notice-fetch', role: 'status' });
+      this.notices.append(notice);
+    }
+    notice.textContent = `Cannot load these lines: ${message}. Trying again…`;
   }
 
   /** The run ended: no more entries will come. */
   finish() {
     this.finished = true;
     this.invalidate();
-  }
-
-  showDropNotice() {
-    let notice = this.notices.querySelector('.notice-dropped');
-    if (!notice) {
-      notice = el(this.doc, 'p', { class: 'notice notice-dropped', role: 'status' });
-      this.notices.append(notice);
-    }
-    notice.textContent = `This log is long: the viewer keeps the latest ${formatCount(this.store.maxRows)} lines, `
-      + `so lines up to ${formatCount(this.store.droppedThroughSeq)} are not shown here. Download the raw log for all of it.`;
   }
 
   setTransportBadge(node) {
@@ -499,7 +371,7 @@ export class LogView {
     const programmatic = this.expectedScrollTop >= 0 && Math.abs(top - this.expectedScrollTop) < 2;
     if (!programmatic) {
       const atBottom = top + this.scroller.clientHeight >= this.scroller.scrollHeight - 4;
-      this.setFollow(atBottom && (!this.wrap || this.wrapEnd >= this.store.end));
+      this.setFollow(atBottom && (!this.wrap || this.wrapEnd >= this.log.length));
     }
     this.expectedScrollTop = -1;
     this.invalidate();
@@ -520,6 +392,7 @@ export class LogView {
   }
 
   jumpToLatest() {
+    this.reveal = null;
     this.setFollow(true);
     this.invalidate(true);
     this.scroller.focus({ preventScroll: true });
@@ -530,29 +403,48 @@ export class LogView {
     this.expectedScrollTop = this.scroller.scrollTop;
   }
 
-  // -- permalinks
+  /** Remembers row position `row` (fractional) as the line at the top while paused. */
+  setAnchor(row) {
+    const index = Math.max(0, Math.floor(row));
+    this.anchorSeq = this.log.seqAt(index) || null;
+    this.anchorFrac = row - index;
+  }
 
-  /** Highlights the row holding `seq` and scrolls to it (now, or when it arrives). */
+  anchorIndex() {
+    if (this.anchorSeq === null) return null;
+    return Math.max(0, this.log.indexOfSeq(this.anchorSeq)) + this.anchorFrac;
+  }
+
+  // -- permalinks and jumps
+
+  /** Highlights the row holding `seq` and scrolls to it (now, or when its page arrives). */
   setTarget(seq, { scroll = true } = {}) {
     this.targetSeq = seq;
-    this.targetPending = scroll;
-    if (scroll) this.setFollow(false);
-    this.resolveTarget(scroll);
+    if (scroll) this.goTo(seq, false);
+    this.dirtyAll = true;
     this.invalidate(true);
   }
 
-  resolveTarget(scroll = this.targetPending) {
-    if (this.targetSeq === null) return;
-    const abs = this.store.rowOfSeq(this.targetSeq);
-    this.targetAbs = abs;
-    if (abs < 0) {
-      if (this.targetSeq <= this.store.droppedThroughSeq) this.targetPending = false;
-      return;
-    }
-    this.dirtyAll = true;
-    if (scroll) {
-      this.targetPending = false;
-      this.scrollToRow(abs);
+  /** Scrolls to the row holding `seq`, fetching its page first when it is not held. */
+  goTo(seq, match) {
+    this.setFollow(false);
+    this.reveal = { seq, match, placed: false };
+    this.resolveReveal();
+  }
+
+  resolveReveal() {
+    const reveal = this.reveal;
+    if (!reveal || this.log.head === 0) return;
+    const seq = Math.min(this.log.head, Math.max(1, reveal.seq));
+    if (this.log.isCovered(seq)) {
+      this.reveal = null;
+      this.scrollToRow(this.log.indexOfSeq(seq));
+      if (reveal.match) this.revealMark = true;
+      this.dirtyAll = true;
+    } else if (!reveal.placed) {
+      // Its placeholder comes into view, so the page holding it is fetched.
+      reveal.placed = true;
+      this.scrollToRow(this.log.indexOfSeq(seq));
     }
   }
 
@@ -560,37 +452,35 @@ export class LogView {
     this.setFollow(false);
     if (this.wrap) {
       if (abs < this.wrapStart || abs >= this.wrapEnd) {
-        this.wrapStart = Math.max(this.store.base, abs - WRAP_WINDOW / 2);
-        this.wrapEnd = Math.min(this.store.end, this.wrapStart + WRAP_WINDOW);
+        this.wrapStart = Math.max(0, abs - WRAP_WINDOW / 2);
+        this.wrapStartSeq = this.log.seqAt(this.wrapStart) || 1;
         this.renderWrap(true);
       }
       this.pendingWrapScroll = abs;
     } else {
       const vh = this.scroller.clientHeight;
-      this.scrollToContent(Math.max(0, (abs - this.store.base) * ROW_HEIGHT - vh / 2 + ROW_HEIGHT / 2));
+      this.scrollToContent(Math.max(0, abs * ROW_HEIGHT - vh / 2 + ROW_HEIGHT / 2));
     }
     this.invalidate(true);
   }
 
   /** Scrolls the virtual view so that content offset `p` is at the top. */
   scrollToContent(p) {
-    const maxP = Math.max(0, this.store.length * ROW_HEIGHT - this.scroller.clientHeight);
+    const maxP = Math.max(0, this.log.length * ROW_HEIGHT - this.scroller.clientHeight);
     const clamped = Math.min(maxP, Math.max(0, p));
-    this.anchorRow = this.store.base + clamped / ROW_HEIGHT;
+    this.setAnchor(clamped / ROW_HEIGHT);
     this.setScrollTop(this.scrollTopFor(clamped));
     this.renderedScrollTop = this.scroller.scrollTop;
   }
 
-  // -- search
+  // -- search (on the server, over the whole log)
 
   setQuery(query) {
-    this.win.clearTimeout(this.scanHandle);
-    this.scanHandle = null;
-    this.scanActive = false;
-    this.search = query ? new LogSearch(query) : null;
-    this.firstJumpDone = false;
+    this.search = query ? new MatchList(query) : null;
+    this.pendingStep = 0;
+    this.autoJump = Boolean(query);
     this.dirtyAll = true;
-    if (this.search) this.continueScan();
+    if (this.search) this.continueSearch();
     this.updateCount();
     this.invalidate();
   }
@@ -601,59 +491,86 @@ export class LogView {
     if ((this.search?.query || '') !== query) this.setQuery(query);
   }
 
-  /** Scans in slices of ~12 ms so a million lines never block the page. */
-  continueScan() {
+  /**
+   * Asks the server for matches, page by page, until the log is covered, MAX_MATCHES are
+   * counted, or a step waits for a match beyond those known. One request at a time.
+   */
+  async continueSearch() {
     const search = this.search;
-    if (!search || this.scanActive) return;
-    this.scanActive = true;
-    const slice = () => {
-      this.scanHandle = null;
-      if (search !== this.search || this.destroyed) {
-        this.scanActive = false;
-        return;
-      }
-      const started = performance.now();
-      while (search.scanned < this.store.end && performance.now() - started < 12) {
-        search.scan(this.store, search.scanned + 5000);
-        if (search.capped) break;
-      }
-      this.updateCount();
-      this.dirtyAll = true;
-      this.invalidate();
-      if (search.scanned < this.store.end && !search.capped) {
-        this.scanHandle = this.win.setTimeout(slice, 0);
-      } else {
-        this.scanActive = false;
-        if (!this.firstJumpDone && search.rows.length) {
-          this.firstJumpDone = true;
-          if (search.current < 0) {
-            search.current = search.firstFrom(this.topRow());
-            this.revealCurrent();
-          }
+    if (!search || this.searching || !this.source) return;
+    this.searching = true;
+    this.updateCount();
+    try {
+      while (search === this.search && !this.destroyed && !search.done
+        && (search.seqs.length < MAX_MATCHES || this.pendingStep !== 0)) {
+        const from = search.next;
+        const found = search.seqs.length;
+        const response = await this.source.search(search.query, from, SEARCH_PAGE);
+        if (search !== this.search || this.destroyed) break;
+        search.add(response);
+        this.log.setHead(response?.head);
+        if (!search.done && search.next <= from && search.seqs.length === found) {
+          throw new Error('the server’s search did not move on');
         }
+        this.searchProgress();
       }
-    };
-    this.scanHandle = this.win.setTimeout(slice, 0);
+    } catch (error) {
+      if (search === this.search && error?.name !== 'AbortError') search.error = error?.message || String(error);
+    } finally {
+      this.searching = false;
+      if (this.search && this.search !== search) this.continueSearch();
+      else this.searchProgress();
+    }
+  }
+
+  searchProgress() {
+    const search = this.search;
+    if (!search) return;
+    this.dirtyAll = true;
+    if (this.pendingStep !== 0) this.stepMatch(this.pendingStep);
+    else if (this.autoJump && search.seqs.length > 0) {
+      // Typed without Enter: show the first match from the top line once one is known.
+      const step = search.stepFrom(this.topSeq() - 1, 1);
+      if (step.index !== undefined) {
+        this.autoJump = false;
+        search.current = step.index;
+        this.revealCurrent();
+      } else if (search.done) this.autoJump = false;
+    }
+    this.updateCount();
+    this.invalidate();
+  }
+
+  /** The sequence number of the line at the top of the view. */
+  topSeq() {
+    return this.log.seqAt(this.topRow()) || 1;
   }
 
   stepMatch(direction) {
-    if (!this.search) return;
     const search = this.search;
-    if (search.rows.length === 0 && search.scanned < this.store.end && !search.capped) {
-      // Enter before the scan found anything (a long log takes many slices): leave the
-      // first jump to the scan's end, which reveals the first match from the top row.
+    if (!search) return;
+    this.autoJump = false;
+    const from = search.current >= 0 ? search.seqs[search.current] : (direction > 0 ? this.topSeq() - 1 : this.topSeq());
+    const step = search.stepFrom(from, direction);
+    if (step.fetch) {
+      // Beyond the matches known so far: the scan goes on, and this step resolves then.
+      this.pendingStep = direction;
+      if (search.error) this.pendingStep = 0;
+      else this.continueSearch();
       return;
     }
-    this.firstJumpDone = true;
-    if (search.step(direction) >= 0) this.revealCurrent();
+    this.pendingStep = 0;
+    if (step.index !== undefined) {
+      search.current = step.index;
+      this.revealCurrent();
+    }
     this.updateCount();
   }
 
   revealCurrent() {
     const search = this.search;
     if (!search || search.current < 0) return;
-    this.scrollToRow(search.rows[search.current]);
-    this.revealMark = true;
+    this.goTo(search.seqs[search.current], true);
     this.dirtyAll = true;
     this.updateCount();
     this.invalidate();
@@ -663,15 +580,16 @@ export class LogView {
     const search = this.search;
     let text = '';
     if (search) {
-      const scanning = search.scanned < this.store.end && !search.capped;
-      const total = `${formatCount(search.rows.length)}${search.capped ? '+' : ''}`;
-      if (search.rows.length === 0) text = scanning ? 'searching…' : 'no matches';
+      const scanning = !search.done && this.searching;
+      const total = `${formatCount(search.seqs.length)}${search.done ? '' : '+'}`;
+      if (search.error) text = `search failed: ${search.error}`;
+      else if (search.seqs.length === 0) text = search.done ? 'no matches' : 'searching…';
       else if (search.current >= 0) text = `${formatCount(search.current + 1)} of ${total}${scanning ? '…' : ''}`;
-      else text = `${total} match${search.rows.length === 1 ? '' : 'es'}${scanning ? '…' : ''}`;
+      else text = `${formatCount(search.seqs.length)}${search.done ? '' : '+'} match${search.seqs.length === 1 && search.done ? '' : 'es'}${scanning ? '…' : ''}`;
     }
     this.countLabel.textContent = text;
-    this.prevButton.disabled = !search || search.rows.length === 0;
-    this.nextButton.disabled = !search || search.rows.length === 0;
+    this.prevButton.disabled = !search || search.seqs.length === 0;
+    this.nextButton.disabled = !search || search.seqs.length === 0;
   }
 
   // -- wrap mode
@@ -685,14 +603,17 @@ export class LogView {
     this.wrapRows = [];
     this.layer.replaceChildren();
     this.wrapList.replaceChildren();
+    // Swapping the scroller's content resets its scrollTop: that scroll event is ours, and
+    // must not turn following off.
+    this.expectedScrollTop = 0;
     if (on) {
       this.scroller.replaceChildren(this.earlierButton, this.wrapList, this.laterButton);
       if (this.follow) {
-        this.wrapEnd = this.store.end;
-        this.wrapStart = Math.max(this.store.base, this.wrapEnd - WRAP_WINDOW);
+        this.wrapStart = Math.max(0, this.log.length - WRAP_WINDOW);
+        this.wrapStartSeq = this.log.seqAt(this.wrapStart) || 1;
       } else {
-        this.wrapStart = Math.max(this.store.base, top);
-        this.wrapEnd = Math.min(this.store.end, this.wrapStart + WRAP_WINDOW);
+        this.wrapStart = Math.max(0, top);
+        this.wrapStartSeq = this.log.seqAt(this.wrapStart) || 1;
         this.pendingWrapScroll = top;
       }
     } else {
@@ -700,28 +621,22 @@ export class LogView {
       if (!this.follow) {
         this.invalidate(true);
         this.renderNow();
-        this.scrollToRowTop(top);
+        this.scrollToContent(top * ROW_HEIGHT);
       }
     }
     this.invalidate(true);
   }
 
-  scrollToRowTop(abs) {
-    if (this.wrap) return;
-    this.scrollToContent((abs - this.store.base) * ROW_HEIGHT);
-  }
-
   moveWrapWindow(direction) {
-    const size = this.wrapEnd - this.wrapStart;
     const step = Math.floor(WRAP_WINDOW / 2);
     if (direction < 0) {
-      this.wrapStart = Math.max(this.store.base, this.wrapStart - step);
-      this.wrapEnd = Math.min(this.wrapEnd, this.wrapStart + Math.max(size, WRAP_WINDOW));
-      this.pendingWrapScroll = this.wrapStart + step;
+      const old = this.wrapStart;
+      this.wrapStart = Math.max(0, this.wrapStart - step);
+      this.pendingWrapScroll = old;
     } else {
-      this.wrapEnd = Math.min(this.store.end, this.wrapEnd + step);
-      this.wrapStart = Math.max(this.wrapStart, this.wrapEnd - WRAP_WINDOW);
+      this.wrapStart = Math.max(0, Math.min(this.log.length - WRAP_WINDOW, this.wrapStart + step));
     }
+    this.wrapStartSeq = this.log.seqAt(this.wrapStart) || 1;
     this.setFollow(false);
     this.invalidate(true);
   }
@@ -740,7 +655,7 @@ export class LogView {
   /** Maps a content offset to the scroller's (possibly scaled) scrollTop. */
   scrollTopFor(p) {
     const vh = this.scroller.clientHeight;
-    const totalPx = this.store.length * ROW_HEIGHT;
+    const totalPx = this.log.length * ROW_HEIGHT;
     const virtualPx = Math.min(totalPx, MAX_SCROLL_PX);
     if (totalPx <= virtualPx || virtualPx <= vh) return p;
     return (p * (virtualPx - vh)) / (totalPx - vh);
@@ -754,34 +669,41 @@ export class LogView {
       return this.wrapStart;
     }
     const vh = this.scroller.clientHeight;
-    const totalPx = this.store.length * ROW_HEIGHT;
+    const totalPx = this.log.length * ROW_HEIGHT;
     const virtualPx = Math.min(totalPx, MAX_SCROLL_PX);
     let p = this.scroller.scrollTop;
     if (totalPx > virtualPx && virtualPx > vh) p = (p * (totalPx - vh)) / (virtualPx - vh);
-    return this.store.base + Math.floor(p / ROW_HEIGHT);
+    return Math.max(0, Math.min(this.log.length - 1, Math.floor(p / ROW_HEIGHT)));
   }
 
   renderNow() {
     if (this.destroyed) return;
-    const store = this.store;
-    this.empty.hidden = store.length > 0;
-    this.empty.textContent = this.finished ? 'This run printed nothing.' : 'Waiting for output…';
-    const digits = String(Math.max(1, store.lastSeq)).length;
+    const log = this.log;
+    this.empty.hidden = log.length > 0;
+    this.empty.textContent = this.finished && this.opened ? 'This run printed nothing.' : 'Waiting for output…';
+    const digits = String(Math.max(1, log.head)).length;
     if (digits !== this.noWidth) {
       this.noWidth = digits;
       this.root.style.setProperty('--no-width', `${digits}ch`);
     }
+    const search = this.search;
+    this.currentMatchRow = search && search.current >= 0 && log.isCovered(search.seqs[search.current])
+      ? log.indexOfSeq(search.seqs[search.current]) : -1;
+    this.targetRow = this.targetSeq !== null && log.isCovered(this.targetSeq) ? log.indexOfSeq(this.targetSeq) : -1;
     if (this.wrap) this.renderWrap();
     else this.renderVirtual();
     this.dirtyAll = false;
     this.dirtyFrom = Infinity;
     this.updateJump();
+    // What the window holds, for the curious (and the browser tests): entries and the head.
+    this.root.dataset.held = String(log.entries);
+    this.root.dataset.head = String(log.head);
     if (this.revealMark) {
-      this.revealMark = false;
-      // Rows are already in view vertically; bring the match into view horizontally, inside
-      // the log only (scrollIntoView would scroll the page too).
       const mark = this.scroller.querySelector('mark.current');
       if (mark) {
+        this.revealMark = false;
+        // Rows are already in view vertically; bring the match into view horizontally, inside
+        // the log only (scrollIntoView would scroll the page too).
         const box = mark.getBoundingClientRect();
         const frame = this.scroller.getBoundingClientRect();
         const gutter = this.scroller.querySelector('.log-no')?.getBoundingClientRect().width || 0;
@@ -798,10 +720,11 @@ export class LogView {
   }
 
   renderVirtual() {
-    const store = this.store;
+    const log = this.log;
+    const length = log.length;
     const scroller = this.scroller;
     const vh = scroller.clientHeight;
-    const totalPx = store.length * ROW_HEIGHT;
+    const totalPx = length * ROW_HEIGHT;
     const virtualPx = Math.min(totalPx, MAX_SCROLL_PX);
     this.layer.style.height = `${vh}px`;
     this.spacer.style.height = `${Math.max(0, virtualPx - vh)}px`;
@@ -816,21 +739,22 @@ export class LogView {
     if (this.follow) {
       this.setScrollTop(scroller.scrollHeight);
       p = fromScrollTop();
-      this.anchorRow = store.base + p / ROW_HEIGHT;
-    } else if (userScrolled || this.anchorRow === null) {
+      this.setAnchor(p / ROW_HEIGHT);
+    } else if (userScrolled || this.anchorSeq === null) {
       p = fromScrollTop();
-      this.anchorRow = store.base + p / ROW_HEIGHT;
+      this.setAnchor(p / ROW_HEIGHT);
     } else {
       // Paused: keep the same line at the top while the log grows (with a scaled scrollbar
-      // the same scrollTop would otherwise show another line) or its head is dropped.
-      p = Math.min(maxP, Math.max(0, (this.anchorRow - store.base) * ROW_HEIGHT));
+      // the same scrollTop would otherwise show another line), a gap above is fetched (its
+      // pieces may merge into fewer rows) or the window drops rows far away.
+      p = Math.min(maxP, Math.max(0, this.anchorIndex() * ROW_HEIGHT));
       const want = this.scrollTopFor(p);
       if (Math.abs(want - scroller.scrollTop) >= 1) this.setScrollTop(want);
     }
     this.renderedScrollTop = scroller.scrollTop;
     const first = Math.floor(p / ROW_HEIGHT);
     const offset = first * ROW_HEIGHT - p;
-    const count = Math.min(store.length - first, Math.ceil(vh / ROW_HEIGHT) + 1);
+    const count = Math.max(0, Math.min(length - first, Math.ceil(vh / ROW_HEIGHT) + 1));
     const poolSize = Math.ceil(vh / ROW_HEIGHT) + 2;
     while (this.pool.length < poolSize) {
       const node = el(this.doc, 'div', { class: 'log-row' });
@@ -840,7 +764,7 @@ export class LogView {
     }
     const used = new Set();
     for (let k = 0; k < count; k++) {
-      const abs = store.base + first + k;
+      const abs = first + k;
       const node = this.pool[abs % this.pool.length];
       used.add(node);
       if (node.abs !== abs || this.dirtyAll || abs >= this.dirtyFrom) this.fillRow(node, abs);
@@ -853,16 +777,19 @@ export class LogView {
         node.abs = -1;
       }
     }
+    if (count > 0) this.fetchMissing(first, first + count - 1);
   }
 
   renderWrap(windowOnly = false) {
-    const store = this.store;
+    const log = this.log;
+    const length = log.length;
     if (this.follow) {
-      this.wrapEnd = store.end;
-      this.wrapStart = Math.max(store.base, this.wrapEnd - WRAP_WINDOW);
+      this.wrapStart = Math.max(0, length - WRAP_WINDOW);
+      this.wrapStartSeq = log.seqAt(this.wrapStart) || 1;
+    } else if (!windowOnly) {
+      this.wrapStart = Math.max(0, log.indexOfSeq(this.wrapStartSeq));
     }
-    this.wrapStart = Math.max(this.wrapStart, store.base);
-    this.wrapEnd = Math.min(Math.max(this.wrapEnd, this.wrapStart), store.end);
+    this.wrapEnd = Math.min(length, this.wrapStart + WRAP_WINDOW);
     // Drop rows outside the window, then add the missing ones at either end.
     const rows = this.wrapRows.filter(({ abs, node }) => {
       const keep = abs >= this.wrapStart && abs < this.wrapEnd;
@@ -881,10 +808,10 @@ export class LogView {
     if (!windowOnly) {
       for (const row of rows) if (this.dirtyAll || row.abs >= this.dirtyFrom) this.fillRow(row.node, row.abs);
     }
-    this.earlierButton.hidden = this.wrapStart <= store.base;
-    this.laterButton.hidden = this.wrapEnd >= store.end;
-    this.earlierButton.textContent = `Show earlier lines (${formatCount(this.wrapStart - store.base)} more)`;
-    this.laterButton.textContent = `Show later lines (${formatCount(store.end - this.wrapEnd)} more)`;
+    this.earlierButton.hidden = this.wrapStart <= 0;
+    this.laterButton.hidden = this.wrapEnd >= length;
+    this.earlierButton.textContent = `Show earlier lines (${formatCount(this.wrapStart)} more)`;
+    this.laterButton.textContent = `Show later lines (${formatCount(length - this.wrapEnd)} more)`;
     if (windowOnly) return;
     if (this.pendingWrapScroll !== undefined) {
       const target = this.wrapRows.find((row) => row.abs === this.pendingWrapScroll);
@@ -896,6 +823,7 @@ export class LogView {
     } else if (this.follow) {
       this.setScrollTop(this.scroller.scrollHeight);
     }
+    if (this.wrapEnd > this.wrapStart) this.fetchMissing(this.wrapStart, this.wrapEnd - 1);
   }
 
   newWrapRow(abs) {
@@ -906,30 +834,38 @@ export class LogView {
 
   fillRow(node, abs) {
     node.abs = abs;
-    const row = this.store.row(abs);
+    const row = this.log.row(abs);
     if (!row) {
       node.replaceChildren();
       return;
     }
     const doc = this.doc;
+    const seq = row.seq;
+    const number = el(doc, 'a', { class: 'log-no', href: `#L${seq}`, 'data-seq': String(seq), tabindex: '-1' }, String(seq));
+    if (row.placeholder) {
+      // Not fetched yet: its page is on the way (the view asks for what it shows).
+      node.className = 'log-row placeholder';
+      node.replaceChildren(number, el(doc, 'span', { class: 'log-ts' }), el(doc, 'span', { class: 'log-text', 'aria-busy': 'true' }));
+      return;
+    }
     let className = 'log-row';
     if (row.stream === 'stderr') className += ' stderr';
     else if (row.stream === 'system') className += ' system';
-    if (abs === this.targetAbs) className += ' target';
+    if (abs === this.targetRow) className += ' target';
     node.className = className;
-    const seq = row.seq;
-    const number = el(doc, 'a', { class: 'log-no', href: `#L${seq}`, 'data-seq': String(seq), tabindex: '-1' }, String(seq));
     const ts = el(doc, 'span', { class: 'log-ts' }, this.showTimestamps ? formatClock(row.ts) : '');
     const text = el(doc, 'span', { class: 'log-text' });
     if (row.stream !== 'stdout') text.append(el(doc, 'span', { class: 'visually-hidden' }, `${row.stream}: `));
     let spans = renderLine(row.text);
     const search = this.search;
-    if (search && search.needle) {
+    if (search && search.query) {
+      // The server matches case-insensitively, on the text as shown.
+      const needle = search.query.toLowerCase();
       const plain = spans.map((span) => span.text).join('');
-      const starts = findAll(plain, search.needle, search.fold);
+      const starts = findAll(plain, needle, true);
       if (starts.length) {
-        const currentStart = search.current >= 0 && search.rows[search.current] === abs ? search.starts[search.current] : -1;
-        const ranges = starts.map((start) => [start, start + search.needle.length, start === currentStart ? 'current' : 'match']);
+        const currentStart = abs === this.currentMatchRow ? starts[0] : -1;
+        const ranges = starts.map((start) => [start, start + needle.length, start === currentStart ? 'current' : 'match']);
         spans = applyHighlights(spans, ranges);
       }
     }

@@ -1,6 +1,7 @@
-// A 1,000,000-line log in a real Chromium: the page opens, stays responsive while the log
-// loads, keeps the DOM small (virtualised rows), and the first and last lines are reachable;
-// a search brings its match on screen, and 7-digit line numbers fit their column.
+// A 1,000,000-line log in a real Chromium: the page opens (at the end, tail first), stays
+// responsive, keeps the DOM small (virtualised rows), and the first and last lines are
+// reachable (line 1 fetched when scrolled to); a search on the server brings its match on
+// screen, and 7-digit line numbers fit their column. tail.test.js covers what is fetched.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -147,7 +148,7 @@ for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 
     const { server, browser } = fixture;
     const { id } = await million();
     const { page, close } = await openMillion(browser, server.url, id, { viewport });
-    // The search scans a million rows in slices; Enter comes before it found anything.
+    // The server scans a million rows in several requests; Enter comes before any answered.
     const input = page.getByRole('searchbox', { name: 'Search the log' });
     await input.fill('654321');
     await input.press('Enter');

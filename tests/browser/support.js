@@ -72,6 +72,17 @@ description = "A line every 0.3 s for 6 s"
 command = ["sh", "-c", 'i=1; while [ "$i" -le 20 ]; do echo "drip $i"; i=$((i + 1)); sleep 0.3; done']
 
 [[job]]
+name = "burst"
+description = "Waits for a file to exist, then prints 400,000 lines at once (a live firehose)"
+command = ["sh", "-c", 'while [ ! -e "$0" ]; do sleep 0.05; done; seq 1 400000', "{flag}"]
+
+[[job.param]]
+name = "flag"
+type = "string"
+required = true
+pattern = "^/tmp/[A-Za-z0-9._/-]+$"
+
+[[job]]
 name = "million"
 description = "A million lines"
 command = ["seq", "1", "1000000"]

@@ -46,6 +46,7 @@ const ASSETS: &[Asset] = &[
     Asset { name: "app.js", content_type: JS, body: include_bytes!("../../../../web/app.js") },
     Asset { name: "ansi.js", content_type: JS, body: include_bytes!("../../../../web/ansi.js") },
     Asset { name: "logview.js", content_type: JS, body: include_bytes!("../../../../web/logview.js") },
+    Asset { name: "logwindow.js", content_type: JS, body: include_bytes!("../../../../web/logwindow.js") },
     Asset { name: "transport.js", content_type: JS, body: include_bytes!("../../../../web/transport.js") },
     Asset { name: "params.js", content_type: JS, body: include_bytes!("../../../../web/params.js") },
     Asset { name: "format.js", content_type: JS, body: include_bytes!("../../../../web/format.js") },
