@@ -594,7 +594,7 @@ async fn failover_round(replicas: &[Arc<Server>], timeout: u64) -> anyhow::Resul
             bail!(
                 "replica {owner_name} was killed {:.0} s ago and the survivors still report its run {first} as `running` \
                  (replica_timeout = {timeout} s): this server does not detect a dead replica. This scenario needs \
-                 heartbeats and the survivors' lost-replica monitor (branch `exec`).",
+                 heartbeats and the survivors' lost-replica monitor.",
                 killed.elapsed().as_secs_f64()
             );
         }
