@@ -317,20 +317,7 @@ impl TestServer {
             buffer.push_str(&String::from_utf8_lossy(&chunk.expect("SSE chunk")));
             while let Some(end) = buffer.find("\n\n") {
                 let block: String = buffer.drain(..end + 2).collect();
-                let mut event = SseEvent::default();
-                for line in block.lines() {
-                    if let Some(comment) = line.strip_prefix(':') {
-                        event.comment = Some(comment.to_string());
-                    } else if let Some((field, value)) = line.split_once(':') {
-                        let value = value.strip_prefix(' ').unwrap_or(value).to_string();
-                        match field {
-                            "id" => event.id = Some(value),
-                            "event" => event.event = Some(value),
-                            "data" => event.data.push_str(&value),
-                            _ => {}
-                        }
-                    }
-                }
+                let event = parse_sse_block(&block);
                 let finished = matches!(event.event.as_deref(), Some("done" | "error"));
                 log.events.push(event);
                 if finished {
@@ -621,20 +608,7 @@ impl TestServer {
             buffer.push_str(&String::from_utf8_lossy(&chunk.expect("SSE chunk")));
             while let Some(end) = buffer.find("\n\n") {
                 let block: String = buffer.drain(..end + 2).collect();
-                let mut event = SseEvent::default();
-                for line in block.lines() {
-                    if let Some(comment) = line.strip_prefix(':') {
-                        event.comment = Some(comment.to_string());
-                    } else if let Some((field, value)) = line.split_once(':') {
-                        let value = value.strip_prefix(' ').unwrap_or(value).to_string();
-                        match field {
-                            "id" => event.id = Some(value),
-                            "event" => event.event = Some(value),
-                            "data" => event.data.push_str(&value),
-                            _ => {}
-                        }
-                    }
-                }
+                let event = parse_sse_block(&block);
                 let finished = matches!(event.event.as_deref(), Some("done" | "error"));
                 if event.event.is_none() && event.comment.is_none() {
                     data_events += 1;
@@ -647,4 +621,24 @@ impl TestServer {
         }
         Ok(log)
     }
+}
+
+/// One SSE event (a block up to its blank line): `id`, `event`, the `data` lines joined, or
+/// a `:` comment.
+fn parse_sse_block(block: &str) -> SseEvent {
+    let mut event = SseEvent::default();
+    for line in block.lines() {
+        if let Some(comment) = line.strip_prefix(':') {
+            event.comment = Some(comment.to_string());
+        } else if let Some((field, value)) = line.split_once(':') {
+            let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+            match field {
+                "id" => event.id = Some(value),
+                "event" => event.event = Some(value),
+                "data" => event.data.push_str(&value),
+                _ => {}
+            }
+        }
+    }
+    event
 }
