@@ -326,11 +326,7 @@ pub fn host_warnings(config: &Config) -> Vec<oneoff_core::ConfigError> {
 
 /// Reads and validates a config file; `overrides` come from flags and environment variables.
 pub fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
-    let base_dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    Config::from_toml(&path.display().to_string(), &text, base_dir, overrides)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))
+    reload::read_config(path, overrides).map_err(|error| anyhow::anyhow!("{error}"))
 }
 
 /// `oneoff serve`: load the config, start, serve until SIGTERM or SIGINT, stop gracefully.

@@ -9,7 +9,7 @@
 //! than applied halfway. Each reload is audited; one runs at a time. With several replicas,
 //! each replica reloads its own catalog: send the signal to each, or roll them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oneoff_api::v1::Reloaded;
@@ -130,13 +130,7 @@ impl Reloader {
     /// The file, validated as at start, and what the host lacks for it.
     async fn read_again(&self) -> Result<(Config, Vec<String>), ReloadError> {
         let file = self.file.as_ref().ok_or(ReloadError::NoFile)?;
-        let text = tokio::fs::read_to_string(&file.path).await.map_err(|error| {
-            ReloadError::Unreadable(format!("cannot read the config file {}: {error}", file.path.display()))
-        })?;
-        let base_dir =
-            file.path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        let config = Config::from_toml(&file.path.display().to_string(), &text, base_dir, &file.overrides)
-            .map_err(ReloadError::Invalid)?;
+        let config = read_config(&file.path, &file.overrides)?;
         let warnings = crate::host_warnings(&config).iter().map(ToString::to_string).collect();
         Ok((config, warnings))
     }
@@ -166,6 +160,16 @@ impl Reloader {
             warnings: Vec::new(),
         }
     }
+}
+
+/// Reads and validates a config file; `overrides` (flags and variables) win over it. The one
+/// reading of the file, at start ([`crate::load_config`]) and at every reload, so that both
+/// resolve relative paths against the file's directory alike.
+pub fn read_config(path: &Path, overrides: &Overrides) -> Result<Config, ReloadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| ReloadError::Unreadable(format!("cannot read the config file {}: {error}", path.display())))?;
+    let base_dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Config::from_toml(&path.display().to_string(), &text, base_dir, overrides).map_err(ReloadError::Invalid)
 }
 
 /// The names of the jobs added, removed and changed from `old` to `new`.

@@ -3,14 +3,12 @@
 //! nothing and says where it is wrong; only administrators may reload; no signal but SIGTERM
 //! and SIGINT stops the server.
 
-use std::io::BufRead;
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{cli_command, config_text, eventually, write_config, TestServer};
+use crate::support::{config_text, eventually, write_config, ServerProcess, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -160,17 +158,10 @@ fn sighup_reloads_the_catalog_and_no_signal_but_sigterm_stops_the_server() {
     let go = dir.path().join("go");
     let data = dir.path().join("data");
     let path = write_config(dir.path(), &config_text(&data, "", &jobs("v1", &go, "")));
-    let mut child = cli_command(&["serve", "--config", path.to_str().expect("UTF-8 path")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start oneoff serve");
-    let mut announced = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut announced).expect("read");
-    let url = announced.trim().strip_prefix("oneoff listening on ").expect("the address").to_string();
+    let mut process = ServerProcess::start(&path);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let server = TestServer::remote(url, tempfile::tempdir().expect("temp dir"));
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let server = TestServer::remote(process.url.clone(), tempfile::tempdir().expect("temp dir"));
+    let pid = nix::unistd::Pid::from_raw(process.child.id() as i32);
     runtime.block_on(async {
         let first = start_step(&server).await;
         assert_eq!(stdout_lines(&server, first, 1).await, ["v1"]);
@@ -192,7 +183,11 @@ fn sighup_reloads_the_catalog_and_no_signal_but_sigterm_stops_the_server() {
         assert_eq!(server.wait_final(first).await["status"], "succeeded");
         assert_eq!(server.lines(first, "stdout").await, ["v1", "v1-end"]);
     });
-    assert_eq!(child.try_wait().expect("try_wait"), None, "SIGHUP, SIGUSR1 and SIGUSR2 leave the server running");
+    assert_eq!(
+        process.child.try_wait().expect("try_wait"),
+        None,
+        "SIGHUP, SIGUSR1 and SIGUSR2 leave the server running"
+    );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    assert!(child.wait().expect("wait").success(), "SIGTERM stops it gracefully");
+    assert!(process.child.wait().expect("wait").success(), "SIGTERM stops it gracefully");
 }

@@ -2,18 +2,15 @@
 //! request's id and user and the run's id, job and user; plain text without colour escapes
 //! unless stderr is a terminal; a wrong `log_format` is a config error in our words.
 
-use std::io::BufRead;
-use std::process::{Child, Stdio};
-
 use serde_json::{json, Value};
 
-use crate::support::{cli_command, config_text, stderr, write_config, TestServer};
+use crate::support::{cli_command, config_text, stderr, write_config, ServerProcess, TestServer};
 
 const JOBS: &str = "[[job]]\nname = \"hello\"\ncommand = [\"echo\", \"hi\"]\n";
 
 /// `oneoff serve` as a process whose stderr goes to a file (not a terminal), with `env` added.
 struct Served {
-    child: Child,
+    process: ServerProcess,
     api: TestServer,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -24,25 +21,17 @@ impl Served {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = write_config(dir.path(), &config_text(&dir.path().join("data"), server_extra, JOBS));
         let log = dir.path().join("server.log");
-        let mut command = cli_command(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
-        command.envs(env.iter().copied()).env("ONEOFF_LOG", "info");
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start oneoff serve");
-        let mut announced = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut announced).expect("read");
-        let url = announced.trim().strip_prefix("oneoff listening on ").expect("the address").to_string();
-        let api = TestServer::remote(url, tempfile::tempdir().expect("temp dir"));
-        Served { child, api, log, _dir: dir }
+        let env: Vec<(&str, &str)> = env.iter().copied().chain([("ONEOFF_LOG", "info")]).collect();
+        let process = ServerProcess::start_logging_to(&path, &env, &log);
+        let api = TestServer::remote(process.url.clone(), tempfile::tempdir().expect("temp dir"));
+        Served { process, api, log, _dir: dir }
     }
 
     /// Stops it as SIGTERM does and returns everything it logged.
     fn stop(mut self) -> String {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(self.process.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let status = self.child.wait().expect("wait");
+        let status = self.process.child.wait().expect("wait");
         assert!(status.success(), "a graceful stop exits 0: {status}");
         std::fs::read_to_string(&self.log).expect("read the log")
     }

@@ -411,12 +411,21 @@ impl ServerProcess {
 
     /// As `start`, with variables added to the server's environment.
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::spawn(config, env, std::process::Stdio::null())
+    }
+
+    /// As `start_with_env`, with the server's own log (its stderr) written to the file `log`.
+    pub fn start_logging_to(config: &Path, env: &[(&str, &str)], log: &Path) -> ServerProcess {
+        ServerProcess::spawn(config, env, std::fs::File::create(log).expect("the log file").into())
+    }
+
+    fn spawn(config: &Path, env: &[(&str, &str)], stderr: std::process::Stdio) -> ServerProcess {
         use std::io::BufRead;
         let config = config.to_str().expect("a UTF-8 config path");
         let mut child = cli_command(&["serve", "--config", config, "--listen", "127.0.0.1:0"])
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start oneoff serve");
         let mut announced = String::new();
