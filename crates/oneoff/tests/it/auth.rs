@@ -175,7 +175,7 @@ async fn api_tokens_work_for_the_cli_until_revoked_and_are_stored_hashed() {
     let server = TestServer::start(AUTH).await;
     // The first administrator token is made on the server's host, from its config file.
     let config = server.dir.path().join("oneoff.toml");
-    let output = cli_command(&[
+    let command = cli_command(&[
         "token",
         "create",
         "--config",
@@ -184,9 +184,10 @@ async fn api_tokens_work_for_the_cli_until_revoked_and_are_stored_hashed() {
         "bootstrap",
         "--user",
         "root",
-    ])
-    .output()
-    .unwrap();
+    ]);
+    // Not a blocking call: the server runs on this test's runtime (see hostile_auth), and a
+    // write transaction of its own blocked midway would hold the file's lock against the CLI.
+    let output = tokio::process::Command::from(command).output().await.unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let admin_token = stdout(&output).trim().to_string();
     assert!(admin_token.starts_with("oneoff_"));
