@@ -207,6 +207,15 @@ impl PostgresUrl {
     pub fn redacted(&self) -> &str {
         &self.redacted
     }
+
+    /// The file `sslrootcert` (or `ssl-root-cert`, `ssl-ca`) names: the CA certificate the
+    /// database server's certificate is checked against. The last one wins, as in the driver.
+    pub fn root_certificate(&self) -> Option<PathBuf> {
+        let url = Url::parse(&self.text).ok()?;
+        let names = ["sslrootcert", "ssl-root-cert", "ssl-ca"];
+        let root = url.query_pairs().filter(|(key, _)| names.contains(&key.as_ref())).last();
+        root.map(|(_, path)| PathBuf::from(path.as_ref()))
+    }
 }
 
 impl fmt::Display for PostgresUrl {

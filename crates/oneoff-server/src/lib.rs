@@ -280,12 +280,14 @@ async fn open_store(server: &ServerConfig) -> anyhow::Result<Store> {
             Store::open_postgres(url.connect_text_with_password(), &options).await.map_err(|error| {
                 let advice = match &error {
                     StoreError::Unavailable(_) => {
-                        "Check that the database server is running and reachable from this host, and its host and port in the URL"
+                        ". Check that the database server is running and reachable from this host, and its host and port in the URL"
                     }
-                    StoreError::Access(_) => "Check the user, the password and the database name in the URL",
-                    _ => "See the PostgreSQL server's log",
+                    StoreError::Access(_) => ". Check the user, the password and the database name in the URL",
+                    // Its message says what to change.
+                    StoreError::Tls(_) => "",
+                    _ => ". See the PostgreSQL server's log",
                 };
-                anyhow::anyhow!("cannot open the PostgreSQL database {url}: {error}. {advice}")
+                anyhow::anyhow!("cannot open the PostgreSQL database {url}: {error}{advice}")
             })
         }
     }

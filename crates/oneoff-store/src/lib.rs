@@ -230,6 +230,11 @@ pub enum StoreError {
     /// read or written until it is back. The store reconnects by itself.
     #[error("the database server cannot be reached ({0})")]
     Unavailable(String),
+    /// A TLS connection to the database server was refused: its certificate is not the one the
+    /// URL asks for, or it offers no TLS. Each connection is tried again, so it ends when the
+    /// certificates or the URL are put right.
+    #[error("the database server's TLS is not what the URL demands: {0}")]
+    Tls(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("cannot migrate the database schema: {0}")]
@@ -258,6 +263,7 @@ impl StoreError {
                 | StoreError::Damaged(_)
                 | StoreError::Io(_)
                 | StoreError::Unavailable(_)
+                | StoreError::Tls(_)
         )
     }
 
@@ -269,6 +275,7 @@ impl StoreError {
             StoreError::Damaged(detail) => StoreError::Damaged(detail.clone()),
             StoreError::Io(detail) => StoreError::Io(detail.clone()),
             StoreError::Unavailable(detail) => StoreError::Unavailable(detail.clone()),
+            StoreError::Tls(detail) => StoreError::Tls(detail.clone()),
             _ => return None,
         })
     }

@@ -23,6 +23,10 @@
 //! postgres.start(); // ... and it accepts connections again.
 //! // Dropping `postgres` stops the server and removes its directory.
 //!
+//! // TLS tests take a cluster that serves TLS with a certificate its own test CA signed:
+//! let postgres = Postgres::start_new_with_tls();
+//! let ca = &postgres.tls().authority; // a PEM file for `sslrootcert=`
+//!
 //! // Look from outside: as the superuser over the socket, or through a URL's credentials.
 //! postgres.psql("postgres", "select count(*) from pg_stat_activity");
 //! let refused = oneoff_testpg::psql_url(&wrong_url, "select 1").unwrap_err();
@@ -43,7 +47,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::fs::{chown, MetadataExt as _};
+use std::os::unix::fs::{chown, MetadataExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -61,8 +65,22 @@ pub struct Postgres {
     server_account: Option<Account>,
     /// The shared cluster serves tests running in parallel: stopping it would break them.
     shared: bool,
+    /// The certificates of a cluster that serves TLS, from [`Postgres::start_new_with_tls`].
+    tls: Option<TlsCertificates>,
     /// Declared last, so it is dropped last: its drop stops the server and removes `directory`.
     _watchdog: Watchdog,
+}
+
+/// The certificates of a cluster from [`Postgres::start_new_with_tls`]: PEM files in the
+/// cluster's directory, which any account may read.
+#[derive(Debug, Clone)]
+pub struct TlsCertificates {
+    /// The CA that signed the server's certificate. That certificate names only the address
+    /// `127.0.0.1` (no DNS name), so a client that checks names must refuse it as `localhost`.
+    pub authority: PathBuf,
+    /// Another CA, with the same name as `authority`, that signed nothing this server has: a
+    /// client that trusts only it must refuse the server.
+    pub unrelated_authority: PathBuf,
 }
 
 /// Whether a cluster may lose committed transactions in a crash in exchange for speed.
@@ -100,6 +118,21 @@ impl Postgres {
     /// what a real deployment pays.
     pub fn start_new_durable() -> Postgres {
         Postgres::start_cluster(Durability::Durable, false)
+    }
+
+    /// Like [`Postgres::start_new`] but serving TLS (`ssl = on`) as well as plain connections,
+    /// with a server certificate signed by a CA made for this cluster (see [`Postgres::tls`]).
+    /// Needs `openssl` on `PATH`.
+    pub fn start_new_with_tls() -> Postgres {
+        let mut postgres = Postgres::prepare_cluster(Durability::Throwaway, false);
+        postgres.tls = Some(postgres.configure_tls());
+        postgres.start_on_a_free_port(std::iter::repeat_with(free_loopback_port).take(PORT_ATTEMPTS));
+        postgres
+    }
+
+    /// The certificates of a cluster from [`Postgres::start_new_with_tls`].
+    pub fn tls(&self) -> &TlsCertificates {
+        self.tls.as_ref().expect("this cluster serves no TLS: start it with Postgres::start_new_with_tls()")
     }
 
     /// A new, empty database on this cluster with a unique name, owned by the superuser;
@@ -197,7 +230,7 @@ impl Postgres {
     fn prepare_cluster(durability: Durability, shared: bool) -> Postgres {
         let bin_dir = server_bin_dir().to_owned();
         let (directory, server_account, watchdog) = cluster_directory(&bin_dir);
-        let postgres = Postgres { directory, bin_dir, port: 0, server_account, shared, _watchdog: watchdog };
+        let postgres = Postgres { directory, bin_dir, port: 0, server_account, shared, tls: None, _watchdog: watchdog };
         // A copy of a data directory is as durable as a fresh one once the server is running
         // with fsync on: what a benchmark measures is the server's writes, not initdb's.
         let output = as_server(postgres.server_account.as_ref(), "cp", &postgres.directory)
@@ -236,6 +269,56 @@ impl Postgres {
             // Writing keeps the owner initdb gave the file (the server's account).
             fs::write(&path, contents).unwrap_or_else(|error| panic!("could not write {}: {error}", path.display()));
         }
+    }
+
+    /// Makes the cluster's CAs and the server's key and certificate with `openssl`, and turns
+    /// TLS on in `postgresql.conf`.
+    fn configure_tls(&self) -> TlsCertificates {
+        let tls_directory = self.directory.join("tls");
+        fs::create_dir(&tls_directory)
+            .unwrap_or_else(|error| panic!("could not create {}: {error}", tls_directory.display()));
+        let file = |name: &str| tls_directory.join(name);
+        // P-256 keys: fast to make, and every TLS stack takes them.
+        let new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
+        for authority in ["authority", "unrelated-authority"] {
+            openssl(&tls_directory, |command| {
+                command.args(["req", "-x509"]).args(new_key).args(["-subj", "/CN=oneoff-testpg CA"]);
+                command.arg("-keyout").arg(file(&format!("{authority}.key")));
+                command.arg("-out").arg(file(&format!("{authority}.pem")));
+            });
+        }
+        openssl(&tls_directory, |command| {
+            command.arg("req").args(new_key).args(["-subj", "/CN=127.0.0.1"]);
+            command.arg("-keyout").arg(file("server.key")).arg("-out").arg(file("server.csr"));
+        });
+        let extensions = file("server.ext");
+        fs::write(&extensions, "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")
+            .unwrap_or_else(|error| panic!("could not write {}: {error}", extensions.display()));
+        openssl(&tls_directory, |command| {
+            command.args(["x509", "-req", "-days", "2", "-set_serial", "1"]);
+            command.arg("-in").arg(file("server.csr")).arg("-extfile").arg(&extensions);
+            command.arg("-CA").arg(file("authority.pem")).arg("-CAkey").arg(file("authority.key"));
+            command.arg("-out").arg(file("server.pem"));
+        });
+        // The server refuses a key that others may read, or that it does not own.
+        let key = file("server.key");
+        if let Some(account) = &self.server_account {
+            chown(&key, Some(account.uid), Some(account.gid)).unwrap_or_else(|error| {
+                panic!("could not give {} to the {} user: {error}", key.display(), account.name)
+            });
+        }
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|error| panic!("could not restrict {}: {error}", key.display()));
+        let quoted = |path: PathBuf| path.to_string_lossy().replace('\'', "''");
+        let settings =
+            format!("ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n", quoted(file("server.pem")), quoted(key));
+        let config_path = self.data_directory().join("postgresql.conf");
+        let mut config = fs::read_to_string(&config_path)
+            .unwrap_or_else(|error| panic!("could not read {}: {error}", config_path.display()));
+        config.push_str(&settings);
+        fs::write(&config_path, config)
+            .unwrap_or_else(|error| panic!("could not write {}: {error}", config_path.display()));
+        TlsCertificates { authority: file("authority.pem"), unrelated_authority: file("unrelated-authority.pem") }
     }
 
     /// Chooses a free loopback port and starts the server on it, choosing again when another
@@ -389,6 +472,22 @@ pub fn psql_url(url: &str, sql: &str) -> Result<String, String> {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// Runs `openssl` with the arguments `arguments` gives it, in `directory`; panics with its
+/// output when it fails.
+fn openssl(directory: &Path, arguments: impl FnOnce(&mut Command)) {
+    let mut command = Command::new("openssl");
+    command.current_dir(directory).stdin(Stdio::null());
+    arguments(&mut command);
+    let output = command.output().unwrap_or_else(|error| {
+        panic!(
+            "could not run openssl ({error}): the TLS tests make their certificates with it; install Debian's openssl"
+        )
+    });
+    if !output.status.success() {
+        panic!("openssl failed ({}): {command:?}\n{}", output.status, output_text(&output));
     }
 }
 
@@ -569,6 +668,27 @@ mod tests {
         assert!(message.contains("did not start again"), "{message}");
         assert!(message.contains("postgres.log says"), "{message}");
         assert!(message.contains("Address already in use"), "{message}");
+    }
+
+    #[test]
+    fn a_tls_cluster_proves_itself_with_its_authority_and_not_with_the_unrelated_one() {
+        let postgres = Postgres::start_new_with_tls();
+        let database = postgres.new_database();
+        let tls = postgres.tls();
+        let with = |authority: &Path, host: &str| {
+            let url = database.replace("127.0.0.1", host);
+            psql_url(
+                &format!("{url}?sslmode=verify-full&sslrootcert={}", authority.display()),
+                "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+            )
+        };
+        assert_eq!(with(&tls.authority, "127.0.0.1").unwrap().trim(), "t");
+        let unrelated = with(&tls.unrelated_authority, "127.0.0.1").unwrap_err();
+        assert!(unrelated.contains("certificate verify failed"), "{unrelated}");
+        let other_name = with(&tls.authority, "localhost").unwrap_err();
+        assert!(other_name.contains("does not match host name"), "{other_name}");
+        // Plain connections still work: TLS is offered, not required.
+        assert_eq!(psql_url(&format!("{database}?sslmode=disable"), "select 1").unwrap().trim(), "1");
     }
 
     #[test]

@@ -190,3 +190,17 @@ fn any_hostname_becomes_a_valid_replica_name() {
         assert_eq!(ReplicaName::parse(name.as_str()).as_ref(), Ok(&name), "{text:?}");
     }
 }
+
+#[test]
+fn the_root_certificate_is_the_last_of_its_spellings() {
+    let url = postgres;
+    assert_eq!(url("postgres://db/oneoff").root_certificate(), None);
+    assert_eq!(
+        url("postgres://db/oneoff?sslmode=require&sslrootcert=/etc/ca%20one.pem").root_certificate(),
+        Some(PathBuf::from("/etc/ca one.pem"))
+    );
+    assert_eq!(
+        url("postgres://db/oneoff?ssl-ca=/a.pem&ssl-root-cert=/b.pem").root_certificate(),
+        Some(PathBuf::from("/b.pem"))
+    );
+}

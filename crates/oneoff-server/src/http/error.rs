@@ -79,7 +79,7 @@ pub fn storage_fault(error: &StoreError) -> Option<(&'static str, &'static str)>
         StoreError::Io(_) => {
             ("storage_io_error", "the server cannot read or write its database (disk I/O error; see the server log)")
         }
-        StoreError::Unavailable(_) => (
+        StoreError::Unavailable(_) | StoreError::Tls(_) => (
             "storage_unavailable",
             "the server cannot reach its database (see the server log). Runs waiting for the store go \
              on by themselves once it is back.",

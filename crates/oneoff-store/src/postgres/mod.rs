@@ -27,6 +27,7 @@ mod copy;
 pub(crate) mod events;
 mod replicas;
 mod tickets;
+mod tls;
 
 /// How a replica connects to PostgreSQL (`[server] database_pool`, `database_statement_timeout`).
 #[derive(Debug, Clone)]
@@ -70,9 +71,12 @@ impl PgStore {
             .map_err(|error| StoreError::Unavailable(format!("the database URL is not usable: {}", redact(error))))?
             .application_name("oneoff")
             .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis()))]);
+        let (tls, connect) = tls::prepare(url, connect)?;
         // One connection first: a pool that cannot connect only says it timed out, while this
-        // says why (refused, unknown host, wrong password).
-        PgConnection::connect_with(&connect).await?.close().await?;
+        // says why (refused, unknown host, wrong password, a certificate from another CA).
+        let first = PgConnection::connect_with(&connect).await;
+        let first = first.map_err(|error| tls::refusal(&error, Some(&tls)).unwrap_or_else(|| error.into()))?;
+        first.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -502,6 +506,7 @@ pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
                 _ => return None,
             })
         }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) if tls::refusal(error, None).is_some() => tls::refusal(error, None),
         sqlx::Error::Io(io) => Some(StoreError::Unavailable(io.to_string())),
         sqlx::Error::Tls(tls) => Some(StoreError::Unavailable(format!("TLS: {tls}"))),
         sqlx::Error::PoolTimedOut => {

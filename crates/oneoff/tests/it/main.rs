@@ -25,6 +25,7 @@ mod log_tail;
 mod logs;
 mod messages;
 mod migrate_store;
+mod postgres_tls;
 mod progress;
 mod proxy;
 mod reload;
