@@ -16,6 +16,7 @@ import { commandLine, shellQuote } from './shell.js';
 import {
   formatDuration, formatDateTime, formatAgo, describeOutcome, isFinal, parseTimestamp, STATUSES, auditVerdict,
 } from './format.js';
+import { BASE, appPath, withBase } from './paths.js';
 import { AUDIT_ACTIONS, activeChildren, formatIn, localInputValue, prettyDetail, tokenState, windowBound } from './admin.js';
 
 const main = document.getElementById('main');
@@ -32,6 +33,7 @@ function h(tag, attrs, ...children) {
     else if (key === 'class') node.className = value;
     else if (key === 'value') node.value = value;
     else if (key === 'checked') node.checked = value;
+    else if (key === 'href' && tag === 'a') node.setAttribute(key, withBase(String(value)));
     else node.setAttribute(key, value === true ? '' : String(value));
   }
   appendChildren(node, children);
@@ -120,7 +122,7 @@ async function api(path, { method = 'GET', body, signal, signInOn401 = true } = 
   }
   let response;
   try {
-    response = await fetch(path, init);
+    response = await fetch(withBase(path), init);
   } catch (error) {
     if (error?.name === 'AbortError') throw error;
     throw new ApiError(0, null, 'the server cannot be reached');
@@ -157,7 +159,10 @@ const routes = [
 
 let current = null; // {key, abort, cleanups, onHash}
 
+/** The page for a browser path (under the prefix), or null. */
 function routeFor(pathname) {
+  pathname = appPath(pathname);
+  if (pathname === null) return null;
   for (const route of routes) {
     const match = route.pattern.exec(pathname);
     if (match) return { route, args: match.slice(1).map((part) => safeDecode(part)) };
@@ -214,9 +219,10 @@ function render({ focus = false } = {}) {
   });
 }
 
+/** Goes to the app's path `url` (from the root; the prefix is added here). */
 export function navigate(url, { replace = false } = {}) {
-  if (replace) history.replaceState(null, '', url);
-  else history.pushState(null, '', url);
+  if (replace) history.replaceState(null, '', withBase(url));
+  else history.pushState(null, '', withBase(url));
   render({ focus: true });
 }
 
@@ -242,7 +248,7 @@ document.addEventListener('click', (event) => {
   if (url.origin !== location.origin || !routeFor(url.pathname)) return;
   if (url.pathname === location.pathname && url.search === location.search && url.hash) return;
   event.preventDefault();
-  navigate(url.pathname + url.search + url.hash);
+  navigate(appPath(url.pathname) + url.search + url.hash);
 });
 
 // ---------------------------------------------------------------------------------------
@@ -356,7 +362,7 @@ async function catalogPage(ctx) {
     else if (shown.length === 0) count.textContent = `No job matches “${filter.value.trim()}”.`;
     else if (terms.length) count.textContent = `${shown.length} of ${jobs.length} jobs`;
     else count.textContent = `${jobs.length} job${jobs.length === 1 ? '' : 's'}`;
-    const url = filter.value ? `/?q=${encodeURIComponent(filter.value)}` : '/';
+    const url = withBase(filter.value ? `/?q=${encodeURIComponent(filter.value)}` : '/');
     if (url !== location.pathname + location.search) {
       history.replaceState(null, '', url);
       ctx.key = location.pathname + location.search;
@@ -631,7 +637,7 @@ async function runPage(ctx, idText) {
 
   const logRoot = h('div', { class: 'log-section' });
   main.append(h('h2', { class: 'visually-hidden' }, 'Log'), logRoot);
-  const view = new LogView(logRoot, { downloadUrl: `/api/v1/runs/${id}/log.txt` });
+  const view = new LogView(logRoot, { downloadUrl: withBase(`/api/v1/runs/${id}/log.txt`) });
   ctx.onCleanup(() => view.destroy());
   if (readToken()) {
     // A download link cannot send the token: give it a single-use ticket at click time.
@@ -824,6 +830,7 @@ async function runPage(ctx, idText) {
   view.addNotice(fallbackNotice);
   let sawEntries = false;
   const stream = new LogStream(id, {
+    base: BASE,
     after: liveAfter,
     token: readToken(),
     onEntries: (entries) => {

@@ -212,9 +212,11 @@ export function withTicket(url, ticket) {
   return ticket ? `${url}&ticket=${encodeURIComponent(ticket)}` : url;
 }
 
-export function wsUrl(location, runId, after, ticket = null) {
+/** The WebSocket URL of a run's log; `base` is the UI's path prefix (`''` at the root). */
+export function wsUrl(location, runId, after, ticket = null, base = '') {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return withTicket(`${scheme}//${location.host}/api/v1/runs/${encodeURIComponent(runId)}/log/ws?after=${after}`, ticket);
+  const path = `${base}/api/v1/runs/${encodeURIComponent(runId)}/log/ws?after=${after}`;
+  return withTicket(`${scheme}//${location.host}${path}`, ticket);
 }
 
 /**
@@ -251,6 +253,8 @@ export class LogStream {
     this.onState = options.onState || (() => {});
     // An API token pasted into the page, or null when the browser's own identity (SSO) is used.
     this.token = options.token || null;
+    // The server's path prefix (`[server] base_path`), `''` at the root.
+    this.base = options.base || '';
     const g = globalThis;
     this.env = {
       WebSocket: g.WebSocket,
@@ -307,7 +311,7 @@ export class LogStream {
   // -- plumbing
 
   url(path) {
-    return `/api/v1/runs/${encodeURIComponent(this.runId)}${path}`;
+    return `${this.base}/api/v1/runs/${encodeURIComponent(this.runId)}${path}`;
   }
 
   /** Request headers, with the token when the page has one. */
@@ -527,7 +531,7 @@ export class LogStream {
   connectWs(session, ticket) {
     let socket;
     try {
-      socket = new this.env.WebSocket(wsUrl(this.env.location, this.runId, this.last, ticket));
+      socket = new this.env.WebSocket(wsUrl(this.env.location, this.runId, this.last, ticket, this.base));
     } catch {
       this.lost(session, () => this.explainWs(false));
       return;

@@ -300,10 +300,13 @@ export const DROPS_UPGRADES = `proxy_http_version 1.1;
 /**
  * A real nginx on a free loopback port proxying to `upstream` (a URL, or an array of URLs it
  * balances round-robin, skipping one that refuses connections); `location` goes after `proxy_pass`.
+ * With `path` (e.g. `/oneoff/`), only that path is proxied, as it is (an ingress that does not
+ * rewrite); anything else is nginx's own 404.
  */
-export async function startNginx(upstream, location) {
+export async function startNginx(upstream, location, { path: prefix = '/' } = {}) {
   const upstreams = Array.isArray(upstream) ? upstream : null;
-  const target = upstreams ? 'oneoff' : upstream.replace(/^http:\/\//, '');
+  // Only the authority: a path in proxy_pass would make nginx rewrite the request's path.
+  const target = upstreams ? 'oneoff' : new URL(upstream).host;
   const pool = upstreams
     ? `upstream oneoff {\n${upstreams.map((url) => `        server ${url.replace(/^http:\/\//, '')} max_fails=1 fail_timeout=1s;`).join('\n')}\n    }`
     : '';
@@ -327,7 +330,7 @@ http {
     ${pool}
     server {
         listen 127.0.0.1:${port};
-        location / {
+        location ${prefix} {
             proxy_pass http://${target};
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header Via "1.1 test-nginx";
@@ -348,7 +351,7 @@ http {
   try {
     await waitFor(async () => {
       if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${stderr}`);
-      const response = await fetch(`${url}/healthz`);
+      const response = await fetch(`${url}${prefix}healthz`);
       return response.ok;
     }, { timeout: 10000, interval: 50, message: 'nginx to answer /healthz' });
   } catch (error) {
@@ -475,10 +478,10 @@ export async function waitForText(locator, pattern, { timeout = 15000, message }
 
 /**
  * One Chromium and one oneoff server for a test file (and, with `withNginx: LOCATION`, an
- * nginx in front of it), all stopped after it. Returns an object whose `server`, `browser`
+ * nginx in front of it, proxying `nginxPath` only), all stopped after it. Returns an object whose `server`, `browser`
  * and `proxy` are set once `before` ran.
  */
-export function useServerAndBrowser(hooks, { withNginx = null, ...options } = {}) {
+export function useServerAndBrowser(hooks, { withNginx = null, nginxPath = '/', ...options } = {}) {
   const fixture = { server: null, browser: null, proxy: null };
   hooks.before(async () => {
     const [server, browser] = await Promise.allSettled([startServer(options), launchBrowser()]);
@@ -486,7 +489,7 @@ export function useServerAndBrowser(hooks, { withNginx = null, ...options } = {}
     fixture.browser = browser.value ?? null;
     if (server.status === 'rejected') throw server.reason;
     if (browser.status === 'rejected') throw browser.reason;
-    if (withNginx !== null) fixture.proxy = await startNginx(fixture.server.url, withNginx);
+    if (withNginx !== null) fixture.proxy = await startNginx(fixture.server.url, withNginx, { path: nginxPath });
   });
   hooks.after(async () => {
     await fixture.proxy?.stop();

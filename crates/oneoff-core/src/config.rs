@@ -21,6 +21,7 @@ use crate::auth::{
     alb_arn_region, alb_key_url, Access, AccessList, AuthConfig, Cidr, JwtKind, JwtProvider, KeySource,
     StreamTicketLimits, TrustedHeaders,
 };
+use crate::base_path::BasePath;
 use crate::catalog::{param_env_name, Catalog, JobName, JobSpec};
 use crate::mask::MIN_SECRET_CHARS;
 use crate::params::{ParamInput, ParamKind, ParamSpec, DEFAULT_MAX_LENGTH};
@@ -75,6 +76,9 @@ pub struct ServerConfig {
     /// How the server writes its own log to stderr: `[server] log_format`,
     /// `ONEOFF_LOG_FORMAT` or `--log-format`.
     pub log_format: LogFormat,
+    /// The path prefix everything but the health endpoints is served under (`[server]
+    /// base_path`); the root when empty.
+    pub base_path: BasePath,
 }
 
 /// The server log's form: lines for people, or one JSON object per line for a collector.
@@ -308,6 +312,7 @@ struct RawServer {
     database_pool: Option<Spanned<u32>>,
     database_statement_timeout: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
+    base_path: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -671,8 +676,13 @@ fn validate_server(
         }
         (None, None) => Some(LogFormat::Text),
     };
+    let base_path = match &raw.base_path {
+        Some(text) => BasePath::parse(text.get_ref()).map_err(|message| problems.at(text.span(), message)).ok(),
+        None => Some(BasePath::default()),
+    };
     Some(ServerConfig {
         log_format: log_format?,
+        base_path: base_path?,
         listen: listen?,
         data_dir,
         max_concurrent_runs,

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod base_path;
 pub mod catalog;
 pub mod config;
 mod hex;
@@ -22,6 +23,7 @@ pub mod suggest;
 pub mod template;
 
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
+pub use base_path::BasePath;
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
     AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Given, HostNeed, LogFormat, Need,

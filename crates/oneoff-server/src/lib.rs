@@ -52,6 +52,8 @@ const VIEWERS_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// A server that is running; stop it with [`RunningServer::stop`].
 pub struct RunningServer {
     addr: SocketAddr,
+    /// `[server] base_path`: the URL serves under it.
+    base_path: oneoff_core::BasePath,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     reloader: Arc<Reloader>,
@@ -67,8 +69,9 @@ impl RunningServer {
         self.addr
     }
 
+    /// Where the UI and the API are: `http://ADDR`, or `http://ADDR/PREFIX` under a base path.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}{}", self.addr, self.base_path.as_str())
     }
 
     /// A token whose cancellation starts a graceful stop (what SIGTERM does).
@@ -159,7 +162,7 @@ async fn start_with(mut config: Config, file: Option<ConfigFile>) -> anyhow::Res
     retention::spawn(store.clone(), config.server.retention, state.shutdown.clone());
     state.audit.spawn(&config.audit, state.shutdown.clone());
     let task = tokio::spawn(serve(listener, state, stop.clone(), remote_watch));
-    Ok(RunningServer { addr, stop, task, reloader })
+    Ok(RunningServer { addr, base_path: config.server.base_path.clone(), stop, task, reloader })
 }
 
 async fn serve(

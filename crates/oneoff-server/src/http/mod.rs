@@ -69,11 +69,12 @@ pub fn router(state: AppState) -> Router {
         .route("/probe/ws", any(probe::probe_websocket))
         .route("/probe/sse", get(probe::probe_sse))
         .route("/probe/poll", get(probe::probe_poll));
+    let index = ui::IndexPage::new(&state.config.server.base_path);
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
-        .merge(ui::router())
+        .merge(ui::router(index.clone()))
         .nest("/api/v1", api);
     if state.config.debug.echo {
         router = router
@@ -82,6 +83,20 @@ pub fn router(state: AppState) -> Router {
             .route("/debug/stream", get(probe::sse))
             .route("/debug/stream/ws", any(probe::websocket))
             .route("/debug/poll", get(probe::poll));
+    }
+    let base_path = &state.config.server.base_path;
+    if !base_path.is_root() {
+        // Everything under the prefix; the health endpoints at the root as well, for probes
+        // that know nothing of it. `/PREFIX/` is the catalog page, as `/PREFIX` is.
+        let catalog = move |headers: axum::http::HeaderMap| {
+            let index = index.clone();
+            async move { ui::page(&index, &headers) }
+        };
+        router = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route(&base_path.join("/"), get(catalog))
+            .nest(base_path.as_str(), router);
     }
     router
         .fallback(not_found)
@@ -121,8 +136,17 @@ async fn known_host(
     }
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+async fn not_found(axum::extract::State(state): axum::extract::State<AppState>, uri: Uri) -> ApiError {
+    let base_path = &state.config.server.base_path;
+    let path = uri.path();
+    let inside = base_path.is_root() || path == base_path.as_str() || path.starts_with(&base_path.join("/"));
+    if !inside {
+        return ApiError::not_found(format!(
+            "no such endpoint: {path}. This server is served under {base_path}/ (`base_path`): the API is at {}",
+            base_path.join("/api/v1")
+        ));
+    }
+    ApiError::not_found(format!("no such endpoint: {path}"))
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -292,14 +292,14 @@ pub async fn probe_websocket(
     if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers).and_then(|()| {
         handshake::check_origin(&parts.headers, &state.config.server.public_origins, caller.own_authority.as_deref())
     }) {
-        return Ok(refuse(&problem, &parts));
+        return Ok(refuse(&problem, &parts, &state.config.server.base_path));
     }
     let permit = streams.acquire()?;
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
             let problem = handshake::upgrade_unavailable(&rejection.body_text());
-            return Ok(refuse(&problem, &parts));
+            return Ok(refuse(&problem, &parts, &state.config.server.base_path));
         }
     };
     let first = serde_json::to_string(&facts).unwrap_or_default();
@@ -314,8 +314,8 @@ pub async fn probe_websocket(
 
 /// A refused probe handshake. Not counted in `/metrics` nor logged as a warning: the
 /// doctor provokes these on purpose, and a log stream's refusals are what operators watch.
-fn refuse(problem: &HandshakeProblem, parts: &Parts) -> Response {
-    let fallbacks = vec!["/api/v1/probe/sse".to_string(), "/api/v1/probe/poll".to_string()];
+fn refuse(problem: &HandshakeProblem, parts: &Parts, base_path: &oneoff_core::BasePath) -> Response {
+    let fallbacks = vec![base_path.join("/api/v1/probe/sse"), base_path.join("/api/v1/probe/poll")];
     let diagnosis = handshake::diagnosis(problem, parts.version, &parts.headers, fallbacks);
     tracing::debug!(code = problem.code, missing = ?diagnosis.missing, "probe handshake refused");
     handshake::refusal_response(problem, diagnosis)

@@ -53,7 +53,7 @@ pub async fn create(
     let run = Run::from_record(&record, now_us());
     let detail = json!({ "params": run.params, "argv": run.argv });
     record_audit(&state, &caller, AuditAction::RunStart, Some(&record.job), Some(record.id.0), detail).await;
-    let location = format!("/api/v1/runs/{}", record.id);
+    let location = state.config.server.base_path.join(&format!("/api/v1/runs/{}", record.id));
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(run)))
 }
 

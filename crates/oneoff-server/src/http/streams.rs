@@ -63,7 +63,11 @@ pub async fn websocket(
 ) -> Result<Response, ApiError> {
     let run = visible_run(&state, &caller, &id).await?.id;
     let (mut parts, _body) = request.into_parts();
-    let fallbacks = vec![format!("/api/v1/runs/{run}/log/sse"), format!("/api/v1/runs/{run}/log")];
+    let base_path = &state.config.server.base_path;
+    let fallbacks = vec![
+        base_path.join(&format!("/api/v1/runs/{run}/log/sse")),
+        base_path.join(&format!("/api/v1/runs/{run}/log")),
+    ];
     let own_authority = caller.own_authority.as_deref();
     if let Err(problem) = handshake::check(&parts.method, parts.version, &parts.headers)
         .and_then(|()| handshake::check_origin(&parts.headers, &state.config.server.public_origins, own_authority))

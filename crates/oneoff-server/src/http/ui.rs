@@ -5,18 +5,23 @@
 //! `docs/security.md`) are served as plain text under `/docs/`, so a user told "a proxy
 //! removed the upgrade headers" can read what to change without the repository.
 //!
+//! Under a path prefix (`[server] base_path`), `index.html` is served with its links and
+//! script under that prefix; the scripts find the prefix from their own URL.
+//!
 //! Nothing here reads the filesystem at run time, so `cargo build` alone builds the UI and it
 //! works offline. Assets are revalidated on every load (`no-cache` with an `ETag` derived from
 //! their content), so a new binary never serves a stale script. Unknown paths are not caught
 //! here: they still get the API's JSON 404.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
+use oneoff_core::BasePath;
 
 use super::ApiError;
 use crate::state::AppState;
@@ -52,6 +57,7 @@ const ASSETS: &[Asset] = &[
     Asset { name: "format.js", content_type: JS, body: include_bytes!("../../../../web/format.js") },
     Asset { name: "admin.js", content_type: JS, body: include_bytes!("../../../../web/admin.js") },
     Asset { name: "shell.js", content_type: JS, body: include_bytes!("../../../../web/shell.js") },
+    Asset { name: "paths.js", content_type: JS, body: include_bytes!("../../../../web/paths.js") },
     Asset {
         name: "style.css",
         content_type: "text/css; charset=utf-8",
@@ -63,22 +69,47 @@ const ASSETS: &[Asset] = &[
     Asset { name: "security.md", content_type: GUIDE, body: include_bytes!("../../../../docs/security.md") },
 ];
 
-/// The UI's routes: the app's pages, `/assets/{file}` and `/docs/{guide}.md`.
-pub fn router() -> Router<AppState> {
+/// `index.html` as this server serves it: its paths under the base path.
+pub struct IndexPage {
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+impl IndexPage {
+    pub fn new(base_path: &BasePath) -> Arc<IndexPage> {
+        let text = String::from_utf8_lossy(ASSETS[0].body);
+        let base = base_path.as_str();
+        // The prefix holds only URL-safe characters (BasePath::parse), so it needs no escaping.
+        let body = text
+            .replace("href=\"/", &format!("href=\"{base}/"))
+            .replace("src=\"/", &format!("src=\"{base}/"))
+            .replace("<code>/api/v1</code>", &format!("<code>{base}/api/v1</code>"))
+            .into_bytes();
+        Arc::new(IndexPage { etag: fnv_tag(&body), body: Bytes::from(body) })
+    }
+}
+
+/// The UI's routes: the app's pages, `/assets/{file}` and `/docs/{guide}.md`, relative to the
+/// base path they are nested under.
+pub fn router(index: Arc<IndexPage>) -> Router<AppState> {
+    let page = move |headers: HeaderMap| {
+        let index = index.clone();
+        async move { page(&index, &headers) }
+    };
     Router::new()
-        .route("/", get(page))
-        .route("/jobs/{name}", get(page))
-        .route("/runs", get(page))
-        .route("/runs/{id}", get(page))
-        .route("/tokens", get(page))
+        .route("/", get(page.clone()))
+        .route("/jobs/{name}", get(page.clone()))
+        .route("/runs", get(page.clone()))
+        .route("/runs/{id}", get(page.clone()))
+        .route("/tokens", get(page.clone()))
         .route("/audit", get(page))
         .route("/assets/{file}", get(asset))
         .route("/docs/{file}", get(guide))
 }
 
 /// Every page of the app is `index.html`; the script reads the URL and renders the page.
-async fn page(headers: HeaderMap) -> Response {
-    let mut response = serve(0, &headers);
+pub fn page(index: &IndexPage, headers: &HeaderMap) -> Response {
+    let mut response = respond(ASSETS[0].content_type, index.body.clone(), index.etag.clone(), headers);
     let extra = response.headers_mut();
     extra.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     extra.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
@@ -105,13 +136,16 @@ async fn guide(Path(file): Path<String>, headers: HeaderMap) -> Result<Response,
 /// `ASSETS[index]`, or `304 Not Modified` when the browser already has this content.
 fn serve(index: usize, request: &HeaderMap) -> Response {
     let asset = &ASSETS[index];
-    let etag = etag(index);
+    respond(asset.content_type, Bytes::from_static(asset.body), etag(index), request)
+}
+
+fn respond(content_type: &'static str, body: Bytes, etag: HeaderValue, request: &HeaderMap) -> Response {
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.split(',').any(|candidate| candidate.trim() == etag.to_str().unwrap_or("")));
     let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (header::ETAG, etag),
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
@@ -119,7 +153,7 @@ fn serve(index: usize, request: &HeaderMap) -> Response {
     if fresh {
         (StatusCode::NOT_MODIFIED, headers).into_response()
     } else {
-        (StatusCode::OK, headers, asset.body).into_response()
+        (StatusCode::OK, headers, body).into_response()
     }
 }
 
@@ -158,5 +192,28 @@ mod tests {
         assert_eq!(serve(1, &request).status(), StatusCode::NOT_MODIFIED);
         assert_eq!(serve(1, &HeaderMap::new()).status(), StatusCode::OK);
         assert_eq!(serve(0, &HeaderMap::new()).headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    }
+
+    #[test]
+    fn under_a_base_path_the_page_links_and_loads_everything_under_it() {
+        let root = IndexPage::new(&BasePath::default());
+        assert_eq!(&root.body[..], ASSETS[0].body, "at the root the page is served as written");
+        let prefixed = IndexPage::new(&BasePath::parse("/oneoff").unwrap());
+        let text = String::from_utf8(prefixed.body.to_vec()).unwrap();
+        for expected in [
+            "src=\"/oneoff/assets/app.js\"",
+            "href=\"/oneoff/assets/style.css\"",
+            "href=\"/oneoff/runs\"",
+            "href=\"/oneoff/\"",
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+        for attribute in ["href=\"/", "src=\"/"] {
+            let outside = text
+                .match_indices(attribute)
+                .filter(|(at, _)| !text[*at..].starts_with(&format!("{attribute}oneoff/")));
+            assert_eq!(outside.count(), 0, "every path of the page is under the prefix: {text}");
+        }
+        assert_ne!(prefixed.etag, root.etag);
     }
 }

@@ -6,6 +6,7 @@
 mod api;
 mod api_doc;
 mod auth;
+mod base_path;
 mod behind_a_balancer;
 mod cli;
 mod cluster;
