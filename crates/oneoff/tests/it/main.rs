@@ -31,6 +31,7 @@ mod reload;
 mod replicas;
 mod restart;
 mod server_log;
+mod settings_env;
 mod streams;
 mod suite;
 mod support;
