@@ -8,6 +8,7 @@ mod api_doc;
 mod auth;
 mod behind_a_balancer;
 mod cli;
+mod cli_conventions;
 mod cluster;
 mod cross_replica;
 mod doctor;
