@@ -112,7 +112,6 @@ pub const OWN_VARIABLES: &[&str] = &[
     "ONEOFF_LOG",
     "ONEOFF_SERVER",
     "ONEOFF_TOKEN",
-    "ONEOFF_OUTPUT",
     // Set by the server for every run, so a job may call oneoff itself.
     "ONEOFF_RUN_ID",
     "ONEOFF_JOB",
@@ -266,9 +265,8 @@ fn setting_named(name: &str, read: &mut Read) -> Option<&'static Setting> {
             }
             return Some(found);
         }
-        if let Some(table) =
-            FILE_ONLY.iter().find(|table| path.starts_with(&table.iter().map(|s| s.to_string()).collect::<Vec<_>>()))
-        {
+        let within = |table: &&&[&str]| table.len() <= path.len() && table.iter().zip(&path).all(|(a, b)| a == b);
+        if let Some(table) = FILE_ONLY.iter().find(within) {
             let message = format!(
                 "[[{}]] comes only from the config file (a list of tables has no variable): write it there",
                 table.join(".")
@@ -278,10 +276,9 @@ fn setting_named(name: &str, read: &mut Read) -> Option<&'static Setting> {
         }
         let message = match suggest::did_you_mean(name, &known, &[]) {
             Some(meant) => format!("no such setting: did you mean {meant}?"),
-            None => format!(
-                "no such setting: a setting's variable is ONEOFF_<SECTION>__<KEY>, such as \
-                 ONEOFF_SERVER__MAX_BODY_BYTES (docs/configuration.md lists them all); unset it"
-            ),
+            None => "no such setting: a setting's variable is ONEOFF_<SECTION>__<KEY>, such as \
+                     ONEOFF_SERVER__MAX_BODY_BYTES (docs/configuration.md lists them all); unset it"
+                .to_string(),
         };
         read.problem(name, message);
         return None;

@@ -132,3 +132,19 @@ fn check_config_names_the_settings_the_environment_sets_never_their_values() {
     assert!(shown.contains("ONEOFF_REPLICA sets [server] replica\n"), "{shown}");
     assert!(!shown.contains("RETENTION") && !shown.contains("x.db") && !shown.contains("45s"), "{shown}");
 }
+
+/// `oneoff token create --config` reads the settings' variables as `serve` does, so the token
+/// lands in the database the server uses.
+#[test]
+fn token_create_offline_reads_the_settings_variables_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &file_text(&dir.path().join("data")));
+    let output = cli_command(&["token", "create", "--name", "ci", "--config", path.to_str().unwrap()])
+        .env("ONEOFF_SERVER__DATABASE", "mysql://oneoff:hunter2-Sekret@db/oneoff")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let shown = stderr(&output);
+    assert!(shown.contains("ONEOFF_SERVER__DATABASE: `mysql:` is not a database oneoff can use"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}

@@ -196,10 +196,10 @@ fn the_settings_list_holds_every_key_the_parser_accepts_so_a_new_key_gets_its_va
             let mut path = table.clone();
             path.push(key);
             let as_str: Vec<&str> = path.iter().map(String::as_str).collect();
-            if file_only.iter().any(|only| *only == as_str) {
+            if file_only.contains(&as_str) {
                 continue;
             }
-            if path.len() == 1 || tables.iter().any(|nested| *nested == as_str) {
+            if path.len() == 1 || tables.contains(&as_str) {
                 pending.push(path);
             } else {
                 parser_leaves.insert(path);
@@ -339,6 +339,12 @@ fn a_value_cannot_break_out_of_its_setting() {
 }
 
 #[test]
+fn a_number_may_have_toml_underscores() {
+    let config = load_with(JOB, &[("ONEOFF_SERVER__MAX_BODY_BYTES", "2_097_152")]).unwrap();
+    assert_eq!(config.server.max_body_bytes, 2_097_152);
+}
+
+#[test]
 fn a_quoted_value_is_read_as_a_toml_string_with_its_escapes() {
     let config = load_with(JOB, &[("ONEOFF_SERVER__REPLICA", "\"web\\u002d3\"")]).unwrap();
     assert_eq!(config.server.replica.unwrap().as_str(), "web-3");
@@ -430,6 +436,9 @@ fn a_table_the_file_writes_inline_cannot_take_a_variable_and_says_how_to_write_i
         errors,
         ["ONEOFF_SERVER__DRAIN: the config file writes [server] as an inline table; write it as a [server] section so that a variable can set its keys"]
     );
+    let file = format!("server.drain = \"1s\"\n{JOB}");
+    let errors = errors_with(&file, &[("ONEOFF_SERVER__DRAIN", "2s")]);
+    assert!(errors[0].contains("writes [server] with dotted keys; write it as a [server] section"), "{errors:?}");
     // A table the file knows only through its sub-table gets its own header.
     let file = format!("[auth.admins]\nusers = [\"a\"]\n{JOB}");
     let config = load_with(&file, &[("ONEOFF_AUTH__ANONYMOUS", "false")]).unwrap();
