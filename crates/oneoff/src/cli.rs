@@ -534,3 +534,14 @@ pub struct AuditArgs {
     #[arg(skip)]
     pub client: ClientOpts,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap's own checks: no two arguments with one name or short flag, global ones included.
+        Cli::command().debug_assert();
+    }
+}
