@@ -475,6 +475,12 @@ fn find_table<'a>(root: &'a toml_edit::Table, path: &[&str]) -> Result<Option<&'
     Ok(Some(table))
 }
 
+/// Whether `name` is a setting's variable (`ONEOFF_SERVER__DATABASE`): the server keeps
+/// these from the runs' environment, as it keeps `ONEOFF_AUDIT_KEY`.
+pub fn is_setting_variable(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|name| SETTINGS.iter().any(|setting| setting.variable() == name))
+}
+
 /// Every variable a setting has, with the setting it sets: `("ONEOFF_SERVER__LISTEN", "[server] listen")`.
 pub fn setting_variables() -> Vec<(String, String)> {
     SETTINGS.iter().map(|setting| (setting.variable(), setting.label())).collect()

@@ -7,7 +7,15 @@ use serde_json::{json, Value};
 
 use crate::support::{cli_command, config_text, stderr, stdout, write_config, ServerProcess};
 
-const JOBS: &str = "[[job]]\nname = \"greet\"\ncommand = [\"echo\", \"hi\"]\n";
+const JOBS: &str = r#"
+[[job]]
+name = "greet"
+command = ["echo", "hi"]
+
+[[job]]
+name = "env"
+command = ["sh", "-c", "echo body=${ONEOFF_SERVER__MAX_BODY_BYTES:-none} echo=${ONEOFF_DEBUG__ECHO:-none} kept=${ONEOFF_TEST_KEPT:-none}"]
+"#;
 
 /// The settings one server takes from its environment (its file says otherwise).
 const FROM_ENVIRONMENT: &[(&str, &str)] = &[
@@ -19,6 +27,7 @@ const FROM_ENVIRONMENT: &[(&str, &str)] = &[
     ("ONEOFF_AUTH__TRUSTED_HEADERS__TRUSTED_CIDRS", "127.0.0.1/32"),
     ("ONEOFF_AUTH__TRUSTED_HEADERS__USER_HEADER", "X-Who"),
     ("ONEOFF_DEBUG__ECHO", "true"),
+    ("ONEOFF_TEST_KEPT", "yes"),
 ];
 
 fn file_text(data_dir: &std::path::Path) -> String {
@@ -61,6 +70,21 @@ async fn a_server_takes_its_settings_from_the_environment_over_the_file_and_keep
     assert_eq!(send(post.clone(), &format!("{api}/runs"), Some("alice"), Some(padded)).await.0, 413);
     let (status, run) = send(post.clone(), &format!("{api}/runs"), Some("alice"), Some(small)).await;
     assert!(status == 201 || status == 200, "{status} {run}");
+
+    // A run does not inherit the settings' variables (a database password may be one), only
+    // the rest of the server's environment.
+    let body = json!({ "job": "env", "params": {} }).to_string();
+    let (_, run) = send(post.clone(), &format!("{api}/runs"), Some("alice"), Some(body)).await;
+    let log = reqwest::Client::new()
+        .get(format!("{api}/runs/{}/log.txt?follow=true", run["id"]))
+        .header("x-who", "alice")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(log, "body=none echo=none kept=yes\n");
 
     // A reload reads the file with the same environment: nothing outside the catalog differs.
     let (status, report) = send(post, &format!("{api}/admin/reload"), Some("alice"), None).await;
