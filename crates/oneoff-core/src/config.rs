@@ -29,6 +29,10 @@ use crate::store_url::{ReplicaName, StoreUrl, SQLITE_FILE};
 use crate::suggest;
 use crate::template::{is_identifier, Template};
 
+pub mod env;
+pub use env::Environment;
+use env::{Overlay, Place};
+
 /// Server settings with every default applied.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -212,6 +216,10 @@ pub struct Overrides {
     pub database: Option<Given>,
     pub replica: Option<Given>,
     pub log_format: Option<Given>,
+    pub base_path: Option<Given>,
+    /// The `ONEOFF_` variables: `ONEOFF_<SECTION>__<KEY>` sets any setting, over the file
+    /// and under the fields above (see [`env`]).
+    pub environment: Environment,
 }
 
 /// A setting's value from outside the file, with where it came from (`--database`,
@@ -444,18 +452,42 @@ struct RawParam {
 struct Problems<'a> {
     file: &'a str,
     text: &'a str,
+    /// The environment's settings laid over `text`, which the spans are into when present.
+    overlay: Option<&'a Overlay>,
     errors: Vec<ConfigError>,
     host_needs: Vec<HostNeed>,
 }
 
-impl Problems<'_> {
+impl<'a> Problems<'a> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let position = Some(line_column(self.text, span.start));
-        self.errors.push(ConfigError { file: self.file.to_string(), position, message: message.into() });
+        let error = match self.place(span.start) {
+            Place::File(offset) => ConfigError {
+                file: self.file.to_string(),
+                position: Some(line_column(self.text, offset)),
+                message: message.into(),
+            },
+            Place::Variable(variable) => {
+                ConfigError { file: variable.to_string(), position: None, message: message.into() }
+            }
+        };
+        self.errors.push(error);
+    }
+
+    /// Where `offset` (into the text that was parsed) is: in the file, or in a variable's value.
+    fn place(&self, offset: usize) -> Place<'a> {
+        match self.overlay {
+            Some(overlay) => overlay.place(offset),
+            None => Place::File(offset),
+        }
     }
 
     fn need(&mut self, job: &str, span: Range<usize>, need: Need) {
-        let position = line_column(self.text, span.start);
+        // Jobs come from the file only.
+        let offset = match self.place(span.start) {
+            Place::File(offset) => offset,
+            Place::Variable(_) => span.start,
+        };
+        let position = line_column(self.text, offset);
         self.host_needs.push(HostNeed { job: job.to_string(), file: self.file.to_string(), position, need });
     }
 
@@ -480,8 +512,14 @@ impl Config {
     /// Validates config text. `file` names it in errors; relative paths in it are resolved
     /// against `base_dir` (the file's directory); `overrides` win over the file.
     pub fn from_toml(file: &str, text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
-        let mut problems = Problems { file, text, errors: Vec::new(), host_needs: Vec::new() };
-        let raw: RawConfig = match toml::from_str(text) {
+        let (overlay, environment_problems) = env::lay_over(text, &overrides.environment);
+        let mut problems =
+            Problems { file, text, overlay: overlay.as_ref(), errors: Vec::new(), host_needs: Vec::new() };
+        for (variable, message) in environment_problems {
+            problems.errors.push(ConfigError { file: variable, position: None, message });
+        }
+        let parsed = overlay.as_ref().map_or(text, |overlay| overlay.text.as_str());
+        let raw: RawConfig = match toml::from_str(parsed) {
             Ok(raw) => raw,
             Err(error) => {
                 let message = with_key_suggestion(&error.message().trim().replace('\n', "; "));
@@ -676,9 +714,10 @@ fn validate_server(
         }
         (None, None) => Some(LogFormat::Text),
     };
-    let base_path = match &raw.base_path {
-        Some(text) => BasePath::parse(text.get_ref()).map_err(|message| problems.at(text.span(), message)).ok(),
-        None => Some(BasePath::default()),
+    let base_path = match (&overrides.base_path, &raw.base_path) {
+        (Some(given), _) => BasePath::parse(&given.value).map_err(|message| problems.given(given, message)).ok(),
+        (None, Some(text)) => BasePath::parse(text.get_ref()).map_err(|message| problems.at(text.span(), message)).ok(),
+        (None, None) => Some(BasePath::default()),
     };
     Some(ServerConfig {
         log_format: log_format?,

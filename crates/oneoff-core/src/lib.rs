@@ -26,8 +26,8 @@ pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use base_path::BasePath;
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
-    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Given, HostNeed, LogFormat, Need,
-    Overrides, ServerConfig, StreamConfig,
+    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Environment, Given, HostNeed,
+    LogFormat, Need, Overrides, ServerConfig, StreamConfig,
 };
 pub use lines::{LineSplitter, Piece};
 pub use log::{LogEntry, LogStream};

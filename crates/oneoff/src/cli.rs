@@ -12,11 +12,64 @@ use oneoff_core::{Given, RunId, RunStatus};
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 #[derive(Debug, Parser)]
-#[command(name = "oneoff", version, about = "Run predefined one-off jobs and follow their logs")]
+#[command(
+    name = "oneoff",
+    version,
+    about = "Run predefined one-off jobs and follow their logs",
+    after_help = EXIT_STATUS_HELP,
+    after_long_help = EXIT_STATUS_HELP
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
     #[command(subcommand)]
     pub command: Command,
+    /// The global flags as the commands use them (filled by [`Cli::parse_noting_sources`]).
+    #[arg(skip)]
+    pub client: ClientOpts,
 }
+
+/// The exit codes, for `--help` and the man page (docs/cli.md says the same).
+const EXIT_STATUS_HELP: &str = "Exit status: 0 done; 1 the operation failed (the network, the server, a run \
+that could not be cancelled); 2 a usage error or a request the server refused as wrong (an unknown job or \
+run, a bad parameter, a bad flag); `run --follow` exits with the job's own code, and 125 when oneoff itself \
+failed; `doctor` and `migrate-store` document their own.";
+
+/// Flags every command accepts, before or after the subcommand (`oneoff --server URL jobs`
+/// or `oneoff jobs --server URL`).
+#[derive(Clone, Args)]
+pub struct GlobalOpts {
+    /// The oneoff server to talk to.
+    #[arg(long, global = true, env = "ONEOFF_SERVER", value_name = "URL", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// The API token to send (else ONEOFF_TOKEN, else ~/.config/oneoff/token). A flag is
+    /// visible to every local user in `ps`: prefer the variable or the file.
+    #[arg(long, global = true, env = TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// How the commands that print data print it: `text` (tables and sentences) or `json`
+    /// (the API's JSON; for logs, one entry per line).
+    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// The same as `--output json`.
+    #[arg(long, global = true, conflicts_with = "output")]
+    pub json: bool,
+}
+
+impl std::fmt::Debug for GlobalOpts {
+    /// The token is left out: Debug output may reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalOpts").field("server", &self.server).field("output", &self.output).finish_non_exhaustive()
+    }
+}
+
+/// `--output`: what the commands that print data print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+pub const TOKEN_ENV: &str = "ONEOFF_TOKEN";
 
 impl Cli {
     /// Parses the command line as `Cli::parse` does, and notes which of the server's
@@ -27,6 +80,10 @@ impl Cli {
             Ok(cli) => cli,
             Err(error) => error.format(&mut Cli::command()).exit(),
         };
+        cli.client = ClientOpts::of(&cli.global, &matches);
+        if let Some(opts) = cli.command.client_mut() {
+            *opts = cli.client.clone();
+        }
         match (&mut cli.command, matches.subcommand()) {
             (Command::Serve(args), Some((_, serve))) => args.sources = Sources::of(serve),
             (Command::Token(TokenCommand::Create(args)), Some((_, token))) => {
@@ -45,6 +102,7 @@ pub const DATA_DIR_ENV: &str = "ONEOFF_DATA_DIR";
 pub const DATABASE_ENV: &str = "ONEOFF_DATABASE";
 pub const REPLICA_ENV: &str = "ONEOFF_REPLICA";
 pub const LOG_FORMAT_ENV: &str = "ONEOFF_LOG_FORMAT";
+pub const BASE_PATH_ENV: &str = "ONEOFF_BASE_PATH";
 
 /// Which arguments of one subcommand took their value from an environment variable.
 #[derive(Debug, Clone, Default)]
@@ -120,6 +178,25 @@ pub enum Command {
     /// Stop the server first. Exit status: 0 copied and verified identical, 1 the copy failed or
     /// differs, 2 refused (a target that is not empty, live runs, the same store twice).
     MigrateStore(MigrateStoreArgs),
+    /// Print a shell completion script: `oneoff completions bash > /etc/bash_completion.d/oneoff`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `oneoff man | man -l -`; with --dir, write one page per command.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write oneoff.1 and a page for each subcommand (oneoff-run.1, ...) into this directory
+    /// instead of printing oneoff.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -158,9 +235,9 @@ pub struct DoctorArgs {
     /// The longest quiet period `--idle` tries, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 130)]
     pub idle_max: u64,
-    /// Print the facts, checks and verdicts as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// `--output json` prints the facts, checks and verdicts as JSON.
+    #[arg(skip)]
+    pub client: ClientOpts,
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -172,20 +249,68 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.trim().to_string()))
 }
 
-/// Flags shared by every command that talks to a server.
-#[derive(Debug, Clone, Args)]
+/// What every command that talks to a server takes from the global flags.
+#[derive(Clone, Default)]
 pub struct ClientOpts {
-    /// The oneoff server to talk to.
-    #[arg(long, env = "ONEOFF_SERVER", value_name = "URL", default_value = DEFAULT_SERVER)]
     pub server: String,
-    /// Print the API's JSON instead of tables and sentences.
-    #[arg(long)]
+    /// `--token` or `ONEOFF_TOKEN`, and which of the two (see `cmd::token::load`).
+    pub token: Option<String>,
+    pub token_from_flag: bool,
+    /// `--output json` or `--json`.
     pub json: bool,
+}
+
+impl std::fmt::Debug for ClientOpts {
+    /// The token is left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOpts").field("server", &self.server).field("json", &self.json).finish_non_exhaustive()
+    }
+}
+
+impl ClientOpts {
+    fn of(global: &GlobalOpts, matches: &ArgMatches) -> ClientOpts {
+        // A global flag's source is recorded on the subcommand that took it.
+        let mut deepest = matches;
+        while let Some((_, inner)) = deepest.subcommand() {
+            deepest = inner;
+        }
+        let from_flag = [deepest, matches].iter().any(|m| m.value_source("token") == Some(ValueSource::CommandLine));
+        ClientOpts {
+            server: global.server.clone(),
+            token: global.token.clone(),
+            token_from_flag: from_flag,
+            json: global.json || global.output == OutputFormat::Json,
+        }
+    }
+}
+
+impl Command {
+    /// The client options of a command that talks to a server (or prints data).
+    fn client_mut(&mut self) -> Option<&mut ClientOpts> {
+        match self {
+            Command::Jobs(args) | Command::Whoami(args) | Command::Replicas(args) => Some(&mut args.client),
+            Command::Run(args) => Some(&mut args.client),
+            Command::Runs(args) => Some(&mut args.client),
+            Command::Status(args) => Some(&mut args.client),
+            Command::Logs(args) => Some(&mut args.client),
+            Command::Cancel(args) => Some(&mut args.client),
+            Command::Doctor(args) => Some(&mut args.client),
+            Command::Audit(args) => Some(&mut args.client),
+            Command::Token(TokenCommand::Create(args)) => Some(&mut args.client),
+            Command::Token(TokenCommand::List(args)) => Some(&mut args.client),
+            Command::Token(TokenCommand::Revoke(args)) => Some(&mut args.client),
+            Command::CheckConfig(_)
+            | Command::Serve(_)
+            | Command::MigrateStore(_)
+            | Command::Completions(_)
+            | Command::Man(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct JobsArgs {
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
 }
 
@@ -199,7 +324,7 @@ pub struct RunArgs {
     /// Stream the log until the run ends, then exit with the job's exit code.
     #[arg(short, long)]
     pub follow: bool,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
 }
 
@@ -220,7 +345,7 @@ pub struct RunsArgs {
     /// Only runs older than this one (for paging).
     #[arg(long, value_name = "ID")]
     pub before: Option<RunId>,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
 }
 
@@ -228,7 +353,7 @@ pub struct RunsArgs {
 pub struct StatusArgs {
     /// The run, as `42` or `#42`.
     pub run: RunId,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
 }
 
@@ -249,7 +374,7 @@ pub struct LogsArgs {
     /// Prefix each line with the time it was captured.
     #[arg(long)]
     pub timestamps: bool,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
 }
 
@@ -257,7 +382,7 @@ pub struct LogsArgs {
 pub struct CancelArgs {
     /// The run, as `42` or `#42`.
     pub run: RunId,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
 }
 
@@ -269,6 +394,10 @@ pub struct CheckConfigArgs {
     /// here): for a check run on the host that runs the jobs, as the user that runs them.
     #[arg(long)]
     pub strict: bool,
+    /// Check the file alone: ignore the ONEOFF_ variables that `serve` would read (as on a
+    /// laptop or in CI, where the service's environment is not).
+    #[arg(long)]
+    pub no_env: bool,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +422,10 @@ pub struct ServeArgs {
     /// collector); wins over the config file.
     #[arg(long, env = LOG_FORMAT_ENV, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// The path prefix to serve under, e.g. /oneoff (behind a proxy that passes the path on
+    /// unchanged); wins over the config file.
+    #[arg(long, env = BASE_PATH_ENV, value_name = "PATH")]
+    pub base_path: Option<String>,
     #[arg(skip)]
     pub sources: Sources,
 }
@@ -307,8 +440,15 @@ impl ServeArgs {
             database: sources.given("database", self.database.clone(), "--database", DATABASE_ENV),
             replica: sources.given("replica", self.replica.clone(), "--replica", REPLICA_ENV),
             log_format: sources.given("log_format", self.log_format.clone(), "--log-format", LOG_FORMAT_ENV),
+            base_path: sources.given("base_path", self.base_path.clone(), "--base-path", BASE_PATH_ENV),
+            environment: process_environment(),
         }
     }
+}
+
+/// This process's `ONEOFF_` variables, for the `ONEOFF_<SECTION>__<KEY>` settings.
+pub fn process_environment() -> oneoff_core::Environment {
+    oneoff_core::Environment::from_variables(std::env::vars_os())
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,7 +487,7 @@ pub struct TokenCreateArgs {
     /// `oneoff serve`).
     #[arg(long, env = DATABASE_ENV, hide_env_values = true, value_name = "URL")]
     pub database: Option<String>,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
     #[arg(skip)]
     pub sources: Sources,
@@ -360,6 +500,7 @@ impl TokenCreateArgs {
         oneoff_core::Overrides {
             data_dir: sources.path("data_dir", self.data_dir.clone()),
             database: sources.given("database", self.database.clone(), "--database", DATABASE_ENV),
+            environment: process_environment(),
             ..oneoff_core::Overrides::default()
         }
     }
@@ -368,7 +509,7 @@ impl TokenCreateArgs {
 #[derive(Debug, Args)]
 pub struct TokenRevokeArgs {
     pub id: i64,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
 }
 
@@ -396,6 +537,17 @@ pub struct AuditArgs {
     pub job: Option<String>,
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
-    #[command(flatten)]
+    #[arg(skip)]
     pub client: ClientOpts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap's own checks: no two arguments with one name or short flag, global ones included.
+        Cli::command().debug_assert();
+    }
 }

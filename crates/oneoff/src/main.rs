@@ -27,9 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let opts = cli.client.clone();
     match runtime.block_on(cmd::dispatch(cli.command)) {
         Ok(code) => code,
-        Err(error) => cmd::report(&error),
+        Err(error) => cmd::report(&error, &opts),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::output::stderr_line;
 pub mod audit;
 pub mod cancel;
 pub mod check_config;
+pub mod completions;
 pub mod doctor;
 pub mod jobs;
 pub mod logs;
@@ -37,10 +38,13 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Jobs(args) => jobs::run(args).await,
         // Its exit code is the job's: oneoff's own failures must not pass for one.
-        Command::Run(args) if args.follow => Ok(match run::run(args).await {
-            Ok(code) => code,
-            Err(error) => report_with(&error, Some(EXIT_OWN_FAILURE_WHILE_FOLLOWING)),
-        }),
+        Command::Run(args) if args.follow => {
+            let opts = args.client.clone();
+            Ok(match run::run(args).await {
+                Ok(code) => code,
+                Err(error) => report_with(&error, &opts, Some(EXIT_OWN_FAILURE_WHILE_FOLLOWING)),
+            })
+        }
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Status(args) => status::run(args).await,
@@ -54,11 +58,17 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Whoami(args) => token::whoami(args).await,
         Command::Replicas(args) => replicas::run(args).await,
         Command::MigrateStore(args) => migrate_store::run(args).await,
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }
 
 pub fn client(opts: &ClientOpts) -> Client {
-    Client::with_token(&opts.server, token::load().as_deref())
+    if opts.token_from_flag {
+        // As mysql(1) does: the flag is fine for a try, not for a habit.
+        stderr_line("oneoff: warning: --token is visible to every user of this host (ps); prefer ONEOFF_TOKEN or ~/.config/oneoff/token");
+    }
+    Client::with_token(&opts.server, token::load(opts).as_deref())
 }
 
 /// A mistake in how the command was used that clap cannot see (e.g. a parameter given twice).
@@ -73,13 +83,14 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Prints `error` as `oneoff: <message>` (plus a 422's per-field messages) and picks the exit code.
-pub fn report(error: &anyhow::Error) -> ExitCode {
-    report_with(error, None)
+/// Prints `error` as `oneoff: <message>` (plus a 422's per-field messages) and picks the exit
+/// code; `opts` say where the token came from, for the hint after a 401.
+pub fn report(error: &anyhow::Error, opts: &ClientOpts) -> ExitCode {
+    report_with(error, opts, None)
 }
 
 /// As [`report`], with `code` instead of the one the error would pick.
-fn report_with(error: &anyhow::Error, code: Option<u8>) -> ExitCode {
+fn report_with(error: &anyhow::Error, opts: &ClientOpts, code: Option<u8>) -> ExitCode {
     if is_broken_pipe(error) {
         // Whoever read our output has had enough (`oneoff logs 1 | head`): not a failure.
         return ExitCode::SUCCESS;
@@ -97,7 +108,7 @@ fn report_with(error: &anyhow::Error, code: Option<u8>) -> ExitCode {
     if let Some(ClientError::Api { status, .. }) = client_error {
         if status.as_u16() == 401 {
             // The server cannot know where the CLI looks for a token; we can.
-            stderr_line(&token::sign_in_hint(&token::origin()));
+            stderr_line(&token::sign_in_hint(&token::origin(opts)));
         }
     }
     ExitCode::from(code.unwrap_or_else(|| exit_code(error)))
@@ -156,12 +167,16 @@ fn describe(error: &anyhow::Error) -> String {
 /// A client error's message, plus its root cause when the message does not already say it
 /// (reqwest's "error sending request" hides the "Connection refused" underneath).
 pub fn client_error_text(error: &ClientError) -> String {
-    let mut text = error.to_string();
     let mut root: &dyn std::error::Error = error;
     while let Some(source) = root.source() {
         root = source;
     }
     let root_text = root.to_string();
+    if let ClientError::Transport { url, .. } = error {
+        // reqwest's own "error sending request for url (…)" says nothing the cause does not.
+        return format!("cannot reach {url}: {root_text}");
+    }
+    let mut text = error.to_string();
     if !text.contains(&root_text) {
         text.push_str(": ");
         text.push_str(&root_text);

@@ -128,7 +128,7 @@ mod tests {
             user: Some("ann smith".into()),
             limit: None,
             before: None,
-            client: crate::cli::ClientOpts { server: crate::cli::DEFAULT_SERVER.into(), json: false },
+            client: crate::cli::ClientOpts { server: crate::cli::DEFAULT_SERVER.into(), ..Default::default() },
         };
         assert_eq!(
             next_page_command(&args, 7),

@@ -1,5 +1,6 @@
 //! `oneoff token create|list|revoke`, `oneoff whoami`, and where the CLI finds its token:
-//! `ONEOFF_TOKEN`, else `~/.config/oneoff/token` (refused unless only its owner can read it).
+//! `--token`, else `ONEOFF_TOKEN`, else `~/.config/oneoff/token` (refused unless only its
+//! owner can read it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,12 +8,12 @@ use std::process::ExitCode;
 use oneoff_api::v1::CreateToken;
 
 use super::client;
-use crate::cli::{JobsArgs, TokenCommand, TokenCreateArgs};
+use crate::cli::{ClientOpts, JobsArgs, TokenCommand, TokenCreateArgs};
 use crate::output;
 
 /// The token to send, if any. A token file readable by others is ignored with a warning.
-pub fn load() -> Option<String> {
-    if let Ok(token) = std::env::var("ONEOFF_TOKEN") {
+pub fn load(opts: &ClientOpts) -> Option<String> {
+    if let Some(token) = &opts.token {
         let token = token.trim().to_string();
         return (!token.is_empty()).then_some(token);
     }
@@ -30,17 +31,18 @@ pub fn load() -> Option<String> {
 /// Where the token [`load`] finds comes from, for messages about a refused one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenOrigin {
+    Flag,
     Environment,
     File(PathBuf),
     Nowhere,
 }
 
-pub fn origin() -> TokenOrigin {
-    if std::env::var("ONEOFF_TOKEN").is_ok_and(|token| !token.trim().is_empty()) {
-        return TokenOrigin::Environment;
+pub fn origin(opts: &ClientOpts) -> TokenOrigin {
+    if opts.token.as_ref().is_some_and(|token| !token.trim().is_empty()) {
+        return if opts.token_from_flag { TokenOrigin::Flag } else { TokenOrigin::Environment };
     }
     match token_file() {
-        Some(path) if load().is_some() => TokenOrigin::File(path),
+        Some(path) if load(opts).is_some() => TokenOrigin::File(path),
         _ => TokenOrigin::Nowhere,
     }
 }
@@ -54,6 +56,9 @@ pub fn sign_in_hint(origin: &TokenOrigin) -> String {
             "hint: oneoff sent no API token; set ONEOFF_TOKEN, or put the token in ~/.config/oneoff/token \
              (chmod 600); {MAKE_ONE}"
         ),
+        TokenOrigin::Flag => {
+            format!("hint: the token sent is --token's; replace it with a valid one, or leave it out; {MAKE_ONE}")
+        }
         TokenOrigin::Environment => {
             format!("hint: the token sent is ONEOFF_TOKEN's; replace it with a valid one, or unset it; {MAKE_ONE}")
         }

@@ -54,7 +54,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut headers = args.headers.clone();
     // The identity every other command uses, unless -H already gives one.
     if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization")) {
-        if let Some(token) = crate::cmd::token::load() {
+        if let Some(token) = crate::cmd::token::load(&args.client) {
             headers.push(("Authorization".into(), format!("Bearer {token}")));
         }
     }
@@ -65,7 +65,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         idle: args.idle,
         idle_max_s: args.idle_max,
     };
-    if !args.json {
+    if !args.client.json {
         output::stderr_line(&format!(
             "probing {} URL(s){}…",
             args.urls.len(),
@@ -85,7 +85,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         (false, true) => (Overall::Pass, 0),
     };
     let not_measured = if args.idle { vec![] } else { vec![IDLE_NOT_MEASURED] };
-    if args.json {
+    if args.client.json {
         output::json(&Report {
             ok: overall == Overall::Pass,
             outcome: overall,

@@ -107,3 +107,20 @@ fn a_base_path_that_is_no_clean_prefix_is_refused_with_its_position() {
     let expected = format!("{}:2:13: base_path `oneoff/../x` must start with `/`", path.display());
     assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
 }
+
+/// `ONEOFF_BASE_PATH` and `--base-path` set it too (the flag winning), checked as the file's is.
+#[tokio::test]
+async fn the_environment_and_the_flag_set_the_prefix_and_the_flag_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &crate::support::sqlite_config_text(dir.path(), "", JOBS));
+    let server = crate::support::ServerProcess::start_with_env(&config, &[("ONEOFF_BASE_PATH", "/from-env/")]);
+    assert!(server.url.ends_with("/from-env"), "{}", server.url);
+    assert_eq!(reqwest::get(format!("{}/api/v1/jobs", server.url)).await.unwrap().status(), StatusCode::OK);
+    drop(server);
+    let output = crate::support::cli_command(&["serve", "--config", config.to_str().unwrap(), "--base-path", "x"])
+        .env("ONEOFF_BASE_PATH", "/from-env")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--base-path: base_path `x` must start with `/`"), "{}", stderr(&output));
+}

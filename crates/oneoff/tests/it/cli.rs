@@ -103,7 +103,7 @@ async fn status_logs_runs_and_cancel_work_on_a_run() {
     assert_eq!(output.status.code(), Some(1), "cancelling twice is refused");
 
     let output = server.cli(&["logs", &id_text]).await;
-    assert!(output.status.success());
+    assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).starts_with("tick\n"), "{}", stdout(&output));
     let output = server.cli(&["logs", &id_text, "--after", "1"]).await;
     assert!(!stdout(&output).contains("tick"), "--after skips what was seen");

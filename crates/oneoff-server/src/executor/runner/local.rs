@@ -145,6 +145,10 @@ async fn spawn(launch: &Launch, cgroup: Option<&RunCgroup>) -> std::io::Result<C
     let (program, args) =
         launch.argv.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"))?;
     let mut command = Command::new(program);
+    // Nor are its settings (a database URL with its password, say): ONEOFF_<SECTION>__<KEY>.
+    for (name, _) in std::env::vars_os().filter(|(name, _)| oneoff_core::config::env::is_setting_variable(name)) {
+        command.env_remove(name);
+    }
     command
         .args(args)
         // The server's own secrets are not the job's: it inherits the rest of the environment.
