@@ -18,6 +18,7 @@ use crate::codec::{
     decode_chunk, decode_chunk_before, encode_argv, encode_params, plan_appends, plan_read, plan_read_before, Page,
 };
 use crate::events::LogHead;
+use crate::errors::ErrorCounts;
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::rows::run_from_row;
 use crate::{Finish, NewRun, RunFilter, StoreError};
@@ -54,6 +55,8 @@ impl Default for PostgresOptions {
 pub struct PgStore {
     pool: PgPool,
     health: WriteHealth,
+    /// Every failed call, by kind (see `errors`).
+    pub(crate) errors: ErrorCounts,
 }
 
 pub(super) const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
@@ -78,7 +81,7 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        let store = PgStore { pool, health: WriteHealth::default() };
+        let store = PgStore { pool, health: WriteHealth::default(), errors: ErrorCounts::default() };
         sqlx::migrate!("./migrations/postgres").run(&store.pool).await?;
         store.probe_write().await?;
         Ok(store)
@@ -157,6 +160,14 @@ impl PgStore {
             Ok(record)
         })
         .await
+    }
+
+    pub(crate) async fn queued_by_job(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT job, COUNT(*) FROM runs WHERE status = 'queued' GROUP BY job")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(counts.into_iter().map(|(job, count)| (job, u64::try_from(count).unwrap_or(0))).collect())
     }
 
     pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
