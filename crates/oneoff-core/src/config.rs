@@ -75,6 +75,17 @@ pub struct ServerConfig {
     /// How the server writes its own log to stderr: `[server] log_format`,
     /// `ONEOFF_LOG_FORMAT` or `--log-format`.
     pub log_format: LogFormat,
+    /// Who may scrape `/metrics`: `[server] metrics` and `metrics_cidrs`.
+    pub metrics: MetricsAccess,
+}
+
+/// `[server] metrics = "open" | "token"` and `metrics_cidrs`: who may scrape `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsAccess {
+    /// `"token"`: a scrape must carry a valid API token (`Authorization: Bearer oneoff_…`).
+    pub token: bool,
+    /// When not empty, only peers in these networks may scrape.
+    pub cidrs: Vec<Cidr>,
 }
 
 /// The server log's form: lines for people, or one JSON object per line for a collector.
@@ -308,6 +319,8 @@ struct RawServer {
     database_pool: Option<Spanned<u32>>,
     database_statement_timeout: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
+    metrics_cidrs: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -671,7 +684,26 @@ fn validate_server(
         }
         (None, None) => Some(LogFormat::Text),
     };
+    let metrics_token = match raw.metrics.as_ref().map(|text| (text.get_ref().trim(), text.span())) {
+        None | Some(("open", _)) => false,
+        Some(("token", _)) => true,
+        Some((other, span)) => {
+            let hint = suggest::hint(other, &["open", "token"], &[]);
+            problems.at(span, format!("metrics `{other}` must be \"open\" (anyone may scrape /metrics) or \"token\" (a scrape needs an API token){hint}"));
+            false
+        }
+    };
+    let mut metrics_cidrs = Vec::new();
+    if let Some(texts) = &raw.metrics_cidrs {
+        for text in texts.get_ref() {
+            match Cidr::parse(text) {
+                Ok(cidr) => metrics_cidrs.push(cidr),
+                Err(message) => problems.at(texts.span(), format!("metrics_cidrs: {message}")),
+            }
+        }
+    }
     Some(ServerConfig {
+        metrics: MetricsAccess { token: metrics_token, cidrs: metrics_cidrs },
         log_format: log_format?,
         listen: listen?,
         data_dir,

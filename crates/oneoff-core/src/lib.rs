@@ -24,8 +24,8 @@ pub mod template;
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
-    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Given, HostNeed, LogFormat, Need,
-    Overrides, ServerConfig, StreamConfig,
+    AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Given, HostNeed, LogFormat,
+    MetricsAccess, Need, Overrides, ServerConfig, StreamConfig,
 };
 pub use lines::{LineSplitter, Piece};
 pub use log::{LogEntry, LogStream};

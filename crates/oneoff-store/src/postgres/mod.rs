@@ -17,8 +17,8 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row};
 use crate::codec::{
     decode_chunk, decode_chunk_before, encode_argv, encode_params, plan_appends, plan_read, plan_read_before, Page,
 };
-use crate::events::LogHead;
 use crate::errors::ErrorCounts;
+use crate::events::LogHead;
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::rows::run_from_row;
 use crate::{Finish, NewRun, RunFilter, StoreError};

@@ -91,7 +91,8 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let turn = WriteTurn::default();
         let checkpointer = Arc::new(Checkpointer::spawn(&options, turn.clone(), policy).await?);
-        let store = SqliteStore { pool, health: WriteHealth::default(), turn, checkpointer, errors: ErrorCounts::default() };
+        let store =
+            SqliteStore { pool, health: WriteHealth::default(), turn, checkpointer, errors: ErrorCounts::default() };
         // A read-only file reads fine; the first run would be the first to find out.
         if let Err(error) = store.probe_write().await {
             store.close().await;
