@@ -115,7 +115,6 @@ async fn start_with(mut config: Config, file: Option<ConfigFile>) -> anyhow::Res
     tracing::info!(cgroups = isolation.uses_cgroups(), "process isolation: {}", isolation.describe());
     let replica = register_replica(&store, &config.server).await?;
     tracing::info!(replica = %replica.name, host = %replica.host, "replica registered");
-    let metrics = Arc::new(metrics::Metrics::new(&catalogs.current()));
     // Recovery stops what an earlier instance's runs left running before claiming begins.
     let executor = ExecutorHandle::spawn(
         config.clone(),
@@ -125,7 +124,6 @@ async fn start_with(mut config: Config, file: Option<ConfigFile>) -> anyhow::Res
         Arc::new(isolation),
         executor::server_secrets(&config.audit),
         replica,
-        metrics,
     );
     let recovered = executor::recover(&executor).await.context("cannot recover runs from the previous start")?;
     if recovered.lost + recovered.failed > 0 {

@@ -48,6 +48,8 @@ const WAIT_SECONDS: [f64; 12] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.
 type JobLabels = [(&'static str, String); 1];
 type JobStatusLabels = [(&'static str, String); 2];
 type HistogramMaker = fn() -> Histogram;
+/// When the queue's length was read, and what it was by job.
+type QueueRead = (Instant, Vec<(String, u64)>);
 
 /// The events this replica measured since it started.
 #[derive(Debug)]
@@ -62,7 +64,7 @@ pub struct Metrics {
     log_bytes: Counter,
     log_commit: Histogram,
     /// The last read of the queue's length by job, and when it was read.
-    queued: Mutex<Option<(Instant, Vec<(String, u64)>)>>,
+    queued: Mutex<Option<QueueRead>>,
     /// Runs running here now, by job label (changed once per start and end of a run).
     running: Mutex<BTreeMap<String, u64>>,
 }

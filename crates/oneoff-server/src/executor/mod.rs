@@ -137,7 +137,8 @@ impl ExecutorHandle {
     /// Starts the scheduler task and this replica's heartbeat (its row must be registered:
     /// see `Store::register_replica`). `isolation` is how runs are held (decided once at
     /// start). Every job's output is masked against `server_secrets` too (see
-    /// [`server_secrets`]). Nothing is claimed before [`recover`] has run.
+    /// [`server_secrets`]). Nothing is claimed before [`recover`] has run. What it does is measured
+    /// into [`ExecutorHandle::metrics`].
     pub fn spawn(
         config: Arc<Config>,
         catalogs: Catalogs,
@@ -146,8 +147,8 @@ impl ExecutorHandle {
         isolation: Arc<Isolation>,
         server_secrets: Vec<Vec<u8>>,
         replica: ReplicaIdentity,
-        metrics: Arc<Metrics>,
     ) -> ExecutorHandle {
+        let metrics = Arc::new(Metrics::new(&catalogs.current()));
         let (commands, receiver) = mpsc::channel(256);
         let limits = Limits {
             max_concurrent_runs: config.server.max_concurrent_runs,

@@ -94,8 +94,8 @@ async fn snapshot(state: &AppState) -> Snapshot {
     snapshot
         .family(
             "oneoff_live_runs",
-            "Deprecated: use oneoff_runs_queued and oneoff_runs_running. Runs this replica follows now (queued \
-             or running)",
+            "Deprecated: use oneoff_runs_queued and oneoff_runs_running. The runs this replica follows live \
+             now: the runs running here, despite its old description (runs queued or running)",
             Kind::Gauge,
         )
         .series(&[], state.hub.live_runs() as u64);

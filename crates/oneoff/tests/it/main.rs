@@ -24,6 +24,7 @@ mod log_search;
 mod log_tail;
 mod logs;
 mod messages;
+mod metrics;
 mod migrate_store;
 mod progress;
 mod proxy;
