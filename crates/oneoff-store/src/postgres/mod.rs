@@ -179,6 +179,11 @@ impl PgStore {
     }
 
     pub(crate) async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        // PostgreSQL's text cannot hold a NUL, so no stored name has one; binding it would
+        // fail the query (a 500 for `?job=ok%00`) instead of matching nothing.
+        if filter.job.iter().chain(&filter.requested_by).any(|name| name.contains('\0')) {
+            return Ok(Vec::new());
+        }
         let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE TRUE"));
         if let Some(job) = &filter.job {
             query.push(" AND job = ").push_bind(job.clone());
