@@ -653,3 +653,52 @@ async fn the_alert_rules_of_the_operations_guide_pass_promtool() {
         }
     }
 }
+
+/// Each replica exports what it did; the queue gauge is the shared queue, the same on every
+/// replica; a run of a replica killed with `kill -9` counts on the survivor that marked it lost.
+#[tokio::test]
+async fn on_two_replicas_each_counts_its_own_runs_and_both_see_the_shared_queue() {
+    let database =
+        tokio::task::spawn_blocking(|| oneoff_testpg::Postgres::shared().new_database()).await.expect("a database");
+    let go_dir = tempfile::tempdir().expect("temp dir");
+    let go = go_dir.path().join("go");
+    let mut replicas: Vec<(String, crate::support::ServerProcess, tempfile::TempDir)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let server = format!("database = {database:?}\nreplica = {name:?}\nreplica_timeout = \"3s\"\n");
+            let text = crate::support::sqlite_config_text(&dir.path().join("data"), &server, &jobs(&go));
+            let config = crate::support::write_config(dir.path(), &text);
+            (name.to_string(), crate::support::ServerProcess::start(&config), dir)
+        })
+        .collect();
+    let api = |index: usize| TestServer::remote(replicas[index].1.url.clone(), tempfile::tempdir().expect("dir"));
+    let first_api = api(0);
+    let first = first_api.start_run("hold", json!({})).await;
+    let running = first_api.wait_status(first, |status| status == "running").await;
+    let owner = replicas.iter().position(|(name, ..)| running["replica"] == name.as_str()).expect("the owner");
+    let other = 1 - owner;
+    let queued = [first_api.start_run("hold", json!({})).await, first_api.start_run("hold", json!({})).await];
+
+    for index in [owner, other] {
+        let metrics = scrape(&replicas[index].1.url).await;
+        assert_eq!(metrics.value("oneoff_runs_queued", &[("job", "hold")]), 2.0, "replica {index}");
+        let running_here = if index == owner { 1.0 } else { 0.0 };
+        assert_eq!(metrics.value("oneoff_runs_running", &[("job", "hold")]), running_here, "replica {index}");
+    }
+
+    let (_, mut killed, _) = replicas.remove(owner);
+    killed.child.kill().expect("SIGKILL the owner");
+    killed.child.wait().expect("reap the owner");
+    let survivor_index = if other > owner { other - 1 } else { other };
+    let survivor = TestServer::remote(replicas[survivor_index].1.url.clone(), tempfile::tempdir().expect("dir"));
+    assert_eq!(survivor.wait_final(first).await["status"], "lost");
+    std::fs::write(&go, "").expect("let hold end");
+    for run in queued {
+        assert_eq!(survivor.wait_final(run).await["status"], "succeeded");
+    }
+    let metrics = scrape(&survivor.url).await;
+    let runs = |status: &str| metrics.value("oneoff_runs_total", &[("job", "hold"), ("status", status)]);
+    assert_eq!((runs("lost"), runs("succeeded")), (1.0, 2.0));
+    assert_eq!(metrics.value("oneoff_run_queue_wait_seconds_count", &[("job", "hold")]), 2.0);
+}
