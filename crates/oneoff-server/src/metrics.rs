@@ -281,3 +281,44 @@ pub fn ran_since(started_at_us: Option<i64>) -> Option<Duration> {
     let started_at_us = started_at_us?;
     u64::try_from(crate::clock::now_us() - started_at_us).ok().map(Duration::from_micros)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(names: &[&str]) -> Catalog {
+        let jobs: String =
+            names.iter().map(|name| format!("[[job]]\nname = \"{name}\"\ncommand = [\"true\"]\n")).collect();
+        oneoff_core::Config::from_toml("t.toml", &jobs, std::path::Path::new("/"), &Default::default())
+            .expect("a valid catalog")
+            .catalog
+    }
+
+    #[test]
+    fn a_read_of_the_queue_serves_scrapes_for_the_read_period_only() {
+        let metrics = Metrics::new(&catalog(&["a"]));
+        let read_at = Instant::now();
+        assert_eq!(metrics.cached_queue(read_at), None);
+        metrics.cache_queue(read_at, vec![("a".into(), 3)]);
+        assert_eq!(metrics.cached_queue(read_at + QUEUE_READ_PERIOD / 2), Some(vec![("a".into(), 3)]));
+        assert_eq!(metrics.cached_queue(read_at + QUEUE_READ_PERIOD), None);
+        assert_eq!(metrics.last_queue(), vec![("a".into(), 3)], "kept for a failed read");
+    }
+
+    #[test]
+    fn labels_are_the_catalogs_jobs_and_a_removed_job_keeps_its_series() {
+        let metrics = Metrics::new(&catalog(&["a", "b"]));
+        metrics.run_finished("a", RunStatus::Succeeded, Some(Duration::from_millis(300)));
+        metrics.run_finished("never\"}", RunStatus::Failed, None);
+        metrics.catalog_changed(&catalog(&["b", "c"]));
+        metrics.run_finished("a", RunStatus::Failed, None);
+        let text = metrics.render(Snapshot::default()).expect("text");
+        assert!(text.contains("oneoff_runs_total{job=\"a\",status=\"succeeded\"} 1\n"), "{text}");
+        assert!(text.contains("oneoff_runs_total{job=\"a\",status=\"failed\"} 1\n"), "{text}");
+        assert!(text.contains("oneoff_runs_total{job=\"c\",status=\"lost\"} 0\n"), "{text}");
+        assert!(text.contains(&format!("oneoff_runs_total{{job=\"{OTHER_JOB}\",status=\"failed\"}} 1\n")), "{text}");
+        assert!(!text.contains("never"), "{text}");
+        assert!(text.contains("oneoff_run_duration_seconds_count{job=\"a\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE oneoff_log_commit_seconds histogram\n"), "{text}");
+    }
+}
