@@ -263,7 +263,9 @@ impl Collector for Snapshot {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
             };
-            let mut descriptor = encoder.encode_descriptor(family.name, family.help, None, metric_type)?;
+            // Ended with a full stop, as the registry ends the help of the measured metrics.
+            let help = format!("{}.", family.help.trim_end_matches('.'));
+            let mut descriptor = encoder.encode_descriptor(family.name, &help, None, metric_type)?;
             for (labels, value) in &family.series {
                 let series = descriptor.encode_family(labels)?;
                 match family.kind {

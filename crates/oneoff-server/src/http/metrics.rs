@@ -77,7 +77,7 @@ async fn snapshot(state: &AppState) -> Snapshot {
     let family = snapshot.family(
         "oneoff_runs_queued",
         "Runs waiting in the queue now, by job. The queue is the database's, shared by every replica: each \
-         replica reports the same values (read at most every 5 s); aggregate with max, not sum",
+         replica reports the same values (at most 5 s old); aggregate with max, not sum",
         Kind::Gauge,
     );
     for (job, count) in &queued {
