@@ -455,9 +455,7 @@ impl Scheduler {
                 self.want_claim = true;
             }
             Command::CatalogChanged => {
-                let catalog = self.catalogs.current();
-                self.job_limits = job_limits(&catalog);
-                self.metrics.catalog_changed(&catalog);
+                self.job_limits = job_limits(&self.catalogs.current());
                 // A limit may have grown, or a job come back.
                 self.want_claim = true;
             }
