@@ -83,6 +83,17 @@ pub struct ServerConfig {
     /// The path prefix everything but the health endpoints is served under (`[server]
     /// base_path`); the root when empty.
     pub base_path: BasePath,
+    /// Who may scrape `/metrics`: `[server] metrics` and `metrics_cidrs`.
+    pub metrics: MetricsAccess,
+}
+
+/// `[server] metrics = "open" | "token"` and `metrics_cidrs`: who may scrape `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsAccess {
+    /// `"token"`: a scrape must carry a valid API token (`Authorization: Bearer oneoff_…`).
+    pub token: bool,
+    /// When not empty, only peers in these networks may scrape.
+    pub cidrs: Vec<Cidr>,
 }
 
 /// The server log's form: lines for people, or one JSON object per line for a collector.
@@ -321,6 +332,8 @@ struct RawServer {
     database_statement_timeout: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
     base_path: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
+    metrics_cidrs: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -719,7 +732,26 @@ fn validate_server(
         (None, Some(text)) => BasePath::parse(text.get_ref()).map_err(|message| problems.at(text.span(), message)).ok(),
         (None, None) => Some(BasePath::default()),
     };
+    let metrics_token = match raw.metrics.as_ref().map(|text| (text.get_ref().trim(), text.span())) {
+        None | Some(("open", _)) => false,
+        Some(("token", _)) => true,
+        Some((other, span)) => {
+            let hint = suggest::hint(other, &["open", "token"], &[]);
+            problems.at(span, format!("metrics `{other}` must be \"open\" (anyone may scrape /metrics) or \"token\" (a scrape needs an API token){hint}"));
+            false
+        }
+    };
+    let mut metrics_cidrs = Vec::new();
+    if let Some(texts) = &raw.metrics_cidrs {
+        for text in texts.get_ref() {
+            match Cidr::parse(text) {
+                Ok(cidr) => metrics_cidrs.push(cidr),
+                Err(message) => problems.at(texts.span(), format!("metrics_cidrs: {message}")),
+            }
+        }
+    }
     Some(ServerConfig {
+        metrics: MetricsAccess { token: metrics_token, cidrs: metrics_cidrs },
         log_format: log_format?,
         base_path: base_path?,
         listen: listen?,

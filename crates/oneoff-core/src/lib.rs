@@ -27,7 +27,7 @@ pub use base_path::BasePath;
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
     AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Environment, Given, HostNeed,
-    LogFormat, Need, Overrides, ServerConfig, StreamConfig,
+    LogFormat, MetricsAccess, Need, Overrides, ServerConfig, StreamConfig,
 };
 pub use lines::{LineSplitter, Piece};
 pub use log::{LogEntry, LogStream};

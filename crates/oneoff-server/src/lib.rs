@@ -17,6 +17,7 @@ pub mod host;
 mod http;
 mod hub;
 mod jwt;
+mod metrics;
 pub mod reload;
 mod retention;
 mod state;

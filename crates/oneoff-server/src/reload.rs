@@ -103,6 +103,8 @@ impl Reloader {
                         "the config file's other settings changed too; they take effect at the next start"
                     );
                 }
+                // Labels first: a run of a new job may start the moment the catalog is in force.
+                self.executor.metrics().catalog_changed(&config.catalog);
                 self.catalogs.replace(config.catalog);
                 self.executor.catalog_changed().await;
                 tracing::info!(

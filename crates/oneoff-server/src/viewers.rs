@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct Viewers {
     total: AtomicUsize,
+    /// Open now, by [`Transport`] (indexed by its `as usize`).
+    by_transport: [AtomicUsize; 2],
     per_run: Mutex<HashMap<RunId, usize>>,
     max_total: usize,
     max_per_run: usize,
@@ -29,6 +31,7 @@ impl Viewers {
     pub fn new(max_total: usize, max_per_run: usize) -> Viewers {
         Viewers {
             total: AtomicUsize::new(0),
+            by_transport: Default::default(),
             per_run: Mutex::default(),
             max_total,
             max_per_run,
@@ -36,7 +39,7 @@ impl Viewers {
         }
     }
 
-    pub fn acquire(self: &Arc<Self>, run: RunId) -> Result<ViewerSlot, ViewerLimit> {
+    pub fn acquire(self: &Arc<Self>, run: RunId, transport: Transport) -> Result<ViewerSlot, ViewerLimit> {
         let mut per_run = self.per_run.lock().unwrap_or_else(PoisonError::into_inner);
         if self.total.load(Ordering::Relaxed) >= self.max_total {
             return Err(ViewerLimit::Total(self.max_total));
@@ -47,11 +50,17 @@ impl Viewers {
         }
         *count += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
-        Ok(ViewerSlot { viewers: self.clone(), run })
+        self.by_transport[transport as usize].fetch_add(1, Ordering::Relaxed);
+        Ok(ViewerSlot { viewers: self.clone(), run, transport })
     }
 
     pub fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// Viewers open now on `transport`.
+    pub fn on(&self, transport: Transport) -> usize {
+        self.by_transport[transport as usize].load(Ordering::Relaxed)
     }
 
     /// Returns once no viewer is left. Upgraded WebSockets live outside the HTTP server's
@@ -75,6 +84,25 @@ impl Viewers {
 pub struct ViewerSlot {
     viewers: Arc<Viewers>,
     run: RunId,
+    transport: Transport,
+}
+
+/// How a live viewer follows its run: the `transport` label of the viewer metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket = 0,
+    Sse = 1,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::Sse];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
 }
 
 impl Drop for ViewerSlot {
@@ -86,6 +114,7 @@ impl Drop for ViewerSlot {
                 per_run.remove(&self.run);
             }
         }
+        self.viewers.by_transport[self.transport as usize].fetch_sub(1, Ordering::Relaxed);
         if self.viewers.total.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.viewers.none_left.notify_waiters();
         }

@@ -11,6 +11,7 @@
 mod access;
 mod codec;
 mod copy;
+mod errors;
 mod events;
 mod health;
 mod postgres;
@@ -27,6 +28,7 @@ use oneoff_core::{LogEntry, RunId, RunProcesses, RunRecord, RunStatus, StoredPar
 
 pub use access::{Appended, AuditFilter, HeadUpdate, NewToken, TokenRecord};
 pub use copy::{CopyError, LiveRuns, StoreContents};
+pub use errors::ERROR_KINDS;
 pub use events::{LogEvent, LogEvents, LogHead, LOG_CHANNEL};
 use postgres::PgStore;
 pub use postgres::PostgresOptions;
@@ -41,12 +43,21 @@ pub enum Store {
     Postgres(PgStore),
 }
 
-/// Calls the same method on whichever backend the store is.
+/// Calls the same method on whichever backend the store is, and counts its error if any
+/// (see [`errors`]).
 macro_rules! dispatch {
     ($store:expr, $backend:ident => $call:expr) => {
         match $store {
-            $crate::Store::Sqlite($backend) => $call,
-            $crate::Store::Postgres($backend) => $call,
+            $crate::Store::Sqlite($backend) => {
+                let outcome = $call;
+                $backend.errors.count(&outcome);
+                outcome
+            }
+            $crate::Store::Postgres($backend) => {
+                let outcome = $call;
+                $backend.errors.count(&outcome);
+                outcome
+            }
         }
     };
 }
@@ -63,6 +74,22 @@ impl Store {
     /// logged nor put in an error), checks that it accepts writes and brings its schema up to date.
     pub async fn open_postgres(url: &str, options: &PostgresOptions) -> Result<Store, StoreError> {
         PgStore::open(url, options).await.map(Store::Postgres)
+    }
+
+    /// How many calls failed since the store opened, by kind (every kind of [`ERROR_KINDS`], in
+    /// that order), counted by this process alone: other replicas count their own.
+    pub fn error_counts(&self) -> [(&'static str, u64); ERROR_KINDS.len()] {
+        match self {
+            Store::Sqlite(store) => store.errors.snapshot(),
+            Store::Postgres(store) => store.errors.snapshot(),
+        }
+    }
+
+    /// How many runs wait in the queue, by job, over every replica (the queue is the
+    /// database's). Read through the status index, so the cost follows the queue's length,
+    /// which `max_queued_runs` bounds, not the size of the table.
+    pub async fn queued_by_job(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        dispatch!(self, store => store.queued_by_job().await)
     }
 
     /// Which engine this is, for messages: `SQLite` or `PostgreSQL`.

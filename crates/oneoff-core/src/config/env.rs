@@ -73,6 +73,8 @@ const SETTINGS: &[Setting] = &[
     setting(&["server", "database_statement_timeout"], Kind::Text),
     setting(&["server", "log_format"], Kind::Text),
     setting(&["server", "base_path"], Kind::Text),
+    setting(&["server", "metrics"], Kind::Text),
+    setting(&["server", "metrics_cidrs"], Kind::Texts),
     setting(&["streams", "ws_ping_interval"], Kind::Text),
     setting(&["streams", "sse_ping_interval"], Kind::Text),
     setting(&["streams", "max_message_bytes"], USIZE),

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::clock::now_us;
 use crate::hub::LogHub;
+use crate::metrics::Metrics;
 
 /// Appends waiting for the writer; a run waits for its commit, so this bounds runs, not lines.
 const QUEUED_APPENDS: usize = 1024;
@@ -102,10 +103,10 @@ impl Refusal {
 
 impl LogWriter {
     /// Starts the writer task. An append the store refuses is retried for up to `store_wait`.
-    pub fn spawn(store: Store, hub: LogHub, store_wait: Duration) -> LogWriter {
+    pub fn spawn(store: Store, hub: LogHub, store_wait: Duration, metrics: Arc<Metrics>) -> LogWriter {
         let (appends, receiver) = mpsc::channel(QUEUED_APPENDS);
         let refusal = Refusal::default();
-        tokio::spawn(write_groups(store, hub, receiver, refusal.clone()));
+        tokio::spawn(write_groups(store, hub, receiver, refusal.clone(), metrics));
         LogWriter { appends, store_wait, refusal }
     }
 
@@ -202,7 +203,13 @@ impl Unstored {
     }
 }
 
-async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Append>, refusal: Refusal) {
+async fn write_groups(
+    store: Store,
+    hub: LogHub,
+    mut receiver: mpsc::Receiver<Append>,
+    refusal: Refusal,
+    metrics: Arc<Metrics>,
+) {
     let mut group: Vec<Append> = Vec::new();
     let mut delay = FIRST_RETRY_DELAY;
     // Since when the store refuses groups, and when that was last logged.
@@ -224,7 +231,7 @@ async fn write_groups(store: Store, hub: LogHub, mut receiver: mpsc::Receiver<Ap
             group.push(next);
         }
         // A bug here must cost one group, not every run's log for the rest of the server's life.
-        let written = AssertUnwindSafe(commit_and_publish(&store, &hub, &group)).catch_unwind().await;
+        let written = AssertUnwindSafe(commit_and_publish(&store, &hub, &metrics, &group)).catch_unwind().await;
         let outcomes = match written {
             Ok(Ok(outcomes)) => outcomes,
             Ok(Err(error)) => {
@@ -314,19 +321,30 @@ fn give_up_overdue(group: &mut Vec<Append>, reason: &str) {
 
 /// Stores a group in one transaction and publishes what was stored; one outcome per append,
 /// or the error that stored nothing.
-async fn commit_and_publish(store: &Store, hub: &LogHub, group: &[Append]) -> Result<Vec<Outcome>, StoreError> {
+async fn commit_and_publish(
+    store: &Store,
+    hub: &LogHub,
+    metrics: &Metrics,
+    group: &[Append],
+) -> Result<Vec<Outcome>, StoreError> {
     let started = std::time::Instant::now();
     let appends: Vec<(RunId, &[LogEntry])> = group.iter().map(|append| (append.run, &append.entries[..])).collect();
     let results = store.append_logs(&appends).await?;
-    let commit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let took = started.elapsed();
+    let commit_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     tracing::trace!(appends = group.len(), commit_us, "log lines committed");
     let outcomes: Vec<Outcome> =
         results.into_iter().zip(&appends).map(|(result, append)| outcome(result, *append)).collect();
+    let (mut lines, mut bytes) = (0u64, 0u64);
     for (append, outcome) in group.iter().zip(&outcomes) {
         if outcome.is_ok() {
+            lines += append.entries.len() as u64;
+            bytes += append.entries.iter().map(|entry| entry.bytes.len() as u64).sum::<u64>();
             hub.publish(append.run, append.entries.clone());
         }
     }
+    // One histogram observe and two adds per commit, however many lines it held.
+    metrics.log_committed(lines, bytes, took);
     Ok(outcomes)
 }
 

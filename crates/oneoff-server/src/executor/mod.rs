@@ -37,6 +37,7 @@ use tracing::Instrument;
 use crate::catalog::Catalogs;
 use crate::clock::now_us;
 use crate::hub::LogHub;
+use crate::metrics::Metrics;
 
 pub(crate) use isolation::boot_id;
 pub use isolation::Isolation;
@@ -129,13 +130,15 @@ pub struct ExecutorHandle {
     replica: Arc<ReplicaIdentity>,
     /// False once a stop began: no new runs are taken.
     accepting: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
 impl ExecutorHandle {
     /// Starts the scheduler task and this replica's heartbeat (its row must be registered:
     /// see `Store::register_replica`). `isolation` is how runs are held (decided once at
     /// start). Every job's output is masked against `server_secrets` too (see
-    /// [`server_secrets`]). Nothing is claimed before [`recover`] has run.
+    /// [`server_secrets`]). Nothing is claimed before [`recover`] has run. What it does is measured
+    /// into [`ExecutorHandle::metrics`].
     pub fn spawn(
         config: Arc<Config>,
         catalogs: Catalogs,
@@ -145,6 +148,7 @@ impl ExecutorHandle {
         server_secrets: Vec<Vec<u8>>,
         replica: ReplicaIdentity,
     ) -> ExecutorHandle {
+        let metrics = Arc::new(Metrics::new(&catalogs.current()));
         let (commands, receiver) = mpsc::channel(256);
         let limits = Limits {
             max_concurrent_runs: config.server.max_concurrent_runs,
@@ -154,9 +158,15 @@ impl ExecutorHandle {
             replica_timeout: config.server.replica_timeout,
         };
         let replica = Arc::new(replica);
-        let writer = LogWriter::spawn(store.clone(), hub.clone(), config.server.store_wait);
+        let writer = LogWriter::spawn(store.clone(), hub.clone(), config.server.store_wait, metrics.clone());
         let refusal = writer.refusal();
-        let heartbeat = Heartbeat::spawn(store.clone(), replica.clone(), limits.replica_timeout, commands.downgrade());
+        let heartbeat = Heartbeat::spawn(
+            store.clone(),
+            replica.clone(),
+            limits.replica_timeout,
+            commands.downgrade(),
+            metrics.clone(),
+        );
         let job_limits = job_limits(&catalogs.current());
         let scheduler = Scheduler {
             limits,
@@ -176,6 +186,7 @@ impl ExecutorHandle {
             claim_failures: 0,
             heartbeat: Some(heartbeat),
             drain: None,
+            metrics: metrics.clone(),
         };
         tokio::spawn(scheduler.run(receiver));
         ExecutorHandle {
@@ -187,7 +198,13 @@ impl ExecutorHandle {
             refusal,
             replica,
             accepting: Arc::new(AtomicBool::new(true)),
+            metrics,
         }
+    }
+
+    /// What this replica measures, for `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Who this replica is.
@@ -253,6 +270,7 @@ impl ExecutorHandle {
             // The values are gone with the scheduler: the row must not stay queued forever.
             let finish = failed(StartError::ShuttingDown.to_string());
             self.store.finish_run(record.id, &finish).await?;
+            self.metrics.run_finished(job_name, RunStatus::Failed, None);
             return Err(StartError::ShuttingDown);
         }
         Ok(record)
@@ -261,7 +279,7 @@ impl ExecutorHandle {
     /// Cancels a run wherever it is: signalled at once when it runs here; otherwise through
     /// the store (a queued run is cancelled, a running one's replica acts within a second, a
     /// run whose replica is dead ends `lost`).
-    pub async fn cancel(&self, run: RunId) -> Result<CancelOutcome, StoreError> {
+    pub async fn cancel(&self, run: RunId, job: &str) -> Result<CancelOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         if self.commands.send(Command::Cancel(run, reply)).await.is_ok() {
             if let Ok(LocalCancel::Signalled) = answer.await {
@@ -271,6 +289,7 @@ impl ExecutorHandle {
         let outcome = self.store.request_cancel(run, self.config.server.replica_timeout, now_us()).await?;
         Ok(match outcome {
             CancelRequest::CancelledWhileQueued => {
+                self.metrics.run_finished(job, RunStatus::Cancelled, None);
                 self.hub.finish(run);
                 CancelOutcome::CancelledWhileQueued
             }
@@ -280,6 +299,7 @@ impl ExecutorHandle {
             }
             CancelRequest::EndedLost { replica } => {
                 tracing::warn!(run = %run, replica = ?replica, "cancel of a run whose replica is not responding: marked lost");
+                self.metrics.run_finished(job, RunStatus::Lost, None);
                 self.hub.finish(run);
                 CancelOutcome::EndedLost
             }
@@ -357,6 +377,7 @@ struct Scheduler {
     want_claim: bool,
     claim_failures: u32,
     heartbeat: Option<Heartbeat>,
+    metrics: Arc<Metrics>,
     drain: Option<Drain>,
 }
 
@@ -399,7 +420,7 @@ impl Scheduler {
             Command::Submitted(None) => self.want_claim = true,
             Command::Submitted(Some(pending)) => {
                 if self.drain.is_some() {
-                    self.fail_held_run(pending.run).await;
+                    self.fail_held_run(pending.run, pending.job.name.as_str()).await;
                     return;
                 }
                 // Entered while queued: its values are in memory already, and must be in every
@@ -424,7 +445,9 @@ impl Scheduler {
                 let _ = reply.send(outcome);
             }
             Command::Finished(run) => {
-                self.running.remove(&run);
+                if let Some(running) = self.running.remove(&run) {
+                    self.metrics.running_changed(&running.job, false);
+                }
                 self.want_claim = true;
             }
             Command::Resume => {
@@ -461,6 +484,7 @@ impl Scheduler {
             holding: &holding,
             now_us: now_us(),
         };
+        let claimed_at_us = claim.now_us;
         let claimed = match self.store.claim_runs(&claim).await {
             Ok(claimed) => {
                 self.claim_failures = 0;
@@ -482,14 +506,17 @@ impl Scheduler {
                     Ok(pending) => (pending, None),
                     Err(reason) => {
                         tracing::warn!(run = %record.id, job = %record.job, %reason, "claimed run cannot start");
-                        if let Err(error) = self.store.finish_run(record.id, &failed(reason)).await {
-                            tracing::error!(run = %record.id, %error, "cannot record the failed run");
+                        match self.store.finish_run(record.id, &failed(reason)).await {
+                            Ok(()) => self.metrics.run_finished(&record.job, RunStatus::Failed, None),
+                            Err(error) => tracing::error!(run = %record.id, %error, "cannot record the failed run"),
                         }
                         self.want_claim = true;
                         continue;
                     }
                 },
             };
+            let waited_us = record.started_at_us.unwrap_or(claimed_at_us) - record.created_at_us;
+            self.metrics.run_started(&record.job, Duration::from_micros(u64::try_from(waited_us).unwrap_or(0)));
             // Every line the run's tasks log carries who asked for what (in the JSON log too).
             let span = tracing::info_span!(
                 "run",
@@ -505,7 +532,9 @@ impl Scheduler {
         let (stop, stop_requests) = mpsc::channel(4);
         let job = pending.job.name.to_string();
         self.hub.open(pending.run);
+        self.metrics.running_changed(&job, true);
         self.running.insert(pending.run, RunningRun { job, stop, cancel_passed_on: false });
+        let (job_name, started) = (pending.job.name.to_string(), std::time::Instant::now());
         let context = process::Supervision {
             run: pending.run,
             job: pending.job,
@@ -518,17 +547,18 @@ impl Scheduler {
             max_line_bytes: self.limits.max_line_bytes,
             partial_line_flush: self.limits.partial_line_flush,
             isolation: self.isolation.clone(),
+            metrics: self.metrics.clone(),
         };
         let commands = self.commands.clone();
-        let (store, hub, run) = (self.store.clone(), self.hub.clone(), pending.run);
+        let (store, hub, run, metrics) = (self.store.clone(), self.hub.clone(), pending.run, self.metrics.clone());
         let supervisor = tokio::spawn(process::supervise(context, stop_requests).instrument(span));
         tokio::spawn(async move {
             // A panic in a supervisor is a bug; it must still free the slot and give the run a final state.
             if let Err(panic) = supervisor.await {
                 tracing::error!(run = %run, error = %panic, "run supervisor panicked");
-                if let Err(error) = store.finish_run(run, &failed("internal error in the run supervisor".into())).await
-                {
-                    tracing::error!(run = %run, %error, "cannot record the failed run");
+                match store.finish_run(run, &failed("internal error in the run supervisor".into())).await {
+                    Ok(()) => metrics.run_finished(&job_name, RunStatus::Failed, Some(started.elapsed())),
+                    Err(error) => tracing::error!(run = %run, %error, "cannot record the failed run"),
                 }
                 hub.finish(run);
             }
@@ -572,14 +602,15 @@ impl Scheduler {
         }
     }
 
-    async fn fail_held_run(&mut self, run: RunId) {
+    async fn fail_held_run(&mut self, run: RunId, job: &str) {
         let reason = format!(
             "its secret values were only in the memory of replica {}, which stopped before the run could \
              start; start the run again",
             self.replica.name
         );
-        if let Err(error) = self.store.finish_run(run, &failed(reason)).await {
-            tracing::error!(run = %run, %error, "cannot record the failed run");
+        match self.store.finish_run(run, &failed(reason)).await {
+            Ok(()) => self.metrics.run_finished(job, RunStatus::Failed, None),
+            Err(error) => tracing::error!(run = %run, %error, "cannot record the failed run"),
         }
     }
 
@@ -600,9 +631,10 @@ impl Scheduler {
             tracing::warn!(%error, "cannot mark this replica as draining");
         }
         // Runs with secret values can start nowhere else: their values die with this process.
-        let held: Vec<RunId> = self.held.drain().map(|(run, _)| run).collect();
-        for run in held {
-            self.fail_held_run(run).await;
+        let held: Vec<(RunId, String)> =
+            self.held.drain().map(|(run, held)| (run, held.pending.job.name.to_string())).collect();
+        for (run, job) in held {
+            self.fail_held_run(run, &job).await;
         }
     }
 

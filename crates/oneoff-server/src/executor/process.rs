@@ -37,10 +37,12 @@ pub struct Supervision {
     pub max_line_bytes: usize,
     pub partial_line_flush: Duration,
     pub isolation: Arc<Isolation>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopReason>) {
     let run = context.run;
+    let started = std::time::Instant::now();
     // Every run is local today; another runner would be chosen here, from the job.
     let runner = Runner::Local(LocalRunner::new(context.isolation.clone()));
     let finish = match run_to_end(&context, &runner, stop_requests).await {
@@ -65,8 +67,10 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
     // A store that refuses writes (a full disk) gets the same wait as the run's lines, then
     // is tried again in the background until it takes the outcome or closes.
     let store = context.store.clone();
+    // Counted once the store has the final state: the metric and the API agree.
+    let (metrics, job, ran) = (context.metrics.clone(), context.job.name.to_string(), started.elapsed());
     match with_store_retries(context.writer.store_wait(), || store.finish_run(run, &finish)).await {
-        Ok(()) => {}
+        Ok(()) => metrics.run_finished(&job, finish.status, Some(ran)),
         Err(error) if error.is_storage_fault() => {
             tracing::error!(run = %run, %error, "cannot record how the run ended yet; trying again until the store can write");
             tokio::spawn(
@@ -79,6 +83,7 @@ pub async fn supervise(context: Supervision, stop_requests: mpsc::Receiver<StopR
                             return;
                         }
                     }
+                    metrics.run_finished(&job, finish.status, Some(ran));
                     tracing::info!(run = %run, "recorded how the run ended, once the store could write again");
                 }
                 .in_current_span(),

@@ -28,6 +28,7 @@ use oneoff_store::{Finish, StoreError};
 
 use super::{isolation, ExecutorHandle, Pending};
 use crate::clock::now_us;
+use crate::metrics::ran_since;
 
 /// The grace period of a lost run whose job is no longer in the catalog (a job's default).
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -82,6 +83,7 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
             error: Some(message),
         };
         store.finish_run(run.id, &finish).await?;
+        executor.metrics.run_finished(&run.job, RunStatus::Lost, ran_since(run.started_at_us));
         tracing::warn!(run = %run.id, job = %run.job, %report, "run marked lost");
         recovered.lost += 1;
     }
@@ -235,6 +237,7 @@ async fn fail(executor: &ExecutorHandle, run: &RunRecord, reason: String) -> Res
         error: Some(reason),
     };
     executor.store.finish_run(run.id, &finish).await?;
+    executor.metrics.run_finished(&run.job, RunStatus::Failed, None);
     executor.hub.finish(run.id);
     Ok(())
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Command;
 use crate::clock::now_us;
+use crate::metrics::{ran_since, Metrics};
 
 /// The heartbeat task; [`Heartbeat::shutdown`] stops it and removes the replica's row.
 pub struct Heartbeat {
@@ -36,9 +37,11 @@ impl Heartbeat {
         replica: Arc<ReplicaIdentity>,
         replica_timeout: Duration,
         commands: mpsc::WeakSender<Command>,
+        metrics: Arc<Metrics>,
     ) -> Heartbeat {
         let stop = CancellationToken::new();
-        let beat = Beat { store: store.clone(), replica: replica.clone(), replica_timeout, commands, failures: 0 };
+        let beat =
+            Beat { store: store.clone(), replica: replica.clone(), replica_timeout, commands, failures: 0, metrics };
         let task = tokio::spawn(beat.run(stop.clone()));
         Heartbeat { stop, task, store, replica }
     }
@@ -59,6 +62,7 @@ struct Beat {
     replica_timeout: Duration,
     commands: mpsc::WeakSender<Command>,
     failures: u32,
+    metrics: Arc<Metrics>,
 }
 
 impl Beat {
@@ -84,7 +88,7 @@ impl Beat {
             match self.store.declare_lost(&self.replica, self.replica_timeout).await {
                 Ok(lost) => {
                     for replica in lost {
-                        end_runs_of(&self.store, &replica, self.replica_timeout).await;
+                        end_runs_of(&self.store, &self.metrics, &replica, self.replica_timeout).await;
                     }
                 }
                 Err(error) => tracing::warn!(%error, "cannot look for lost replicas"),
@@ -105,7 +109,7 @@ impl Beat {
 
 /// Ends what a lost replica left: its running runs `lost`, its held queued runs `failed`,
 /// each with one system line saying why.
-async fn end_runs_of(store: &Store, lost: &LostReplica, timeout: Duration) {
+async fn end_runs_of(store: &Store, metrics: &Metrics, lost: &LostReplica, timeout: Duration) {
     let since = shown_time(lost.heartbeat_at_us);
     tracing::warn!(
         replica = %lost.name, host = %lost.host, last_heartbeat = %since,
@@ -119,7 +123,7 @@ async fn end_runs_of(store: &Store, lost: &LostReplica, timeout: Duration) {
             lost.name,
             timeout.as_secs()
         );
-        end_with_line(store, run, RunStatus::Lost, line).await;
+        end_with_line(store, metrics, run, RunStatus::Lost, line).await;
     }
     for run in &lost.held {
         let line = format!(
@@ -127,13 +131,13 @@ async fn end_runs_of(store: &Store, lost: &LostReplica, timeout: Duration) {
              were only in that replica's memory; start the run again",
             lost.name
         );
-        end_with_line(store, run, RunStatus::Failed, line).await;
+        end_with_line(store, metrics, run, RunStatus::Failed, line).await;
     }
 }
 
 /// Appends one system line and writes the final state. A log the lost replica extended
 /// meanwhile (its last lines landing after it was declared lost) only moves the line's number.
-async fn end_with_line(store: &Store, run: &RunRecord, status: RunStatus, line: String) {
+async fn end_with_line(store: &Store, metrics: &Metrics, run: &RunRecord, status: RunStatus, line: String) {
     let mut appended: Result<(), StoreError> = Ok(());
     for _ in 0..5 {
         appended = match store.last_seq(run.id).await {
@@ -158,8 +162,10 @@ async fn end_with_line(store: &Store, run: &RunRecord, status: RunStatus, line: 
         tracing::error!(run = %run.id, %error, "cannot append the lost replica's line to the run's log");
     }
     let finish = Finish { status, finished_at_us: now_us(), exit_code: None, signal: None, error: Some(line) };
-    if let Err(error) = store.finish_run(run.id, &finish).await {
-        tracing::error!(run = %run.id, %error, "cannot record the end of a lost replica's run");
+    match store.finish_run(run.id, &finish).await {
+        // Counted by the survivor that recorded it: the lost replica counts nothing more.
+        Ok(()) => metrics.run_finished(&run.job, status, ran_since(run.started_at_us)),
+        Err(error) => tracing::error!(run = %run.id, %error, "cannot record the end of a lost replica's run"),
     }
 }
 

@@ -297,7 +297,7 @@ fn identity_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiE
     }
 }
 
-async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError> {
+pub(super) async fn from_token(state: &AppState, value: &str) -> Result<Principal, ApiError> {
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
     let Some(token) = token.filter(|token| token.starts_with(TOKEN_PREFIX)) else {
         // The value is not echoed: whatever it is, it may be somebody's credential.

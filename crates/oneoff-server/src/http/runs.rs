@@ -117,7 +117,7 @@ pub async fn cancel(
     if record.status.is_final() {
         return Err(ApiError::conflict(format!("run {} already finished ({})", record.id, record.status)));
     }
-    match state.executor.cancel(record.id).await? {
+    match state.executor.cancel(record.id, &record.job).await? {
         CancelOutcome::AlreadyFinished => {
             let now = state.store.run(record.id).await?.map_or(record.status, |run| run.status);
             Err(ApiError::conflict(format!("run {} already finished ({now})", record.id)))

@@ -40,7 +40,7 @@ use super::runs::visible_run;
 pub use crate::frames::Batches;
 use crate::hub::{Cursor, Frames, Step};
 use crate::state::AppState;
-use crate::viewers::{ViewerLimit, ViewerSlot};
+use crate::viewers::{Transport, ViewerLimit, ViewerSlot};
 
 /// The SSE keep-alive: a comment, which `EventSource` ignores.
 const SSE_KEEP_ALIVE: &[u8] = b": ping\n\n";
@@ -78,7 +78,7 @@ pub async fn websocket(
         return Ok(refuse(&state, &problem, parts.version, &parts.headers, peer, fallbacks));
     }
     let after = start_after(&state, run, query.after, query.tail).await?;
-    let slot = acquire(&state, run)?;
+    let slot = acquire(&state, run, Transport::WebSocket)?;
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -99,8 +99,8 @@ pub async fn websocket(
     Ok(upgrade.on_upgrade(move |socket| ws_session(socket, state, run, after, slot)))
 }
 
-fn acquire(state: &AppState, run: RunId) -> Result<ViewerSlot, ApiError> {
-    state.viewers.acquire(run).map_err(|limit| {
+fn acquire(state: &AppState, run: RunId, transport: Transport) -> Result<ViewerSlot, ApiError> {
+    state.viewers.acquire(run, transport).map_err(|limit| {
         state.counters.viewers_refused.fetch_add(1, Ordering::Relaxed);
         let message = match limit {
             ViewerLimit::PerRun(max) => format!("run {run} already has {max} live viewers (max_viewers_per_run); use the long-poll endpoint or try later"),
@@ -269,7 +269,7 @@ pub async fn sse(
             .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a sequence number"))?,
         None => start_after(&state, run, query.after, query.tail).await?,
     };
-    let slot = acquire(&state, run)?;
+    let slot = acquire(&state, run, Transport::Sse)?;
     state.counters.sse_sessions.fetch_add(1, Ordering::Relaxed);
     let cursor = Cursor::new(state.store.clone(), state.hub.clone(), run, after);
     let keep_alive_at = Instant::now() + state.config.streams.sse_ping_interval;

@@ -17,6 +17,7 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row};
 use crate::codec::{
     decode_chunk, decode_chunk_before, encode_argv, encode_params, plan_appends, plan_read, plan_read_before, Page,
 };
+use crate::errors::ErrorCounts;
 use crate::events::LogHead;
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::rows::run_from_row;
@@ -55,6 +56,8 @@ impl Default for PostgresOptions {
 pub struct PgStore {
     pool: PgPool,
     health: WriteHealth,
+    /// Every failed call, by kind (see `errors`).
+    pub(crate) errors: ErrorCounts,
 }
 
 pub(super) const RUN_COLUMNS: &str = "id, job, status, params, argv, requested_by, created_at_us, started_at_us, \
@@ -82,7 +85,7 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        let store = PgStore { pool, health: WriteHealth::default() };
+        let store = PgStore { pool, health: WriteHealth::default(), errors: ErrorCounts::default() };
         sqlx::migrate!("./migrations/postgres").run(&store.pool).await?;
         store.probe_write().await?;
         Ok(store)
@@ -163,6 +166,14 @@ impl PgStore {
         .await
     }
 
+    pub(crate) async fn queued_by_job(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT job, COUNT(*) FROM runs WHERE status = 'queued' GROUP BY job")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(counts.into_iter().map(|(job, count)| (job, u64::try_from(count).unwrap_or(0))).collect())
+    }
+
     pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
             .bind(id.0)
@@ -172,6 +183,11 @@ impl PgStore {
     }
 
     pub(crate) async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        // PostgreSQL's text cannot hold a NUL, so no stored name has one; binding it would
+        // fail the query (a 500 for `?job=ok%00`) instead of matching nothing.
+        if filter.job.iter().chain(&filter.requested_by).any(|name| name.contains('\0')) {
+            return Ok(Vec::new());
+        }
         let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE TRUE"));
         if let Some(job) = &filter.job {
             query.push(" AND job = ").push_bind(job.clone());

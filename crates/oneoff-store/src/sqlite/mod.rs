@@ -17,6 +17,7 @@ use self::checkpoint::{CheckpointPolicy, Checkpointer, WriteTurn};
 use crate::codec::{
     decode_chunk, decode_chunk_before, encode_argv, encode_params, plan_appends, plan_read, plan_read_before, Page,
 };
+use crate::errors::ErrorCounts;
 use crate::health::{WriteHealth, PROBE_PERIOD};
 use crate::rows::run_from_row;
 use crate::{sqlite_code, Finish, NewRun, RunFilter, StoreError, SQLITE_BUSY, SQLITE_CANTOPEN};
@@ -33,6 +34,8 @@ use futures_util::{TryFutureExt, TryStreamExt};
 pub struct SqliteStore {
     pool: SqlitePool,
     health: WriteHealth,
+    /// Every failed call, by kind (see `errors`).
+    pub(crate) errors: ErrorCounts,
     /// Taken by every group commit of log lines and by the checkpointer's RESTART.
     turn: WriteTurn,
     pub(crate) checkpointer: Arc<Checkpointer>,
@@ -88,7 +91,8 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let turn = WriteTurn::default();
         let checkpointer = Arc::new(Checkpointer::spawn(&options, turn.clone(), policy).await?);
-        let store = SqliteStore { pool, health: WriteHealth::default(), turn, checkpointer };
+        let store =
+            SqliteStore { pool, health: WriteHealth::default(), turn, checkpointer, errors: ErrorCounts::default() };
         // A read-only file reads fine; the first run would be the first to find out.
         if let Err(error) = store.probe_write().await {
             store.close().await;
@@ -174,6 +178,14 @@ impl SqliteStore {
         }
         let id = done.last_insert_rowid();
         self.run(RunId(id)).await?.ok_or(StoreError::RunNotFound(RunId(id)))
+    }
+
+    pub(crate) async fn queued_by_job(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT job, COUNT(*) FROM runs WHERE status = 'queued' GROUP BY job")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(counts.into_iter().map(|(job, count)| (job, u64::try_from(count).unwrap_or(0))).collect())
     }
 
     pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {

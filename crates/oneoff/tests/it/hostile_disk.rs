@@ -260,6 +260,10 @@ async fn a_full_disk_holds_the_job_back_and_loses_no_line_once_space_returns() {
     // Other writes are stored while they fit, then refused in the same words.
     let refused = disk.use_up_every_byte().await;
     assert_eq!(refused["error"]["code"], "storage_full", "{refused}");
+    // The scrape still answers on a full disk, and counts the refusals by kind.
+    let metrics = crate::metrics::scrape(&disk.api.url).await;
+    assert!(metrics.value("oneoff_store_errors_total", &[("kind", "full")]) >= 1.0);
+    assert_eq!(metrics.value("oneoff_store_errors_total", &[("kind", "unavailable")]), 0.0);
 
     // An operator frees space; nothing is restarted.
     disk.grow("1g").await;

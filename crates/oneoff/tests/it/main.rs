@@ -26,6 +26,7 @@ mod log_search;
 mod log_tail;
 mod logs;
 mod messages;
+mod metrics;
 mod migrate_store;
 mod postgres_tls;
 mod progress;

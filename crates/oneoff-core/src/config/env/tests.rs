@@ -57,6 +57,8 @@ const EVERY_SETTING: &[(&str, &str, Check)] = &[
     }),
     ("ONEOFF_SERVER__LOG_FORMAT", "json", |c| c.server.log_format == crate::config::LogFormat::Json),
     ("ONEOFF_SERVER__BASE_PATH", "/tools/oneoff/", |c| c.server.base_path.as_str() == "/tools/oneoff"),
+    ("ONEOFF_SERVER__METRICS", "token", |c| c.server.metrics.token),
+    ("ONEOFF_SERVER__METRICS_CIDRS", "10.0.0.0/8,192.168.0.0/16", |c| c.server.metrics.cidrs.len() == 2),
     ("ONEOFF_STREAMS__WS_PING_INTERVAL", "7s", |c| c.streams.ws_ping_interval == Duration::from_secs(7)),
     ("ONEOFF_STREAMS__SSE_PING_INTERVAL", "8s", |c| c.streams.sse_ping_interval == Duration::from_secs(8)),
     ("ONEOFF_STREAMS__MAX_MESSAGE_BYTES", "131072", |c| c.streams.max_message_bytes == 131_072),
@@ -130,6 +132,8 @@ database_pool = 1
 database_statement_timeout = "1s"
 log_format = "text"
 base_path = "/elsewhere"
+metrics = "open"
+metrics_cidrs = ["127.0.0.0/8"]
 
 [streams]
 ws_ping_interval = "1s"
