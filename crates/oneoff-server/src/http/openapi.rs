@@ -16,8 +16,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oneoff_api::v1;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::error::ApiError;
 use super::{admin, audit, jobs, logs, probe, replicas, runs, search, streams, tickets, tokens};
@@ -159,6 +160,48 @@ impl Modify for CommonErrors {
             }
         }
     }
+}
+
+/// One event of a log's Server-Sent Events stream (the schema of each event, as OpenAPI 3.2's
+/// `itemSchema` has it; 3.1 has no better place than the stream's `schema`).
+pub struct LogEvent;
+
+impl PartialSchema for LogEvent {
+    fn schema() -> RefOr<Schema> {
+        sse_event(
+            &["message", "done", "error"],
+            "JSON: a `StreamBatch` in a `message` event, a `StreamDone` in the `done` event, an `ErrorBody` in an \
+             `error` event",
+        )
+    }
+}
+
+impl ToSchema for LogEvent {}
+
+/// One event of the probe's Server-Sent Events stream.
+pub struct ProbeEvent;
+
+impl PartialSchema for ProbeEvent {
+    fn schema() -> RefOr<Schema> {
+        sse_event(&["message"], "JSON: `{\"n\":N,\"server_ms\":T}`, the event's number and the server's clock")
+    }
+}
+
+impl ToSchema for ProbeEvent {}
+
+/// An event as an SSE parser gives it: its `event` type (`message` when the stream names none),
+/// its `id`, a sequence number, and its `data`.
+fn sse_event(events: &[&str], data: &str) -> RefOr<Schema> {
+    let event = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(events.iter().copied()));
+    let id = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$"));
+    let data = ObjectBuilder::new().schema_type(Type::String).content_media_type("application/json").description(Some(data));
+    let object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("event", event)
+        .property("id", id)
+        .property("data", data)
+        .required("data");
+    RefOr::T(Schema::Object(object.build()))
 }
 
 /// The document as served: rendered once, the same bytes for every request.

@@ -246,7 +246,7 @@ fn delays(schedule: &Schedule) -> Vec<Duration> {
 /// of silence one more.
 #[utoipa::path(get, path = "/api/v1/probe/sse", tag = "probes", operation_id = "probe_sse", params(StreamQuery),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = super::openapi::ProbeEvent),
         (status = 403, description = "`origin_rejected` (the body adds a `diagnosis`, as `HandshakeRefusal`), or `forbidden`", body = ErrorBody),
         (status = 503, description = "`probe_limit`: the server already serves its maximum of probe streams", body = ErrorBody),
     ))]

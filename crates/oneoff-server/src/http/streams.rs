@@ -274,7 +274,7 @@ fn done_message(record: &RunRecord, next: u64) -> String {
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number (sent by `EventSource` on reconnect)")),
     security(("bearer" = []), ("ticket" = [])),
     responses(
-        (status = 200, description = "The event stream, until the run is final", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream, until the run is final", content_type = "text/event-stream", body = super::openapi::LogEvent),
         (status = 403, description = "`origin_rejected` (the body adds a `diagnosis`, as `HandshakeRefusal`), or `forbidden`/`cross_site_request`", body = ErrorBody),
         (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
         (status = 503, description = "`viewer_limit`: `max_viewers_per_run` or `max_connections` reached; use the long-poll endpoint or try later", body = ErrorBody),
