@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oneoff_api::v1;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
@@ -194,7 +194,8 @@ impl ToSchema for ProbeEvent {}
 fn sse_event(events: &[&str], data: &str) -> RefOr<Schema> {
     let event = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(events.iter().copied()));
     let id = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$"));
-    let data = ObjectBuilder::new().schema_type(Type::String).content_media_type("application/json").description(Some(data));
+    let data =
+        ObjectBuilder::new().schema_type(Type::String).content_media_type("application/json").description(Some(data));
     let object = ObjectBuilder::new()
         .schema_type(Type::Object)
         .property("event", event)

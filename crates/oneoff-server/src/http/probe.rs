@@ -35,9 +35,9 @@ use axum::{Extension, Json};
 use oneoff_api::v1::{EchoWebSocket, ErrorBody, HandshakeRefusal, ProbeFacts, ProbeWaited};
 use oneoff_core::Config;
 use serde::Deserialize;
-use utoipa::IntoParams;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use utoipa::IntoParams;
 
 use super::auth::{is_credential_header, Caller};
 use super::error::ApiError;
@@ -239,11 +239,10 @@ fn delays(schedule: &Schedule) -> Vec<Duration> {
     delays
 }
 
-/// The probe SSE stream: authorised, and holding a place until it ends.
 /// Server-Sent Events on a schedule.
 ///
 /// `count` events `interval_ms` apart, each `{"n":N,"server_ms":T}`, then after `quiet_ms`
-/// of silence one more.
+/// of silence one more. Authorised, and holding one of the probe places until it ends.
 #[utoipa::path(get, path = "/api/v1/probe/sse", tag = "probes", operation_id = "probe_sse", params(StreamQuery),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = super::openapi::ProbeEvent),
@@ -300,12 +299,11 @@ fn sse_stream(
     Ok(response)
 }
 
-/// The probe WebSocket: the facts first, then the schedule; an incomplete handshake gets
-/// the 426 diagnosis, a foreign `Origin` the 403 a log stream would give.
 /// A WebSocket handshake target.
 ///
 /// The facts of the handshake request (`ProbeFacts`) as the first text message, then the
-/// schedule of `probe/sse` as text messages.
+/// schedule of `probe/sse` as text messages. An incomplete handshake gets the 426 diagnosis,
+/// a foreign `Origin` the 403 a log stream would give.
 #[utoipa::path(get, path = "/api/v1/probe/ws", tag = "probes", operation_id = "probe_websocket", params(StreamQuery),
     responses(
         (status = 101, description = "Switching protocols: the WebSocket session"),
@@ -388,8 +386,9 @@ pub struct PollQuery {
     wait_ms: Option<u64>,
 }
 
-/// The probe long-poll: authorised, and holding a place while it waits.
 /// Answers `{"waited_ms":N}` after `wait_ms`, like a long-poll that found nothing.
+///
+/// Authorised, and holding one of the probe places while it waits.
 #[utoipa::path(get, path = "/api/v1/probe/poll", tag = "probes", operation_id = "probe_poll", params(PollQuery),
     responses(
         (status = 200, description = "The wait is over", body = ProbeWaited),

@@ -32,7 +32,7 @@ const DEFAULT_PAGE: u32 = 50;
 #[allow(dead_code)] // never built: it only describes the parameter
 pub struct RunIdParam {
     /// The run's id, a whole number from 1.
-    #[param(minimum = 1)]
+    #[param(minimum = 1, example = 1)]
     id: i64,
 }
 const MAX_PAGE: u32 = 500;

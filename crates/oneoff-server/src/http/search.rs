@@ -42,7 +42,9 @@ const READ_BYTES: usize = 1024 * 1024;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// The text to find, case ignored, in the lines as shown (escape sequences removed); required.
+    /// The text to find, case ignored, in the lines as shown (escape sequences removed).
+    // Optional for serde, so that its absence gets our own words.
+    #[param(required = true, value_type = String, min_length = 1)]
     q: Option<String>,
     /// Scan the entries after this sequence number (default 0: from the start).
     after: Option<u64>,
@@ -61,6 +63,10 @@ struct Found {
     context: Vec<LogEntry>,
 }
 
+/// Finds the entries of a run's log that hold a text.
+///
+/// One request scans forward from `after` and stops at `limit` matches or after a fixed
+/// budget of log output, whichever first; `next` says where to go on.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/log/search", tag = "logs", operation_id = "search_log",
     params(RunIdParam, SearchQuery),
     responses(

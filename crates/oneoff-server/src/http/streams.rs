@@ -29,8 +29,8 @@ use futures_util::{SinkExt, StreamExt};
 use oneoff_api::v1::{ErrorBody, ErrorDetail, HandshakeRefusal, StreamDone};
 use oneoff_core::{RunId, RunRecord};
 use serde::Deserialize;
-use utoipa::IntoParams;
 use tokio::time::Instant;
+use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::ApiError;

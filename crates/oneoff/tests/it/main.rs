@@ -25,6 +25,7 @@ mod log_tail;
 mod logs;
 mod messages;
 mod migrate_store;
+mod openapi;
 mod progress;
 mod proxy;
 mod reload;
