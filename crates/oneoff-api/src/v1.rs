@@ -100,8 +100,11 @@ pub struct Run {
     pub params: BTreeMap<String, Value>,
     pub argv: Vec<String>,
     pub requested_by: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     /// Wall time from start to finish, or to now while running.
     pub duration_ms: Option<i64>,
@@ -124,8 +127,10 @@ pub struct ReplicaList {
 pub struct Replica {
     pub name: String,
     pub host: String,
+    #[schema(format = DateTime)]
     pub started_at: String,
     /// By the database's clock.
+    #[schema(format = DateTime)]
     pub last_heartbeat: String,
     /// How long ago the last heartbeat was, by the database's clock.
     pub heartbeat_age_ms: i64,
@@ -242,6 +247,7 @@ pub struct SearchMatch {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Entry {
     pub seq: u64,
+    #[schema(format = DateTime)]
     pub ts: String,
     #[schema(schema_with = log_stream_schema)]
     pub stream: String,
@@ -582,6 +588,7 @@ pub struct WhoAmI {
 pub struct StreamTicket {
     pub ticket: String,
     pub run: i64,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
@@ -610,9 +617,13 @@ pub struct Token {
     pub user: String,
     pub groups: Vec<String>,
     pub created_by: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
+    #[schema(format = DateTime)]
     pub last_used_at: Option<String>,
     /// The API token this one was made with: it expires no later, and is revoked with it.
     #[serde(default)]
@@ -634,6 +645,7 @@ pub struct TokenList {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct AuditRecord {
     pub id: i64,
+    #[schema(format = DateTime)]
     pub at: String,
     pub actor: String,
     pub source: String,
