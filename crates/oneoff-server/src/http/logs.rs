@@ -62,10 +62,9 @@ pub async fn start_after(state: &AppState, run: RunId, after: Option<u64>, tail:
 
 /// One page of a run's log, forward from `after` (or `tail`), or backward from `before`.
 ///
-/// The page is bounded by its *encoded* size,
-/// `max_message_bytes`, as a stream message is (JSON escapes can make an entry six times its
-/// raw bytes): the entries that do not fit are left for the next page, and an entry whose
-/// JSON alone is larger travels alone.
+/// The page is bounded by its *encoded* size, `max_message_bytes`, as a stream message is
+/// (JSON escapes can make an entry six times its raw bytes): the entries that do not fit are
+/// left for the next page, and an entry whose JSON alone is larger travels alone.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/log", tag = "logs", operation_id = "read_log",
     params(RunIdParam, LogQuery),
     security(("bearer" = []), ("ticket" = [])),
@@ -180,9 +179,9 @@ pub struct TextQuery {
 
 /// The raw log, as text.
 ///
-/// Each entry's exact bytes, and a newline where its line ends (a partial entry,
-/// the piece of a progress bar or of a cut line, gets none), so the pieces of a line join
-/// as the job wrote them. With `follow=true`, a chunked stream that ends when the run does.
+/// Each entry's exact bytes, and a newline where its line ends (a partial entry, the piece
+/// of a progress bar or of a cut line, gets none), so the pieces of a line join as the job
+/// wrote them. With `follow=true`, a chunked stream that ends when the run does.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/log.txt", tag = "logs", operation_id = "download_log",
     params(RunIdParam, TextQuery),
     security(("bearer" = []), ("ticket" = [])),

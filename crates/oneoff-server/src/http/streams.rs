@@ -60,9 +60,10 @@ pub struct StreamQuery {
 /// The live log as a WebSocket.
 ///
 /// Text messages `StreamBatch` (`{"entries":[...],"next":N}`), then one `StreamDone` and a
-/// close frame 1000 when the run is final. Other close codes say
-/// how to resume: 1001 server stopping, 1013 viewer too slow, 1011 internal error. OpenAPI
-/// cannot describe the messages after the upgrade: see docs/API.md.
+/// close frame 1000 when the run is final. Other close codes say how to resume: 1001 server
+/// stopping, 1013 viewer too slow, 1011 internal error. OpenAPI cannot describe the messages
+/// after the upgrade: see docs/API.md. Any request that is not a complete handshake, of any
+/// method, gets the 426 diagnosis.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/log/ws", tag = "logs", operation_id = "stream_log_websocket",
     params(RunIdParam, StreamQuery),
     security(("bearer" = []), ("ticket" = [])),
@@ -73,7 +74,8 @@ pub struct StreamQuery {
         (status = 426, description = "Not a complete WebSocket handshake (or one a proxy damaged): the diagnosis says what \
             arrived and what is missing; `X-Oneoff-Diagnosis` names the cause", body = HandshakeRefusal,
             headers(("X-Oneoff-Diagnosis" = String, description = "The cause, e.g. `websocket-upgrade-stripped`"),
-                ("Upgrade" = String, description = "`websocket`"))),
+                ("Upgrade" = String, description = "`websocket`"),
+                ("Sec-WebSocket-Version" = String, description = "`13`"))),
         (status = 503, description = "`viewer_limit`: `max_viewers_per_run` or `max_connections` reached; use the long-poll endpoint or try later", body = ErrorBody),
     ))]
 pub async fn websocket(
