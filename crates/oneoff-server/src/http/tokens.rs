@@ -87,6 +87,13 @@ pub async fn create(
     if name.is_empty() || name.len() > 64 {
         return Err(ApiError::bad_request("a token needs a name of 1 to 64 characters"));
     }
+    // PostgreSQL cannot store a NUL in text; refused on SQLite alike.
+    let mut texts = vec![("name", body.name.as_str())];
+    texts.extend(body.user.as_deref().map(|user| ("user", user)));
+    texts.extend(body.groups.iter().flatten().map(|group| ("groups", group.as_str())));
+    if let Some((field, _)) = texts.iter().find(|(_, text)| text.contains('\0')) {
+        return Err(ApiError::bad_request(format!("the token's `{field}` contains a NUL character; remove it")));
+    }
     let now = now_us();
     let requested_expiry_us = match body.expires_in.as_deref() {
         None => None,
