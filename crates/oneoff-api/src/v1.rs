@@ -5,19 +5,32 @@ use std::collections::BTreeMap;
 
 use oneoff_core::catalog::{param_env_name, JobSpec};
 use oneoff_core::params::{FieldError, ParamInput, ParamKind, ParamSpec, ParamValue};
-use oneoff_core::{LogEntry, RunRecord, StoredParam};
+use oneoff_core::{LogEntry, LogStream, RunRecord, RunStatus, StoredParam};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::ToSchema;
 
 /// What a secret parameter's value is shown as.
 pub const REDACTED: &str = "********";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The OpenAPI schema of a run's `status`: the names of [`RunStatus::ALL`], as sent.
+pub fn run_status_schema() -> utoipa::openapi::Object {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(RunStatus::ALL.map(RunStatus::as_str))).build()
+}
+
+/// The OpenAPI schema of an entry's `stream`.
+fn log_stream_schema() -> utoipa::openapi::Object {
+    let streams = [LogStream::Stdout, LogStream::Stderr, LogStream::System];
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(streams.map(LogStream::as_str))).build()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct JobList {
     pub jobs: Vec<Job>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Job {
     pub name: String,
     pub description: String,
@@ -33,7 +46,7 @@ pub struct Job {
     pub allow_view: Option<AccessList>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct AccessList {
     pub users: Vec<String>,
     pub groups: Vec<String>,
@@ -45,7 +58,7 @@ impl From<&oneoff_core::AccessList> for AccessList {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Param {
     pub name: String,
     #[serde(rename = "type")]
@@ -69,7 +82,7 @@ pub struct Param {
 }
 
 /// `POST /api/v1/runs`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
     pub job: String,
@@ -77,17 +90,21 @@ pub struct CreateRun {
     pub params: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Run {
     pub id: i64,
     pub job: String,
+    #[schema(schema_with = run_status_schema)]
     pub status: String,
     /// Values as given (secrets shown as `********`).
     pub params: BTreeMap<String, Value>,
     pub argv: Vec<String>,
     pub requested_by: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     /// Wall time from start to finish, or to now while running.
     pub duration_ms: Option<i64>,
@@ -101,17 +118,19 @@ pub struct Run {
 }
 
 /// `GET /api/v1/replicas`: the live replicas sharing this store.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ReplicaList {
     pub replicas: Vec<Replica>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Replica {
     pub name: String,
     pub host: String,
+    #[schema(format = DateTime)]
     pub started_at: String,
     /// By the database's clock.
+    #[schema(format = DateTime)]
     pub last_heartbeat: String,
     /// How long ago the last heartbeat was, by the database's clock.
     pub heartbeat_age_ms: i64,
@@ -122,7 +141,7 @@ pub struct Replica {
 }
 
 /// `POST /api/v1/admin/reload` (and `kill -HUP`): what a reload of the catalog changed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Reloaded {
     /// Jobs in the catalog now in force.
     pub jobs: usize,
@@ -137,20 +156,21 @@ pub struct Reloaded {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct RunList {
     pub runs: Vec<Run>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
     pub next_before: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct LogPage {
     pub entries: Vec<Entry>,
     /// Pass as `after` to continue exactly after the last entry returned.
     pub next: u64,
     /// True when the run is final and no entry follows `next`.
     pub done: bool,
+    #[schema(schema_with = run_status_schema)]
     pub status: String,
     /// The highest sequence number stored for the run when the page was read (0: none).
     /// Every log is numbered `1..=head` without gaps.
@@ -202,7 +222,7 @@ impl<'a> From<&'a Entry> for EntryRef<'a> {
 }
 
 /// `GET /api/v1/runs/{id}/log/search`: the matches of one bounded scan of the log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct SearchPage {
     pub matches: Vec<SearchMatch>,
     /// Pass as `after` to go on scanning where this request stopped.
@@ -214,7 +234,7 @@ pub struct SearchPage {
 }
 
 /// A matching entry, with the entries around it when `context` was asked for.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct SearchMatch {
     #[serde(flatten)]
     pub entry: Entry,
@@ -224,10 +244,12 @@ pub struct SearchMatch {
     pub context: Option<Vec<Entry>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Entry {
     pub seq: u64,
+    #[schema(format = DateTime)]
     pub ts: String,
+    #[schema(schema_with = log_stream_schema)]
     pub stream: String,
     /// The line as UTF-8; invalid bytes are shown as U+FFFD (the raw log keeps the bytes).
     pub text: String,
@@ -242,12 +264,12 @@ pub struct Entry {
     pub partial: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -256,7 +278,7 @@ pub struct ErrorDetail {
     pub fields: Vec<FieldMessage>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct FieldMessage {
     pub field: String,
     pub message: String,
@@ -458,16 +480,17 @@ mod tests {
 }
 
 /// A WebSocket text message or SSE `data` carrying entries; `next` is the resume position.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct StreamBatch {
     pub entries: Vec<Entry>,
     pub next: u64,
 }
 
 /// The last message of a stream: the run is final and every entry was sent.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct StreamDone {
     pub done: bool,
+    #[schema(schema_with = run_status_schema)]
     pub status: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -475,7 +498,7 @@ pub struct StreamDone {
 }
 
 /// Why a WebSocket handshake was refused, and what the request looked like when it arrived.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct HandshakeDiagnosis {
     /// The request headers a WebSocket handshake needs that did not arrive (or arrived wrong).
     pub missing: Vec<String>,
@@ -490,7 +513,7 @@ pub struct HandshakeDiagnosis {
 }
 
 /// The body of a refused WebSocket handshake: the usual error plus the diagnosis.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct HandshakeRefusal {
     pub error: ErrorDetail,
     pub diagnosis: HandshakeDiagnosis,
@@ -509,7 +532,7 @@ pub struct EchoReport {
     pub websocket: EchoWebSocket,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct EchoWebSocket {
     /// True when the request carries a `Sec-WebSocket-Key` or an `Upgrade: websocket`.
     pub looks_like_handshake: bool,
@@ -522,7 +545,7 @@ pub struct EchoWebSocket {
 /// server, for `oneoff doctor`. Always served, so it never carries a secret: values are shown
 /// only for `Host`, `Origin`, `Upgrade`, `Connection` and the headers proxies add; every other
 /// header (cookies, credentials, identity assertions) is reported by name only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ProbeFacts {
     pub method: String,
     pub path: String,
@@ -541,8 +564,14 @@ pub struct ProbeFacts {
     pub header_names: Vec<String>,
 }
 
+/// `GET /api/v1/probe/poll`: the answer after the wait.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct ProbeWaited {
+    pub waited_ms: u64,
+}
+
 /// `GET /api/v1/whoami`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct WhoAmI {
     pub user: String,
     pub email: Option<String>,
@@ -555,17 +584,20 @@ pub struct WhoAmI {
 /// `POST /api/v1/runs/{id}/log/ticket`: a credential for one log connection to one run, for
 /// browsers that cannot put a token in a WebSocket or EventSource request. Use it as
 /// `?ticket=` on `log/ws`, `log/sse`, `log` or `log.txt` of that run, once, before `expires_at`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct StreamTicket {
     pub ticket: String,
     pub run: i64,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
 /// `POST /api/v1/tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// 1 to 64 characters, not counting spaces around them.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// A duration such as `30d`; absent: never expires.
     #[serde(default)]
@@ -578,16 +610,20 @@ pub struct CreateToken {
     pub groups: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Token {
     pub id: i64,
     pub name: String,
     pub user: String,
     pub groups: Vec<String>,
     pub created_by: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
+    #[schema(format = DateTime)]
     pub last_used_at: Option<String>,
     /// The API token this one was made with: it expires no later, and is revoked with it.
     #[serde(default)]
@@ -595,20 +631,21 @@ pub struct Token {
 }
 
 /// The answer to a token creation: the only time the token itself is shown.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct CreatedToken {
     pub token: String,
     pub info: Token,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<Token>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct AuditRecord {
     pub id: i64,
+    #[schema(format = DateTime)]
     pub at: String,
     pub actor: String,
     pub source: String,
@@ -623,14 +660,14 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct AuditList {
     pub records: Vec<AuditRecord>,
     pub next_before: Option<i64>,
 }
 
 /// `GET /api/v1/audit/verify`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct AuditVerification {
     pub ok: bool,
     /// Records checked (up to the break).
@@ -652,7 +689,7 @@ pub struct AuditVerification {
 }
 
 /// A checkpoint checked against the chain.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct CheckpointCheck {
     pub head: String,
     /// The record count the checkpoint was taken at, as given.

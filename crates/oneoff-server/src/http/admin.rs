@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use oneoff_api::v1::Reloaded;
+use oneoff_api::v1::{ErrorBody, Reloaded};
 use oneoff_core::audit::{bound_client_chain, Denial};
 
 use super::auth::{deny, Caller};
@@ -12,6 +12,15 @@ use super::error::ApiError;
 use crate::reload::{ReloadError, ReloadedBy};
 use crate::state::AppState;
 
+/// Re-reads the catalog from the config file (administrators), as `kill -HUP` does.
+///
+/// Runs in progress keep the job definition they started with.
+#[utoipa::path(post, path = "/api/v1/admin/reload", tag = "admin", operation_id = "reload_catalog",
+    responses(
+        (status = 200, description = "What the reload changed", body = Reloaded),
+        (status = 409, description = "`no_config_file`: the server was started without a config file", body = ErrorBody),
+        (status = 422, description = "`invalid_config` or `config_unreadable`: the catalog in force stays", body = ErrorBody),
+    ))]
 pub async fn reload(State(state): State<AppState>, caller: Caller) -> Result<Json<Reloaded>, ApiError> {
     if !caller.principal.admin {
         return Err(deny(&state, &caller, Denial::Reload, None, None).await);

@@ -8,6 +8,7 @@ use oneoff_core::audit::anchor::{check_checkpoint, check_signed_head, was_signed
 use oneoff_core::audit::{AuditAction, AuditKey, ChainHead, Denial};
 use oneoff_store::AuditFilter;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::{deny, Caller};
 use super::error::ApiError;
@@ -15,20 +16,31 @@ use super::extract::ApiQuery;
 use super::paging;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only records of this actor.
     actor: Option<String>,
+    /// Only records with this action code (`run.start`, `denied.audit.read`, ...).
     action: Option<String>,
+    /// Only records about this job.
     job: Option<String>,
+    /// Only records older than this id: the `next_before` of the previous page.
     before: Option<i64>,
-    /// RFC 3339: records at or after this time.
+    /// RFC 3339 with a zone: records at or after this time (before `until`).
+    #[param(format = DateTime)]
     since: Option<String>,
-    /// RFC 3339: records before this time.
+    /// RFC 3339 with a zone: records before this time.
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Records per page, 1 to 1000 (default 100; out of range is clamped).
     limit: Option<u32>,
 }
 
+/// The audit trail, newest first (administrators).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", operation_id = "list_audit", params(AuditQuery),
+    responses((status = 200, description = "A page of audit records", body = AuditList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,14 +82,21 @@ fn time_bound(name: &str, text: &str) -> Result<i64, ApiError> {
 }
 
 /// `?head=HASH[&count=N][&mac=MAC]`: a checkpoint from the server log to check.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
+    /// A checkpoint's hash to check against the chain.
     head: Option<String>,
+    /// The record count the checkpoint was taken at (with `head`).
     count: Option<i64>,
+    /// The checkpoint's MAC, to check it is this server's (with `head` and `count`).
     mac: Option<String>,
 }
 
+/// Checks the audit chain, its signed head (with an audit key) and a checkpoint (administrators).
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "admin", operation_id = "verify_audit", params(VerifyQuery),
+    responses((status = 200, description = "The verdict; `ok` is false when the chain or a check fails", body = AuditVerification)))]
 pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,14 +10,15 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::{BufMut, Bytes, BytesMut};
-use oneoff_api::v1::{Entry, LogPage};
+use oneoff_api::v1::{Entry, ErrorBody, LogPage};
 use oneoff_core::{LogEntry, LogStream, RunId};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
-use super::runs::visible_run;
+use super::runs::{visible_run, RunIdParam};
 use super::streams::Batches;
 use crate::hub::read_or_wait;
 use crate::state::AppState;
@@ -29,16 +30,20 @@ const TEXT_CHUNK_ENTRIES: u32 = 5000;
 /// How long one step of a followed text stream waits before checking for shutdown again.
 const FOLLOW_STEP: Duration = Duration::from_secs(20);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Entries after this sequence number (default 0: from the start).
     after: Option<u64>,
     /// Only entries before this sequence number, the last `limit` of them.
     before: Option<u64>,
-    /// Start from the last N entries stored.
+    /// Start from the last N entries stored (not with `after` or `before`).
     tail: Option<u64>,
+    /// Entries per page, 1 to 10000 (default 1000; out of range is clamped).
     limit: Option<u32>,
-    /// Seconds to wait for new entries when there are none yet.
+    /// Seconds to wait for new entries when there are none yet, at most `long_poll_max`
+    /// (not with `before`).
     wait: Option<f64>,
 }
 
@@ -55,10 +60,18 @@ pub async fn start_after(state: &AppState, run: RunId, after: Option<u64>, tail:
     }
 }
 
-/// One page of a run's log as [`LogPage`] JSON. The page is bounded by its *encoded* size,
-/// `max_message_bytes`, as a stream message is (JSON escapes can make an entry six times its
-/// raw bytes): the entries that do not fit are left for the next page, and an entry whose
-/// JSON alone is larger travels alone.
+/// One page of a run's log, forward from `after` (or `tail`), or backward from `before`.
+///
+/// The page is bounded by its *encoded* size, `max_message_bytes`, as a stream message is
+/// (JSON escapes can make an entry six times its raw bytes): the entries that do not fit are
+/// left for the next page, and an entry whose JSON alone is larger travels alone.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/log", tag = "logs", operation_id = "read_log",
+    params(RunIdParam, LogQuery),
+    security(("bearer" = []), ("ticket" = [])),
+    responses(
+        (status = 200, description = "A page of the log", body = LogPage),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+    ))]
 pub async fn long_poll(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,19 +164,32 @@ async fn backward_page(
 /// Room for `,"done":false,"status":"...","head":N,"prev":N}` after a [`Batches`] message.
 const PAGE_TAIL_BYTES: usize = 128;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TextQuery {
+    /// Keep the response open and send what the run writes until it ends.
     #[serde(default)]
     follow: bool,
+    /// Entries after this sequence number (default 0: from the start).
     after: Option<u64>,
-    /// Start from the last N entries stored.
+    /// Start from the last N entries stored (not with `after`).
     tail: Option<u64>,
 }
 
-/// The raw log: each entry's exact bytes, and a newline where its line ends (a partial entry,
-/// the piece of a progress bar or of a cut line, gets none), so the pieces of a line join
-/// as the job wrote them. With `follow=true`, a chunked stream that ends when the run does.
+/// The raw log, as text.
+///
+/// Each entry's exact bytes, and a newline where its line ends (a partial entry, the piece
+/// of a progress bar or of a cut line, gets none), so the pieces of a line join as the job
+/// wrote them. With `follow=true`, a chunked stream that ends when the run does.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/log.txt", tag = "logs", operation_id = "download_log",
+    params(RunIdParam, TextQuery),
+    security(("bearer" = []), ("ticket" = [])),
+    responses(
+        (status = 200, description = "The raw log, stdout and stderr as the job wrote them (a chunked stream \
+            with `follow=true`)", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+    ))]
 pub async fn text(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,6 +14,7 @@ mod health;
 mod jobs;
 mod logs;
 mod metrics;
+mod openapi;
 mod paging;
 mod probe;
 mod replicas;
@@ -68,7 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/probe/echo", get(probe::echo))
         .route("/probe/ws", any(probe::probe_websocket))
         .route("/probe/sse", get(probe::probe_sse))
-        .route("/probe/poll", get(probe::probe_poll));
+        .route("/probe/poll", get(probe::probe_poll))
+        .route("/openapi.json", get(openapi::document));
     let index = ui::IndexPage::new(&state.config.server.base_path);
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))

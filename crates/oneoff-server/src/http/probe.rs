@@ -32,11 +32,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use oneoff_api::v1::{EchoWebSocket, ProbeFacts};
+use oneoff_api::v1::{EchoWebSocket, ErrorBody, HandshakeRefusal, ProbeFacts, ProbeWaited};
 use oneoff_core::Config;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use utoipa::IntoParams;
 
 use super::auth::{is_credential_header, Caller};
 use super::error::ApiError;
@@ -169,6 +170,12 @@ pub fn facts(config: &Config, parts: &Parts) -> ProbeFacts {
     }
 }
 
+/// What reached the server.
+///
+/// The HTTP version, `Upgrade`/`Connection` and the hop headers with their values; every
+/// other header by name only.
+#[utoipa::path(get, path = "/api/v1/probe/echo", tag = "probes", operation_id = "probe_echo",
+    responses((status = 200, description = "The facts of the request as it arrived", body = ProbeFacts)))]
 pub async fn echo(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
     may_probe(&state, &caller)?;
     let (parts, _body) = request.into_parts();
@@ -177,11 +184,18 @@ pub async fn echo(State(state): State<AppState>, caller: Caller, request: Reques
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Events to send, 1 to 100 (default 5).
+    #[param(minimum = 1, maximum = 100)]
     count: Option<u32>,
+    /// Milliseconds between events, at most 10000 (default 200).
+    #[param(maximum = 10_000)]
     interval_ms: Option<u64>,
+    /// After the events, silence this long (no pings), then one last event; at most 300000.
+    #[param(maximum = 300_000)]
     quiet_ms: Option<u64>,
 }
 
@@ -225,7 +239,16 @@ fn delays(schedule: &Schedule) -> Vec<Duration> {
     delays
 }
 
-/// The probe SSE stream: authorised, and holding a place until it ends.
+/// Server-Sent Events on a schedule.
+///
+/// `count` events `interval_ms` apart, each `{"n":N,"server_ms":T}`, then after `quiet_ms`
+/// of silence one more. Authorised, and holding one of the probe places until it ends.
+#[utoipa::path(get, path = "/api/v1/probe/sse", tag = "probes", operation_id = "probe_sse", params(StreamQuery),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = super::openapi::ProbeEvent),
+        (status = 403, description = "`origin_rejected` (the body adds a `diagnosis`, as `HandshakeRefusal`), or `forbidden`", body = ErrorBody),
+        (status = 503, description = "`probe_limit`: the server already serves its maximum of probe streams", body = ErrorBody),
+    ))]
 pub async fn probe_sse(
     State(state): State<AppState>,
     Extension(streams): Extension<ProbeStreams>,
@@ -276,8 +299,18 @@ fn sse_stream(
     Ok(response)
 }
 
-/// The probe WebSocket: the facts first, then the schedule; an incomplete handshake gets
-/// the 426 diagnosis, a foreign `Origin` the 403 a log stream would give.
+/// A WebSocket handshake target.
+///
+/// The facts of the handshake request (`ProbeFacts`) as the first text message, then the
+/// schedule of `probe/sse` as text messages. An incomplete handshake gets the 426 diagnosis,
+/// a foreign `Origin` the 403 a log stream would give.
+#[utoipa::path(get, path = "/api/v1/probe/ws", tag = "probes", operation_id = "probe_websocket", params(StreamQuery),
+    responses(
+        (status = 101, description = "Switching protocols: the WebSocket session"),
+        (status = 403, description = "`origin_rejected` (the body adds a `diagnosis`, as `HandshakeRefusal`), or `forbidden`", body = ErrorBody),
+        (status = 426, description = "Not a complete WebSocket handshake: the diagnosis says what arrived and what is missing",
+            body = HandshakeRefusal),
+    ))]
 pub async fn probe_websocket(
     State(state): State<AppState>,
     Extension(streams): Extension<ProbeStreams>,
@@ -344,13 +377,23 @@ async fn send_schedule(mut socket: WebSocket, delays: Vec<Duration>, state: AppS
     let _ = socket.send(Message::Close(None)).await;
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PollQuery {
+    /// Milliseconds to wait before answering, at most 300000 (default 1000).
+    #[param(maximum = 300_000)]
     wait_ms: Option<u64>,
 }
 
-/// The probe long-poll: authorised, and holding a place while it waits.
+/// Answers `{"waited_ms":N}` after `wait_ms`, like a long-poll that found nothing.
+///
+/// Authorised, and holding one of the probe places while it waits.
+#[utoipa::path(get, path = "/api/v1/probe/poll", tag = "probes", operation_id = "probe_poll", params(PollQuery),
+    responses(
+        (status = 200, description = "The wait is over", body = ProbeWaited),
+        (status = 503, description = "`probe_limit`: the server already serves its maximum of probe streams", body = ErrorBody),
+    ))]
 pub async fn probe_poll(
     State(state): State<AppState>,
     Extension(streams): Extension<ProbeStreams>,
@@ -375,5 +418,5 @@ pub async fn poll(
         () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
         () = state.shutdown.cancelled() => {}
     }
-    Ok(Json(json!({ "waited_ms": wait_ms })))
+    Ok(Json(ProbeWaited { waited_ms: wait_ms }))
 }

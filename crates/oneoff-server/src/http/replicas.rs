@@ -8,6 +8,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::state::AppState;
 
+/// The live replicas sharing this server's store.
+#[utoipa::path(get, path = "/api/v1/replicas", tag = "admin", operation_id = "list_replicas",
+    responses((status = 200, description = "The replicas", body = ReplicaList)))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<ReplicaList>, ApiError> {
     let replicas = state
         .store

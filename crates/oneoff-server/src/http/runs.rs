@@ -7,12 +7,13 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use oneoff_api::v1::{param_input, CreateRun, Run, RunList};
+use oneoff_api::v1::{param_input, CreateRun, ErrorBody, Run, RunList};
 use oneoff_core::audit::{AuditAction, Denial};
 use oneoff_core::{RunId, RunRecord, RunStatus};
 use oneoff_store::RunFilter;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 
 use super::auth::{deny, record as record_audit, Caller};
 use super::error::ApiError;
@@ -23,8 +24,30 @@ use crate::executor::CancelOutcome;
 use crate::state::AppState;
 
 const DEFAULT_PAGE: u32 = 50;
+
+/// The `{id}` of every run endpoint, for the OpenAPI document (the handlers take it as text,
+/// so that a bad id gets our own 400).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // never built: it only describes the parameter
+pub struct RunIdParam {
+    /// The run's id, a whole number from 1.
+    #[param(minimum = 1, example = 1)]
+    id: i64,
+}
 const MAX_PAGE: u32 = 500;
 
+/// Queues a run of a job with its parameters; `Location` names the new run.
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs", operation_id = "create_run",
+    request_body = CreateRun,
+    responses(
+        (status = 201, description = "Queued", body = Run,
+            headers(("Location" = String, description = "The run's URL, /api/v1/runs/{id}"))),
+        (status = 404, description = "No such job (or one the caller may not see)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_params` (with `fields`), or a body of the wrong shape (`invalid_body`)", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -57,16 +80,26 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(run)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only runs of this job.
     job: Option<String>,
+    /// Only runs in this state.
+    #[param(schema_with = oneoff_api::v1::run_status_schema)]
     status: Option<String>,
+    /// Only runs this user asked for.
     requested_by: Option<String>,
+    /// Runs per page, 1 to 500 (default 50; out of range is clamped).
     limit: Option<u32>,
+    /// Only runs older than this id: the `next_before` of the previous page.
     before: Option<i64>,
 }
 
+/// The runs the caller may see, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", operation_id = "list_runs", params(ListQuery),
+    responses((status = 200, description = "A page of runs", body = RunList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -94,6 +127,12 @@ pub async fn list(
     Ok(Json(RunList { runs: records.iter().map(|record| Run::from_record(record, now)).collect(), next_before }))
 }
 
+/// One run.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", operation_id = "show_run", params(RunIdParam),
+    responses(
+        (status = 200, description = "The run", body = Run),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,6 +142,16 @@ pub async fn show(
     Ok(Json(Run::from_record(&record, now_us())))
 }
 
+/// Cancels a queued or running run.
+///
+/// A queued run ends at once, a running one gets SIGTERM,
+/// then SIGKILL after its job's grace period.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", operation_id = "cancel_run", params(RunIdParam),
+    responses(
+        (status = 202, description = "Cancelled (queued) or signalled (running)", body = Run),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+        (status = 409, description = "The run already finished", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

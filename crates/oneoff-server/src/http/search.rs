@@ -13,15 +13,16 @@ use std::collections::VecDeque;
 
 use axum::extract::State;
 use axum::Json;
-use oneoff_api::v1::{Entry, SearchMatch, SearchPage};
+use oneoff_api::v1::{Entry, ErrorBody, SearchMatch, SearchPage};
 use oneoff_core::search::{LineMatcher, MAX_QUERY_BYTES};
 use oneoff_core::LogEntry;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
-use super::runs::visible_run;
+use super::runs::{visible_run, RunIdParam};
 use crate::state::AppState;
 
 const DEFAULT_MATCHES: u32 = 100;
@@ -37,13 +38,22 @@ const ANSWER_BUDGET_BYTES: usize = 4 * 1024 * 1024;
 const READ_ENTRIES: usize = 20_000;
 const READ_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// The text to find, case ignored, in the lines as shown (escape sequences removed).
+    // Optional for serde, so that its absence gets our own words.
+    #[param(required = true, value_type = String, min_length = 1)]
     q: Option<String>,
+    /// Scan the entries after this sequence number (default 0: from the start).
     after: Option<u64>,
+    /// Scan only the entries before this sequence number.
     before: Option<u64>,
+    /// Matches per answer, 1 to 1000 (default 100; out of range is clamped).
     limit: Option<u32>,
+    /// Entries shown on each side of a match, 0 to 10 (default 0).
+    #[param(maximum = 10)] // MAX_CONTEXT
     context: Option<u32>,
 }
 
@@ -53,6 +63,16 @@ struct Found {
     context: Vec<LogEntry>,
 }
 
+/// Finds the entries of a run's log that hold a text.
+///
+/// One request scans forward from `after` and stops at `limit` matches or after a fixed
+/// budget of log output, whichever first; `next` says where to go on.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/log/search", tag = "logs", operation_id = "search_log",
+    params(RunIdParam, SearchQuery),
+    responses(
+        (status = 200, description = "The matches of one bounded scan; go on from `next`", body = SearchPage),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+    ))]
 pub async fn search(
     State(state): State<AppState>,
     caller: Caller,

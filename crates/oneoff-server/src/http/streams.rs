@@ -26,17 +26,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use oneoff_api::v1::{ErrorBody, ErrorDetail, StreamDone};
+use oneoff_api::v1::{ErrorBody, ErrorDetail, HandshakeRefusal, StreamDone};
 use oneoff_core::{RunId, RunRecord};
 use serde::Deserialize;
 use tokio::time::Instant;
+use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::handshake::{self, HandshakeProblem};
 use super::logs::start_after;
-use super::runs::visible_run;
+use super::runs::{visible_run, RunIdParam};
 pub use crate::frames::Batches;
 use crate::hub::{Cursor, Frames, Step};
 use crate::state::AppState;
@@ -45,14 +46,38 @@ use crate::viewers::{Transport, ViewerLimit, ViewerSlot};
 /// The SSE keep-alive: a comment, which `EventSource` ignores.
 const SSE_KEEP_ALIVE: &[u8] = b": ping\n\n";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Entries after this sequence number (default 0: from the start); the `next` last received, to resume.
     after: Option<u64>,
-    /// Start from the last N entries stored (see [`start_after`]).
+    /// Start from the last N entries stored (not with `after`).
+    // The one rule of every transport: `start_after`.
     tail: Option<u64>,
 }
 
+/// The live log as a WebSocket.
+///
+/// Text messages `StreamBatch` (`{"entries":[...],"next":N}`), then one `StreamDone` and a
+/// close frame 1000 when the run is final. Other close codes say how to resume: 1001 server
+/// stopping, 1013 viewer too slow, 1011 internal error. OpenAPI cannot describe the messages
+/// after the upgrade: see docs/API.md. Any request that is not a complete handshake, of any
+/// method, gets the 426 diagnosis.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/log/ws", tag = "logs", operation_id = "stream_log_websocket",
+    params(RunIdParam, StreamQuery),
+    security(("bearer" = []), ("ticket" = [])),
+    responses(
+        (status = 101, description = "Switching protocols: the WebSocket session (messages `StreamBatch`, then `StreamDone`)"),
+        (status = 403, description = "`origin_rejected` (the body adds a `diagnosis`, as `HandshakeRefusal`), or `forbidden`/`cross_site_request`", body = ErrorBody),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+        (status = 426, description = "Not a complete WebSocket handshake (or one a proxy damaged): the diagnosis says what \
+            arrived and what is missing; `X-Oneoff-Diagnosis` names the cause", body = HandshakeRefusal,
+            headers(("X-Oneoff-Diagnosis" = String, description = "The cause, e.g. `websocket-upgrade-stripped`"),
+                ("Upgrade" = String, description = "`websocket`"),
+                ("Sec-WebSocket-Version" = String, description = "`13`"))),
+        (status = 503, description = "`viewer_limit`: `max_viewers_per_run` or `max_connections` reached; use the long-poll endpoint or try later", body = ErrorBody),
+    ))]
 pub async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -245,6 +270,21 @@ fn done_message(record: &RunRecord, next: u64) -> String {
     serde_json::to_string(&done).unwrap_or_default()
 }
 
+/// The live log as Server-Sent Events.
+///
+/// `data` events carrying a `StreamBatch` with the last sequence number as `id`, `: ping` comments on a quiet stream, and a final `event: done`
+/// carrying a `StreamDone` (or `event: error` with an `ErrorBody`). A reconnect's
+/// `Last-Event-ID` wins over `after` and `tail`.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/log/sse", tag = "logs", operation_id = "stream_log_sse",
+    params(RunIdParam, StreamQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number (sent by `EventSource` on reconnect)")),
+    security(("bearer" = []), ("ticket" = [])),
+    responses(
+        (status = 200, description = "The event stream, until the run is final", content_type = "text/event-stream", body = super::openapi::LogEvent),
+        (status = 403, description = "`origin_rejected` (the body adds a `diagnosis`, as `HandshakeRefusal`), or `forbidden`/`cross_site_request`", body = ErrorBody),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+        (status = 503, description = "`viewer_limit`: `max_viewers_per_run` or `max_connections` reached; use the long-poll endpoint or try later", body = ErrorBody),
+    ))]
 pub async fn sse(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -25,7 +25,7 @@ use axum::http::{header, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use oneoff_api::v1::{timestamp, StreamTicket};
+use oneoff_api::v1::{timestamp, ErrorBody, StreamTicket};
 use oneoff_core::auth::{token_hash, Principal, StreamTicketLimits};
 use oneoff_core::RunId;
 use oneoff_store::{NewStreamTicket, Store, StoreError, TicketCaps, TicketRefusal};
@@ -211,7 +211,17 @@ pub async fn redeem(
     })
 }
 
-/// `POST /api/v1/runs/{id}/log/ticket`: a ticket for one log connection to a run one may view.
+/// A ticket for one log connection to a run the caller may view.
+///
+/// For a browser whose identity is an API token: WebSocket and EventSource cannot send
+/// `Authorization`. Single use, within `[auth] stream_ticket_ttl`.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/log/ticket", tag = "logs", operation_id = "create_stream_ticket",
+    params(super::runs::RunIdParam),
+    responses(
+        (status = 201, description = "A single-use ticket for `?ticket=` on one log transport of this run", body = StreamTicket),
+        (status = 404, description = "No such run (or one of a job the caller may not see)", body = ErrorBody),
+        (status = 429, description = "`ticket_limit`: the caller holds `max_stream_tickets_per_user` unused tickets", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(tickets): Extension<Arc<StreamTickets>>,

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use oneoff_api::v1::{timestamp, CreateToken, CreatedToken, Token, TokenList, WhoAmI};
+use oneoff_api::v1::{timestamp, CreateToken, CreatedToken, ErrorBody, Token, TokenList, WhoAmI};
 use oneoff_core::audit::{AuditAction, Denial};
 use oneoff_core::auth::{token_hash, IdentitySource, TOKEN_PREFIX};
 use oneoff_store::{NewToken, TokenRecord};
@@ -23,6 +23,9 @@ use super::extract::{ApiJson, ApiPath};
 use crate::clock::now_us;
 use crate::state::AppState;
 
+/// Who the server takes the caller for, and where that identity came from.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "identity", operation_id = "whoami",
+    responses((status = 200, description = "The caller", body = WhoAmI)))]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     let principal = caller.principal;
     Json(WhoAmI {
@@ -56,6 +59,17 @@ pub(crate) fn new_token() -> String {
     format!("{TOKEN_PREFIX}{}", &hex[..64])
 }
 
+/// Makes an API token, shown only in this answer.
+///
+/// Made with an API token, it is that token's child (expires no later, revoked with it).
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "identity", operation_id = "create_token",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The new token, shown only here", body = CreatedToken),
+        (status = 413, description = "The body is larger than `max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: a body of the wrong shape", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,6 +86,13 @@ pub async fn create(
     let name = body.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
         return Err(ApiError::bad_request("a token needs a name of 1 to 64 characters"));
+    }
+    // PostgreSQL cannot store a NUL in text; refused on SQLite alike.
+    let mut texts = vec![("name", body.name.as_str())];
+    texts.extend(body.user.as_deref().map(|user| ("user", user)));
+    texts.extend(body.groups.iter().flatten().map(|group| ("groups", group.as_str())));
+    if let Some((field, _)) = texts.iter().find(|(_, text)| text.contains('\0')) {
+        return Err(ApiError::bad_request(format!("the token's `{field}` contains a NUL character; remove it")));
     }
     let now = now_us();
     let requested_expiry_us = match body.expires_in.as_deref() {
@@ -150,12 +171,23 @@ pub(crate) fn parse_duration_seconds(text: &str) -> Option<u64> {
     number.checked_mul(unit_seconds)
 }
 
+/// The caller's tokens (every token, for administrators).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "identity", operation_id = "list_tokens",
+    responses((status = 200, description = "The tokens", body = TokenList)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TokenList>, ApiError> {
     let user = (!caller.principal.admin).then_some(caller.principal.user.as_str());
     let tokens = state.store.list_tokens(user).await?;
     Ok(Json(TokenList { tokens: tokens.iter().map(view).collect() }))
 }
 
+/// Revokes a token and, recursively, every token made with it.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "identity", operation_id = "revoke_token",
+    params(("id" = i64, Path, description = "The token's id")),
+    responses(
+        (status = 200, description = "The revoked token", body = Token),
+        (status = 404, description = "No such token (or another user's)", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

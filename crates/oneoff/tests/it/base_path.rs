@@ -124,3 +124,14 @@ async fn the_environment_and_the_flag_set_the_prefix_and_the_flag_wins() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--base-path: base_path `x` must start with `/`"), "{}", stderr(&output));
 }
+
+/// The OpenAPI document served under a prefix names it in `servers`, so a client resolving
+/// its paths reaches this server; its paths stay those of the committed document.
+#[tokio::test]
+async fn the_openapi_document_names_the_prefix_as_its_server() {
+    let (server, _) = prefixed().await;
+    let (status, document) = server.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["servers"], json!([{ "url": "/tools/oneoff" }]), "{}", document["servers"]);
+    assert!(document["paths"]["/api/v1/runs"].is_object());
+}

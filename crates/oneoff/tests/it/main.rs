@@ -28,6 +28,7 @@ mod logs;
 mod messages;
 mod metrics;
 mod migrate_store;
+mod openapi;
 mod postgres_tls;
 mod progress;
 mod proxy;
