@@ -135,3 +135,15 @@ async fn the_openapi_document_names_the_prefix_as_its_server() {
     assert_eq!(document["servers"], json!([{ "url": "/tools/oneoff" }]), "{}", document["servers"]);
     assert!(document["paths"]["/api/v1/runs"].is_object());
 }
+
+/// `oneoff doctor` given the URL with the prefix finds every transport of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doctor_checks_the_server_under_its_prefix() {
+    let (server, _) = prefixed().await;
+    let mut command = crate::support::cli_command(&["doctor", &server.url]);
+    command.env_remove("ONEOFF_SERVER");
+    let output = tokio::process::Command::from(command).output().await.expect("run oneoff doctor");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(printed.contains("every check passes"), "{printed}");
+}
