@@ -25,6 +25,8 @@ export const WRAP_WINDOW = 1000;
 export const TAIL_ENTRIES = 500;
 /** The search keeps counting (in the background, page by page) up to this many matches. */
 export const MAX_MATCHES = 10_000;
+/** How long new lines of a live run wait before a finished search scans them too. */
+const SEARCH_FOLLOW_MS = 1000;
 /** Matches per search request. */
 const SEARCH_PAGE = 1000;
 /** Pages fetched at once while scrolling. */
@@ -96,6 +98,7 @@ export class LogView {
     this.showTimestamps = readSetting('oneoff.log.timestamps', false);
     this.search = null; // a MatchList
     this.searchTimer = null;
+    this.searchFollowTimer = null;
     this.searching = false;
     this.pendingStep = 0; // a step (+1/-1) waiting for the search to scan further
     this.autoJump = false; // jump to the first match once one is found (typed, no Enter yet)
@@ -249,6 +252,7 @@ export class LogView {
     this.destroyed = true;
     this.win.cancelAnimationFrame(this.frame);
     this.win.clearTimeout(this.searchTimer);
+    this.win.clearTimeout(this.searchFollowTimer);
     this.win.clearTimeout(this.fetchRetry);
     this.resizeObserver?.disconnect();
   }
@@ -286,6 +290,20 @@ export class LogView {
     else log.setHead(entries[entries.length - 1].seq);
     if (!this.follow) this.newWhilePaused += entries.length;
     this.afterChange(changed);
+    this.followSearch();
+  }
+
+  /**
+   * A search that covered the log as it was goes on over the lines stored since, at most
+   * once a SEARCH_FOLLOW_MS, so a live run's new matches are counted without a request per batch.
+   */
+  followSearch() {
+    const search = this.search;
+    if (!search?.done || search.error || this.searchFollowTimer !== null || this.log.head <= search.next) return;
+    this.searchFollowTimer = this.win.setTimeout(() => {
+      this.searchFollowTimer = null;
+      if (this.search === search && !this.destroyed && search.reopen(this.log.head)) this.continueSearch();
+    }, SEARCH_FOLLOW_MS);
   }
 
   afterChange(changed) {
@@ -519,7 +537,11 @@ export class LogView {
     } finally {
       this.searching = false;
       if (this.search && this.search !== search) this.continueSearch();
-      else this.searchProgress();
+      else {
+        this.searchProgress();
+        // Lines that arrived while this scan ran may lie past where it ended.
+        this.followSearch();
+      }
     }
   }
 

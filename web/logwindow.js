@@ -498,6 +498,16 @@ export class MatchList {
   }
 
   /**
+   * A live run stored lines past where the finished scan ended (`next`, the head it reached):
+   * the scan goes on from there. True when it is open again.
+   */
+  reopen(head) {
+    if (!this.done || !Number.isFinite(head) || head <= this.next) return false;
+    this.done = false;
+    return true;
+  }
+
+  /**
    * The match to go to from `fromSeq` in `direction` (+1/-1): {index} when known, {fetch}
    * when the scan must go on first, or {none} (no matches at all).
    */

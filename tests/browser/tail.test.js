@@ -2,7 +2,8 @@
 // end having fetched only the last screens; scrolling back reaches line 1, a `#L` permalink
 // opens in the middle, a search finds a line the browser never loaded, wrapping shows
 // fetched rows too, "Download raw" is still the whole log, and a live firehose leaves a
-// bounded window whose dropped lines are fetched again.
+// bounded window whose dropped lines are fetched again, and a search of a live run goes on
+// over the lines stored after it finished.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -246,6 +247,28 @@ test('following a live firehose keeps a bounded window, and what it dropped come
     const rows = await shownNumbers(page);
     return rows.length > 10 && rows.every((row, i) => row.no === i + 1 && row.text === String(i + 1));
   }, { timeout: 15000, message: 'lines 1, 2, 3… fetched again' });
+  await close();
+  await rm(path.dirname(flag), { recursive: true, force: true });
+});
+
+test('a search of a live run goes on over the lines stored after it finished', async () => {
+  const { server, browser } = fixture;
+  const flag = path.join(await mkdtemp(path.join(os.tmpdir(), 'oneoff-burst-')), 'go');
+  const id = await server.createRun('burst', { flag });
+  const { page, close } = await openPage(browser);
+  await page.goto(`${server.url}/runs/${id}`);
+  await waitForText(transportBadge(page), /live/);
+  const input = page.getByRole('searchbox', { name: 'Search the log' });
+  await input.fill('399999');
+  await input.press('Enter');
+  // Nothing is printed yet: the search covers the log as it is, and says so.
+  await waitForText(page.locator('.log-count'), /^no matches$/, { timeout: 15000 });
+  await writeFile(flag, '');
+  // 399999 is the one line of 1..400000 holding that text.
+  await waitForText(page.locator('.log-count'), /^1 match$/, { timeout: 60000 });
+  await waitForText(transportBadge(page), /complete/, { timeout: 60000 });
+  await page.getByRole('button', { name: 'Next match' }).click();
+  await waitForText(page.locator('.log-row:not([hidden]) mark.current'), /^399999$/, { timeout: 15000 });
   await close();
   await rm(path.dirname(flag), { recursive: true, force: true });
 });

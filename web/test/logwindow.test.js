@@ -162,3 +162,16 @@ test('the match list steps through matches, asking for more only beyond those kn
   none.add({ matches: [], next: 5, done: true });
   assert.deepEqual(none.stepFrom(0, 1), { none: true });
 });
+
+test('a finished search of a live run opens again only for lines past where it ended', () => {
+  const list = new MatchList('needle');
+  assert.equal(list.reopen(100), false, 'a scan under way needs no reopening');
+  list.add({ matches: [{ seq: 7 }], next: 40, done: true });
+  assert.equal(list.reopen(40), false, 'nothing new');
+  assert.equal(list.reopen(undefined), false);
+  assert.equal(list.reopen(55), true);
+  assert.equal(list.done, false);
+  assert.deepEqual(list.stepFrom(7, 1), { fetch: true }, 'stepping past the last match asks the server again');
+  list.add({ matches: [{ seq: 52 }], next: 55, done: true });
+  assert.deepEqual(list.seqs, [7, 52]);
+});
