@@ -13,13 +13,10 @@
 //! every viewer at the head sends the same buffer (a reference count, no copy); a viewer
 //! elsewhere builds its own with the same [`Batches`], so both are byte for byte the same.
 
-use std::borrow::Cow;
-
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use oneoff_api::v1::timestamp;
 use oneoff_core::LogEntry;
-use serde::Serialize;
 
 /// Entries cut into messages of at most `max_bytes`, encoded one at a time.
 pub struct Batches {
@@ -90,19 +87,6 @@ impl Frame {
     }
 }
 
-/// An [`Entry`](oneoff_api::v1::Entry) that borrows what it can: the same JSON, fewer copies.
-#[derive(Serialize)]
-struct EntryJson<'a> {
-    seq: u64,
-    ts: &'a str,
-    stream: &'a str,
-    text: Cow<'a, str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    continues: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    partial: bool,
-}
-
 impl Batches {
     pub fn new(entries: Vec<LogEntry>, max_bytes: usize) -> Batches {
         Batches { entries: entries.into_iter(), max_bytes, carried: None, formatted: None }
@@ -119,21 +103,39 @@ impl Batches {
         std::iter::from_fn(|| self.next_frame()).collect()
     }
 
-    /// Appends the entry's JSON to `out`.
+    /// Appends the entry's JSON to `out`: byte for byte what serde writes for an
+    /// [`Entry`](oneoff_api::v1::Entry) (the test below holds that), without its per-key and
+    /// per-byte work. This is the hot path of every stream: the keys, the timestamp and the
+    /// stream name need no escaping, and most lines need none either.
     fn write_entry(&mut self, out: &mut Vec<u8>, entry: &LogEntry) -> serde_json::Result<()> {
         let ts = match &self.formatted {
             Some((ts_us, text)) if *ts_us == entry.ts_us => text.as_str(),
             _ => &self.formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
         };
-        let json = EntryJson {
-            seq: entry.seq,
-            ts,
-            stream: entry.stream.as_str(),
-            text: entry.text(),
-            continues: entry.continues,
-            partial: entry.partial,
-        };
-        serde_json::to_writer(out, &json)
+        out.extend_from_slice(b"{\"seq\":");
+        out.extend_from_slice(itoa::Buffer::new().format(entry.seq).as_bytes());
+        out.extend_from_slice(b",\"ts\":\"");
+        out.extend_from_slice(ts.as_bytes());
+        out.extend_from_slice(b"\",\"stream\":\"");
+        out.extend_from_slice(entry.stream.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"text\":");
+        let text = entry.text();
+        // serde_json escapes exactly these; a line without any is copied as it is.
+        if text.bytes().any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\') {
+            serde_json::to_writer(&mut *out, text.as_ref())?;
+        } else {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        if entry.continues {
+            out.extend_from_slice(b",\"continues\":true");
+        }
+        if entry.partial {
+            out.extend_from_slice(b",\"partial\":true");
+        }
+        out.push(b'}');
+        Ok(())
     }
 
     /// The next message's JSON after `room` bytes of zeros (which do not count against
@@ -216,6 +218,39 @@ mod tests {
             })
             .chain([entry(101, 5, &[0xff, b'x', 0x00])])
             .collect()
+    }
+
+    #[test]
+    fn each_entry_is_written_as_serde_writes_the_api_entry() {
+        let texts: [&[u8]; 9] = [
+            b"plain ascii",
+            b"",
+            "caf\u{e9} \u{1f600} \u{7f}".as_bytes(),
+            b"quote \" backslash \\ slash /",
+            b"tab\tnewline\ncr\r nul\x00 esc\x1b[1m bell\x07 unit\x1f",
+            &[0xff, b'x', 0xc3],
+            b"\xe2\x80\xa8 line separator stays raw",
+            b"</script>",
+            b"\\u0000 looks escaped",
+        ];
+        let mut batches = Batches::new(Vec::new(), usize::MAX);
+        for (index, text) in texts.into_iter().enumerate() {
+            for (continues, partial) in [(false, false), (true, false), (false, true), (true, true)] {
+                let entry = LogEntry {
+                    seq: u64::MAX - index as u64,
+                    ts_us: -1 + index as i64 * 1_000_003,
+                    stream: [LogStream::Stdout, LogStream::Stderr, LogStream::System][index % 3],
+                    bytes: text.to_vec(),
+                    continues,
+                    partial,
+                };
+                let mut ours = Vec::new();
+                batches.write_entry(&mut ours, &entry).unwrap();
+                let serde = serde_json::to_vec(&Entry::from(&entry)).unwrap();
+                assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&serde), "{text:?}");
+                assert_eq!(ours, serde);
+            }
+        }
     }
 
     #[test]
