@@ -17,6 +17,14 @@ const fixture = useServerAndBrowser({ before, after });
 
 const LINES = 1_000_000;
 let millionRun = null;
+/** A `burst` run that prints its 400,000 lines once `release()` is called; `remove()` cleans up. */
+async function gatedBurst() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'oneoff-burst-'));
+  const flag = path.join(dir, 'go');
+  const id = await fixture.server.createRun('burst', { flag });
+  return { id, release: () => writeFile(flag, ''), remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
 function million() {
   millionRun ??= (async () => {
     const id = await fixture.server.createRun('million');
@@ -227,12 +235,12 @@ test('Download raw is the whole log', async () => {
 
 test('following a live firehose keeps a bounded window, and what it dropped comes back when scrolled to', async () => {
   const { server, browser } = fixture;
-  const flag = path.join(await mkdtemp(path.join(os.tmpdir(), 'oneoff-burst-')), 'go');
-  const id = await server.createRun('burst', { flag });
+  const burst = await gatedBurst();
+  const { id } = burst;
   const { page, close } = await openPage(browser);
   await page.goto(`${server.url}/runs/${id}`);
   await waitForText(transportBadge(page), /live/);
-  await writeFile(flag, '');
+  await burst.release();
   await logLine(page, '400000').waitFor({ timeout: 60000 });
   await waitForText(transportBadge(page), /complete/, { timeout: 60000 });
   const held = await page.locator('.logview').evaluate((node) => ({ held: Number(node.dataset.held), head: Number(node.dataset.head) }));
@@ -248,13 +256,13 @@ test('following a live firehose keeps a bounded window, and what it dropped come
     return rows.length > 10 && rows.every((row, i) => row.no === i + 1 && row.text === String(i + 1));
   }, { timeout: 15000, message: 'lines 1, 2, 3… fetched again' });
   await close();
-  await rm(path.dirname(flag), { recursive: true, force: true });
+  await burst.remove();
 });
 
 test('a search of a live run goes on over the lines stored after it finished', async () => {
   const { server, browser } = fixture;
-  const flag = path.join(await mkdtemp(path.join(os.tmpdir(), 'oneoff-burst-')), 'go');
-  const id = await server.createRun('burst', { flag });
+  const burst = await gatedBurst();
+  const { id } = burst;
   const { page, close } = await openPage(browser);
   await page.goto(`${server.url}/runs/${id}`);
   await waitForText(transportBadge(page), /live/);
@@ -263,12 +271,12 @@ test('a search of a live run goes on over the lines stored after it finished', a
   await input.press('Enter');
   // Nothing is printed yet: the search covers the log as it is, and says so.
   await waitForText(page.locator('.log-count'), /^no matches$/, { timeout: 15000 });
-  await writeFile(flag, '');
+  await burst.release();
   // 399999 is the one line of 1..400000 holding that text.
   await waitForText(page.locator('.log-count'), /^1 match$/, { timeout: 60000 });
   await waitForText(transportBadge(page), /complete/, { timeout: 60000 });
   await page.getByRole('button', { name: 'Next match' }).click();
   await waitForText(page.locator('.log-row:not([hidden]) mark.current'), /^399999$/, { timeout: 15000 });
   await close();
-  await rm(path.dirname(flag), { recursive: true, force: true });
+  await burst.remove();
 });

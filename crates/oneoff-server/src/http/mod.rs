@@ -90,14 +90,10 @@ pub fn router(state: AppState) -> Router {
     if !base_path.is_root() {
         // Everything under the prefix; the health endpoints at the root as well, for probes
         // that know nothing of it. `/PREFIX/` is the catalog page, as `/PREFIX` is.
-        let catalog = move |headers: axum::http::HeaderMap| {
-            let index = index.clone();
-            async move { ui::page(&index, &headers) }
-        };
         router = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .route(&base_path.join("/"), get(catalog))
+            .route(&base_path.join("/"), ui::page_route(index))
             .nest(base_path.as_str(), router);
     }
     router

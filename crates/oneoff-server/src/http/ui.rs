@@ -92,23 +92,25 @@ impl IndexPage {
 /// The UI's routes: the app's pages, `/assets/{file}` and `/docs/{guide}.md`, relative to the
 /// base path they are nested under.
 pub fn router(index: Arc<IndexPage>) -> Router<AppState> {
-    let page = move |headers: HeaderMap| {
-        let index = index.clone();
-        async move { page(&index, &headers) }
-    };
+    let page = page_route(index);
     Router::new()
-        .route("/", get(page.clone()))
-        .route("/jobs/{name}", get(page.clone()))
-        .route("/runs", get(page.clone()))
-        .route("/runs/{id}", get(page.clone()))
-        .route("/tokens", get(page.clone()))
-        .route("/audit", get(page))
+        .route("/", page.clone())
+        .route("/jobs/{name}", page.clone())
+        .route("/runs", page.clone())
+        .route("/runs/{id}", page.clone())
+        .route("/tokens", page.clone())
+        .route("/audit", page)
         .route("/assets/{file}", get(asset))
         .route("/docs/{file}", get(guide))
 }
 
+/// `GET` of a page of the app: `index`, whatever the path.
+pub fn page_route(index: Arc<IndexPage>) -> axum::routing::MethodRouter<AppState> {
+    get(move |headers: HeaderMap| async move { page(&index, &headers) })
+}
+
 /// Every page of the app is `index.html`; the script reads the URL and renders the page.
-pub fn page(index: &IndexPage, headers: &HeaderMap) -> Response {
+fn page(index: &IndexPage, headers: &HeaderMap) -> Response {
     let mut response = respond(ASSETS[0].content_type, index.body.clone(), index.etag.clone(), headers);
     let extra = response.headers_mut();
     extra.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));

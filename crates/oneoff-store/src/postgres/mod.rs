@@ -498,6 +498,10 @@ impl PgStore {
 /// or a server that cannot be reached at all; `None` for an error of one statement (and for
 /// every SQLite error).
 pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
+    // A refused certificate arrives as an I/O or TLS error: said in its own words.
+    if let Some(refusal) = tls::refusal(error, None) {
+        return Some(refusal);
+    }
     match error {
         sqlx::Error::Database(database) => {
             let database = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
@@ -522,7 +526,6 @@ pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StoreError> {
                 _ => return None,
             })
         }
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) if tls::refusal(error, None).is_some() => tls::refusal(error, None),
         sqlx::Error::Io(io) => Some(StoreError::Unavailable(io.to_string())),
         sqlx::Error::Tls(tls) => Some(StoreError::Unavailable(format!("TLS: {tls}"))),
         sqlx::Error::PoolTimedOut => {

@@ -27,6 +27,41 @@ async fn counted(server: &TestServer, n: u64) -> i64 {
     id
 }
 
+/// A run that prints lines 1 to 100, stored before `start` returns, then waits for
+/// [`GatedRun::release`] to print the rest up to `last`: a follower started in between
+/// must get every line after its start.
+struct GatedRun {
+    server: TestServer,
+    id: i64,
+    gate: tempfile::TempDir,
+}
+
+impl GatedRun {
+    async fn start(last: u64) -> GatedRun {
+        let gate = tempfile::tempdir().unwrap();
+        let jobs = format!(
+            r#"
+[[job]]
+name = "gated"
+command = ["sh", "-c", "seq 1 100; while [ ! -e '{}' ]; do sleep 0.01; done; seq 101 {last}"]
+"#,
+            gate.path().join("go").display()
+        );
+        let server = TestServer::start(&jobs).await;
+        let id = server.start_run("gated", json!({})).await;
+        eventually("the first hundred lines stored", std::time::Duration::from_secs(20), || async {
+            let (_, page) = server.get(&format!("/api/v1/runs/{id}/log?tail=0")).await;
+            (page["head"] == 100).then_some(())
+        })
+        .await;
+        GatedRun { server, id, gate }
+    }
+
+    fn release(&self) {
+        std::fs::write(self.gate.path().join("go"), "").unwrap();
+    }
+}
+
 fn range(from: u64, to: u64) -> Vec<u64> {
     (from..=to).collect()
 }
@@ -163,24 +198,9 @@ async fn an_sse_viewer_starts_with_the_last_lines_and_last_event_id_wins_over_ta
 
 #[tokio::test]
 async fn a_follower_from_the_tail_goes_on_live_on_every_transport() {
-    let gate = tempfile::tempdir().unwrap();
-    let go = gate.path().join("go");
-    let jobs = format!(
-        r#"
-[[job]]
-name = "gated"
-command = ["sh", "-c", "seq 1 100; while [ ! -e '{}' ]; do sleep 0.01; done; seq 101 250"]
-"#,
-        go.display()
-    );
-    let server = TestServer::start(&jobs).await;
-    let id = server.start_run("gated", json!({})).await;
+    let gated = GatedRun::start(250).await;
+    let (server, id) = (&gated.server, gated.id);
     let log = format!("/api/v1/runs/{id}/log");
-    eventually("the first hundred lines stored", std::time::Duration::from_secs(20), || async {
-        let (_, page) = server.get(&format!("{log}?tail=0")).await;
-        (page["head"] == 100).then_some(())
-    })
-    .await;
     // Each follower starts now, from the last 5 stored, and must get every line after them.
     // The long-poll's first page and the download's headers come once their start is fixed;
     // a stream counts as a viewer once its start is fixed.
@@ -213,7 +233,7 @@ command = ["sh", "-c", "seq 1 100; while [ ! -e '{}' ]; do sleep 0.01; done; seq
             metrics.lines().any(|line| line == "oneoff_log_viewers 2").then_some(())
         })
         .await;
-        std::fs::write(&go, "").unwrap();
+        gated.release();
     };
     let (ws, sse, text, poll, ()) = tokio::join!(ws, sse, text, poll, release);
     let expected = range(96, 250);
@@ -317,23 +337,8 @@ async fn oneoff_logs_tail_prints_the_last_entries_on_their_streams() {
 #[tokio::test]
 async fn oneoff_logs_tail_follow_starts_at_the_end_and_goes_on_to_the_last_line() {
     use tokio::io::AsyncBufReadExt;
-    let gate = tempfile::tempdir().unwrap();
-    let go = gate.path().join("go");
-    let jobs = format!(
-        r#"
-[[job]]
-name = "gated"
-command = ["sh", "-c", "seq 1 100; while [ ! -e '{}' ]; do sleep 0.01; done; seq 101 150"]
-"#,
-        go.display()
-    );
-    let server = TestServer::start(&jobs).await;
-    let id = server.start_run("gated", json!({})).await;
-    eventually("the first hundred lines stored", std::time::Duration::from_secs(20), || async {
-        let (_, page) = server.get(&format!("/api/v1/runs/{id}/log?tail=0")).await;
-        (page["head"] == 100).then_some(())
-    })
-    .await;
+    let gated = GatedRun::start(150).await;
+    let (server, id) = (&gated.server, gated.id);
     let mut command = cli_command(&["logs", &id.to_string(), "--tail", "5", "-f"]);
     command.env("ONEOFF_SERVER", &server.url).stdout(std::process::Stdio::piped());
     let mut child = tokio::process::Command::from(command).spawn().unwrap();
@@ -343,7 +348,7 @@ command = ["sh", "-c", "seq 1 100; while [ ! -e '{}' ]; do sleep 0.01; done; seq
         seen.push(line.parse::<u64>().unwrap());
         if seen.last() == Some(&100) {
             // The follower printed its tail; only now does the job go on.
-            std::fs::write(&go, "").unwrap();
+            gated.release();
         }
     }
     assert!(child.wait().await.unwrap().success());
