@@ -24,6 +24,7 @@ pub mod template;
 
 pub use auth::{Access, AccessList, AuthConfig, IdentitySource, Principal};
 pub use base_path::BasePath;
+pub use bytes::Bytes;
 pub use catalog::{Catalog, JobName, JobSpec, Launch};
 pub use config::{
     AuditConfig, CgroupSetting, Config, ConfigError, ConfigErrors, DebugConfig, Environment, Given, HostNeed,

@@ -7,12 +7,18 @@
 //! so a line that is never quiet still shows up promptly. Every piece after the first of a
 //! line is marked [`Piece::continues`], so readers can join the pieces into the line the job
 //! wrote.
+//!
+//! A line that lies whole in one chunk is a slice of that chunk ([`Bytes`]): a read of
+//! thousands of short lines costs one buffer, not one allocation per line. Only a line that
+//! spans chunks, or is cut, is copied.
+
+use bytes::Bytes;
 
 /// A line, or a piece of one, as it is stored: one log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
     /// The bytes, without the line terminator (`\n`, or `\r\n`).
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// True when this piece continues the line of the previous piece of the same pipe
     /// (which was cut at `max_line_bytes` or taken out as a partial line).
     pub continues: bool,
@@ -42,26 +48,30 @@ impl LineSplitter {
     }
 
     /// Feeds bytes; calls `emit` for every complete line (terminator removed) and for every
-    /// `max_line_bytes` piece of an over-long line.
-    pub fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Piece)) {
+    /// `max_line_bytes` piece of an over-long line. A line that starts and ends in `data` and
+    /// fits the bound is a slice of it.
+    pub fn push(&mut self, data: &Bytes, mut emit: impl FnMut(Piece)) {
         self.pushes += 1;
-        while !data.is_empty() {
-            match data.iter().position(|&byte| byte == b'\n') {
-                Some(newline) => {
-                    self.append_bounded(&data[..newline], &mut emit);
-                    let mut line = std::mem::take(&mut self.pending);
-                    self.pending_since = None;
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
-                    }
-                    self.emit(line, true, &mut emit);
-                    data = &data[newline + 1..];
+        let mut start = 0;
+        while start < data.len() {
+            let Some(offset) = memchr::memchr(b'\n', &data[start..]) else {
+                self.append_bounded(&data[start..], &mut emit);
+                break;
+            };
+            let newline = start + offset;
+            if self.pending.is_empty() && newline - start <= self.max_line_bytes {
+                let end = if data[start..newline].last() == Some(&b'\r') { newline - 1 } else { newline };
+                self.emit(data.slice(start..end), true, &mut emit);
+            } else {
+                self.append_bounded(&data[start..newline], &mut emit);
+                let mut line = std::mem::take(&mut self.pending);
+                self.pending_since = None;
+                if line.last() == Some(&b'\r') {
+                    line.pop();
                 }
-                None => {
-                    self.append_bounded(data, &mut emit);
-                    data = &[];
-                }
+                self.emit(Bytes::from(line), true, &mut emit);
             }
+            start = newline + 1;
         }
     }
 
@@ -84,14 +94,14 @@ impl LineSplitter {
         if self.pending.is_empty() {
             return None;
         }
-        let bytes = std::mem::take(&mut self.pending);
+        let bytes = Bytes::from(std::mem::take(&mut self.pending));
         self.pending_since = None;
         let piece = Piece { bytes, continues: self.open, partial: true };
         self.open = true;
         Some(piece)
     }
 
-    fn emit(&mut self, bytes: Vec<u8>, ends_line: bool, emit: &mut impl FnMut(Piece)) {
+    fn emit(&mut self, bytes: Bytes, ends_line: bool, emit: &mut impl FnMut(Piece)) {
         emit(Piece { bytes, continues: self.open, partial: !ends_line });
         self.open = !ends_line;
     }
@@ -109,7 +119,7 @@ impl LineSplitter {
             if self.pending.is_empty() {
                 self.pending_since = None;
             }
-            self.emit(piece, false, emit);
+            self.emit(Bytes::from(piece), false, emit);
         }
         self.pending.extend_from_slice(data);
         if self.pending.is_empty() {
@@ -145,13 +155,20 @@ fn utf8_safe_cut(bytes: &[u8]) -> usize {
 mod tests {
     use super::*;
 
+    impl LineSplitter {
+        /// [`LineSplitter::push`] of a copy of `data`.
+        fn push_copy(&mut self, data: &[u8], emit: impl FnMut(Piece)) {
+            self.push(&Bytes::copy_from_slice(data), emit);
+        }
+    }
+
     fn split(max: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
         let mut splitter = LineSplitter::new(max);
         let mut lines = Vec::new();
         for chunk in chunks {
-            splitter.push(chunk, |piece| lines.push(piece.bytes));
+            splitter.push_copy(chunk, |piece| lines.push(piece.bytes.to_vec()));
         }
-        (lines, splitter.take_partial().map(|piece| piece.bytes))
+        (lines, splitter.take_partial().map(|piece| piece.bytes.to_vec()))
     }
 
     /// Every piece as (text, continues, partial); a chunk `|` stands for a partial-line flush.
@@ -159,14 +176,14 @@ mod tests {
         let mut splitter = LineSplitter::new(max);
         let mut out = Vec::new();
         let mut note =
-            |piece: Piece| out.push((String::from_utf8(piece.bytes).unwrap(), piece.continues, piece.partial));
+            |piece: Piece| out.push((String::from_utf8(piece.bytes.to_vec()).unwrap(), piece.continues, piece.partial));
         for chunk in chunks {
             if *chunk == b"|" {
                 if let Some(piece) = splitter.take_partial() {
                     note(piece);
                 }
             } else {
-                splitter.push(chunk, &mut note);
+                splitter.push_copy(chunk, &mut note);
             }
         }
         out
@@ -200,18 +217,18 @@ mod tests {
     fn the_partial_line_is_dated_by_its_oldest_byte() {
         let mut splitter = LineSplitter::new(100);
         let mut ignore = |_: Piece| {};
-        splitter.push(b"\r1", &mut ignore);
+        splitter.push_copy(b"\r1", &mut ignore);
         assert_eq!(splitter.partial_since(), Some(1));
-        splitter.push(b"\r2", &mut ignore);
+        splitter.push_copy(b"\r2", &mut ignore);
         assert_eq!(splitter.partial_since(), Some(1), "more bytes without a newline do not make the line younger");
-        splitter.push(b"\n\r3", &mut ignore);
+        splitter.push_copy(b"\n\r3", &mut ignore);
         assert_eq!(splitter.partial_since(), Some(3), "a new line starts with this push");
         splitter.take_partial();
         assert_eq!(splitter.partial_since(), None);
-        splitter.push(b"x\n", &mut ignore);
+        splitter.push_copy(b"x\n", &mut ignore);
         assert_eq!(splitter.partial_since(), None);
         let mut long = LineSplitter::new(4);
-        long.push(b"abcdef", &mut ignore);
+        long.push_copy(b"abcdef", &mut ignore);
         assert_eq!(long.partial_since(), Some(1), "the tail after a cut waits too");
     }
 
@@ -248,7 +265,7 @@ mod tests {
         let mut splitter = LineSplitter::new(8);
         let mut emitted = 0;
         for _ in 0..1000 {
-            splitter.push(b"abc", |piece| {
+            splitter.push_copy(b"abc", |piece| {
                 assert!(piece.bytes.len() <= 8);
                 emitted += piece.bytes.len();
             });
@@ -271,5 +288,20 @@ mod tests {
         let (lines, rest) = split(1000, &[&data, b"\n"]);
         assert_eq!(lines, vec![data]);
         assert_eq!(rest, None);
+    }
+
+    #[test]
+    fn a_line_whole_in_one_chunk_is_a_slice_of_it_and_one_that_spans_chunks_is_its_own() {
+        let mut splitter = LineSplitter::new(6);
+        let first = Bytes::from_static(b"one\r\ntwo\nlonger line\nsp");
+        let second = Bytes::from_static(b"an\n");
+        let within = |piece: &Piece, chunk: &Bytes| chunk.as_ptr_range().contains(&piece.bytes.as_ptr());
+        let mut pieces = Vec::new();
+        splitter.push(&first, |piece| pieces.push(piece));
+        splitter.push(&second, |piece| pieces.push(piece));
+        let texts: Vec<&[u8]> = pieces.iter().map(|piece| &piece.bytes[..]).collect();
+        assert_eq!(texts, [&b"one"[..], b"two", b"longer", b" line", b"span"]);
+        assert!(within(&pieces[0], &first) && within(&pieces[1], &first), "short lines are slices of their chunk");
+        assert!(pieces[2..].iter().all(|piece| !within(piece, &first) && !within(piece, &second)));
     }
 }

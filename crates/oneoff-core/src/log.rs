@@ -53,7 +53,9 @@ pub struct LogEntry {
     /// Microseconds since the Unix epoch, taken when the line was read from the pipe.
     pub ts_us: i64,
     pub stream: LogStream,
-    pub bytes: Vec<u8>,
+    /// Often a slice of the buffer the line was read into or decoded from, shared with the
+    /// entries next to it: cloning an entry copies no bytes.
+    pub bytes: bytes::Bytes,
     /// This entry continues the line of the previous entry of the same stream.
     pub continues: bool,
     /// This entry does not end its line: the next entry of the same stream continues it

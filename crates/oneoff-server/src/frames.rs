@@ -14,6 +14,8 @@
 //! every viewer at the head sends the same buffer (a reference count, no copy); a viewer
 //! elsewhere builds its own with the same [`Batches`], so both are byte for byte the same.
 
+use std::sync::Arc;
+
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use oneoff_api::v1::timestamp;
@@ -21,7 +23,9 @@ use oneoff_core::LogEntry;
 
 /// Entries cut into messages of at most `max_bytes`, encoded one at a time.
 pub struct Batches {
-    entries: std::vec::IntoIter<LogEntry>,
+    entries: Entries,
+    /// The next entry to encode.
+    next: usize,
     max_bytes: usize,
     /// The encoded entry that did not fit in the previous message, and its sequence number.
     carried: Option<(Vec<u8>, u64)>,
@@ -88,9 +92,36 @@ impl Frame {
     }
 }
 
+/// The entries a [`Batches`] encodes: a reader's own, or a batch the hub keeps (encoded in
+/// place, not copied).
+enum Entries {
+    Own(Vec<LogEntry>),
+    Kept(Arc<[LogEntry]>),
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [LogEntry];
+
+    fn deref(&self) -> &[LogEntry] {
+        match self {
+            Entries::Own(entries) => entries,
+            Entries::Kept(entries) => entries,
+        }
+    }
+}
+
 impl Batches {
     pub fn new(entries: Vec<LogEntry>, max_bytes: usize) -> Batches {
-        Batches { entries: entries.into_iter(), max_bytes, carried: None, formatted: None }
+        Batches::of(Entries::Own(entries), max_bytes)
+    }
+
+    /// The messages of a batch the hub keeps.
+    pub fn kept(entries: Arc<[LogEntry]>, max_bytes: usize) -> Batches {
+        Batches::of(Entries::Kept(entries), max_bytes)
+    }
+
+    fn of(entries: Entries, max_bytes: usize) -> Batches {
+        Batches { entries, next: 0, max_bytes, carried: None, formatted: None }
     }
 
     /// The next message as a [`Frame`].
@@ -108,10 +139,14 @@ impl Batches {
     /// [`Entry`](oneoff_api::v1::Entry) (the test below holds that), without its per-key and
     /// per-byte work. This is the hot path of every stream: the keys, the timestamp and the
     /// stream name need no escaping, and most lines need none either.
-    fn write_entry(&mut self, out: &mut Vec<u8>, entry: &LogEntry) -> serde_json::Result<()> {
-        let ts = match &self.formatted {
+    fn write_entry(
+        formatted: &mut Option<(i64, String)>,
+        out: &mut Vec<u8>,
+        entry: &LogEntry,
+    ) -> serde_json::Result<()> {
+        let ts = match formatted {
             Some((ts_us, text)) if *ts_us == entry.ts_us => text.as_str(),
-            _ => &self.formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
+            _ => &formatted.insert((entry.ts_us, timestamp(entry.ts_us))).1,
         };
         out.extend_from_slice(b"{\"seq\":");
         out.extend_from_slice(itoa::Buffer::new().format(entry.seq).as_bytes());
@@ -144,20 +179,23 @@ impl Batches {
     fn next_message(&mut self, room: usize) -> Option<(Vec<u8>, u64)> {
         const HEAD: &[u8] = br#"{"entries":["#;
         const TAIL_BYTES: usize = 32; // `],"next":` and the number
-        let mut message = vec![0; room];
+        let carried = self.carried.as_ref().map_or(0, |(json, _)| json.len());
+        let mut message = Vec::with_capacity(room + HEAD.len() + carried + self.expected_bytes() + TAIL_BYTES);
+        message.resize(room, 0);
         message.extend_from_slice(HEAD);
         let mut last_seq = None;
         if let Some((json, seq)) = self.carried.take() {
             message.extend_from_slice(&json);
             last_seq = Some(seq);
         }
-        while let Some(entry) = self.entries.next() {
+        while let Some(entry) = self.entries.get(self.next) {
+            self.next += 1;
             let before = message.len();
             if last_seq.is_some() {
                 message.push(b',');
             }
             let start = message.len();
-            if self.write_entry(&mut message, &entry).is_err() {
+            if Batches::write_entry(&mut self.formatted, &mut message, entry).is_err() {
                 message.truncate(before); // cannot happen when writing to memory; never send half an entry
                 continue;
             }
@@ -170,6 +208,24 @@ impl Batches {
             last_seq = Some(entry.seq);
         }
         last_seq.map(|seq| finish_message(message, seq))
+    }
+}
+
+impl Batches {
+    /// About what the next message's entries take, within `max_bytes`: reserved up front so
+    /// that the message is not copied as it grows, and not more, because a frame keeps what
+    /// its buffer reserved (an escaped line may still make it grow).
+    fn expected_bytes(&self) -> usize {
+        /// An entry's JSON besides its text: keys, sequence number, timestamp and stream.
+        const ENTRY_BYTES: usize = 96;
+        let mut bytes = 0;
+        for entry in &self.entries[self.next..] {
+            if bytes >= self.max_bytes {
+                break;
+            }
+            bytes += entry.bytes.len() + ENTRY_BYTES;
+        }
+        bytes.min(self.max_bytes + ENTRY_BYTES)
     }
 }
 
@@ -206,7 +262,7 @@ mod tests {
             seq,
             ts_us,
             stream: if seq.is_multiple_of(2) { LogStream::Stderr } else { LogStream::Stdout },
-            bytes: bytes.to_vec(),
+            bytes: bytes.to_vec().into(),
             continues: seq == 3,
             partial: seq == 2,
         }
@@ -234,19 +290,19 @@ mod tests {
             b"</script>",
             b"\\u0000 looks escaped",
         ];
-        let mut batches = Batches::new(Vec::new(), usize::MAX);
+        let mut formatted = None;
         for (index, text) in texts.into_iter().enumerate() {
             for (continues, partial) in [(false, false), (true, false), (false, true), (true, true)] {
                 let entry = LogEntry {
                     seq: u64::MAX - index as u64,
                     ts_us: -1 + index as i64 * 1_000_003,
                     stream: [LogStream::Stdout, LogStream::Stderr, LogStream::System][index % 3],
-                    bytes: text.to_vec(),
+                    bytes: text.to_vec().into(),
                     continues,
                     partial,
                 };
                 let mut ours = Vec::new();
-                batches.write_entry(&mut ours, &entry).unwrap();
+                Batches::write_entry(&mut formatted, &mut ours, &entry).unwrap();
                 let serde = serde_json::to_vec(&Entry::from(&entry)).unwrap();
                 assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&serde), "{text:?}");
                 assert_eq!(ours, serde);

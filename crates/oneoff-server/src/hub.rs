@@ -282,7 +282,7 @@ impl Feed {
         let mut built = false;
         let frames = kept.frames.get_or_init(|| {
             built = true;
-            Batches::new(kept.entries.to_vec(), max_bytes).frames()
+            Batches::kept(kept.entries.clone(), max_bytes).frames()
         });
         if built {
             let mut recent = self.lock_recent();
@@ -810,7 +810,7 @@ mod tests {
             seq,
             ts_us: 0,
             stream: LogStream::Stdout,
-            bytes: vec![b'x'; bytes],
+            bytes: vec![b'x'; bytes].into(),
             continues: false,
             partial: false,
         })

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use oneoff_core::{LogEntry, LogStream, RunId, StoredParam};
 use serde_json::{json, Value};
 
@@ -111,6 +112,8 @@ pub fn chunk_pieces(entries: &[LogEntry]) -> impl Iterator<Item = &[LogEntry]> {
 #[derive(Debug)]
 pub struct Page {
     entries: Vec<LogEntry>,
+    /// Entries counted by [`Page::take`], pushed or about to be.
+    taken: usize,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
@@ -119,7 +122,7 @@ pub struct Page {
 
 impl Page {
     pub fn new(max_entries: usize, max_bytes: usize) -> Page {
-        Page { entries: Vec::new(), bytes: 0, max_entries, max_bytes, full: max_entries == 0 }
+        Page { entries: Vec::new(), taken: 0, bytes: 0, max_entries, max_bytes, full: max_entries == 0 }
     }
 
     /// No further entry fits.
@@ -127,17 +130,19 @@ impl Page {
         self.full
     }
 
-    /// Takes the entry if it fits; otherwise the page is full.
-    fn offer(&mut self, bytes: usize) -> bool {
-        let fits = !self.full && (self.entries.is_empty() || self.bytes + bytes <= self.max_bytes);
-        self.full = !fits;
+    /// Counts an entry of `bytes` in if it fits (the caller then pushes it); otherwise the page is full.
+    fn take(&mut self, bytes: usize) -> bool {
+        let fits = !self.full && (self.taken == 0 || self.bytes + bytes <= self.max_bytes);
+        if fits {
+            self.taken += 1;
+            self.bytes += bytes;
+        }
+        self.full = !fits || self.taken >= self.max_entries;
         fits
     }
 
     fn push(&mut self, entry: LogEntry) {
-        self.bytes += entry.bytes.len();
         self.entries.push(entry);
-        self.full = self.entries.len() >= self.max_entries;
     }
 
     pub fn into_entries(self) -> Vec<LogEntry> {
@@ -153,12 +158,18 @@ impl Page {
 
 /// Decodes a chunk, keeping the entries with `seq > after` that fit in `page`.
 pub fn decode_chunk(first_seq: u64, data: &[u8], after: u64, page: &mut Page) -> Result<(), StoreError> {
+    let mut taken = Vec::new();
     for_each_entry(first_seq, data, |seq, piece| {
-        if seq > after && page.offer(piece.bytes.len()) {
-            page.push(piece.to_entry(seq));
+        if seq > after && page.take(piece.len) {
+            taken.push((seq, piece));
         }
         !page.is_full()
-    })
+    })?;
+    let lines = Lines::of(data, &taken);
+    for (seq, piece) in taken {
+        page.push(lines.entry(seq, &piece));
+    }
+    Ok(())
 }
 
 /// Decodes a chunk for a backward read (chunks newest first): keeps the entries with
@@ -180,59 +191,87 @@ pub fn decode_chunk_before(
         }
         seq + 1 < before
     })?;
+    let mut taken = Vec::new();
     for (seq, piece) in wanted.into_iter().rev() {
-        if !page.offer(piece.bytes.len()) {
+        if !page.take(piece.len) {
             break;
         }
-        page.push(piece.to_entry(seq));
+        taken.push((seq, piece));
+        if page.is_full() {
+            break;
+        }
+    }
+    let lines = Lines::of(data, &taken);
+    for (seq, piece) in taken {
+        page.push(lines.entry(seq, &piece));
     }
     Ok(())
 }
 
-/// One entry of a chunk as it is decoded, borrowing its bytes.
-struct Piece<'a> {
+/// One entry of a chunk as it is decoded: its fields, and where its bytes lie in the chunk.
+struct Piece {
     ts_us: i64,
     stream: LogStream,
-    bytes: &'a [u8],
+    start: usize,
+    len: usize,
     continues: bool,
     partial: bool,
 }
 
-impl Piece<'_> {
-    fn to_entry(&self, seq: u64) -> LogEntry {
+/// Where the taken entries' bytes come from. When they are most of the chunk, one copy of it
+/// that they all slice (one allocation, not one per line); when they are a small part, each
+/// its own copy, so a kept entry never holds more than twice its share of the chunk alive.
+enum Lines<'a> {
+    Shared(Bytes),
+    Copied(&'a [u8]),
+}
+
+impl<'a> Lines<'a> {
+    fn of(data: &'a [u8], taken: &[(u64, Piece)]) -> Lines<'a> {
+        let bytes: usize = taken.iter().map(|(_, piece)| piece.len).sum();
+        if taken.len() > 1 && bytes * 2 >= data.len() {
+            Lines::Shared(Bytes::copy_from_slice(data))
+        } else {
+            Lines::Copied(data)
+        }
+    }
+
+    fn entry(&self, seq: u64, piece: &Piece) -> LogEntry {
+        let range = piece.start..piece.start + piece.len;
+        let bytes = match self {
+            Lines::Shared(chunk) => chunk.slice(range),
+            Lines::Copied(data) => Bytes::copy_from_slice(&data[range]),
+        };
         LogEntry {
             seq,
-            ts_us: self.ts_us,
-            stream: self.stream,
-            bytes: self.bytes.to_vec(),
-            continues: self.continues,
-            partial: self.partial,
+            ts_us: piece.ts_us,
+            stream: piece.stream,
+            bytes,
+            continues: piece.continues,
+            partial: piece.partial,
         }
     }
 }
 
 /// Walks a chunk's entries in order while `visit` returns true.
-fn for_each_entry<'a>(
-    first_seq: u64,
-    mut data: &'a [u8],
-    mut visit: impl FnMut(u64, Piece<'a>) -> bool,
-) -> Result<(), StoreError> {
+fn for_each_entry(first_seq: u64, data: &[u8], mut visit: impl FnMut(u64, Piece) -> bool) -> Result<(), StoreError> {
     let corrupt = || StoreError::Corrupt(format!("log chunk starting at seq {first_seq}"));
+    let mut rest = data;
     let mut seq = first_seq;
     let mut ts_us = 0i64;
-    while !data.is_empty() {
-        ts_us = ts_us.wrapping_add(unzigzag(take_varint(&mut data).ok_or_else(corrupt)?));
-        let (&code, rest) = data.split_first().ok_or_else(corrupt)?;
-        data = rest;
+    while !rest.is_empty() {
+        ts_us = ts_us.wrapping_add(unzigzag(take_varint(&mut rest).ok_or_else(corrupt)?));
+        let (&code, tail) = rest.split_first().ok_or_else(corrupt)?;
+        rest = tail;
         let (continues, partial) = (code & CONTINUES_FLAG != 0, code & PARTIAL_FLAG != 0);
         let stream = LogStream::from_code(i64::from(code & !(CONTINUES_FLAG | PARTIAL_FLAG))).ok_or_else(corrupt)?;
-        let length = usize::try_from(take_varint(&mut data).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-        if length > data.len() {
+        let len = usize::try_from(take_varint(&mut rest).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+        if len > rest.len() {
             return Err(corrupt());
         }
-        let (bytes, rest) = data.split_at(length);
-        data = rest;
-        if !visit(seq, Piece { ts_us, stream, bytes, continues, partial }) {
+        let start = data.len() - rest.len();
+        rest = &rest[len..];
+        if !visit(seq, Piece { ts_us, stream, start, len, continues, partial }) {
             break;
         }
         seq += 1;
@@ -368,7 +407,7 @@ mod tests {
                 seq: 10 + index,
                 ts_us: 1_767_225_600_000_000 + (index as i64) * 37 - if index == 5 { 1000 } else { 0 },
                 stream: if index % 3 == 0 { LogStream::Stderr } else { LogStream::Stdout },
-                bytes: vec![index as u8; (index as usize) % 200],
+                bytes: vec![index as u8; (index as usize) % 200].into(),
                 continues: index % 7 == 1,
                 partial: index % 5 == 0,
             })
@@ -389,7 +428,7 @@ mod tests {
             seq: 1,
             ts_us: 5,
             stream: LogStream::Stdout,
-            bytes: b"hello".to_vec(),
+            bytes: b"hello".to_vec().into(),
             continues: true,
             partial: true,
         };
@@ -406,7 +445,7 @@ mod tests {
             seq,
             ts_us: 0,
             stream: LogStream::Stdout,
-            bytes: vec![b'x'; bytes],
+            bytes: vec![b'x'; bytes].into(),
             continues: false,
             partial: false,
         }
@@ -423,7 +462,7 @@ mod tests {
             seq: 4,
             ts_us: 10,
             stream: LogStream::Stderr,
-            bytes: b"hi".to_vec(),
+            bytes: b"hi".to_vec().into(),
             continues: false,
             partial: false,
         };
@@ -431,7 +470,7 @@ mod tests {
             seq: 5,
             ts_us: 15,
             stream: LogStream::Stdout,
-            bytes: Vec::new(),
+            bytes: Bytes::new(),
             continues: false,
             partial: false,
         };
@@ -457,6 +496,35 @@ mod tests {
             vec![1],
             "an entry larger than the bound comes alone"
         );
+    }
+
+    #[test]
+    fn entries_read_from_most_of_a_chunk_share_one_copy_of_it_and_a_few_have_their_own() {
+        let entries: Vec<LogEntry> = (1..=10).map(|seq| line(seq, 100)).collect();
+        let chunk = encode_chunk(&entries);
+        // Each entry is 3 bytes of header (timestamp delta, stream, length) and its 100 bytes.
+        let distances = |page: Page| {
+            let taken = page.into_entries();
+            assert!(taken.iter().zip(&entries[10 - taken.len()..]).all(|(got, want)| got == want));
+            taken
+                .windows(2)
+                .map(|pair| (pair[1].bytes.as_ptr() as usize).wrapping_sub(pair[0].bytes.as_ptr() as usize))
+                .collect::<Vec<_>>()
+        };
+        let mut whole = Page::new(usize::MAX, usize::MAX);
+        decode_chunk(1, &chunk, 0, &mut whole).unwrap();
+        assert_eq!(distances(whole), vec![103; 9], "slices of one copy of the chunk, as it is laid out");
+        let mut few = Page::new(usize::MAX, usize::MAX);
+        decode_chunk(1, &chunk, 7, &mut few).unwrap();
+        // Allocations are 16-byte aligned, so entries in their own are never 103 bytes apart.
+        assert!(distances(few).iter().all(|&distance| distance != 103), "3 of 10 entries are copied on their own");
+        let mut backward = Page::new(6, usize::MAX);
+        decode_chunk_before(1, &chunk, 0, 11, &mut backward).unwrap();
+        let taken = backward.into_entries_oldest_first();
+        assert_eq!(taken.iter().map(|entry| entry.seq).collect::<Vec<_>>(), (5..=10).collect::<Vec<_>>());
+        assert!(taken
+            .windows(2)
+            .all(|pair| (pair[1].bytes.as_ptr() as usize).wrapping_sub(pair[0].bytes.as_ptr() as usize) == 103));
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn entry(seq: u64, bytes: &[u8]) -> LogEntry {
         seq,
         ts_us: 1_000 + seq as i64,
         stream: LogStream::Stdout,
-        bytes: bytes.to_vec(),
+        bytes: bytes.to_vec().into(),
         continues: false,
         partial: false,
     }
@@ -204,7 +204,7 @@ async fn one_transaction_appends_to_many_runs_and_refuses_only_the_bad_append(fr
     assert!(results[1].is_ok(), "the other run's append is stored: {:?}", results[1]);
     assert_eq!(store.last_seq(first.id).await.unwrap(), 2);
     let second_log = store.read_log(second.id, 0, 10, usize::MAX).await.unwrap();
-    assert_eq!(second_log.iter().map(|e| e.bytes.as_slice()).collect::<Vec<_>>(), vec![&b"b1"[..], b"b2"]);
+    assert_eq!(second_log.iter().map(|e| &e.bytes[..]).collect::<Vec<_>>(), vec![&b"b1"[..], b"b2"]);
 }
 
 async fn retention_deletes_only_old_finished_runs(fresh: Fresh) {
@@ -236,7 +236,7 @@ async fn reopening_keeps_everything(fresh: Fresh) {
     store.append_log(run.id, &[entry(1, b"kept")]).await.unwrap();
     store.close().await;
     let store = fresh.reopen().await;
-    assert_eq!(store.read_log(run.id, 0, 10, usize::MAX).await.unwrap()[0].bytes, b"kept");
+    assert_eq!(store.read_log(run.id, 0, 10, usize::MAX).await.unwrap()[0].bytes, &b"kept"[..]);
     store.ping().await.unwrap();
 }
 
@@ -986,7 +986,7 @@ async fn a_backward_read_pages_from_any_point_to_the_start_without_gap_or_overla
     assert_eq!(seqs(&last), (2996..=3000).collect::<Vec<_>>(), "`before` past the head: the last entries");
     let middle = store.read_log_before(run.id, 0, 1012, 20, usize::MAX).await.unwrap();
     assert_eq!(seqs(&middle), (992..=1011).collect::<Vec<_>>(), "across a chunk boundary, ascending");
-    assert_eq!(middle[0].bytes, b"line 992");
+    assert_eq!(middle[0].bytes, &b"line 992"[..]);
     let between = store.read_log_before(run.id, 1005, 1012, 20, usize::MAX).await.unwrap();
     assert_eq!(seqs(&between), (1006..=1011).collect::<Vec<_>>(), "with `after`: only after < seq < before");
     for (after, before) in [(0, 0), (0, 1), (7, 8), (9, 3), (u64::MAX, u64::MAX)] {

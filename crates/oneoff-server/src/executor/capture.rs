@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use oneoff_core::{LineSplitter, LogEntry, LogStream, Piece, RunId, SecretMasker};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -37,7 +38,7 @@ pub struct Lines {
 
 impl Lines {
     pub fn system(text: impl Into<String>) -> Lines {
-        let line = Piece { bytes: text.into().into_bytes(), continues: false, partial: false };
+        let line = Piece { bytes: text.into().into_bytes().into(), continues: false, partial: false };
         Lines { stream: LogStream::System, ts_us: now_us(), lines: vec![line] }
     }
 }
@@ -96,6 +97,9 @@ pub async fn capture(
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut masked = Vec::with_capacity(READ_BUFFER_BYTES);
+    // The masked bytes of successive reads, each frozen into the chunk its lines slice: one
+    // allocation serves many reads, and is freed when the last entry slicing it is dropped.
+    let mut chunks = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut give_up_at = PipeDeadline::default();
     // When the partial line waiting in the splitter is due, and the push that dated it.
     let mut flush_at: Option<(u64, Instant)> = None;
@@ -134,8 +138,9 @@ pub async fn capture(
         masked.clear();
         masking.refresh(&mut masked);
         masking.masker.push(&buffer[..count], &mut masked);
+        chunks.extend_from_slice(&masked);
         let mut lines = Vec::new();
-        splitter.push(&masked, |line| lines.push(line));
+        splitter.push(&chunks.split().freeze(), |line| lines.push(line));
         flush_at = match (splitter.partial_since(), flush_at) {
             (None, _) => None,
             (Some(push), Some((dated_by, at))) if push == dated_by => Some((dated_by, at)),
@@ -149,7 +154,7 @@ pub async fn capture(
     masking.refresh(&mut masked);
     masking.masker.finish(&mut masked);
     let mut lines = Vec::new();
-    splitter.push(&masked, |line| lines.push(line));
+    splitter.push(&Bytes::from(masked), |line| lines.push(line));
     lines.extend(splitter.take_partial());
     if !lines.is_empty() {
         send_lines(&sink, Lines { stream, ts_us: now_us(), lines }, &mut give_up_at).await;
@@ -250,7 +255,7 @@ mod tests {
     fn stdout(texts: &[&str]) -> Lines {
         let lines = texts
             .iter()
-            .map(|text| Piece { bytes: text.as_bytes().to_vec(), continues: false, partial: false })
+            .map(|text| Piece { bytes: text.as_bytes().to_vec().into(), continues: false, partial: false })
             .collect();
         Lines { stream: LogStream::Stdout, ts_us: 1, lines }
     }

@@ -161,7 +161,7 @@ impl LogWriter {
             seq,
             ts_us: now_us(),
             stream: LogStream::System,
-            bytes: unstored.describe().into_bytes(),
+            bytes: unstored.describe().into_bytes().into(),
             continues: false,
             partial: false,
         };
@@ -380,7 +380,7 @@ mod tests {
                 seq,
                 ts_us: 0,
                 stream: LogStream::Stdout,
-                bytes: vec![b'x'],
+                bytes: vec![b'x'].into(),
                 continues: false,
                 partial: false,
             })

@@ -70,7 +70,7 @@ pub async fn recover(executor: &ExecutorHandle) -> Result<Recovered, StoreError>
             seq: store.last_seq(run.id).await? + 1,
             ts_us: now_us(),
             stream: LogStream::System,
-            bytes: message.as_bytes().to_vec(),
+            bytes: message.as_bytes().to_vec().into(),
             continues: false,
             partial: false,
         };

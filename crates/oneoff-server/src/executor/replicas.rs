@@ -146,7 +146,7 @@ async fn end_with_line(store: &Store, metrics: &Metrics, run: &RunRecord, status
                     seq: last + 1,
                     ts_us: now_us(),
                     stream: LogStream::System,
-                    bytes: line.as_bytes().to_vec(),
+                    bytes: line.as_bytes().to_vec().into(),
                     continues: false,
                     partial: false,
                 };

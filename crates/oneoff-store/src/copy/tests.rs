@@ -49,7 +49,8 @@ fn entries(from_seq: u64, count: u64) -> Vec<LogEntry> {
                     0 => vec![0xff, 0x00, 0xfe, b'\r', 0x1b, b'[', b'm', (seq % 256) as u8],
                     1 => format!("line {seq} ünïcode").into_bytes(),
                     _ => vec![b'x'; (seq % 300) as usize],
-                },
+                }
+                .into(),
                 continues: piece == 1 || piece == 2,
                 partial: piece == 0 || piece == 1,
             }
@@ -116,7 +117,7 @@ async fn fill(store: &Store, key: &AuditKey) -> RunId {
             seq: seq + index,
             ts_us: 9,
             stream: LogStream::Stdout,
-            bytes: vec![b'a' + index as u8; 200_000],
+            bytes: vec![b'a' + index as u8; 200_000].into(),
             continues: false,
             partial: false,
         })

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::TryFutureExt;
-use oneoff_core::{LogEntry, LogStream, RunId, RunRecord};
+use oneoff_core::{Bytes, LogEntry, LogStream, RunId, RunRecord};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{seq_column, PgStore, RUN_COLUMNS};
@@ -378,7 +378,7 @@ async fn append_system_line(
         seq,
         ts_us: now_us,
         stream: LogStream::System,
-        bytes: line.as_bytes().to_vec(),
+        bytes: Bytes::copy_from_slice(line.as_bytes()),
         continues: false,
         partial: false,
     };
