@@ -101,6 +101,7 @@ pub async fn capture(
     // allocation serves many reads, and is freed when the last entry slicing it is dropped.
     let mut chunks = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut give_up_at = PipeDeadline::default();
+    let mut lines_per_read = 0;
     // When the partial line waiting in the splitter is due, and the push that dated it.
     let mut flush_at: Option<(u64, Instant)> = None;
     loop {
@@ -139,8 +140,10 @@ pub async fn capture(
         masking.refresh(&mut masked);
         masking.masker.push(&buffer[..count], &mut masked);
         chunks.extend_from_slice(&masked);
-        let mut lines = Vec::new();
+        // A pipe's reads tend to be alike: the last one's count saves growing the list.
+        let mut lines = Vec::with_capacity(lines_per_read);
         splitter.push(&chunks.split().freeze(), |line| lines.push(line));
+        lines_per_read = lines.len();
         flush_at = match (splitter.partial_since(), flush_at) {
             (None, _) => None,
             (Some(push), Some((dated_by, at))) if push == dated_by => Some((dated_by, at)),
@@ -241,6 +244,7 @@ pub async fn write_log(
 }
 
 fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines) {
+    batch.reserve(lines.lines.len());
     for piece in lines.lines {
         *last_seq += 1;
         let Piece { bytes, continues, partial } = piece;
