@@ -28,19 +28,23 @@ use super::log_writer::{AppendError, LogWriter, Unstored};
 use super::sleep_until_some;
 use crate::clock::now_us;
 
-/// Lines read together from one pipe.
+/// Lines read together from one pipe, as entries not numbered yet (`seq` 0): the run's log
+/// task numbers them in place, and takes the list as its batch when it has none.
 #[derive(Debug)]
 pub struct Lines {
-    pub stream: LogStream,
-    pub ts_us: i64,
-    pub lines: Vec<Piece>,
+    entries: Vec<LogEntry>,
 }
 
 impl Lines {
     pub fn system(text: impl Into<String>) -> Lines {
         let line = Piece { bytes: text.into().into_bytes().into(), continues: false, partial: false };
-        Lines { stream: LogStream::System, ts_us: now_us(), lines: vec![line] }
+        Lines { entries: vec![unnumbered(LogStream::System, now_us(), line)] }
     }
+}
+
+fn unnumbered(stream: LogStream, ts_us: i64, piece: Piece) -> LogEntry {
+    let Piece { bytes, continues, partial } = piece;
+    LogEntry { seq: 0, ts_us, stream, bytes, continues, partial }
 }
 
 /// Chunks of lines in flight between capture and writer; each chunk holds at most one read.
@@ -110,7 +114,8 @@ pub async fn capture(
             () = sleep_until_some(flush_at.map(|(_, at)| at)) => {
                 flush_at = None;
                 if let Some(partial) = splitter.take_partial() {
-                    if !send_lines(&sink, Lines { stream, ts_us: now_us(), lines: vec![partial] }, &mut give_up_at).await {
+                    let lines = Lines { entries: vec![unnumbered(stream, now_us(), partial)] };
+                    if !send_lines(&sink, lines, &mut give_up_at).await {
                         return;
                     }
                 }
@@ -141,26 +146,28 @@ pub async fn capture(
         masking.masker.push(&buffer[..count], &mut masked);
         chunks.extend_from_slice(&masked);
         // A pipe's reads tend to be alike: the last one's count saves growing the list.
-        let mut lines = Vec::with_capacity(lines_per_read);
-        splitter.push(&chunks.split().freeze(), |line| lines.push(line));
-        lines_per_read = lines.len();
+        let mut entries = Vec::with_capacity(lines_per_read);
+        let ts_us = now_us();
+        splitter.push(&chunks.split().freeze(), |line| entries.push(unnumbered(stream, ts_us, line)));
+        lines_per_read = entries.len();
         flush_at = match (splitter.partial_since(), flush_at) {
             (None, _) => None,
             (Some(push), Some((dated_by, at))) if push == dated_by => Some((dated_by, at)),
             (Some(push), _) => Some((push, read_at + partial_flush)),
         };
-        if !lines.is_empty() && !send_lines(&sink, Lines { stream, ts_us: now_us(), lines }, &mut give_up_at).await {
+        if !entries.is_empty() && !send_lines(&sink, Lines { entries }, &mut give_up_at).await {
             return;
         }
     }
     masked.clear();
     masking.refresh(&mut masked);
     masking.masker.finish(&mut masked);
-    let mut lines = Vec::new();
-    splitter.push(&Bytes::from(masked), |line| lines.push(line));
-    lines.extend(splitter.take_partial());
-    if !lines.is_empty() {
-        send_lines(&sink, Lines { stream, ts_us: now_us(), lines }, &mut give_up_at).await;
+    let mut entries = Vec::new();
+    let ts_us = now_us();
+    splitter.push(&Bytes::from(masked), |line| entries.push(unnumbered(stream, ts_us, line)));
+    entries.extend(splitter.take_partial().map(|line| unnumbered(stream, ts_us, line)));
+    if !entries.is_empty() {
+        send_lines(&sink, Lines { entries }, &mut give_up_at).await;
     }
 }
 
@@ -244,11 +251,15 @@ pub async fn write_log(
 }
 
 fn push_lines(batch: &mut Vec<LogEntry>, last_seq: &mut u64, lines: Lines) {
-    batch.reserve(lines.lines.len());
-    for piece in lines.lines {
+    let mut entries = lines.entries;
+    for entry in &mut entries {
         *last_seq += 1;
-        let Piece { bytes, continues, partial } = piece;
-        batch.push(LogEntry { seq: *last_seq, ts_us: lines.ts_us, stream: lines.stream, bytes, continues, partial });
+        entry.seq = *last_seq;
+    }
+    if batch.is_empty() {
+        *batch = entries;
+    } else {
+        batch.append(&mut entries);
     }
 }
 
@@ -257,11 +268,14 @@ mod tests {
     use super::*;
 
     fn stdout(texts: &[&str]) -> Lines {
-        let lines = texts
+        let entries = texts
             .iter()
-            .map(|text| Piece { bytes: text.as_bytes().to_vec().into(), continues: false, partial: false })
+            .map(|text| {
+                let piece = Piece { bytes: text.as_bytes().to_vec().into(), continues: false, partial: false };
+                unnumbered(LogStream::Stdout, 1, piece)
+            })
             .collect();
-        Lines { stream: LogStream::Stdout, ts_us: 1, lines }
+        Lines { entries }
     }
 
     /// Lets the other tasks of this single-threaded runtime run until they wait, a hundred
