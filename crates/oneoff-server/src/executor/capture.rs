@@ -7,8 +7,9 @@
 //! byte arrived, whatever follows (a `\r` progress bar is never quiet); the pieces after the
 //! first are marked as continuing it. One task per run numbers the lines and hands them in
 //! batches to the shared [`LogWriter`], which stores and publishes them. A run has one
-//! batch in flight; the lines read meanwhile wait in a bounded channel, so memory stays
-//! bounded even when the disk is slower than the job.
+//! batch in flight; the lines read meanwhile wait in a channel bounded in reads and in entries
+//! ([`LineSink`]), so memory stays bounded even when the disk is slower than the job, or the
+//! job prints nothing but newlines.
 //!
 //! Batches follow the load, with no timer: a line of a run with nothing in flight goes to the
 //! writer at once (a viewer of an idle server sees it a commit later, not after a linger),
@@ -19,8 +20,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use oneoff_core::{LineSplitter, LogEntry, LogStream, Piece, RunId, SecretMasker};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -29,17 +32,48 @@ use super::sleep_until_some;
 use crate::clock::now_us;
 
 /// Lines read together from one pipe, as entries not numbered yet (`seq` 0): the run's log
-/// task numbers them in place, and takes the list as its batch when it has none.
+/// task numbers them in place, and takes the list as its batch when it has none. They hold
+/// their share of the run's [`IN_FLIGHT_ENTRIES`] until the log task takes them.
 #[derive(Debug)]
 pub struct Lines {
     entries: Vec<LogEntry>,
+    _room: Option<OwnedSemaphorePermit>,
 }
 
-impl Lines {
-    pub fn system(text: impl Into<String>) -> Lines {
-        let line = Piece { bytes: text.into().into_bytes().into(), continues: false, partial: false };
-        Lines { entries: vec![unnumbered(LogStream::System, now_us(), line)] }
+/// Where a run's pipes and its supervisor send lines: the channel to the run's log task,
+/// bounded in reads ([`CHANNEL_CHUNKS`], so in bytes) and in entries ([`IN_FLIGHT_ENTRIES`]).
+/// The bound in entries is what holds a job that prints empty lines as fast as a pipe goes
+/// (`yes ''`: 65,536 lines a read) to a few megabytes instead of hundreds.
+#[derive(Clone)]
+pub struct LineSink {
+    sender: mpsc::Sender<Lines>,
+    room: Arc<Semaphore>,
+}
+
+/// A run's line channel: the sink for its pipes, the receiver for its log task ([`write_log`]).
+pub fn line_channel() -> (LineSink, mpsc::Receiver<Lines>) {
+    let (sender, incoming) = mpsc::channel(CHANNEL_CHUNKS);
+    (LineSink { sender, room: Arc::new(Semaphore::new(IN_FLIGHT_ENTRIES)) }, incoming)
+}
+
+impl LineSink {
+    /// Waits until the log task has room for `entries`, then hands them over; false once the
+    /// log task is gone. A list larger than the whole room waits for all of it.
+    pub async fn send(&self, entries: Vec<LogEntry>) -> bool {
+        let wanted = u32::try_from(entries.len().min(IN_FLIGHT_ENTRIES)).unwrap_or(u32::MAX);
+        let Ok(room) = self.room.clone().acquire_many_owned(wanted).await else { return false };
+        self.sender.send(Lines { entries, _room: Some(room) }).await.is_ok()
     }
+
+    /// Says something about the run in its log, as a `system` line.
+    pub async fn system(&self, text: impl Into<String>) -> bool {
+        self.send(vec![system_entry(text)]).await
+    }
+}
+
+fn system_entry(text: impl Into<String>) -> LogEntry {
+    let line = Piece { bytes: text.into().into_bytes().into(), continues: false, partial: false };
+    unnumbered(LogStream::System, now_us(), line)
 }
 
 fn unnumbered(stream: LogStream, ts_us: i64, piece: Piece) -> LogEntry {
@@ -48,7 +82,10 @@ fn unnumbered(stream: LogStream, ts_us: i64, piece: Piece) -> LogEntry {
 }
 
 /// Chunks of lines in flight between capture and writer; each chunk holds at most one read.
-pub const CHANNEL_CHUNKS: usize = 256;
+const CHANNEL_CHUNKS: usize = 256;
+/// Entries in flight between a run's pipes and its log task: about 7 MB of entries, room for
+/// two reads of nothing but newlines, or fourteen reads of `seq`.
+pub const IN_FLIGHT_ENTRIES: usize = 1 << 17;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Entries per batch (a batch may pass it by the lines of one read).
 const BATCH_ENTRIES: usize = 8192;
@@ -96,7 +133,7 @@ pub async fn capture(
     partial_flush: Duration,
     mut masking: Masking,
     watch: PipeWatch,
-    sink: mpsc::Sender<Lines>,
+    sink: LineSink,
 ) {
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
@@ -114,7 +151,7 @@ pub async fn capture(
             () = sleep_until_some(flush_at.map(|(_, at)| at)) => {
                 flush_at = None;
                 if let Some(partial) = splitter.take_partial() {
-                    let lines = Lines { entries: vec![unnumbered(stream, now_us(), partial)] };
+                    let lines = vec![unnumbered(stream, now_us(), partial)];
                     if !send_lines(&sink, lines, &mut give_up_at).await {
                         return;
                     }
@@ -136,7 +173,7 @@ pub async fn capture(
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 let message = format!("reading {} failed: {error}", stream.as_str());
-                send_lines(&sink, Lines::system(message), &mut give_up_at).await;
+                send_lines(&sink, vec![system_entry(message)], &mut give_up_at).await;
                 break;
             }
         };
@@ -155,7 +192,7 @@ pub async fn capture(
             (Some(push), Some((dated_by, at))) if push == dated_by => Some((dated_by, at)),
             (Some(push), _) => Some((push, read_at + partial_flush)),
         };
-        if !entries.is_empty() && !send_lines(&sink, Lines { entries }, &mut give_up_at).await {
+        if !entries.is_empty() && !send_lines(&sink, entries, &mut give_up_at).await {
             return;
         }
     }
@@ -167,7 +204,7 @@ pub async fn capture(
     splitter.push(&Bytes::from(masked), |line| entries.push(unnumbered(stream, ts_us, line)));
     entries.extend(splitter.take_partial().map(|line| unnumbered(stream, ts_us, line)));
     if !entries.is_empty() {
-        send_lines(&sink, Lines { entries }, &mut give_up_at).await;
+        send_lines(&sink, entries, &mut give_up_at).await;
     }
 }
 
@@ -198,9 +235,9 @@ impl PipeDeadline {
 }
 
 /// Sends lines to the writer; returns false when the writer is gone.
-async fn send_lines(sink: &mpsc::Sender<Lines>, lines: Lines, deadline: &mut PipeDeadline) -> bool {
+async fn send_lines(sink: &LineSink, entries: Vec<LogEntry>, deadline: &mut PipeDeadline) -> bool {
     let started = Instant::now();
-    let sent = sink.send(lines).await.is_ok();
+    let sent = sink.send(entries).await;
     deadline.extend(started.elapsed());
     sent
 }
@@ -275,7 +312,7 @@ mod tests {
                 unnumbered(LogStream::Stdout, 1, piece)
             })
             .collect();
-        Lines { entries }
+        Lines { entries, _room: None }
     }
 
     /// Lets the other tasks of this single-threaded runtime run until they wait, a hundred
@@ -289,7 +326,7 @@ mod tests {
     #[tokio::test]
     async fn a_line_goes_to_the_writer_at_once_and_the_lines_arriving_meanwhile_make_the_next_batch() {
         let (writer, mut appends) = LogWriter::detached(Duration::from_secs(60));
-        let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
+        let (lines, incoming) = mpsc::channel(8);
         let task = tokio::spawn(write_log(RunId(7), writer, 0, incoming, CancellationToken::new()));
 
         lines.send(stdout(&["one"])).await.unwrap();
@@ -316,7 +353,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_holds_at_most_its_bound_and_the_rest_follows_in_order() {
         let (writer, mut appends) = LogWriter::detached(Duration::from_secs(60));
-        let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
+        let (lines, incoming) = mpsc::channel(8);
         let task = tokio::spawn(write_log(RunId(7), writer, 0, incoming, CancellationToken::new()));
         lines.send(stdout(&["first"])).await.unwrap();
         let first = appends.recv().await.unwrap();
@@ -336,5 +373,37 @@ mod tests {
         third.answer(Ok(()));
         drop(lines);
         assert_eq!(task.await.unwrap(), None);
+    }
+
+    fn empty_lines(count: usize) -> Vec<LogEntry> {
+        let piece = || Piece { bytes: Bytes::new(), continues: false, partial: false };
+        (0..count).map(|_| unnumbered(LogStream::Stdout, 1, piece())).collect()
+    }
+
+    /// A job that prints nothing but newlines fills a 64 KiB read with 65,536 entries; the
+    /// pipes wait once the entries in flight fill the room, whatever the count of reads.
+    #[tokio::test]
+    async fn the_pipes_wait_while_the_entries_in_flight_fill_the_room() {
+        use futures_util::FutureExt;
+        let (sink, mut incoming) = line_channel();
+        let read = IN_FLIGHT_ENTRIES / 2;
+        assert_eq!(sink.send(empty_lines(read)).now_or_never(), Some(true));
+        assert_eq!(sink.send(empty_lines(read)).now_or_never(), Some(true), "the room holds two such reads");
+        let third = sink.send(empty_lines(1));
+        tokio::pin!(third);
+        assert_eq!(third.as_mut().now_or_never(), None, "a third waits for room");
+        let first = incoming.recv().await.unwrap();
+        assert_eq!(third.as_mut().now_or_never(), None, "entries still in the channel hold their room");
+        drop(first);
+        assert!(third.await, "the log task took the first read");
+        // A list larger than the whole room waits for all of it, then goes through.
+        let huge = sink.send(empty_lines(IN_FLIGHT_ENTRIES * 2));
+        tokio::pin!(huge);
+        assert_eq!(huge.as_mut().now_or_never(), None);
+        drop((incoming.recv().await.unwrap(), incoming.recv().await.unwrap()));
+        assert!(huge.await);
+        assert_eq!(incoming.recv().await.unwrap().entries.len(), IN_FLIGHT_ENTRIES * 2);
+        drop(incoming);
+        assert!(!sink.system("no log task").await, "a sink without its log task says so");
     }
 }

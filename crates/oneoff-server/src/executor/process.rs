@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::capture::{self, CHANNEL_CHUNKS};
+use super::capture;
 use super::isolation::Isolation;
 use super::log_writer::{with_store_retries, LogWriter, Unstored};
 use super::runner::{Assignment, Ended, LocalRunner, Output, Runner, Stops, Whereabouts};
@@ -105,7 +105,7 @@ async fn run_to_end(
     let run = context.run;
     // The claim (`Store::claim_runs`) made the run `running` on this replica already.
     let first_seq = context.store.last_seq(run).await?;
-    let (lines, incoming) = mpsc::channel(CHANNEL_CHUNKS);
+    let (lines, incoming) = capture::line_channel();
     let store_refused = CancellationToken::new();
     let writer = tokio::spawn(
         capture::write_log(run, context.writer.clone(), first_seq, incoming, store_refused.clone()).in_current_span(),

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 pub use local::LocalRunner;
 
-use super::capture::{self, Lines, PipeWatch};
+use super::capture::{self, LineSink, PipeWatch};
 use super::SecretBook;
 
 /// Where a run's processes run. A closed set: dispatch is a `match`, each runner a type of its own.
@@ -86,26 +86,21 @@ impl Ended {
 /// Where a runner sends what the run prints: each byte stream is masked against every secret
 /// the server holds, cut into lines, numbered and stored by the log writer.
 pub struct Output {
-    lines: mpsc::Sender<Lines>,
+    lines: LineSink,
     max_line_bytes: usize,
     partial_line_flush: Duration,
     book: SecretBook,
 }
 
 impl Output {
-    pub fn new(
-        lines: mpsc::Sender<Lines>,
-        max_line_bytes: usize,
-        partial_line_flush: Duration,
-        book: SecretBook,
-    ) -> Output {
+    pub fn new(lines: LineSink, max_line_bytes: usize, partial_line_flush: Duration, book: SecretBook) -> Output {
         Output { lines, max_line_bytes, partial_line_flush, book }
     }
 
     /// Says something about the run in its log, as a `system` line. Once the log writer is
     /// gone there is no log to say it in.
     pub async fn system(&self, text: impl Into<String>) {
-        let _ = self.lines.send(Lines::system(text)).await;
+        self.lines.system(text).await;
     }
 
     /// Reads one byte stream of the run to its end in a task of its own; the task ends at

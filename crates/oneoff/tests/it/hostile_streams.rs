@@ -1,7 +1,8 @@
 //! Hostile log viewers. Viewers that never read, on every transport, cost the server one
 //! message each, not the run's output however large it is; every transport delivers a huge
-//! line whole, in bounded messages; and following a finished run from past its end returns
-//! at once, done, on every transport and in the CLI.
+//! line whole, in bounded messages; following a finished run from past its end returns
+//! at once, done, on every transport and in the CLI; and a job that prints empty lines as fast
+//! as a pipe goes costs the server a bounded amount of memory, and no line.
 
 use std::time::Duration;
 
@@ -24,6 +25,13 @@ type = "integer"
 [[job]]
 name = "one-line"
 command = ["echo", "the only line"]
+
+[[job]]
+name = "newlines"
+command = ["sh", "-c", "head -c {lines} /dev/zero | tr '\\0' '\\n'"]
+[[job.param]]
+name = "lines"
+type = "integer"
 "#;
 
 /// The attack's run: one line of 200 MB without a newline (stored as 64 KiB entries).
@@ -111,6 +119,35 @@ async fn stalled_viewers_of_every_transport_cost_the_server_a_message_each_not_t
     let health = http.get(format!("{}/healthz", server.url)).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK, "the server still answers beside {} stalled viewers", viewers.len());
     eprintln!("resident {baseline_kib} KiB before the viewers; peak growth: {}", growth.join(", "));
+}
+
+/// Nothing but newlines, as fast as a pipe goes: 65,536 lines in every 64 KiB read, faster
+/// than any store commits them. The lines waiting between the pipe and the store are bounded
+/// by their count, not only by reads: before, this job held the server at 600-750 MB.
+#[tokio::test]
+async fn a_job_printing_empty_lines_at_pipe_speed_holds_bounded_memory_and_loses_no_line() {
+    const LINES: u64 = 4_000_000;
+    const MAX_GROWTH_KIB: u64 = 96 * 1024;
+    let mut writer = TestServer::start(JOBS).await;
+    writer.stop().await;
+    let process = ServerProcess::start(&writer.dir.path().join("oneoff.toml"));
+    let baseline_kib = process.memory_kib("VmRSS");
+    process.reset_peak_memory();
+    let server = TestServer::remote(process.url.clone(), writer.dir);
+    let id = server.start_run("newlines", json!({ "lines": LINES })).await;
+    let run = eventually("the run of 4,000,000 empty lines to end", Duration::from_secs(300), || async {
+        let run = server.run_json(id).await;
+        let grown_kib = process.memory_kib("VmHWM").saturating_sub(baseline_kib);
+        assert!(grown_kib < MAX_GROWTH_KIB, "the server's peak memory grew by {} MiB", grown_kib / 1024);
+        (!matches!(run["status"].as_str(), Some("queued" | "running"))).then_some(run)
+    })
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let grown_kib = process.memory_kib("VmHWM").saturating_sub(baseline_kib);
+    let (_, tail) = server.get(&format!("/api/v1/runs/{id}/log?tail=1")).await;
+    assert_eq!(tail["entries"][0]["seq"], LINES, "every line is stored: {tail}");
+    assert_eq!(tail["entries"][0]["text"], "");
+    eprintln!("resident {baseline_kib} KiB before the run; peak growth {} MiB", grown_kib / 1024);
 }
 
 #[tokio::test]
