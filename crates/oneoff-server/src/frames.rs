@@ -50,6 +50,11 @@ pub struct Frame {
     pub last_seq: u64,
 }
 
+/// A message's JSON before its entries.
+const HEAD: &[u8] = br#"{"entries":["#;
+/// Room for what follows its entries: `],"next":`, the number and `}`, and the SSE event's end.
+const TAIL_BYTES: usize = 32;
+
 /// `id: ` and `\ndata: ` around the largest sequence number.
 const EVENT_ROOM: usize = "id: ".len() + 20 + "\ndata: ".len();
 const EVENT_END: &[u8] = b"\n\n";
@@ -83,6 +88,11 @@ impl Frame {
         message[start..EVENT_ROOM].copy_from_slice(prefix.as_bytes());
         let json_end = message.len();
         message.extend_from_slice(EVENT_END);
+        // A frame may live in the cache: it keeps at most an eighth more than it holds (the
+        // room of a carried entry, or of an escaped line's growth, goes back).
+        if message.capacity() - message.len() > message.len() / 8 {
+            message.shrink_to_fit();
+        }
         let event = Bytes::from(message).slice(start..);
         let json = event.slice(prefix.len()..json_end - start);
         // serde_json writes UTF-8 (and the message is ASCII), so this never falls back.
@@ -177,10 +187,8 @@ impl Batches {
     /// The next message's JSON after `room` bytes of zeros (which do not count against
     /// `max_bytes`), and its last sequence number.
     fn next_message(&mut self, room: usize) -> Option<(Vec<u8>, u64)> {
-        const HEAD: &[u8] = br#"{"entries":["#;
-        const TAIL_BYTES: usize = 32; // `],"next":` and the number
         let carried = self.carried.as_ref().map_or(0, |(json, _)| json.len());
-        let mut message = Vec::with_capacity(room + HEAD.len() + carried + self.expected_bytes() + TAIL_BYTES);
+        let mut message = Vec::with_capacity(room + self.expected_bytes(carried));
         message.resize(room, 0);
         message.extend_from_slice(HEAD);
         let mut last_seq = None;
@@ -212,21 +220,31 @@ impl Batches {
 }
 
 impl Batches {
-    /// About what the next message's entries take, within `max_bytes`: reserved up front so
-    /// that the message is not copied as it grows, and not more, because a frame keeps what
-    /// its buffer reserved (an escaped line may still make it grow).
-    fn expected_bytes(&self) -> usize {
-        /// An entry's JSON besides its text: keys, sequence number, timestamp and stream.
-        const ENTRY_BYTES: usize = 96;
-        let mut bytes = 0;
+    /// About what the next message takes: its head, `carried`, then the entries up to and
+    /// including the one that takes it past `max_bytes` (written, then carried to the next
+    /// message), and its tail. Reserved up front so that the message is not copied as it
+    /// grows; an escaped line may still make it grow, and [`Frame::new`] gives back what a
+    /// frame does not use.
+    fn expected_bytes(&self, carried: usize) -> usize {
+        let mut bytes = HEAD.len() + carried + TAIL_BYTES;
         for entry in &self.entries[self.next..] {
-            if bytes >= self.max_bytes {
+            if bytes > self.max_bytes {
                 break;
             }
-            bytes += entry.bytes.len() + ENTRY_BYTES;
+            bytes += expected_entry_bytes(entry);
         }
-        bytes.min(self.max_bytes + ENTRY_BYTES)
+        bytes
     }
+}
+
+/// What [`Batches::write_entry`] writes for an entry whose text needs no escape, and the comma
+/// before it: `{"seq":`, `,"ts":"`, the 27 bytes of a timestamp, `","stream":"`, `","text":"`
+/// and `"}` around the numbers and names.
+fn expected_entry_bytes(entry: &LogEntry) -> usize {
+    const FIXED: usize = 1 + 7 + 7 + 27 + 12 + 10 + 2;
+    let flags = if entry.continues { ",\"continues\":true".len() } else { 0 }
+        + if entry.partial { ",\"partial\":true".len() } else { 0 };
+    FIXED + itoa::Buffer::new().format(entry.seq).len() + entry.stream.as_str().len() + entry.bytes.len() + flags
 }
 
 impl Iterator for Batches {
@@ -306,6 +324,39 @@ mod tests {
                 let serde = serde_json::to_vec(&Entry::from(&entry)).unwrap();
                 assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&serde), "{text:?}");
                 assert_eq!(ours, serde);
+            }
+        }
+    }
+
+    /// A message is reserved whole before it is written, the entry that starts the next one
+    /// included, so it is never copied as it grows, and it reserves little more than it holds.
+    #[test]
+    fn an_entry_is_expected_to_take_what_it_is_written_in() {
+        for (index, seq) in [1, 9, 10, 12_345, u64::MAX].into_iter().enumerate() {
+            let stream = [LogStream::Stdout, LogStream::Stderr, LogStream::System][index % 3];
+            for (continues, partial) in [(false, false), (true, false), (false, true), (true, true)] {
+                let bytes = "x".repeat(index * 7).into();
+                let entry = LogEntry { seq, ts_us: 1_767_225_600_123_456, stream, bytes, continues, partial };
+                let mut written = vec![b','];
+                Batches::write_entry(&mut None, &mut written, &entry).unwrap();
+                assert_eq!(super::expected_entry_bytes(&entry), written.len(), "{entry:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_reserves_about_what_it_holds() {
+        for (line_bytes, max_bytes) in [(1000, 65_536), (7, 65_536), (60_000, 65_536), (10, 1_000_000)] {
+            let entries: Vec<LogEntry> = (1..=200).map(|seq| entry(seq, 1, &vec![b'a'; line_bytes])).collect();
+            let mut batches = Batches::new(entries, max_bytes);
+            while let Some((message, _)) = batches.next_message(super::EVENT_ROOM) {
+                let spare = message.capacity() - message.len();
+                assert!(
+                    spare <= line_bytes + 200,
+                    "{line_bytes}-byte lines, messages of {max_bytes}: {} bytes held in {}",
+                    message.len(),
+                    message.capacity()
+                );
             }
         }
     }

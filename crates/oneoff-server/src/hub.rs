@@ -653,17 +653,13 @@ pub struct Cursor {
     hub: LogHub,
     run: RunId,
     after: u64,
-    /// The run's feed here, as this cursor last saw it live. The hub forgets a run when it
-    /// finishes; a cursor still behind then takes what the feed keeps before it reads the
-    /// store (a firehose's viewer is often behind when the job ends).
-    local: Option<Arc<Feed>>,
     /// While the run is live elsewhere (not in this process's hub): its remote feed.
     remote: Option<RemoteFollow>,
 }
 
 impl Cursor {
     pub fn new(store: Store, hub: LogHub, run: RunId, after: u64) -> Cursor {
-        Cursor { store, hub, run, after, local: None, remote: None }
+        Cursor { store, hub, run, after, remote: None }
     }
 
     /// The sequence number of the last entry delivered (what a client resumes `after`).
@@ -705,10 +701,9 @@ impl Cursor {
                 Some(local) => {
                     // Live here (again): the fast path, with no remote feed.
                     self.remote = None;
-                    self.local = Some(local.clone());
                     Some(local)
                 }
-                None => self.local.clone().or_else(|| self.remote.as_ref().map(|remote| remote.feed.clone())),
+                None => self.remote.as_ref().map(|remote| remote.feed.clone()),
             };
             // Subscribe before reading, so progress made after the read wakes the wait below.
             let mut progress = feed.as_ref().map(|feed| feed.progress.subscribe());
@@ -726,8 +721,6 @@ impl Cursor {
             }
             let finished = progress.as_ref().is_none_or(|receiver| receiver.borrow().finished);
             if finished {
-                // What the finished feed kept is delivered: the rest is in the store.
-                self.local = None;
                 // Not live: the run is final (all entries stored, none left after the position),
                 // or queued and not yet registered after a restart.
                 match self.store.run(self.run).await? {
@@ -972,61 +965,6 @@ mod tests {
         let counted: usize = recent.batches.iter().map(|kept| kept.bytes()).sum();
         assert_eq!(recent.bytes, counted, "the count is what the kept batches hold");
         assert!(recent.batches.front().unwrap().first_seq() > oldest, "frames made room by evicting");
-    }
-
-    /// The hub forgets a run when it finishes; a follower that was behind takes the rest of
-    /// what the feed kept from memory, and only then reads the store. (The published lines
-    /// differ from the stored ones here, to show where each step came from.)
-    #[tokio::test]
-    async fn a_follower_behind_a_finished_run_drains_the_kept_lines_before_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("oneoff.db")).await.unwrap();
-        let new = oneoff_store::NewRun {
-            job: "j".into(),
-            params: Vec::new(),
-            argv: vec!["true".into()],
-            requested_by: None,
-            created_at_us: 1,
-            held_by: None,
-        };
-        let run = store.insert_run(&new, 10).await.unwrap().id;
-        store.mark_running(run, 2).await.unwrap();
-        store.append_log(run, &batch(1..=6, 10)).await.unwrap();
-        let kept = |seqs| -> Arc<[LogEntry]> {
-            batch(seqs, 0).iter().map(|entry| LogEntry { bytes: "kept".into(), ..entry.clone() }).collect()
-        };
-        let hub = LogHub::new(1_000_000, 1_000_000);
-        hub.open(run);
-        hub.publish(run, kept(1..=3));
-        hub.publish(run, kept(4..=6));
-        let shutdown = CancellationToken::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let texts = |step: Step| match step {
-            Step::Entries(entries) => entries.iter().map(|entry| (entry.seq, entry.text().into_owned())).collect(),
-            other => panic!("expected entries, got {other:?}"),
-        };
-        let mut behind = Cursor::new(store.clone(), hub.clone(), run, 0);
-        let first: Vec<(u64, String)> = texts(behind.next(3, deadline, &shutdown).await.unwrap());
-        assert_eq!(first, [(1, "kept".into()), (2, "kept".into()), (3, "kept".into())]);
-        let finish = oneoff_store::Finish {
-            status: oneoff_core::RunStatus::Succeeded,
-            finished_at_us: 3,
-            exit_code: Some(0),
-            signal: None,
-            error: None,
-        };
-        store.finish_run(run, &finish).await.unwrap();
-        hub.finish(run);
-        let mut late = Cursor::new(store.clone(), hub.clone(), run, 3);
-        let rest: Vec<(u64, String)> = texts(behind.next(100, deadline, &shutdown).await.unwrap());
-        assert_eq!(rest, [(4, "kept".into()), (5, "kept".into()), (6, "kept".into())], "from the finished feed");
-        assert!(matches!(behind.next(100, deadline, &shutdown).await.unwrap(), Step::Finished(_)));
-        let stored: Vec<(u64, String)> = texts(late.next(100, deadline, &shutdown).await.unwrap());
-        assert_eq!(
-            stored,
-            (4..=6).map(|seq| (seq, "x".repeat(10))).collect::<Vec<_>>(),
-            "never saw it live: the store"
-        );
     }
 
     /// A run stored by someone else (no feed here): its followers share one remote feed, made

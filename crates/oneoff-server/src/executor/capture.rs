@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use oneoff_core::{LineSplitter, LogEntry, LogStream, Piece, RunId, SecretMasker};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -84,7 +84,8 @@ fn unnumbered(stream: LogStream, ts_us: i64, piece: Piece) -> LogEntry {
 /// Chunks of lines in flight between capture and writer; each chunk holds at most one read.
 const CHANNEL_CHUNKS: usize = 256;
 /// Entries in flight between a run's pipes and its log task: about 7 MB of entries, room for
-/// two reads of nothing but newlines, or fourteen reads of `seq`.
+/// two reads of nothing but newlines, or fourteen reads of `seq`. The batch being stored
+/// (up to [`BATCH_ENTRIES`] and one read) comes on top.
 pub const IN_FLIGHT_ENTRIES: usize = 1 << 17;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Entries per batch (a batch may pass it by the lines of one read).
@@ -201,7 +202,8 @@ pub async fn capture(
     masking.masker.finish(&mut masked);
     let mut entries = Vec::new();
     let ts_us = now_us();
-    splitter.push(&Bytes::from(masked), |line| entries.push(unnumbered(stream, ts_us, line)));
+    chunks.extend_from_slice(&masked);
+    splitter.push(&chunks.split().freeze(), |line| entries.push(unnumbered(stream, ts_us, line)));
     entries.extend(splitter.take_partial().map(|line| unnumbered(stream, ts_us, line)));
     if !entries.is_empty() {
         send_lines(&sink, entries, &mut give_up_at).await;
@@ -376,7 +378,7 @@ mod tests {
     }
 
     fn empty_lines(count: usize) -> Vec<LogEntry> {
-        let piece = || Piece { bytes: Bytes::new(), continues: false, partial: false };
+        let piece = || Piece { bytes: bytes::Bytes::new(), continues: false, partial: false };
         (0..count).map(|_| unnumbered(LogStream::Stdout, 1, piece())).collect()
     }
 
