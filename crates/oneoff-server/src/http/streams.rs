@@ -2,8 +2,10 @@
 //!
 //! Each viewer reads from its own position ("read from SEQ, then follow"): from the hub's
 //! memory near the head, from the store when behind. A viewer that does not read only
-//! blocks its own task; after `viewer_send_timeout` it is dropped with a close reason and
-//! can resume by sequence. Entries are sent in batches: whatever is available when the
+//! blocks its own task; a WebSocket viewer is dropped after `viewer_send_timeout` with a close
+//! reason and can resume by sequence. An SSE body is polled by hyper only when the socket
+//! takes more, so a stalled SSE viewer keeps its connection (holding one message) until the
+//! client goes away. Entries are sent in batches: whatever is available when the
 //! viewer is ready goes out at once, so a firehose is few messages and a trickle has no
 //! added latency.
 //!
