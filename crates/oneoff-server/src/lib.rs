@@ -11,6 +11,7 @@
 mod audit_trail;
 mod catalog;
 mod clock;
+mod connection;
 pub mod executor;
 mod frames;
 pub mod host;
@@ -30,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use oneoff_core::config::ServerConfig;
 use oneoff_core::store_url::default_replica_name;
 use oneoff_core::LogFormat;
@@ -172,16 +172,24 @@ async fn serve(
     stop: CancellationToken,
     remote_watch: JoinHandle<()>,
 ) -> anyhow::Result<()> {
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let http_stop = state.shutdown.clone();
-    let http = tokio::spawn(async move {
-        // Log messages are small writes that must leave at once: Nagle's algorithm would
-        // hold each behind the previous one's ACK (up to the peer's delayed-ACK 40 ms).
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await
+    let router = http::router(state.clone());
+    // Each connection's requests carry its peer's address, as `ConnectInfo`.
+    let app = tower::service_fn(move |incoming: axum::serve::IncomingStream<'_, connection::Listener>| {
+        let peer = axum::extract::ConnectInfo(*incoming.remote_addr());
+        std::future::ready(Ok::<_, std::convert::Infallible>(tower::Layer::layer(
+            &axum::Extension(peer),
+            router.clone(),
+        )))
     });
+    // WebSocket viewers are closed by their own stream after `viewer_send_timeout`, with a
+    // close reason; every other connection whose peer takes nothing for twice that is cut.
+    let write_timeout = state.config.streams.viewer_send_timeout * 2;
+    let listener = connection::Listener::new(listener, write_timeout);
+    let http_stop = state.shutdown.clone();
+    let http =
+        tokio::spawn(
+            async move { axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await },
+        );
     stop.cancelled().await;
     tracing::info!("stopping: no new runs; draining running ones");
     // HTTP keeps serving during the drain so viewers see the last lines and the final states.

@@ -4,8 +4,8 @@
 //! memory near the head, from the store when behind. A viewer that does not read only
 //! blocks its own task; a WebSocket viewer is dropped after `viewer_send_timeout` with a close
 //! reason and can resume by sequence. An SSE body is polled by hyper only when the socket
-//! takes more, so a stalled SSE viewer keeps its connection (holding one message) until the
-//! client goes away. Entries are sent in batches: whatever is available when the
+//! takes more, so a stalled SSE viewer is cut below it, by the connection's write deadline
+//! (twice `viewer_send_timeout`, [`crate::connection`]), and resumes with `Last-Event-ID`. Entries are sent in batches: whatever is available when the
 //! viewer is ready goes out at once, so a firehose is few messages and a trickle has no
 //! added latency.
 //!

@@ -121,6 +121,58 @@ async fn stalled_viewers_of_every_transport_cost_the_server_a_message_each_not_t
     eprintln!("resident {baseline_kib} KiB before the viewers; peak growth: {}", growth.join(", "));
 }
 
+/// The SSE viewers open on this server process, from its `/metrics`.
+async fn sse_viewers(server: &ServerProcess) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.url)).await.expect("GET /metrics").text().await.unwrap();
+    let line = text.lines().find(|line| line.starts_with(r#"oneoff_log_viewers_by_transport{transport="sse"}"#));
+    line.and_then(|line| line.split_whitespace().last()?.parse().ok()).expect("the SSE viewers gauge")
+}
+
+/// hyper polls a response body only when the socket takes more, so an SSE viewer or a
+/// download that stops reading used to keep its connection for as long as the client did: a
+/// viewer slot, and a stop that never ended. Now a connection whose peer takes nothing for
+/// twice `viewer_send_timeout` is cut, and the server's stop goes on.
+#[tokio::test]
+async fn a_stalled_sse_viewer_or_download_is_cut_off_and_does_not_hold_up_the_stop() {
+    let mut writer = TestServer::start_with(JOBS, "[streams]\nviewer_send_timeout = \"1s\"").await;
+    let id = writer.start_run("huge-line", json!({ "bytes": 20_000_000 })).await;
+    assert_eq!(writer.wait_final(id).await["status"], "succeeded");
+    writer.stop().await;
+    let server = ServerProcess::start(&writer.dir.path().join("oneoff.toml"));
+    let sse_request = get_request(&format!("/api/v1/runs/{id}/log/sse"), "Accept: text/event-stream\r\n");
+    let sse = StalledViewer::connect(&server, "SSE", sse_request).await;
+    let download =
+        StalledViewer::connect(&server, "log.txt", get_request(&format!("/api/v1/runs/{id}/log.txt"), "")).await;
+    for viewer in [&sse, &download] {
+        let what = format!("the server to start sending to a stalled {} viewer", viewer.transport);
+        eventually(&what, Duration::from_secs(60), || async { viewer.got_body().then_some(()) }).await;
+    }
+    let stalled_at = std::time::Instant::now();
+    assert_eq!(sse_viewers(&server).await, 1);
+    eventually("the stalled SSE viewer to be cut off", Duration::from_secs(30), || async {
+        (sse_viewers(&server).await == 0).then_some(())
+    })
+    .await;
+    assert!(stalled_at.elapsed() >= Duration::from_secs(1), "cut off before it had stalled for the timeout");
+
+    // A fresh stall of each kind, then the stop: it ends, the stalled connections cut.
+    let _sse = StalledViewer::connect(&server, "SSE", get_request(&format!("/api/v1/runs/{id}/log/sse"), "")).await;
+    let _download =
+        StalledViewer::connect(&server, "log.txt", get_request(&format!("/api/v1/runs/{id}/log.txt"), "")).await;
+    eventually("the second SSE viewer to be served", Duration::from_secs(60), || async {
+        (sse_viewers(&server).await == 1).then_some(())
+    })
+    .await;
+    let mut server = server;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let status = eventually("the server to stop beside stalled viewers", Duration::from_secs(60), || {
+        std::future::ready(server.child.try_wait().expect("wait for the server"))
+    })
+    .await;
+    assert!(status.success(), "the stop ended with {status}");
+}
+
 /// Nothing but newlines, as fast as a pipe goes: 65,536 lines in every 64 KiB read, faster
 /// than any store commits them. The lines waiting between the pipe and the store are bounded
 /// by their count, not only by reads: before, this job held the server at 600-750 MB.
