@@ -17,12 +17,18 @@ const fixture = useServerAndBrowser({ before, after });
 
 const LINES = 1_000_000;
 let millionRun = null;
-/** A `burst` run that prints its 400,000 lines once `release()` is called; `remove()` cleans up. */
-async function gatedBurst() {
+/**
+ * A `burst` run that prints its 400,000 lines once `release()` is called, open on its run
+ * page, which follows it live; `close()` closes the page, `remove()` cleans up.
+ */
+async function followedBurst() {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'oneoff-burst-'));
   const flag = path.join(dir, 'go');
   const id = await fixture.server.createRun('burst', { flag });
-  return { id, release: () => writeFile(flag, ''), remove: () => rm(dir, { recursive: true, force: true }) };
+  const { page, close } = await openPage(fixture.browser);
+  await page.goto(`${fixture.server.url}/runs/${id}`);
+  await waitForText(transportBadge(page), /live/);
+  return { page, close, release: () => writeFile(flag, ''), remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
 function million() {
@@ -234,12 +240,8 @@ test('Download raw is the whole log', async () => {
 });
 
 test('following a live firehose keeps a bounded window, and what it dropped comes back when scrolled to', async () => {
-  const { server, browser } = fixture;
-  const burst = await gatedBurst();
-  const { id } = burst;
-  const { page, close } = await openPage(browser);
-  await page.goto(`${server.url}/runs/${id}`);
-  await waitForText(transportBadge(page), /live/);
+  const burst = await followedBurst();
+  const { page, close } = burst;
   await burst.release();
   await logLine(page, '400000').waitFor({ timeout: 60000 });
   await waitForText(transportBadge(page), /complete/, { timeout: 60000 });
@@ -260,12 +262,8 @@ test('following a live firehose keeps a bounded window, and what it dropped come
 });
 
 test('a search of a live run goes on over the lines stored after it finished', async () => {
-  const { server, browser } = fixture;
-  const burst = await gatedBurst();
-  const { id } = burst;
-  const { page, close } = await openPage(browser);
-  await page.goto(`${server.url}/runs/${id}`);
-  await waitForText(transportBadge(page), /live/);
+  const burst = await followedBurst();
+  const { page, close } = burst;
   const input = page.getByRole('searchbox', { name: 'Search the log' });
   await input.fill('399999');
   await input.press('Enter');

@@ -217,9 +217,7 @@ impl Batches {
         }
         last_seq.map(|seq| finish_message(message, seq))
     }
-}
 
-impl Batches {
     /// About what the next message takes: its head, `carried`, then the entries up to and
     /// including the one that takes it past `max_bytes` (written, then carried to the next
     /// message), and its tail. Reserved up front so that the message is not copied as it
